@@ -1,0 +1,210 @@
+//! Which files a backup copies, and where each goes inside the backup.
+//!
+//! The server's own list (`information_schema.FILES`) is the authority for
+//! InnoDB tablespaces: it names general tablespaces and tables created with
+//! DATA DIRECTORY outside the datadir, which a directory walk would miss.
+//! Under the backup lock no DDL runs, so the list stays true while we copy.
+
+use std::path::{Path, PathBuf};
+
+use crate::meta::FileKind;
+use crate::mysql::{InnodbFile, ServerFacts};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub source: PathBuf,
+    /// Path inside the backup, `/`-separated.
+    pub dest: String,
+    pub kind: FileKind,
+    /// Set for files that live outside the datadir on the source.
+    pub original_path: Option<PathBuf>,
+    /// Tablespace id and FSP flags from the server's dictionary, for
+    /// InnoDB files (page 0 of a new tablespace may not be on disk yet).
+    pub space: Option<(u32, u32)>,
+}
+
+/// Extensions of non-InnoDB table files (MyISAM, CSV, ARCHIVE, MERGE) and of
+/// serialized dictionary info for them.
+const NON_INNODB_EXTENSIONS: &[&str] = &["MYD", "MYI", "sdi", "CSV", "CSM", "MRG", "ARZ", "ARM"];
+
+/// Folder inside the backup for tablespaces that lived outside the datadir;
+/// below it the original absolute path is kept.
+pub const EXTERNAL_DIR: &str = "external";
+
+/// Plans the InnoDB files from the server's list.
+pub fn plan_innodb(facts: &ServerFacts, rows: &[InnodbFile]) -> Vec<DataFile> {
+    let mut files: Vec<DataFile> = rows
+        .iter()
+        .filter(|row| row.file_type != "TEMPORARY")
+        .map(|row| {
+            let source = absolute(&facts.datadir, &row.name);
+            let kind = if row.file_type == "UNDO LOG" {
+                FileKind::UndoTablespace
+            } else if is_system_tablespace(facts, &source) {
+                FileKind::SystemTablespace
+            } else {
+                FileKind::Tablespace
+            };
+            let mut file = place(facts, source, kind);
+            file.space = row.space_id.zip(row.flags);
+            file
+        })
+        .collect();
+    files.sort_by(|a, b| a.dest.cmp(&b.dest));
+    files.dedup_by(|a, b| a.dest == b.dest);
+    files
+}
+
+fn is_system_tablespace(facts: &ServerFacts, path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    path.parent() == Some(facts.data_home_dir.as_path())
+        && facts
+            .data_file_path
+            .split(';')
+            .any(|spec| spec.split(':').next() == Some(name))
+}
+
+/// Where a file goes: the datadir's layout is kept; system and undo
+/// tablespaces living elsewhere go to the root (backup-my.cnf points the
+/// mini instance there); anything else outside the datadir goes below
+/// `external/` with its original path remembered for copy-back.
+fn place(facts: &ServerFacts, source: PathBuf, kind: FileKind) -> DataFile {
+    if let Ok(relative) = source.strip_prefix(&facts.datadir) {
+        return DataFile {
+            dest: slash_path(relative),
+            source,
+            kind,
+            original_path: None,
+            space: None,
+        };
+    }
+    let file_name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dest = match kind {
+        FileKind::SystemTablespace | FileKind::UndoTablespace => file_name,
+        _ => format!(
+            "{EXTERNAL_DIR}/{}",
+            slash_path(source.strip_prefix("/").unwrap_or(&source))
+        ),
+    };
+    DataFile {
+        original_path: Some(source.clone()),
+        source,
+        dest,
+        kind,
+        space: None,
+    }
+}
+
+/// Non-InnoDB table files in the datadir's schema folders.
+pub fn plan_non_innodb(facts: &ServerFacts) -> std::io::Result<Vec<DataFile>> {
+    let mut files = Vec::new();
+    for schema in std::fs::read_dir(&facts.datadir)? {
+        let schema = schema?;
+        if !schema.file_type()?.is_dir() {
+            continue;
+        }
+        let name = schema.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('#') || name == "performance_schema" {
+            continue;
+        }
+        for entry in std::fs::read_dir(schema.path())? {
+            let entry = entry?;
+            let path = entry.path();
+            let wanted = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| NON_INNODB_EXTENSIONS.contains(&e));
+            if wanted && entry.file_type()?.is_file() {
+                files.push(place(facts, path, FileKind::NonInnodb));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.dest.cmp(&b.dest));
+    Ok(files)
+}
+
+fn absolute(datadir: &Path, name: &str) -> PathBuf {
+    let path = Path::new(name);
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        datadir.join(path)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> ServerFacts {
+        let vars = [
+            ("version", "9.7.4"),
+            ("server_uuid", "u"),
+            ("server_id", "1"),
+            ("datadir", "/data/"),
+            ("innodb_page_size", "16384"),
+            ("innodb_data_file_path", "ibdata1:12M:autoextend"),
+            ("innodb_undo_directory", "/undo"),
+        ];
+        crate::mysql::facts_from_pairs(&vars).unwrap()
+    }
+
+    fn row(name: &str, t: &str) -> InnodbFile {
+        InnodbFile {
+            name: name.into(),
+            file_type: t.into(),
+            space_id: Some(7),
+            flags: Some(0x4021),
+        }
+    }
+
+    #[test]
+    fn keeps_the_datadir_layout_and_skips_temporary_tablespaces() {
+        let plan = plan_innodb(
+            &facts(),
+            &[
+                row("./ibdata1", "TABLESPACE"),
+                row("./mysql.ibd", "TABLESPACE"),
+                row("./sbtest/sbtest1.ibd", "TABLESPACE"),
+                row("./ibtmp1", "TEMPORARY"),
+                row("./#innodb_temp/temp_1.ibt", "TEMPORARY"),
+                row("/undo/undo_001", "UNDO LOG"),
+                row("/mnt/fast/t1.ibd", "TABLESPACE"),
+            ],
+        );
+        let dests: Vec<_> = plan.iter().map(|f| (f.dest.as_str(), f.kind)).collect();
+        assert_eq!(
+            dests,
+            vec![
+                ("external/mnt/fast/t1.ibd", FileKind::Tablespace),
+                ("ibdata1", FileKind::SystemTablespace),
+                ("mysql.ibd", FileKind::Tablespace),
+                ("sbtest/sbtest1.ibd", FileKind::Tablespace),
+                ("undo_001", FileKind::UndoTablespace),
+            ]
+        );
+        let external = &plan[0];
+        assert_eq!(
+            external.original_path.as_deref(),
+            Some(Path::new("/mnt/fast/t1.ibd"))
+        );
+        assert_eq!(plan[4].original_path.as_deref(), Some(Path::new("/undo/undo_001")));
+    }
+}

@@ -1,0 +1,326 @@
+//! Copies one InnoDB data file page by page while the server writes to it.
+//!
+//! Every page is validated as the server would read it (LSN trailer and
+//! checksum) and checked to be the page we asked for; a page that fails is
+//! re-read, because a concurrent write can tear a read, and the copy fails
+//! only when retries cannot produce a valid page. Pages the server writes
+//! after the copy passes them are covered by the redo log.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::progress::Progress;
+use super::throttle::Throttle;
+use crate::innodb::page::{self, PageCheck, PageSize};
+
+/// How often a page that fails validation is read again before we give up,
+/// and how long we wait between reads (a page write finishes in far less).
+const REREAD_ATTEMPTS: u32 = 10;
+const REREAD_PAUSE: Duration = Duration::from_millis(100);
+/// Bytes read per I/O: large enough for sequential throughput, small enough
+/// that cancellation and the throttle react quickly.
+const CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an InnoDB tablespace: {reason}")]
+    NotTablespace { path: PathBuf, reason: String },
+    #[error(
+        "{path}: page {page_no} is still invalid after {REREAD_ATTEMPTS} reads ({reason}); \
+         the file is damaged on the source — run CHECK TABLE there"
+    )]
+    CorruptPage {
+        path: PathBuf,
+        page_no: u64,
+        reason: String,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub struct CopyContext<'a> {
+    pub progress: &'a Progress,
+    pub throttle: Option<&'a Throttle>,
+    pub cancelled: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub size: u64,
+    pub sha256: String,
+    pub pages_reread: u64,
+}
+
+/// Copies an InnoDB tablespace file to `dest`, validating every page.
+/// `expected` is the tablespace id and FSP flags the server's dictionary
+/// gives; it is needed when page 0 has not been flushed yet.
+pub fn copy_tablespace(
+    source: &Path,
+    dest: &Path,
+    expected: Option<(u32, u32)>,
+    ctx: &CopyContext,
+) -> Result<Copied, CopyError> {
+    let read_err = |source_err| CopyError::Read {
+        path: source.to_owned(),
+        source: source_err,
+    };
+    let input = File::open(source).map_err(read_err)?;
+    // Pages appended after this point are created by redo we also capture.
+    let length = input.metadata().map_err(read_err)?.len();
+    let mut output = Output::create(dest)?;
+    if length == 0 {
+        return output.finish(0);
+    }
+    let mut head = vec![0u8; length.min(16384) as usize];
+    input.read_exact_at(&mut head, 0).map_err(read_err)?;
+    let (space_id, page_size) = identify(source, &head, expected)?;
+    let physical = page_size.physical as u64;
+    let pages = length / physical;
+    let skip = unvalidated_pages(space_id, page_size);
+
+    let pages_per_chunk = (CHUNK_BYTES as u64 / physical).max(1);
+    let mut buffer = vec![0u8; (pages_per_chunk * physical) as usize];
+    let mut pages_reread = 0;
+    let mut page_no = 0u64;
+    while page_no < pages {
+        if ctx.cancelled.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let count = pages_per_chunk.min(pages - page_no);
+        let chunk = &mut buffer[..(count * physical) as usize];
+        if let Some(throttle) = ctx.throttle {
+            throttle.take(chunk.len() as u64);
+        }
+        input
+            .read_exact_at(chunk, page_no * physical)
+            .map_err(read_err)?;
+        for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
+            let this_page = page_no + index as u64;
+            if skip.contains(&this_page) {
+                continue;
+            }
+            if let Err(reason) = check(page_bytes, page_size, space_id, this_page) {
+                pages_reread += 1;
+                reread_until_valid(&input, source, page_bytes, page_size, space_id, this_page, reason)?;
+            }
+        }
+        output.write(chunk)?;
+        ctx.progress
+            .bytes_done
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        page_no += count;
+    }
+    // A file whose size is not a whole number of pages is being extended
+    // right now; the partial page is recreated from redo, so it is not copied.
+    ctx.progress
+        .bytes_done
+        .fetch_add(length - pages * physical, Ordering::Relaxed);
+    ctx.progress
+        .pages_reread
+        .fetch_add(pages_reread, Ordering::Relaxed);
+    let mut copied = output.finish(pages * physical)?;
+    copied.pages_reread = pages_reread;
+    Ok(copied)
+}
+
+/// The tablespace id and page size: from page 0 when it is a complete
+/// tablespace header (and then it must agree with the dictionary), from the
+/// dictionary otherwise. A tablespace created after the last flush has only
+/// a minimal page 0 on disk (type 0, just the space id and flags) or none;
+/// redo rebuilds it. Page 0 is still validated with the other pages.
+fn identify(
+    source: &Path,
+    head: &[u8],
+    expected: Option<(u32, u32)>,
+) -> Result<(u32, PageSize), CopyError> {
+    let not_tablespace = |reason: String| CopyError::NotTablespace {
+        path: source.to_owned(),
+        reason,
+    };
+    match (page::tablespace_info(head), expected) {
+        (Ok(info), Some((space_id, _))) if space_id != info.space_id => Err(not_tablespace(format!(
+            "page 0 says space {}, the server's dictionary says {space_id}",
+            info.space_id
+        ))),
+        (Ok(info), _) => Ok((info.space_id, info.page_size)),
+        (Err(_), Some((space_id, flags))) => {
+            let page_size =
+                page::page_size_from_flags(flags).map_err(|e| not_tablespace(e.to_string()))?;
+            Ok((space_id, page_size))
+        }
+        (Err(e), None) => Err(not_tablespace(e.to_string())),
+    }
+}
+
+/// Copies a file as bytes (non-InnoDB tables, binlogs): no page structure.
+/// `limit` copies only a prefix (the binlog up to the consistent position).
+pub fn copy_plain(
+    source: &Path,
+    dest: &Path,
+    limit: Option<u64>,
+    ctx: &CopyContext,
+) -> Result<Copied, CopyError> {
+    let read_err = |e| CopyError::Read {
+        path: source.to_owned(),
+        source: e,
+    };
+    let input = File::open(source).map_err(read_err)?;
+    let length = input.metadata().map_err(read_err)?.len();
+    let length = limit.map_or(length, |l| l.min(length));
+    if let Some(wanted) = limit
+        && wanted > length
+    {
+        return Err(CopyError::Read {
+            path: source.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("file is {length} bytes, {wanted} needed"),
+            ),
+        });
+    }
+    let mut output = Output::create(dest)?;
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut offset = 0;
+    while offset < length {
+        if ctx.cancelled.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let n = (length - offset).min(CHUNK_BYTES as u64) as usize;
+        if let Some(throttle) = ctx.throttle {
+            throttle.take(n as u64);
+        }
+        input
+            .read_exact_at(&mut buffer[..n], offset)
+            .map_err(read_err)?;
+        output.write(&buffer[..n])?;
+        ctx.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        offset += n as u64;
+    }
+    output.finish(length)
+}
+
+/// Pages of the system tablespace that held the pre-8.0.20 doublewrite
+/// buffer (extents 1 and 2): their content is not maintained any more and
+/// is never read by the server, so it is copied as is.
+fn unvalidated_pages(space_id: u32, page_size: PageSize) -> std::ops::Range<u64> {
+    if space_id != 0 {
+        return 0..0;
+    }
+    let extent_pages = match page_size.logical {
+        4096 => 256,
+        8192 => 128,
+        _ => (1u64 << 20) / page_size.logical as u64,
+    };
+    extent_pages..3 * extent_pages
+}
+
+fn check(page_bytes: &[u8], page_size: PageSize, space_id: u32, page_no: u64) -> Result<(), String> {
+    match page::verify_page(page_bytes, page_size) {
+        PageCheck::AllZero => Ok(()),
+        PageCheck::Corrupt(reason) => Err(reason.to_string()),
+        PageCheck::Valid(_) => {
+            let found_page = page::page_no(page_bytes).map(u64::from);
+            let found_space = page::space_id(page_bytes);
+            if found_page != Some(page_no) {
+                Err(format!("holds page {found_page:?}, expected {page_no}"))
+            } else if found_space != Some(space_id) {
+                Err(format!("belongs to space {found_space:?}, expected {space_id}"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn reread_until_valid(
+    input: &File,
+    path: &Path,
+    page_bytes: &mut [u8],
+    page_size: PageSize,
+    space_id: u32,
+    page_no: u64,
+    first_reason: String,
+) -> Result<(), CopyError> {
+    let mut reason = first_reason;
+    for _ in 0..REREAD_ATTEMPTS {
+        std::thread::sleep(REREAD_PAUSE);
+        input
+            .read_exact_at(page_bytes, page_no * page_size.physical as u64)
+            .map_err(|e| CopyError::Read {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        match check(page_bytes, page_size, space_id, page_no) {
+            Ok(()) => {
+                tracing::debug!(file = %path.display(), page_no, "torn page fixed by re-reading");
+                return Ok(());
+            }
+            Err(again) => reason = again,
+        }
+    }
+    Err(CopyError::CorruptPage {
+        path: path.to_owned(),
+        page_no,
+        reason,
+    })
+}
+
+/// The destination file, hashed as it is written and synced at the end.
+struct Output {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    hasher: Sha256,
+}
+
+impl Output {
+    fn create(path: &Path) -> Result<Output, CopyError> {
+        let write_err = |e| CopyError::Write {
+            path: path.to_owned(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let file = File::create_new(path).map_err(write_err)?;
+        Ok(Output {
+            path: path.to_owned(),
+            writer: BufWriter::with_capacity(CHUNK_BYTES, file),
+            hasher: Sha256::new(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
+        self.hasher.update(bytes);
+        self.writer.write_all(bytes).map_err(|e| CopyError::Write {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+
+    fn finish(self, size: u64) -> Result<Copied, CopyError> {
+        let write_err = |e| CopyError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
+        file.sync_all().map_err(write_err)?;
+        Ok(Copied {
+            size,
+            sha256: hex::encode(self.hasher.finalize()),
+            pages_reread: 0,
+        })
+    }
+}

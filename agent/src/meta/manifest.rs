@@ -1,0 +1,147 @@
+//! `innoxide.json`: what the backup holds, file by file, with checksums of
+//! the stored bytes and of the original bytes. Written last: a backup
+//! directory without it is a failed or running backup, never a backup.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    pub backup_type: String,
+    pub server_version: String,
+    pub server_uuid: String,
+    pub server_id: u32,
+    pub page_size: u32,
+    pub redo: RedoRange,
+    pub binlog_file: String,
+    pub binlog_position: u64,
+    pub gtid_executed: String,
+    /// Absolute paths of the source server, for copy-back.
+    pub source_datadir: PathBuf,
+    pub source_undo_directory: PathBuf,
+    pub compression: Option<String>,
+    pub encryption: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub lock_seconds: f64,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RedoRange {
+    /// The checkpoint LSN the captured log starts from (apply-log starts here).
+    pub start_checkpoint_lsn: u64,
+    pub from_lsn: u64,
+    pub to_lsn: u64,
+    pub last_lsn: u64,
+    /// Bytes of redo captured, header included.
+    pub captured_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    SystemTablespace,
+    UndoTablespace,
+    Tablespace,
+    NonInnodb,
+    Redo,
+    Binlog,
+    Metadata,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path inside the backup, `/`-separated.
+    pub path: String,
+    pub kind: FileKind,
+    /// Where the file lived on the source, for files outside the datadir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_path: Option<PathBuf>,
+    pub size: u64,
+    pub sha256: String,
+    /// Stored form, when it differs from the original (compressed/encrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Manifest, Error> {
+        let manifest: Manifest = serde_json::from_str(text).map_err(|e| Error::Invalid {
+            file: super::MANIFEST,
+            problem: e.to_string(),
+        })?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(Error::Invalid {
+                file: super::MANIFEST,
+                problem: format!(
+                    "format version {} is newer than this tool understands ({FORMAT_VERSION}); use a newer innoxide-agent",
+                    manifest.format_version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        text.push('\n');
+        text
+    }
+
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Writes `contents` to `dir/name` so that a reader sees either nothing or
+/// all of it: a temporary file, fsync, rename, fsync of the directory.
+pub fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Result<(), Error> {
+    let target = dir.join(name);
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &target)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|source| Error::Write {
+        path: target,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_from_a_newer_tool_is_refused_with_advice() {
+        let text = r#"{"format_version": 99}"#;
+        // Unknown future fields fail on their own; a newer version must say so.
+        assert!(Manifest::parse(text).is_err());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomically(dir.path(), "x.json", b"{}").unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
+    }
+}

@@ -1,0 +1,387 @@
+//! Hot full backups of a real MySQL 9.7: what a user relies on is that the
+//! backup holds one consistent point (LSNs, binlog, GTIDs agree), that the
+//! captured redo is complete, and that the server is left as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use innoxide_agent::backup::{self, BackupOptions, BackupReport, Progress};
+use innoxide_agent::innodb::redo::{self, BLOCK_SIZE, BlockState, FILE_HDR_SIZE, FileHeader};
+use innoxide_agent::meta::{self, BinlogInfo, Checkpoints};
+use innoxide_agent::mysql::ConnectOptions;
+use innoxide_testkit::{MysqlServer, Sysbench};
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+fn options(server: &MysqlServer, root: &Path) -> BackupOptions {
+    BackupOptions {
+        connect: ConnectOptions {
+            socket: Some(server.socket().to_owned()),
+            user: Some("root".into()),
+            ..Default::default()
+        },
+        root: root.to_owned(),
+        timestamped: false,
+        parallel: 2,
+        throttle: None,
+        slave_info: false,
+        redo_consumer: true,
+    }
+}
+
+async fn take(options: &BackupOptions) -> Result<BackupReport, backup::Error> {
+    backup::run(options, Progress::new(), CancellationToken::new()).await
+}
+
+/// Holds the server any backup lock, or a registered redo log consumer?
+async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
+    let locks: u64 = server
+        .query_scalar(
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'BACKUP LOCK'",
+        )
+        .await
+        .unwrap();
+    let mut conn = server.conn().await.unwrap();
+    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn)
+        .await
+        .unwrap();
+    (locks > 0, consumer)
+}
+
+/// Every file the manifest lists has exactly the listed size and SHA-256,
+/// computed here independently of the engine.
+fn assert_manifest_matches_bytes(dir: &Path) {
+    let manifest =
+        meta::Manifest::parse(&std::fs::read_to_string(dir.join(meta::MANIFEST)).unwrap()).unwrap();
+    assert!(!manifest.files.is_empty());
+    for file in &manifest.files {
+        let bytes = std::fs::read(dir.join(&file.path)).unwrap();
+        assert_eq!(bytes.len() as u64, file.size, "{}", file.path);
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), file.sha256, "{}", file.path);
+    }
+}
+
+/// The captured redo is contiguous from the start checkpoint's block to the
+/// block holding last_lsn: every block valid, numbered for its LSN, full
+/// except possibly the last. Returns the number of blocks checked.
+fn assert_redo_contiguous(dir: &Path, start_checkpoint: u64, last_lsn: u64) -> u64 {
+    let log = std::fs::read(dir.join(meta::LOGFILE)).unwrap();
+    let header = FileHeader::parse(&log[..BLOCK_SIZE]).unwrap();
+    let first = redo::align_down(start_checkpoint, BLOCK_SIZE as u64);
+    assert_eq!(header.start_lsn, first);
+    let last_block = redo::align_down(last_lsn, BLOCK_SIZE as u64);
+    let mut lsn = first;
+    let mut checked = 0;
+    while lsn <= last_block {
+        let at = FILE_HDR_SIZE + (lsn - first) as usize;
+        let block: &[u8; BLOCK_SIZE] = log
+            .get(at..at + BLOCK_SIZE)
+            .unwrap_or_else(|| panic!("captured log ends before LSN {lsn} (last_lsn {last_lsn})"))
+            .try_into()
+            .unwrap();
+        match redo::classify_block(block, lsn) {
+            BlockState::Valid { full: true, .. } => {}
+            BlockState::Valid { header, full: false } if lsn == last_block => {
+                assert!(lsn + u64::from(header.data_len) >= last_lsn, "last block too short");
+            }
+            // A log ending right at a block boundary has a header-only block next.
+            BlockState::Valid { .. } if lsn == last_block && last_lsn == lsn + 12 => {}
+            other => panic!("block at LSN {lsn} is {other:?}"),
+        }
+        lsn += BLOCK_SIZE as u64;
+        checked += 1;
+    }
+    checked
+}
+
+/// What the seed's files, the manifest and the server say agree.
+fn assert_metadata_consistent(report: &BackupReport) {
+    let dir = &report.dir;
+    let checkpoints =
+        Checkpoints::parse(&std::fs::read_to_string(dir.join(meta::CHECKPOINTS)).unwrap()).unwrap();
+    assert!(checkpoints.from_lsn <= checkpoints.to_lsn && checkpoints.to_lsn <= checkpoints.last_lsn);
+    let m = &report.manifest;
+    assert_eq!((checkpoints.to_lsn, checkpoints.last_lsn), (m.redo.to_lsn, m.redo.last_lsn));
+    assert!(m.redo.start_checkpoint_lsn <= m.redo.to_lsn);
+    let binlog =
+        BinlogInfo::parse(&std::fs::read_to_string(dir.join(meta::BINLOG_INFO)).unwrap()).unwrap();
+    assert_eq!(
+        (binlog.file.as_str(), binlog.position, binlog.gtid_executed.as_str()),
+        (m.binlog_file.as_str(), m.binlog_position, m.gtid_executed.as_str())
+    );
+    // The copied binlog is exactly the server's file up to the position.
+    assert_eq!(
+        std::fs::metadata(dir.join(&binlog.file)).unwrap().len(),
+        binlog.position
+    );
+    assert_manifest_matches_bytes(dir);
+    assert_redo_contiguous(dir, m.redo.start_checkpoint_lsn, m.redo.last_lsn);
+}
+
+fn server_binlog_prefix(server: &MysqlServer, file: &str, len: u64) -> Vec<u8> {
+    let bytes = std::fs::read(server.datadir().join(file)).unwrap();
+    bytes[..len as usize].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_backup_records_what_the_server_reports() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    server
+        .exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(50)); \
+               INSERT INTO shop.t VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let report = take(&options(&server, &root.path().join("b"))).await.unwrap();
+    assert_metadata_consistent(&report);
+
+    // Idle: the server is still exactly at the backup's point.
+    let row: Vec<(String, u64)> = server.query_rows("SHOW BINARY LOG STATUS").await.map(|rows: Vec<(String, u64, String, String, String)>| {
+        rows.into_iter().map(|r| (r.0, r.1)).collect()
+    }).unwrap();
+    assert_eq!(row[0], (report.manifest.binlog_file.clone(), report.manifest.binlog_position));
+    assert_eq!(server.gtid_executed().await.unwrap(), report.manifest.gtid_executed);
+    assert_eq!(
+        std::fs::read(report.dir.join(&report.manifest.binlog_file)).unwrap(),
+        server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
+    );
+    assert!(report.dir.join("shop/t.ibd").exists());
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_under_write_load_captures_a_contiguous_log() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&server, 4, 20_000).await.unwrap();
+    let load = bench.run_background(4, Duration::from_secs(20)).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let root = tempfile::tempdir().unwrap();
+    let report = take(&options(&server, &root.path().join("b"))).await.unwrap();
+    let report_load = load.wait().await.unwrap();
+    assert_eq!(report_load.errors, 0);
+    assert_metadata_consistent(&report);
+    assert_eq!(
+        std::fs::read(report.dir.join(&report.manifest.binlog_file)).unwrap(),
+        server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
+    );
+    // The backup's GTID set is a prefix of what the server executed since.
+    let now = server.gtid_executed().await.unwrap();
+    let subset: i64 = server
+        .query_scalar(&format!("SELECT GTID_SUBSET('{}', '{now}')", report.manifest.gtid_executed))
+        .await
+        .unwrap();
+    assert_eq!(subset, 1);
+    for table in bench.table_names() {
+        assert!(report.dir.join(format!("sbtest/{table}.ibd")).exists());
+    }
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+}
+
+/// Writes lots of redo quickly: full-table updates of a padded table.
+async fn churn_redo(server: &MysqlServer, stop: Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    let mut rounds = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        server
+            .exec("UPDATE churn.pad SET v = REPEAT(CHAR(65 + FLOOR(RAND() * 26)), 200)")
+            .await
+            .unwrap();
+        rounds += 1;
+    }
+    rounds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redo_that_wraps_several_times_during_the_backup_is_all_captured() {
+    const CAPACITY: u64 = 8 << 20;
+    let server = MysqlServer::builder().redo_capacity(CAPACITY).start().await.unwrap();
+    let bench = Sysbench::prepare(&server, 4, 20_000).await.unwrap();
+    server
+        .exec("CREATE DATABASE churn; CREATE TABLE churn.pad (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(255)); \
+               INSERT INTO churn.pad (v) SELECT REPEAT('x', 200) FROM sbtest.sbtest1 LIMIT 20000")
+        .await
+        .unwrap();
+    let baseline = bench.run(4, Duration::from_secs(8)).await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (server_ref, stop) = (&server, stop.clone());
+        async move { churn_redo(server_ref, stop).await }
+    };
+    let load = bench.run_background(4, Duration::from_secs(60)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = options(&server, &root.path().join("b"));
+    // Slow the copy down so that the log wraps during it.
+    opts.throttle = Some(8 << 20);
+    let backup = async {
+        let started = Instant::now();
+        let report = take(&opts).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (report, started.elapsed())
+    };
+    let ((report, took), rounds) = tokio::join!(backup, churn);
+    let during = load.stop().await.unwrap();
+    let report = report.unwrap();
+    let captured = report.manifest.redo.last_lsn - report.manifest.redo.start_checkpoint_lsn;
+    eprintln!(
+        "wrap test: backup took {took:?}, captured {captured} bytes of redo ({:.1}× the capacity), \
+         {rounds} churn rounds; sysbench TPS without backup {:.1}, during backup {:.1}",
+        captured as f64 / CAPACITY as f64,
+        baseline.tps,
+        during.tps
+    );
+    assert!(captured > 3 * CAPACITY, "the log did not wrap 3 times: {captured} bytes");
+    assert_metadata_consistent(&report);
+    assert_eq!(during.errors, 0);
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ddl_during_the_backup_waits_and_then_completes() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 2, 20_000).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = options(&server, &root.path().join("b"));
+    opts.throttle = Some(6 << 20); // ≈ 10 s for the ~60 MB of files
+    let backup = tokio::spawn(async move {
+        let report = take(&opts).await;
+        (report, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ddl_started = Instant::now();
+    server.exec("ALTER TABLE sbtest.sbtest1 ADD COLUMN added INT").await.unwrap();
+    let ddl_done = Instant::now();
+    let (report, backup_done) = backup.await.unwrap();
+    let report = report.unwrap();
+    assert!(
+        ddl_done >= backup_done,
+        "the ALTER finished {:?} before the backup did",
+        backup_done - ddl_done
+    );
+    assert!(ddl_done - ddl_started > Duration::from_secs(2));
+    let columns: u64 = server
+        .query_scalar("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_NAME = 'sbtest1' AND COLUMN_NAME = 'added'")
+        .await
+        .unwrap();
+    assert_eq!(columns, 1);
+    assert!(report.dir.join(meta::MANIFEST).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_backup_releases_the_server_and_leaves_no_backup() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 2, 20_000).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = options(&server, &root.path().join("b"));
+    opts.throttle = Some(4 << 20);
+    let cancel = CancellationToken::new();
+    let run = {
+        let (opts, cancel) = (opts.clone(), cancel.clone());
+        tokio::spawn(async move { backup::run(&opts, Progress::new(), cancel).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    cancel.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(matches!(err, backup::Error::Cancelled), "{err}");
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert!(!opts.root.exists(), "a cancelled backup left {}", opts.root.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_that_fails_releases_the_server() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 2, 20_000).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // The target exists and is not empty: refused before anything is held.
+    let target = root.path().join("b");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("keep-me"), "user data").unwrap();
+    let err = take(&options(&server, &target)).await.unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(std::fs::read_to_string(target.join("keep-me")).unwrap(), "user data");
+
+    // A tablespace that turns out damaged mid-copy: the copy fails and the
+    // server is released. (A file the server does not write is corrupted
+    // on disk; the engine re-reads it and then gives up.)
+    server
+        .exec("CREATE DATABASE cold; CREATE TABLE cold.t (id INT PRIMARY KEY) ; INSERT INTO cold.t VALUES (1)")
+        .await
+        .unwrap();
+    server.exec("FLUSH TABLES cold.t FOR EXPORT").await.unwrap();
+    corrupt_page(&server.datadir().join("cold/t.ibd"), 3);
+    server.exec("UNLOCK TABLES").await.unwrap();
+    let err = take(&options(&server, &root.path().join("c"))).await.unwrap_err();
+    assert!(err.to_string().contains("cold/t.ibd"), "{err}");
+    assert!(err.to_string().contains("page 3"), "{err}");
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert!(!root.path().join("c").exists());
+}
+
+/// Flips a byte in the middle of page `page_no`.
+fn corrupt_page(path: &Path, page_no: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let at = page_no * 16384 + 8000;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    byte[0] ^= 0x40;
+    file.write_all_at(&byte, at).unwrap();
+    file.sync_all().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_of_the_cli_releases_the_server_and_leaves_no_backup() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 2, 20_000).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target: PathBuf = root.path().join("b");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_innoxide-agent"))
+        .args(["backup", "--user=root", "--no-timestamp", "--throttle=4M"])
+        .arg(format!("--socket={}", server.socket().display()))
+        .arg(&target)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert!(!target.join(meta::MANIFEST).exists());
+    assert!(!target.exists(), "the partial backup was left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_server_mid_backup_fails_clearly_with_no_manifest() {
+    let mut server = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&server, 2, 20_000).await.unwrap();
+    let load = bench.run_background(2, Duration::from_secs(30)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = options(&server, &root.path().join("b"));
+    opts.throttle = Some(4 << 20);
+    let run = {
+        let opts = opts.clone();
+        tokio::spawn(async move { take(&opts).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.kill();
+    let _ = load.stop().await;
+    let err = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the backup noticed the dead server within a minute")
+        .unwrap()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("MySQL") || text.contains("redo") || text.contains("connect"),
+        "not a clear error: {text}"
+    );
+    assert!(!opts.root.join(meta::MANIFEST).exists());
+    assert!(!opts.root.exists());
+}
