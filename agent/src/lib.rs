@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod fileops;
 pub mod innodb;
 pub mod logging;
 pub mod meta;

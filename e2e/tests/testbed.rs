@@ -153,6 +153,34 @@ async fn servers_survive_kill_and_stop_and_start_on_a_copied_datadir() -> Result
     Ok(())
 }
 
+#[tokio::test]
+async fn builder_options_reach_the_server() -> Result<()> {
+    let server = MysqlServer::builder()
+        .binlog(false)
+        .gtid(false)
+        .redo_capacity(16 << 20)
+        .buffer_pool(64 << 20)
+        .server_id(42)
+        .extra("max_connections=77")
+        .start()
+        .await?;
+    let (log_bin, gtid_mode, redo, pool, id, max_conn): (i64, String, u64, u64, u32, u32) = server
+        .query_rows(
+            "SELECT @@log_bin, @@gtid_mode, @@innodb_redo_log_capacity, \
+             @@innodb_buffer_pool_size, @@server_id, @@max_connections",
+        )
+        .await?
+        .pop()
+        .context("no row")?;
+    assert_eq!(log_bin, 0);
+    assert_eq!(gtid_mode, "OFF");
+    assert_eq!(redo, 16 << 20);
+    assert_eq!(pool, 64 << 20);
+    assert_eq!(id, 42);
+    assert_eq!(max_conn, 77);
+    Ok(())
+}
+
 fn s3_client(s3: &S3Server, secret_key: &str) -> Result<AmazonS3> {
     Ok(AmazonS3Builder::new()
         .with_endpoint(s3.endpoint())

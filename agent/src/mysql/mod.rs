@@ -8,6 +8,7 @@
 mod connect;
 pub mod facts;
 pub mod log_status;
+pub mod recovery;
 
 pub use connect::{ConnectOptions, connect};
 pub use facts::{ServerFacts, Version, from_variables as facts_from_variables};
@@ -81,17 +82,40 @@ pub async fn unlock_tables(conn: &mut Conn) -> Result<()> {
 /// Registers this session as the server's redo log consumer: from now on the
 /// server keeps every redo file we have not advanced past. The server allows
 /// one consumer; it ends with the session.
+///
+/// The function answers 1, not an error, when a consumer is already
+/// registered (by any session), so the answer must be checked.
 pub async fn register_redo_consumer(conn: &mut Conn) -> Result<()> {
-    conn.query_drop("DO innodb_redo_log_consumer_register()")
+    let answer: Option<i64> = conn
+        .query_first("SELECT innodb_redo_log_consumer_register()")
         .await
-        .map_err(stmt("innodb_redo_log_consumer_register()"))
+        .map_err(stmt("innodb_redo_log_consumer_register()"))?;
+    match answer {
+        Some(0) => Ok(()),
+        other => Err(Error::Unexpected {
+            what: "innodb_redo_log_consumer_register()",
+            detail: format!(
+                "answered {other:?}: another redo log consumer is registered \
+                 (another backup running, or MySQL Enterprise Backup / XtraBackup)"
+            ),
+        }),
+    }
 }
 
-/// Tells the server we have safely stored the redo log up to `lsn`.
+/// Tells the server we have safely stored the redo log up to `lsn`. Like
+/// registration, the function answers non-zero rather than failing.
 pub async fn advance_redo_consumer(conn: &mut Conn, lsn: u64) -> Result<()> {
-    conn.exec_drop("DO innodb_redo_log_consumer_advance(?)", (lsn,))
+    let answer: Option<i64> = conn
+        .exec_first("SELECT innodb_redo_log_consumer_advance(?)", (lsn,))
         .await
-        .map_err(stmt("innodb_redo_log_consumer_advance()"))
+        .map_err(stmt("innodb_redo_log_consumer_advance()"))?;
+    match answer {
+        Some(0) => Ok(()),
+        other => Err(Error::Unexpected {
+            what: "innodb_redo_log_consumer_advance()",
+            detail: format!("answered {other:?} for LSN {lsn}"),
+        }),
+    }
 }
 
 pub async fn unregister_redo_consumer(conn: &mut Conn) -> Result<()> {
@@ -162,26 +186,16 @@ pub async fn innodb_data_files(conn: &mut Conn) -> Result<Vec<InnodbFile>> {
 }
 
 /// Whether the server has a redo log consumer registered (for tests and the
-/// `serve` health report).
+/// agent's health report). The only probe the server offers is to try to
+/// register: 1 means another session holds it; on 0 we let go at once.
 pub async fn redo_consumer_registered(conn: &mut Conn) -> Result<bool> {
-    // 9.x reports the consumer in the status variable list of InnoDB metrics
-    // only indirectly; a registration attempt from another session is the
-    // reliable probe: it fails while one is registered.
-    match conn
-        .query_drop("DO innodb_redo_log_consumer_register()")
-        .await
-    {
+    match register_redo_consumer(conn).await {
         Ok(()) => {
             unregister_redo_consumer(conn).await?;
             Ok(false)
         }
-        Err(mysql_async::Error::Server(e)) if e.message.to_lowercase().contains("consumer") => {
-            Ok(true)
-        }
-        Err(source) => Err(Error::Statement {
-            what: "probe redo log consumer",
-            source,
-        }),
+        Err(Error::Unexpected { .. }) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 

@@ -94,7 +94,7 @@ impl MysqlBuilder {
         self
     }
 
-    /// Creates the folders, initializes the datadir (about 6 s) unless it
+    /// Creates the folders, initializes the datadir (a few seconds) unless it
     /// exists, starts mysqld and waits until it accepts connections.
     pub async fn start(self) -> Result<MysqlServer> {
         let prefix = tokio::task::spawn_blocking(mysql_prefix).await??;

@@ -202,12 +202,14 @@ impl SysbenchRun {
         self.finish(false).await
     }
 
-    /// Ends the run early and returns what sysbench did until then.
+    /// Ends the run early and returns what sysbench did until then; also the
+    /// way to collect a run that failed midway (its server was killed).
     ///
     /// sysbench 1.0.20 dies on SIGINT without its final statistics, so this
     /// report is the sum of its per-second interim reports: it covers the
     /// whole seconds before the signal (the last partial second is lost) and
-    /// its transaction count is rate × 1 s per line, rounded.
+    /// its transaction count is rate × 1 s per line, rounded. A run that
+    /// ended by itself before the signal gets its exact final report.
     pub async fn stop(mut self) -> Result<SysbenchReport> {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGINT);
@@ -227,8 +229,17 @@ impl SysbenchRun {
         let stderr = read_all(&mut self.stderr)?;
         let report = if status.success() {
             parse_report(&stdout)
-        } else if stopped && status.signal().is_some() {
-            Some(parse_interim(&stdout))
+        } else if stopped {
+            // Killed by our signal, or failed on its own (say, the server was
+            // killed) after some whole seconds of work: report those.
+            parse_interim(&stdout).or_else(|| {
+                status.signal().map(|_| SysbenchReport {
+                    tps: 0.0,
+                    transactions: 0,
+                    errors: 0,
+                    duration: Duration::ZERO,
+                })
+            })
         } else {
             None
         };
@@ -273,7 +284,7 @@ fn parse_report(stdout: &str) -> Option<SysbenchReport> {
 
 /// Sums the interim lines of `--report-interval=1`:
 /// `[ 3s ] thds: 4 tps: 250.00 qps: ... err/s: 0.00 reconn/s: 0.00`.
-fn parse_interim(stdout: &str) -> SysbenchReport {
+fn parse_interim(stdout: &str) -> Option<SysbenchReport> {
     let mut seconds = 0u64;
     let (mut transactions, mut errors) = (0.0, 0.0);
     for line in stdout.lines() {
@@ -296,17 +307,16 @@ fn parse_interim(stdout: &str) -> SysbenchReport {
         errors += (value("err/s:") + value("reconn/s:")) * interval;
         seconds = at;
     }
+    if seconds == 0 {
+        return None;
+    }
     let transactions = transactions.round() as u64;
-    SysbenchReport {
-        tps: if seconds == 0 {
-            0.0
-        } else {
-            transactions as f64 / seconds as f64
-        },
+    Some(SysbenchReport {
+        tps: transactions as f64 / seconds as f64,
         transactions,
         errors: errors.round() as u64,
         duration: Duration::from_secs(seconds),
-    }
+    })
 }
 
 /// `"   1234   (246.50 per sec.)"` → `(1234, 246.5)`.
@@ -369,12 +379,12 @@ General statistics:
         let out = "Threads started!\n\
             [ 1s ] thds: 2 tps: 819.37 qps: 4926.21 (r/w/o: 0.00/3285.47/1640.74) lat (ms,95%): 6.09 err/s: 0.00 reconn/s: 0.00\n\
             [ 2s ] thds: 2 tps: 800.63 qps: 4803.78 (r/w/o: 0.00/3202.52/1601.26) lat (ms,95%): 6.21 err/s: 1.00 reconn/s: 0.00\n";
-        let r = parse_interim(out);
+        let r = parse_interim(out).unwrap();
         assert_eq!(r.transactions, 1620);
         assert_eq!(r.errors, 1);
         assert_eq!(r.duration, Duration::from_secs(2));
         assert!((r.tps - 810.0).abs() < 1e-9);
-        assert_eq!(parse_interim("Threads started!\n").transactions, 0);
+        assert_eq!(parse_interim("Threads started!\n"), None);
     }
 
     #[test]

@@ -1,0 +1,539 @@
+//! apply-log (prepare): turns a raw backup into a datadir a server can start
+//! on, with the server's own mysqld as the recovery engine.
+//!
+//! 1. Check the backup (manifest, type, no earlier attempt in the way) and
+//!    the mysqld (the source's exact version) before touching anything.
+//! 2. Build the working copy `D/prepared.partial/`: the data files
+//!    (reflinked where possible), `auto.cnf` with the source's server UUID,
+//!    and `#innodb_redo/#ib_redo0` synthesized from `xtrabackup_logfile`
+//!    and cut at last_lsn.
+//! 3. Start the mini instance on it, wait until it serves, prove from its
+//!    error log that crash recovery started at the backup's checkpoint and
+//!    applied the log up to exactly last_lsn, let it roll back what was
+//!    uncommitted, and shut it down slowly and cleanly.
+//! 4. Mark it `full-prepared` and rename it to `D/prepared/`.
+//!
+//! The raw backup is only ever read: a failure at any step leaves it
+//! byte-identical (it still verifies against its manifest) and leaves
+//! `prepared.partial/` for inspection; a rerun refuses until `--force`
+//! says to remove that folder, and nothing else, and start again.
+
+mod mini;
+mod recovery_log;
+mod redo_file;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use mini::{MAX_SOCKET_PATH, MiniError, Mysqld, ServerDirs, parse_version, same_version};
+pub use recovery_log::{RecoveryProof, RecoveryProofError};
+pub use redo_file::{RedoFileError, SynthesizedRedo};
+
+use crate::fileops::{self, FileError, Transfer};
+use crate::meta::{self, BackupType, Checkpoints, FileKind, Manifest};
+use crate::mycnf::OptionFile;
+
+/// The prepared datadir inside a backup directory; copy-back reads it.
+pub const PREPARED_DIR: &str = "prepared";
+/// The working copy while apply-log runs, and what a failed run leaves.
+pub const PARTIAL_DIR: &str = "prepared.partial";
+/// The mini instance's option file, kept in the working copy so a failed
+/// run can be repeated by hand (`mysqld --defaults-file=...`).
+pub const MINI_CNF: &str = "innoxide-mysqld.cnf";
+/// Files apply-log adds to the prepared datadir that are not part of it:
+/// copy-back leaves them out.
+pub const OWN_FILES: &[&str] = &[meta::CHECKPOINTS, meta::MINI_STDOUT, meta::MINI_STDERR, MINI_CNF];
+
+/// Creator written into the synthesized redo header.
+///
+/// mysqld treats a log whose creator starts with "MEB" as one written by a
+/// backup tool over pages copied from a running server: it turns the
+/// doublewrite buffer off for the recovery ("the dblwr file is not redo
+/// logged and we can have pages in there that were written after the redo
+/// log was copied", log0log.cc), and after recovery it marks that log full
+/// and starts new files with its own creator. That is exactly our case. Any
+/// other creator gets an "unknown creator" warning, a recovery that
+/// consults a doublewrite buffer we never copied, and our header left in
+/// the current redo file. ("MySQL Clone" would take clone-only paths.)
+pub const REDO_CREATOR: &str = "MEB innoxide";
+
+/// Recovery runs at tens of MB/s; allow this long to start, plus a second
+/// per [`START_BYTES_PER_SECOND`] of redo.
+const START_TIMEOUT_BASE: Duration = Duration::from_secs(300);
+const START_BYTES_PER_SECOND: u64 = 4 << 20;
+/// A slow shutdown purges all history first.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long recovered transactions may take to roll back.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct ApplyLogOptions {
+    pub backup_dir: PathBuf,
+    pub mysqld: Option<PathBuf>,
+    pub force: bool,
+    pub buffer_pool: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Backup(#[from] crate::verify::Error),
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    OptionFile(#[from] crate::mycnf::Error),
+    #[error(
+        "{dir} holds the working copy of an earlier apply-log that did not finish (its mysql-stderr \
+         says why); rerun with --force to remove it and start again"
+    )]
+    PartialLeft { dir: PathBuf },
+    #[error(
+        "{dir} exists but is not a prepared datadir (no `backup_type = full-prepared` in its \
+         xtrabackup_checkpoints); move it away and run apply-log again"
+    )]
+    PreparedDamaged { dir: PathBuf },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{path}: {size} bytes, the manifest says {expected}; the backup is damaged (run `verify`)")]
+    SizeMismatch { path: PathBuf, size: u64, expected: u64 },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Redo(#[from] RedoFileError),
+    #[error(transparent)]
+    Mini(#[from] MiniError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryProofError),
+    #[error(
+        "{count} transaction(s) recovered as active were still rolling back after {ROLLBACK_TIMEOUT:?}"
+    )]
+    RollbackTimeout { count: u64 },
+    #[error("apply-log was cancelled; {dir} is left as it was (rerun with --force)")]
+    Cancelled { dir: PathBuf },
+}
+
+/// What apply-log did.
+#[derive(Debug, Clone)]
+pub struct ApplyLogReport {
+    pub prepared_dir: PathBuf,
+    /// The backup was prepared before: nothing was done.
+    pub already_prepared: bool,
+    /// How crash recovery went, from the mini instance's error log.
+    pub recovery: Option<RecoveryProof>,
+    /// XA transactions left PREPARED (user XA prepared at the consistent
+    /// point): they come back prepared on the restored server.
+    pub prepared_xa: Vec<String>,
+    pub files_reflinked: usize,
+    pub files_copied: usize,
+}
+
+/// `D/prepared` when apply-log has finished with `D`.
+pub fn prepared_dir(backup_dir: &Path) -> PathBuf {
+    backup_dir.join(PREPARED_DIR)
+}
+
+/// Whether `dir` is a finished prepared datadir (its marker says so).
+pub fn is_prepared(dir: &Path) -> Result<bool, Error> {
+    match std::fs::read_to_string(dir.join(meta::CHECKPOINTS)) {
+        Ok(text) => Ok(Checkpoints::parse(&text)?.backup_type == BackupType::FullPrepared),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FileError::at("read", &dir.join(meta::CHECKPOINTS), e).into()),
+    }
+}
+
+#[tracing::instrument(name = "apply_log", skip_all, fields(backup = %options.backup_dir.display()))]
+pub async fn apply_log(options: &ApplyLogOptions, cancel: CancellationToken) -> Result<ApplyLogReport, Error> {
+    let dir = &options.backup_dir;
+    let manifest = crate::verify::read_manifest(dir)?;
+    let prepared = prepared_dir(dir);
+    if is_prepared(&prepared)? {
+        tracing::info!(dir = %prepared.display(), "the backup is already prepared: nothing to do");
+        return Ok(ApplyLogReport {
+            prepared_dir: prepared,
+            already_prepared: true,
+            recovery: None,
+            prepared_xa: Vec::new(),
+            files_reflinked: 0,
+            files_copied: 0,
+        });
+    }
+    if prepared.exists() {
+        return Err(Error::PreparedDamaged { dir: prepared });
+    }
+    let checkpoints = read_checkpoints(dir)?;
+    let backup_cnf = OptionFile::load(&dir.join(meta::BACKUP_CNF))?;
+    refuse_unsupported(&manifest, &checkpoints, &backup_cnf)?;
+
+    let partial = dir.join(PARTIAL_DIR);
+    if partial.symlink_metadata().is_ok() {
+        if !options.force {
+            return Err(Error::PartialLeft { dir: partial });
+        }
+        tracing::warn!(dir = %partial.display(), "--force: removing what an earlier apply-log left");
+        std::fs::remove_dir_all(&partial).map_err(|e| FileError::at("remove", &partial, e))?;
+    }
+    let mysqld = mini::probe(&mini::locate(options.mysqld.as_deref())?).await?;
+    if !same_version(&mysqld.version, &manifest.server_version) {
+        return Err(MiniError::VersionMismatch {
+            path: mysqld.path,
+            found: mysqld.version,
+            wanted: manifest.server_version,
+        }
+        .into());
+    }
+    tracing::info!(mysqld = %mysqld.path.display(), version = %mysqld.version, "preparing");
+
+    std::fs::create_dir(&partial).map_err(|e| FileError::at("create", &partial, e))?;
+    let work = Work {
+        backup_dir: dir,
+        partial: &partial,
+        manifest: &manifest,
+        backup_cnf: &backup_cnf,
+        mysqld: &mysqld,
+        buffer_pool: options.buffer_pool,
+        cancel: &cancel,
+    };
+    let mut report = match work.run().await {
+        Ok(report) => report,
+        Err(Error::Mini(MiniError::Cancelled)) | Err(Error::Cancelled { .. }) => {
+            return Err(Error::Cancelled { dir: partial });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %partial.display(), "apply-log failed; the working copy is left for inspection");
+            return Err(e);
+        }
+    };
+    finish(dir, &partial, &prepared, &checkpoints)?;
+    report.prepared_dir = prepared;
+    Ok(report)
+}
+
+fn read_checkpoints(dir: &Path) -> Result<Checkpoints, Error> {
+    let path = dir.join(meta::CHECKPOINTS);
+    let text = std::fs::read_to_string(&path).map_err(|e| FileError::at("read", &path, e))?;
+    Ok(Checkpoints::parse(&text)?)
+}
+
+fn refuse_unsupported(
+    manifest: &Manifest,
+    checkpoints: &Checkpoints,
+    backup_cnf: &OptionFile,
+) -> Result<(), Error> {
+    if checkpoints.backup_type != BackupType::FullBackuped {
+        return Err(Error::Unsupported(format!(
+            "backup_type is {}: apply-log prepares raw full backups (full-backuped) only",
+            checkpoints.backup_type.as_str()
+        )));
+    }
+    if manifest.compression.is_some() || manifest.encryption.is_some() {
+        return Err(Error::Unsupported(
+            "compressed or encrypted backups cannot be prepared yet".into(),
+        ));
+    }
+    for option in ["innodb_redo_log_encrypt", "innodb_undo_log_encrypt"] {
+        if matches!(backup_cnf.get(&["mysqld"], option), Some("ON" | "1")) {
+            return Err(Error::Unsupported(format!(
+                "the source ran with {option}=ON: preparing needs its keyring, which is not supported yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Marks the working copy prepared and gives it its final name.
+fn finish(dir: &Path, partial: &Path, prepared: &Path, raw: &Checkpoints) -> Result<(), Error> {
+    let cnf = partial.join(MINI_CNF);
+    std::fs::remove_file(&cnf).map_err(|e| FileError::at("remove", &cnf, e))?;
+    let flushed_lsn = system_flushed_lsn(partial).unwrap_or(raw.last_lsn);
+    let marker = Checkpoints {
+        backup_type: BackupType::FullPrepared,
+        flushed_lsn,
+        ..raw.clone()
+    };
+    meta::write_atomically(partial, meta::CHECKPOINTS, marker.render().as_bytes())?;
+    std::fs::rename(partial, prepared).map_err(|e| FileError::new("rename", partial, prepared, e))?;
+    fileops::sync_dir(dir)?;
+    tracing::info!(dir = %prepared.display(), flushed_lsn, "prepared");
+    Ok(())
+}
+
+/// The LSN a clean shutdown stamps on page 0 of the system tablespace
+/// (FIL_PAGE_FILE_FLUSH_LSN, @26).
+fn system_flushed_lsn(datadir: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut page = [0u8; 34];
+    std::fs::File::open(datadir.join("ibdata1"))
+        .and_then(|mut f| f.read_exact(&mut page))
+        .ok()?;
+    Some(u64::from_be_bytes(page[26..34].try_into().ok()?))
+}
+
+struct Work<'a> {
+    backup_dir: &'a Path,
+    partial: &'a Path,
+    manifest: &'a Manifest,
+    backup_cnf: &'a OptionFile,
+    mysqld: &'a Mysqld,
+    buffer_pool: u64,
+    cancel: &'a CancellationToken,
+}
+
+impl Work<'_> {
+    async fn run(&self) -> Result<ApplyLogReport, Error> {
+        let (reflinked, copied) = self.copy_data_files().await?;
+        tracing::info!(reflinked, copied, "data files in the working copy");
+        self.write_auto_cnf()?;
+        let redo = self.synthesize_redo().await?;
+        tracing::info!(
+            checkpoint = redo.checkpoint_lsn,
+            last_lsn = redo.last_lsn,
+            bytes = redo.file_size,
+            "redo file synthesized"
+        );
+        let (recovery, prepared_xa) = self.recover(&redo).await?;
+        Ok(ApplyLogReport {
+            prepared_dir: self.partial.to_owned(),
+            already_prepared: false,
+            recovery: Some(recovery),
+            prepared_xa,
+            files_reflinked: reflinked,
+            files_copied: copied,
+        })
+    }
+
+    /// Every data file of the backup (tablespaces, non-InnoDB files, the
+    /// binlog and its index) at the same relative path in the working copy.
+    async fn copy_data_files(&self) -> Result<(usize, usize), Error> {
+        let files: Vec<(PathBuf, PathBuf, u64)> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| is_datadir_file(f.kind))
+            .map(|f| (self.backup_dir.join(&f.path), self.partial.join(&f.path), f.size))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let job = tokio::task::spawn_blocking(move || -> Result<(usize, usize), Error> {
+            let (mut reflinked, mut copied) = (0, 0);
+            for (from, to, expected) in files {
+                if worker_stop.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled { dir: to });
+                }
+                let size = std::fs::metadata(&from)
+                    .map_err(|e| FileError::at("read", &from, e))?
+                    .len();
+                if size != expected {
+                    return Err(Error::SizeMismatch { path: from, size, expected });
+                }
+                match fileops::copy_file(&from, &to)? {
+                    Transfer::Reflinked => reflinked += 1,
+                    _ => copied += 1,
+                }
+            }
+            Ok((reflinked, copied))
+        });
+        let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
+        job.await.expect("the copy task does not panic")
+    }
+
+    /// The source's server UUID, so the prepared datadir (and an in-place
+    /// restore of it) is the same server; copy-back drops it for a clone.
+    fn write_auto_cnf(&self) -> Result<(), Error> {
+        let text = format!("[auto]\nserver-uuid={}\n", self.manifest.server_uuid);
+        meta::write_atomically(self.partial, "auto.cnf", text.as_bytes())?;
+        Ok(())
+    }
+
+    async fn synthesize_redo(&self) -> Result<SynthesizedRedo, Error> {
+        let redo_dir = self.partial.join("#innodb_redo");
+        std::fs::create_dir(&redo_dir).map_err(|e| FileError::at("create", &redo_dir, e))?;
+        let logfile = self.backup_dir.join(meta::LOGFILE);
+        let out = redo_dir.join(redo_file::REDO_FILE);
+        let range = self.manifest.redo;
+        let page_size = u64::from(self.manifest.page_size);
+        let made = tokio::task::spawn_blocking(move || {
+            redo_file::write(
+                &logfile,
+                &out,
+                range.start_checkpoint_lsn,
+                range.last_lsn,
+                page_size,
+                REDO_CREATOR,
+            )
+        })
+        .await
+        .expect("the redo task does not panic")?;
+        Ok(made)
+    }
+
+    /// Runs the mini instance over the working copy.
+    async fn recover(&self, redo: &SynthesizedRedo) -> Result<(RecoveryProof, Vec<String>), Error> {
+        let runtime = runtime_dir()?;
+        let socket = runtime.path().join("mysqld.sock");
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(MiniError::SocketPathTooLong(socket).into());
+        }
+        let config = self.mini_config(runtime.path());
+        let cnf_path = self.partial.join(MINI_CNF);
+        std::fs::write(&cnf_path, mini::render_defaults(&config))
+            .map_err(|e| FileError::at("write", &cnf_path, e))?;
+        let stderr = self.partial.join(meta::MINI_STDERR);
+        let mut instance = mini::MiniInstance::spawn(
+            &self.mysqld.path,
+            &cnf_path,
+            &socket,
+            &self.partial.join(meta::MINI_STDOUT),
+            &stderr,
+        )?;
+        let start_timeout =
+            START_TIMEOUT_BASE + Duration::from_secs(redo.file_size / START_BYTES_PER_SECOND);
+        instance.wait_ready(start_timeout, self.cancel).await?;
+
+        let log = std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
+        let proof = match recovery_log::prove(&log, redo.checkpoint_lsn, redo.last_lsn) {
+            Ok(proof) => proof,
+            Err(e) => {
+                instance.kill().await;
+                return Err(e.into());
+            }
+        };
+        tracing::info!(?proof, "crash recovery reached last_lsn");
+        let prepared_xa = match self.settle(&instance).await {
+            Ok(xa) => xa,
+            Err(e) => {
+                instance.kill().await;
+                return Err(e);
+            }
+        };
+        instance.shutdown(SHUTDOWN_TIMEOUT, self.cancel).await?;
+        Ok((proof, prepared_xa))
+    }
+
+    /// Waits until the transactions recovery found active are rolled back,
+    /// and reports the XA transactions left prepared.
+    async fn settle(&self, instance: &mini::MiniInstance) -> Result<Vec<String>, Error> {
+        let mut conn = instance.connect().await?;
+        let deadline = tokio::time::Instant::now() + ROLLBACK_TIMEOUT;
+        loop {
+            let count = crate::mysql::recovery::transactions_rolling_back(&mut conn)
+                .await
+                .map_err(MiniError::from)?;
+            if count == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::RollbackTimeout { count });
+            }
+            tracing::info!(count, "waiting for recovered transactions to roll back");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = self.cancel.cancelled() => return Err(Error::Cancelled { dir: self.partial.to_owned() }),
+            }
+        }
+        let xa = crate::mysql::recovery::prepared_xa(&mut conn)
+            .await
+            .map_err(MiniError::from)?;
+        if !xa.is_empty() {
+            tracing::info!(?xa, "XA transactions stay prepared, as on the source at the consistent point");
+        }
+        let _ = conn.disconnect().await;
+        Ok(xa)
+    }
+
+    fn mini_config(&self, runtime: &Path) -> mini::MiniConfig {
+        let source_capacity = self
+            .backup_cnf
+            .get(&["mysqld"], "innodb_redo_log_capacity")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(100 << 20);
+        let binlog = (!self.manifest.binlog_file.is_empty()).then(|| {
+            let file = &self.manifest.binlog_file;
+            let base = file.rsplit_once('.').map_or(file.as_str(), |(b, _)| b);
+            (base.to_owned(), format!("{base}.index"))
+        });
+        let external = self.partial.join(crate::backup::datafiles::EXTERNAL_DIR);
+        mini::MiniConfig {
+            datadir: self.partial.to_owned(),
+            socket: runtime.join("mysqld.sock"),
+            pid_file: runtime.join("mysqld.pid"),
+            secure_file_priv: runtime.to_owned(),
+            dirs: self.mysqld.dirs.clone(),
+            backup_cnf: mini::backup_cnf_options(self.backup_cnf),
+            // The source's: mysqld takes the synthesized file as it is and
+            // resizes the log to this capacity after recovery (seen: "Redo
+            // log has been requested to resize from 435M to 16M"). More would
+            // only fill the prepared datadir with spare redo files.
+            redo_capacity: source_capacity,
+            buffer_pool: self.buffer_pool,
+            binlog,
+            gtid_mode: !self.manifest.gtid_executed.trim().is_empty(),
+            innodb_directories: if external.is_dir() { vec![external] } else { vec![] },
+            running_as_root: nix::unistd::Uid::effective().is_root(),
+        }
+    }
+}
+
+/// The files a datadir is made of (the rest of a backup is its metadata
+/// and the captured redo).
+pub(crate) fn is_datadir_file(kind: FileKind) -> bool {
+    matches!(
+        kind,
+        FileKind::SystemTablespace
+            | FileKind::UndoTablespace
+            | FileKind::Tablespace
+            | FileKind::NonInnodb
+            | FileKind::Binlog
+    )
+}
+
+/// A private folder for the socket and pid file: short (socket paths are
+/// limited to 107 bytes), mode 0700, removed when dropped.
+fn runtime_dir() -> Result<tempfile::TempDir, Error> {
+    let make = |base: &Path| tempfile::Builder::new().prefix("innoxide-").tempdir_in(base);
+    let base = std::env::temp_dir();
+    let dir = if base.as_os_str().len() < 60 {
+        make(&base)
+    } else {
+        make(Path::new("/tmp"))
+    };
+    dir.map_err(|e| FileError::at("create a private folder in", &base, e).into())
+}
+
+/// Sets a flag when the token is cancelled, for blocking loops that check it.
+struct StopOnCancel {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopOnCancel {
+    fn new(cancel: &CancellationToken, stop: Arc<AtomicBool>) -> Self {
+        let cancel = cancel.clone();
+        Self {
+            task: tokio::spawn(async move {
+                cancel.cancelled().await;
+                stop.store(true, Ordering::Relaxed);
+            }),
+        }
+    }
+}
+
+impl Drop for StopOnCancel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_files_are_not_datadir_files() {
+        assert!(is_datadir_file(FileKind::Binlog));
+        assert!(!is_datadir_file(FileKind::Redo));
+        assert!(!is_datadir_file(FileKind::Metadata));
+    }
+}
