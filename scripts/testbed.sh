@@ -77,10 +77,56 @@ install_mysql() {
   touch "$STAMP"
 }
 
+# The peers `make bench` measures against (bookworm packages): MariaDB 10.11 +
+# mariadb-backup, mydumper/myloader, and a TrueType font for the charts.
+# Installing mariadb-server must not leave Debian's own instance running or
+# enabled: the bench starts a private instance on its own port/socket/datadir.
+# Note: this puts MariaDB's `mysql`/`mysqldump` first on PATH; the 9.7 tools
+# are always called by their full path in the prefix.
+install_bench_peers() {
+  local want=(mariadb-server mariadb-backup mydumper fonts-dejavu-core)
+  local missing=()
+  for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing bench peers: ${missing[*]} (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    # A policy-rc.d that says "101: not allowed" keeps the package scripts
+    # from starting mariadb; only remove it afterwards if we created it.
+    local policy=/usr/sbin/policy-rc.d ours=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1
+    fi
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "$ours" = 1 ] && rm -f "$policy"
+  fi
+  # Never auto-started at boot, whatever the init system.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable mariadb >/dev/null 2>&1 || true
+  fi
+  if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/mariadb ]; then
+    update-rc.d mariadb disable >/dev/null 2>&1 || true
+  fi
+  # If a package script started Debian's instance anyway, stop exactly that one.
+  local pidfile=/run/mysqld/mysqld.pid
+  if [ -s "$pidfile" ]; then
+    local pid
+    pid=$(cat "$pidfile")
+    if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/sbin/mariadbd ]; then
+      log "stopping Debian's mariadbd (pid $pid) started by the package"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 60); do [ -d "/proc/$pid" ] || break; sleep 0.5; done
+    fi
+  fi
+}
+
 case "${1:-all}" in
   all) install_sysbench; install_mysql ;;
   mysql) install_mysql ;;
   sysbench) install_sysbench ;;
-  *) echo "usage: $0 [all|mysql|sysbench]" >&2; exit 2 ;;
+  bench-peers) install_bench_peers ;;
+  *) echo "usage: $0 [all|mysql|sysbench|bench-peers]" >&2; exit 2 ;;
 esac
 echo "$PREFIX"

@@ -39,12 +39,16 @@ enum Command {
     CopyBackAndApplyLog(CopyBackAndApplyLogArgs),
     /// Take a backup and prepare it in one step.
     BackupAndApplyLog(BackupAndApplyLogArgs),
-    /// Check every file of a backup against its manifest.
-    Verify(BackupDirArg),
-    /// List the backups under a folder.
+    /// Check every file of a backup against its manifest (stored and original checksums).
+    Verify(VerifyArgs),
+    /// List the backups in a repository.
     List(ListArgs),
+    /// Delete one backup from a repository.
+    Delete(DeleteArgs),
+    /// Apply retention: delete backups beyond --keep-last / older than --keep-within, and orphans.
+    Prune(PruneArgs),
     /// Run the gRPC agent next to mysqld.
-    Serve,
+    Serve(ServeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -81,16 +85,59 @@ impl ConnectArgs {
     }
 }
 
+/// Where object stores are and how to sign in; the standard AWS_*,
+/// GOOGLE_* and AZURE_* environment variables work too.
+#[derive(Args, Debug, Clone, Default)]
+struct RepoArgs {
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    s3_region: Option<String>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    s3_access_key_id: Option<String>,
+    /// Prefer the environment variable: a flag is visible in `ps`.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Put the bucket in the host name (AWS style) instead of the path.
+    #[arg(long)]
+    s3_virtual_hosted: bool,
+}
+
+impl RepoArgs {
+    fn options(&self) -> crate::repo::RepoOptions {
+        crate::repo::RepoOptions {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_access_key_id: self.s3_access_key_id.clone(),
+            s3_secret_access_key: self.s3_secret_access_key.clone().map(Secret::new),
+            s3_virtual_hosted: self.s3_virtual_hosted,
+        }
+    }
+}
+
+fn read_key(path: Option<&PathBuf>) -> anyhow::Result<Option<crate::repo::Key>> {
+    let Some(path) = path else { return Ok(None) };
+    let contents = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the key file {}: {e}", path.display()))?;
+    crate::repo::Key::from_file_contents(&contents)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 #[derive(Args, Debug, Clone)]
 struct BackupArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Folder that receives a timestamped backup directory (innobackupex's BACKUP-ROOT-DIR).
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Where backups go: a folder (innobackupex's BACKUP-ROOT-DIR) or a repository URL
+    /// (s3://bucket/prefix, gs://…, az://…); each backup gets a timestamped folder in it.
     #[arg(value_name = "BACKUP-ROOT", conflicts_with = "backup_dir")]
-    root: Option<PathBuf>,
+    root: Option<String>,
     /// Same as BACKUP-ROOT (`--target-dir` is accepted too).
     #[arg(long, alias = "target-dir")]
-    backup_dir: Option<PathBuf>,
+    backup_dir: Option<String>,
     /// Write into the given folder itself instead of a timestamped subfolder.
     #[arg(long)]
     no_timestamp: bool,
@@ -109,9 +156,59 @@ struct BackupArgs {
     /// Compress stored files with zstd.
     #[arg(long)]
     compress: bool,
-    /// Encrypt stored files with the AES-256 key in this file.
+    /// zstd level (1 fastest … 19 smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compress_level: i32,
+    /// Encrypt stored files (AES-256-GCM) with the 256-bit key in this file
+    /// (32 raw bytes, 64 hex characters or base64).
     #[arg(long)]
     encrypt_key_file: Option<PathBuf>,
+    /// Where captured redo is spooled for compressed, encrypted or remote backups.
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct VerifyArgs {
+    /// The backup: a folder or a URL (s3://bucket/prefix/2026-11-21_18-39-12).
+    #[arg(long, alias = "target-dir", value_name = "LOCATION")]
+    backup_dir: String,
+    #[arg(long)]
+    encrypt_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepoArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DeleteArgs {
+    /// The repository: a folder or a URL.
+    #[arg(value_name = "REPOSITORY")]
+    repository: String,
+    /// The backup's name in it.
+    #[arg(value_name = "NAME")]
+    name: String,
+    #[command(flatten)]
+    repo: RepoArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct PruneArgs {
+    #[arg(value_name = "REPOSITORY")]
+    repository: String,
+    /// Keep the newest N backups.
+    #[arg(long)]
+    keep_last: Option<usize>,
+    /// Keep backups younger than this (e.g. 7d, 36h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    keep_within: Option<Duration>,
+    /// Also delete folders without a manifest (failed backups) older than this.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    orphans_older_than: Duration,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    repo: RepoArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -174,10 +271,81 @@ struct BackupAndApplyLogArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// How the agent reaches its server (per-request credentials override user and password).
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// gRPC address (mTLS unless --insecure); port 0 picks a free port, logged as `listening`.
+    #[arg(long, env = "INNOXIDE_LISTEN", default_value = "0.0.0.0:9443")]
+    listen: std::net::SocketAddr,
+    /// Plain-HTTP address of /metrics (Prometheus) and /healthz (for the kubelet).
+    #[arg(long, env = "INNOXIDE_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    metrics_listen: std::net::SocketAddr,
+    /// The agent's certificate chain (PEM).
+    #[arg(long, env = "INNOXIDE_TLS_CERT", required_unless_present = "insecure")]
+    tls_cert: Option<PathBuf>,
+    /// The agent's private key (PEM).
+    #[arg(long, env = "INNOXIDE_TLS_KEY", required_unless_present = "insecure")]
+    tls_key: Option<PathBuf>,
+    /// The CA that signs the certificates clients must present (PEM).
+    #[arg(long, env = "INNOXIDE_TLS_CLIENT_CA", required_unless_present = "insecure")]
+    tls_client_ca: Option<PathBuf>,
+    /// Plaintext gRPC without client authentication: for a local demo only.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca"])]
+    insecure: bool,
+    /// Where operation records live: on the data volume, so they survive restarts.
+    #[arg(long, env = "INNOXIDE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The server's datadir; without --state-dir, records go to `<its parent>/innoxide-agent`.
+    #[arg(long, env = "INNOXIDE_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// Where staged restores are fetched and prepared (default: <state-dir>/staging).
+    #[arg(long, env = "INNOXIDE_STAGING_DIR")]
+    staging_dir: Option<PathBuf>,
+    /// The mysqld that applies the log: must be the source's exact version (default: from PATH).
+    #[arg(long, env = "INNOXIDE_MYSQLD")]
+    mysqld: Option<PathBuf>,
+    /// How long SIGTERM waits for running operations to release the server.
+    #[arg(long, env = "INNOXIDE_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<crate::service::Config> {
+        let state_dir = match (self.state_dir, &self.datadir) {
+            (Some(dir), _) => dir,
+            (None, Some(datadir)) => datadir
+                .parent()
+                .ok_or_else(|| anyhow::anyhow!("--datadir {} has no parent folder; give --state-dir", datadir.display()))?
+                .join("innoxide-agent"),
+            (None, None) => anyhow::bail!(
+                "say where the agent keeps its operation records: --state-dir (a folder on the data volume) or --datadir"
+            ),
+        };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_client_ca) {
+            (Some(cert), Some(key), Some(client_ca)) => Some(crate::service::TlsFiles { cert, key, client_ca }),
+            _ => None,
+        };
+        Ok(crate::service::Config {
+            listen: self.listen,
+            metrics_listen: self.metrics_listen,
+            tls,
+            staging_dir: self.staging_dir.unwrap_or_else(|| state_dir.join("staging")),
+            state_dir,
+            connect: self.connect.resolve()?,
+            mysqld: self.mysqld,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone)]
 struct ListArgs {
-    /// The folder holding backups.
-    #[arg(value_name = "BACKUP-ROOT")]
-    root: PathBuf,
+    /// The repository: a folder or a URL.
+    #[arg(value_name = "REPOSITORY")]
+    root: String,
+    #[command(flatten)]
+    repo: RepoArgs,
 }
 
 /// Parses `1048576`, `512K`, `100M`, `2G`.
@@ -228,9 +396,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             backup_command(&args).await?;
         }
         Command::BackupAndApplyLog(args) => {
-            let dir = backup_command(&args.backup).await?;
+            let location = backup_command(&args.backup).await?;
+            if location.contains("://") {
+                anyhow::bail!(
+                    "backup-and-apply-log works on a local folder only (as the seed's); \
+                     the backup at {location} is complete — prepare it with apply-log"
+                );
+            }
             apply_log_command(&ApplyLogArgs {
-                backup_dir: dir,
+                backup_dir: PathBuf::from(location),
                 mysqld: args.mysqld,
                 force: false,
                 uncompress: false,
@@ -247,32 +421,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("completed OK!");
         }
         Command::Verify(args) => {
-            let report = crate::verify::verify_dir(&args.backup_dir)?;
+            let key = read_key(args.encrypt_key_file.as_ref())?;
+            let report = crate::verify::verify(&args.backup_dir, &args.repo.options(), key).await?;
             println!("{report}");
             eprintln!("completed OK!");
         }
         Command::List(args) => {
-            for line in crate::verify::list(&args.root)? {
+            for line in crate::verify::list(&args.root, &args.repo.options()).await? {
                 println!("{line}");
+            }
+        }
+        Command::Delete(args) => {
+            let store = crate::repo::open(&args.repository, &args.repo.options())?;
+            let deleted = crate::repo::lifecycle::delete(&store, &args.name).await?;
+            println!("deleted {} ({deleted} objects)", args.name);
+        }
+        Command::Prune(args) => {
+            let plan = crate::verify::prune(
+                &args.repository,
+                &args.repo.options(),
+                crate::verify::Retention {
+                    keep_last: args.keep_last,
+                    keep_within: args.keep_within,
+                    orphans_older_than: args.orphans_older_than,
+                },
+                args.dry_run,
+            )
+            .await?;
+            for name in &plan {
+                println!("{}{name}", if args.dry_run { "would delete " } else { "deleted " });
             }
         }
         Command::ApplyIncrementalBackup(_) => anyhow::bail!(
             "incremental backups are not built yet: this version takes and restores full backups only"
         ),
-        Command::Serve => anyhow::bail!(
-            "`serve` (the gRPC agent) is not built yet: use the backup, apply-log and copy-back commands"
-        ),
+        Command::Serve(args) => crate::service::serve(args.config()?).await?,
     }
     Ok(())
 }
 
-async fn backup_command(args: &BackupArgs) -> anyhow::Result<PathBuf> {
-    if args.compress || args.encrypt_key_file.is_some() {
-        anyhow::bail!(
-            "--compress and --encrypt-key-file are not built yet: this version writes uncompressed, \
-             unencrypted backups; leave those options out"
-        );
-    }
+async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
     let root = args
         .root
         .clone()
@@ -280,7 +468,13 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("say where the backup goes: BACKUP-ROOT or --backup-dir"))?;
     let options = BackupOptions {
         connect: args.connect.resolve()?,
-        root,
+        repository: root,
+        repo: args.repo.options(),
+        transform: crate::repo::Transform {
+            zstd_level: args.compress.then_some(args.compress_level),
+            key: read_key(args.encrypt_key_file.as_ref())?,
+        },
+        spool_dir: args.spool_dir.clone(),
         timestamped: !args.no_timestamp,
         parallel: args.parallel.into(),
         throttle: args.throttle,
@@ -294,16 +488,16 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<PathBuf> {
     reporter.abort();
     let report = result?;
     tracing::info!(
-        dir = %report.dir.display(),
+        location = %report.location,
         last_lsn = report.manifest.redo.last_lsn,
         binlog = %report.manifest.binlog_file,
         position = report.manifest.binlog_position,
         gtid = %report.manifest.gtid_executed,
         "backup complete"
     );
-    println!("{}", report.dir.display());
+    println!("{}", report.location);
     eprintln!("completed OK!");
-    Ok(report.dir)
+    Ok(report.location)
 }
 
 async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
@@ -316,7 +510,17 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
         force: args.force,
         buffer_pool: args.use_memory,
     };
-    crate::prepare::apply_log(&options, cancel_on_signals()).await?;
+    let report = crate::prepare::apply_log(&options, cancel_on_signals()).await?;
+    if report.already_prepared {
+        eprintln!("{} is already prepared: nothing to do", report.prepared_dir.display());
+    } else if let Some(proof) = &report.recovery {
+        eprintln!(
+            "{}: recovered from checkpoint {} to last_lsn {}",
+            report.prepared_dir.display(),
+            proof.checkpoint_lsn,
+            proof.scanned_to_lsn
+        );
+    }
     eprintln!("completed OK!");
     Ok(())
 }
@@ -405,7 +609,7 @@ mod tests {
         let Command::Backup(args) = cli.command else { panic!("not backup") };
         assert_eq!(args.parallel, 8);
         assert_eq!(args.throttle, Some(10 << 20));
-        assert_eq!(args.root.as_deref(), Some(std::path::Path::new("/backups")));
+        assert_eq!(args.root.as_deref(), Some("/backups"));
     }
 
     #[test]

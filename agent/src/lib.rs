@@ -15,6 +15,8 @@ pub mod meta;
 pub mod mycnf;
 pub mod mysql;
 pub mod prepare;
+pub mod repo;
 pub mod restore;
 pub mod secret;
+pub mod service;
 pub mod verify;

@@ -1,10 +1,14 @@
-//! `verify` and `list`: what a backup directory holds, checked against its
-//! manifest without restoring anything.
+//! The repository commands: `verify`, `list` and `prune`, built on
+//! [`crate::repo::lifecycle`], plus the local manifest reader that
+//! apply-log and copy-back use.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::meta::{self, Manifest};
+use crate::repo::lifecycle::{self, Verified};
+use crate::repo::{self, Key, RepoOptions, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,14 +20,13 @@ pub enum Error {
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Meta(#[from] meta::Error),
-    #[error("{dir}: {count} file(s) do not match the manifest:\n{details}")]
-    Mismatch {
-        dir: PathBuf,
-        count: usize,
-        details: String,
-    },
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::Error),
+    #[error(transparent)]
+    Repo(#[from] repo::RepoError),
 }
 
+/// Reads the manifest of a backup in a local folder.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
     let path = dir.join(meta::MANIFEST);
     let text = match std::fs::read_to_string(&path) {
@@ -41,7 +44,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    pub dir: PathBuf,
+    pub location: String,
     pub files: usize,
     pub bytes: u64,
 }
@@ -51,81 +54,91 @@ impl fmt::Display for VerifyReport {
         write!(
             f,
             "{}: {} files, {} bytes, all match the manifest",
-            self.dir.display(),
-            self.files,
-            self.bytes
+            self.location, self.files, self.bytes
         )
     }
 }
 
-/// Checks size and SHA-256 of every file the manifest lists.
+/// Checks every file of a local, unencrypted backup against its manifest
+/// (blocking).
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport, Error> {
     let manifest = read_manifest(dir)?;
-    let mut problems = Vec::new();
-    let mut bytes = 0;
-    for file in &manifest.files {
-        let path = dir.join(&file.path);
-        match crate::backup::hash_file(&path) {
-            Ok((size, sha)) => {
-                bytes += size;
-                if size != file.size {
-                    problems.push(format!("  {}: {} bytes, manifest says {}", file.path, size, file.size));
-                } else if sha != file.sha256 {
-                    problems.push(format!("  {}: SHA-256 differs from the manifest", file.path));
-                }
-            }
-            Err(e) => problems.push(format!("  {}: {e}", file.path)),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Error::Mismatch {
-            dir: dir.to_owned(),
-            count: problems.len(),
-            details: problems.join("\n"),
-        });
-    }
+    let store = Store::Local {
+        root: dir.to_owned(),
+    };
+    let Verified { files, bytes } = lifecycle::verify(&store, &manifest, None)?;
     Ok(VerifyReport {
-        dir: dir.to_owned(),
-        files: manifest.files.len(),
+        location: store.describe(),
+        files,
         bytes,
     })
 }
 
-/// One line per complete backup directly under `root`, oldest first.
-pub fn list(root: &Path) -> Result<Vec<String>, Error> {
-    let read_err = |source| Error::Read {
-        path: root.to_owned(),
-        source,
-    };
-    let mut lines = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(root)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok())
+/// Checks every object of the backup at `location` (a folder or a URL)
+/// against its manifest, decrypting with `key` when it is encrypted.
+pub async fn verify(location: &str, options: &RepoOptions, key: Option<Key>) -> Result<VerifyReport, Error> {
+    let store = repo::open(location, options)?;
+    let manifest = lifecycle::read_manifest(&store).await?;
+    let checked = store.clone();
+    let Verified { files, bytes } =
+        tokio::task::spawn_blocking(move || lifecycle::verify(&checked, &manifest, key.as_ref()))
+            .await
+            .expect("verify thread panicked")?;
+    Ok(VerifyReport {
+        location: store.describe(),
+        files,
+        bytes,
+    })
+}
+
+/// One line per complete backup in the repository, oldest first.
+pub async fn list(location: &str, options: &RepoOptions) -> Result<Vec<String>, Error> {
+    let store = repo::open(location, options)?;
+    Ok(lifecycle::list(&store)
+        .await?
+        .into_iter()
+        .map(|b| {
+            let m = &b.manifest;
+            let bytes: u64 = m.files.iter().map(|f| f.stored_size.unwrap_or(f.size)).sum();
+            format!(
+                "{}\t{}\t{}\tlast_lsn={}\t{} bytes\t{}",
+                b.name, m.backup_type, m.finished_at, m.redo.last_lsn, bytes, m.gtid_executed
+            )
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep_last: Option<usize>,
+    pub keep_within: Option<Duration>,
+    pub orphans_older_than: Duration,
+}
+
+/// Deletes what retention does not keep, and orphans; returns the names.
+pub async fn prune(
+    location: &str,
+    options: &RepoOptions,
+    retention: Retention,
+    dry_run: bool,
+) -> Result<Vec<String>, Error> {
+    let store = repo::open(location, options)?;
+    let now = SystemTime::now();
+    let backups: Vec<(String, SystemTime)> = lifecycle::list(&store)
+        .await?
+        .into_iter()
+        .map(|b| {
+            let finished = lifecycle::finished_at(&b.manifest);
+            (b.name, finished)
+        })
         .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let dir = entry.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        match read_manifest(&dir) {
-            Ok(m) => {
-                let bytes: u64 = m.files.iter().map(|f| f.size).sum();
-                lines.push(format!(
-                    "{}\t{}\t{}\tlast_lsn={}\t{} bytes\t{}",
-                    entry.file_name().to_string_lossy(),
-                    m.backup_type,
-                    m.finished_at,
-                    m.redo.last_lsn,
-                    bytes,
-                    m.gtid_executed
-                ));
-            }
-            Err(Error::NoManifest { .. }) => {
-                tracing::debug!(dir = %dir.display(), "skipping a folder without manifest")
-            }
-            Err(e) => return Err(e),
+    let mut doomed = lifecycle::plan_prune(&backups, retention.keep_last, retention.keep_within, now);
+    doomed.extend(lifecycle::orphans(&store, retention.orphans_older_than, now).await?);
+    if !dry_run {
+        for name in &doomed {
+            lifecycle::delete(&store, name).await?;
+            tracing::info!(backup = %name, "deleted by retention");
         }
     }
-    Ok(lines)
+    Ok(doomed)
 }

@@ -21,7 +21,10 @@ fn options(server: &MysqlServer, root: &Path) -> BackupOptions {
             user: Some("root".into()),
             ..Default::default()
         },
-        root: root.to_owned(),
+        repository: root.display().to_string(),
+        repo: Default::default(),
+        transform: Default::default(),
+        spool_dir: None,
         timestamped: false,
         parallel: 2,
         throttle: None,
@@ -97,7 +100,7 @@ fn assert_redo_contiguous(dir: &Path, start_checkpoint: u64, last_lsn: u64) -> u
 
 /// What the seed's files, the manifest and the server say agree.
 fn assert_metadata_consistent(report: &BackupReport) {
-    let dir = &report.dir;
+    let dir = Path::new(&report.location);
     let checkpoints =
         Checkpoints::parse(&std::fs::read_to_string(dir.join(meta::CHECKPOINTS)).unwrap()).unwrap();
     assert!(checkpoints.from_lsn <= checkpoints.to_lsn && checkpoints.to_lsn <= checkpoints.last_lsn);
@@ -143,10 +146,10 @@ async fn idle_backup_records_what_the_server_reports() {
     assert_eq!(row[0], (report.manifest.binlog_file.clone(), report.manifest.binlog_position));
     assert_eq!(server.gtid_executed().await.unwrap(), report.manifest.gtid_executed);
     assert_eq!(
-        std::fs::read(report.dir.join(&report.manifest.binlog_file)).unwrap(),
+        std::fs::read(Path::new(&report.location).join(&report.manifest.binlog_file)).unwrap(),
         server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
     );
-    assert!(report.dir.join("shop/t.ibd").exists());
+    assert!(Path::new(&report.location).join("shop/t.ibd").exists());
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
 }
 
@@ -162,7 +165,7 @@ async fn backup_under_write_load_captures_a_contiguous_log() {
     assert_eq!(report_load.errors, 0);
     assert_metadata_consistent(&report);
     assert_eq!(
-        std::fs::read(report.dir.join(&report.manifest.binlog_file)).unwrap(),
+        std::fs::read(Path::new(&report.location).join(&report.manifest.binlog_file)).unwrap(),
         server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
     );
     // The backup's GTID set is a prefix of what the server executed since.
@@ -265,7 +268,7 @@ async fn ddl_during_the_backup_waits_and_then_completes() {
         .await
         .unwrap();
     assert_eq!(columns, 1);
-    assert!(report.dir.join(meta::MANIFEST).exists());
+    assert!(Path::new(&report.location).join(meta::MANIFEST).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -286,7 +289,7 @@ async fn a_cancelled_backup_releases_the_server_and_leaves_no_backup() {
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err, backup::Error::Cancelled), "{err}");
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
-    assert!(!opts.root.exists(), "a cancelled backup left {}", opts.root.display());
+    assert!(!Path::new(&opts.repository).exists(), "a cancelled backup left {}", opts.repository);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -383,6 +386,5 @@ async fn killing_the_server_mid_backup_fails_clearly_with_no_manifest() {
         text.contains("MySQL") || text.contains("redo") || text.contains("connect"),
         "not a clear error: {text}"
     );
-    assert!(!opts.root.join(meta::MANIFEST).exists());
-    assert!(!opts.root.exists());
+    assert!(!Path::new(&opts.repository).exists());
 }

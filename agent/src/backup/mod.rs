@@ -33,6 +33,7 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::meta::{self, BackupType, BinlogInfo, Checkpoints, FileEntry, FileKind, Manifest, RedoRange};
+use crate::repo::{self, RepoOptions, Store, Transform};
 use crate::mysql::{self, ConnectOptions, LogStatus, ServerFacts};
 pub use datafiles::DataFile;
 pub use page_copy::CopyError;
@@ -43,9 +44,16 @@ use throttle::Throttle;
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     pub connect: ConnectOptions,
-    /// With `timestamped`, the backup goes into a new `<root>/<UTC time>`
-    /// folder; otherwise into `root` itself, which must be empty or absent.
-    pub root: PathBuf,
+    /// The repository: a folder, `file://`, `s3://`, `gs://` or `az://`.
+    /// With `timestamped`, the backup goes into a new `<UTC time>` folder in
+    /// it; otherwise into the location itself, which must be empty.
+    pub repository: String,
+    pub repo: RepoOptions,
+    /// Compression and encryption of stored files.
+    pub transform: Transform,
+    /// Where captured redo is spooled when the backup is not a plain local
+    /// folder (default: the system's temporary folder).
+    pub spool_dir: Option<PathBuf>,
     pub timestamped: bool,
     pub parallel: usize,
     /// Read rate limit for data files, bytes per second.
@@ -68,6 +76,10 @@ pub enum Error {
     #[error(transparent)]
     Copy(#[from] CopyError),
     #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error(transparent)]
+    Store(#[from] crate::repo::StoreError),
+    #[error(transparent)]
     Redo(#[from] RedoCopyError),
     #[error(transparent)]
     Meta(#[from] meta::Error),
@@ -88,12 +100,16 @@ impl Error {
 
 #[derive(Debug, Clone)]
 pub struct BackupReport {
-    pub dir: PathBuf,
+    /// Where the backup is: a folder or an object store URL.
+    pub location: String,
+    /// The backup's name in its repository (the timestamp), empty when it
+    /// was written into the location itself.
+    pub name: String,
     pub manifest: Manifest,
 }
 
 /// Takes one backup. `cancel` stops it at the next safe point and cleans up.
-#[tracing::instrument(name = "backup", skip_all, fields(root = %options.root.display()))]
+#[tracing::instrument(name = "backup", skip_all, fields(repository = %options.repository))]
 pub async fn run(
     options: &BackupOptions,
     progress: Arc<Progress>,
@@ -103,8 +119,10 @@ pub async fn run(
     let mut control = mysql::connect(&options.connect).await?;
     let facts = mysql::facts::read(&mut control).await?;
     refuse_unsupported(&facts)?;
-    let dir = prepare_target(options)?;
-    tracing::info!(dir = %dir.display(), server = %facts.version_string, "backing up");
+    let (store, name) = prepare_target(options).await?;
+    let location = store.describe();
+    tracing::info!(%location, server = %facts.version_string, "backing up");
+    let spool = Spool::new(&store, &options.transform, options.spool_dir.as_deref())?;
 
     let mut sessions = Sessions {
         control: Some(control),
@@ -113,24 +131,68 @@ pub async fn run(
     let result = Backup {
         options,
         facts: &facts,
-        dir: &dir,
+        store: &store,
+        spool: &spool,
         progress: progress.clone(),
         cancel: cancel.clone(),
     }
     .take(&mut sessions)
     .await;
     sessions.close().await;
+    spool.remove();
     match result {
         Ok(manifest) => {
             progress.set_phase(Phase::Done);
-            Ok(BackupReport { dir, manifest })
+            Ok(BackupReport {
+                location,
+                name,
+                manifest,
+            })
         }
         Err(e) => {
-            tracing::warn!(error = %e, dir = %dir.display(), "backup failed; removing the partial backup");
-            if let Err(rm) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(error = %e, %location, "backup failed; removing the partial backup");
+            if let Err(rm) = store.delete_prefix("").await {
                 tracing::warn!(error = %rm, "could not remove the partial backup");
             }
             Err(e)
+        }
+    }
+}
+
+/// Where the redo copier writes: straight into a plain local backup, or a
+/// local spool that is stored (compressed, encrypted, uploaded) at the end,
+/// so the copier is never slowed by the repository.
+struct Spool {
+    path: PathBuf,
+    /// Set when the spool must be stored after capture and then removed.
+    temporary: Option<tempfile::TempDir>,
+}
+
+impl Spool {
+    fn new(store: &Store, transform: &Transform, spool_dir: Option<&Path>) -> Result<Spool, Error> {
+        if let (Some(root), true) = (store.local_root(), transform.is_plain()) {
+            return Ok(Spool {
+                path: root.join(meta::LOGFILE),
+                temporary: None,
+            });
+        }
+        let base = spool_dir.map(Path::to_owned).unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("innoxide-redo-")
+            .tempdir_in(&base)
+            .map_err(|e| Error::Target {
+                path: base.clone(),
+                reason: format!("cannot create the redo spool: {e}"),
+            })?;
+        Ok(Spool {
+            path: dir.path().join(meta::LOGFILE),
+            temporary: Some(dir),
+        })
+    }
+
+    fn remove(&self) {
+        if let Some(dir) = &self.temporary {
+            let _ = std::fs::remove_dir_all(dir.path());
         }
     }
 }
@@ -175,39 +237,41 @@ fn refuse_unsupported(facts: &ServerFacts) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates the backup directory; refuses one that already holds files.
-fn prepare_target(options: &BackupOptions) -> Result<PathBuf, Error> {
-    let dir = if options.timestamped {
+/// Opens the backup's place in the repository; refuses one that already
+/// holds files.
+async fn prepare_target(options: &BackupOptions) -> Result<(Store, String), Error> {
+    let repository = repo::open(&options.repository, &options.repo)?;
+    let (store, name) = if options.timestamped {
         let now = time::OffsetDateTime::now_utc();
         let name = now
             .format(time::macros::format_description!(
                 "[year]-[month]-[day]_[hour]-[minute]-[second]"
             ))
             .expect("static format");
-        options.root.join(name)
+        (repository.child(&name), name)
     } else {
-        options.root.clone()
+        (repository, String::new())
     };
-    let target_err = |reason: String| Error::Target {
-        path: dir.clone(),
-        reason,
-    };
-    if dir.exists() {
-        let mut entries = std::fs::read_dir(&dir).map_err(|e| target_err(e.to_string()))?;
-        if entries.next().is_some() {
-            return Err(target_err(
-                "exists and is not empty; choose an empty or new directory".into(),
-            ));
-        }
+    if !store.list("").await?.is_empty() {
+        return Err(Error::Target {
+            path: PathBuf::from(store.describe()),
+            reason: "exists and is not empty; choose an empty or new location".into(),
+        });
     }
-    std::fs::create_dir_all(&dir).map_err(|e| target_err(e.to_string()))?;
-    Ok(dir)
+    if let Some(root) = store.local_root() {
+        std::fs::create_dir_all(root).map_err(|e| Error::Target {
+            path: root.to_owned(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok((store, name))
 }
 
 struct Backup<'a> {
     options: &'a BackupOptions,
     facts: &'a ServerFacts,
-    dir: &'a Path,
+    store: &'a Store,
+    spool: &'a Spool,
     progress: Arc<Progress>,
     cancel: CancellationToken,
 }
@@ -231,7 +295,7 @@ impl Backup<'_> {
         }
         let copier = RedoCopier::start(
             &self.facts.redo_dir,
-            &self.dir.join(meta::LOGFILE),
+            &self.spool.path,
             self.progress.clone(),
             format!("{} bytes", self.facts.redo_capacity),
         )?;
@@ -252,16 +316,7 @@ impl Backup<'_> {
         }
 
         self.progress.set_phase(Phase::WritingMetadata);
-        let logfile = hash_file(&self.dir.join(meta::LOGFILE))?;
-        files.push(FileEntry {
-            path: meta::LOGFILE.into(),
-            kind: FileKind::Redo,
-            original_path: None,
-            size: logfile.0,
-            sha256: logfile.1,
-            stored_size: None,
-            stored_sha256: None,
-        });
+        files.push(self.store_redo().await?);
         let checkpoints = Checkpoints {
             backup_type: BackupType::FullBackuped,
             from_lsn: 0,
@@ -289,7 +344,7 @@ impl Backup<'_> {
             texts.push((meta::SLAVE_INFO, self.slave_info(sessions, &status).await?));
         }
         for (name, text) in &texts {
-            meta::write_atomically(self.dir, name, text.as_bytes())?;
+            self.store.put(name, text.as_bytes()).await?;
             files.push(FileEntry {
                 path: (*name).into(),
                 kind: FileKind::Metadata,
@@ -321,16 +376,76 @@ impl Backup<'_> {
             gtid_executed: status.gtid_executed.clone(),
             source_datadir: self.facts.datadir.clone(),
             source_undo_directory: self.facts.undo_directory.clone(),
-            compression: None,
-            encryption: None,
+            compression: self.options.transform.zstd_level.map(|l| format!("zstd:{l}")),
+            encryption: self.options.transform.key.as_ref().map(|_| "aes-256-gcm".to_owned()),
+            encryption_key_id: self.options.transform.key.as_ref().map(|k| k.id().to_owned()),
             started_at,
             finished_at: now_rfc3339(),
             lock_seconds,
             files,
         };
         // Last: from here on the backup exists.
-        meta::write_atomically(self.dir, meta::MANIFEST, manifest.render().as_bytes())?;
+        self.store.put(meta::MANIFEST, manifest.render().as_bytes()).await?;
         Ok(manifest)
+    }
+
+    /// The captured redo, from the spool into the backup.
+    async fn store_redo(&self) -> Result<FileEntry, Error> {
+        let redo = DataFile {
+            source: self.spool.path.clone(),
+            dest: meta::LOGFILE.into(),
+            kind: FileKind::Redo,
+            original_path: None,
+            space: None,
+        };
+        if self.spool.temporary.is_none() {
+            // Written in place: only its checksum is missing.
+            let (size, sha256) = hash_file(&self.spool.path)?;
+            return Ok(FileEntry {
+                path: redo.dest,
+                kind: redo.kind,
+                original_path: None,
+                size,
+                sha256,
+                stored_size: None,
+                stored_sha256: None,
+            });
+        }
+        let files = self.copy_plain_files(vec![redo], None).await?;
+        Ok(files.into_iter().next().expect("one file in, one entry out"))
+    }
+
+    /// Copies files as bytes on a blocking thread (the store's writers block).
+    async fn copy_plain_files(
+        &self,
+        files: Vec<DataFile>,
+        limit: Option<u64>,
+    ) -> Result<Vec<FileEntry>, Error> {
+        let (store, transform, progress) = (
+            self.store.clone(),
+            self.options.transform.clone(),
+            self.progress.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let stop = AtomicBool::new(false);
+            let ctx = page_copy::CopyContext {
+                store: &store,
+                transform: &transform,
+                progress: &progress,
+                throttle: None,
+                cancelled: &stop,
+            };
+            files
+                .iter()
+                .map(|file| {
+                    page_copy::copy_plain(&file.source, &file.dest, limit, &ctx)
+                        .map(|copied| entry(file, &copied))
+                        .map_err(Error::from_copy)
+                })
+                .collect()
+        })
+        .await
+        .expect("copy thread panicked")
     }
 
     /// Copies the data while the redo copier runs, then takes the
@@ -386,7 +501,7 @@ impl Backup<'_> {
             .into_iter()
             .map(|f| (std::fs::metadata(&f.source).map(|m| m.len()).unwrap_or(0), f))
             .collect();
-        jobs.sort_by(|a, b| b.0.cmp(&a.0));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
         self.progress
             .bytes_total
             .fetch_add(jobs.iter().map(|j| j.0).sum(), Ordering::Relaxed);
@@ -400,9 +515,20 @@ impl Backup<'_> {
         let mut workers = Vec::new();
         for _ in 0..threads {
             let (queue, stop, throttle) = (queue.clone(), stop.clone(), throttle.clone());
-            let (progress, dir) = (self.progress.clone(), self.dir.to_owned());
+            let (progress, store, transform) = (
+                self.progress.clone(),
+                self.store.clone(),
+                self.options.transform.clone(),
+            );
             workers.push(tokio::task::spawn_blocking(move || {
-                copy_worker(&queue, &dir, &progress, throttle.as_ref().as_ref(), &stop)
+                let ctx = page_copy::CopyContext {
+                    store: &store,
+                    transform: &transform,
+                    progress: &progress,
+                    throttle: throttle.as_ref().as_ref(),
+                    cancelled: &stop,
+                };
+                copy_worker(&queue, &ctx)
             }));
         }
         let mut all = futures::future::join_all(workers);
@@ -451,19 +577,8 @@ impl Backup<'_> {
             tracing::info!("non-InnoDB user tables exist: FLUSH TABLES WITH READ LOCK while they are copied");
             mysql::flush_tables_with_read_lock(control).await?;
         }
-        let (progress, throttle) = (self.progress.clone(), None);
-        let stop = AtomicBool::new(false);
-        let ctx = page_copy::CopyContext {
-            progress: &progress,
-            throttle,
-            cancelled: &stop,
-        };
-        let mut files = Vec::new();
-        for file in datafiles::plan_non_innodb(self.facts).map_err(Error::ListFiles)? {
-            let copied = page_copy::copy_plain(&file.source, &self.dir.join(&file.dest), None, &ctx)
-                .map_err(Error::from_copy)?;
-            files.push(entry(&file, &copied));
-        }
+        let non_innodb = datafiles::plan_non_innodb(self.facts).map_err(Error::ListFiles)?;
+        let mut files = self.copy_plain_files(non_innodb, None).await?;
         if self.facts.log_bin {
             mysql::flush_binary_logs(control).await?;
         }
@@ -487,8 +602,28 @@ impl Backup<'_> {
             && !status.binlog_file.is_empty()
         {
             let source = basename.with_file_name(&status.binlog_file);
-            let copied = binlog::copy_up_to(&source, self.dir, status.binlog_position, &ctx)?;
-            files.extend(copied);
+            let binlog = DataFile {
+                source,
+                dest: status.binlog_file.clone(),
+                kind: FileKind::Binlog,
+                original_path: None,
+                space: None,
+            };
+            files.extend(
+                self.copy_plain_files(vec![binlog], Some(status.binlog_position))
+                    .await?,
+            );
+            let (index_name, index) = binlog::index_for(&status.binlog_file);
+            self.store.put(&index_name, index.as_bytes()).await?;
+            files.push(FileEntry {
+                path: index_name,
+                kind: FileKind::Binlog,
+                original_path: None,
+                size: index.len() as u64,
+                sha256: sha256_hex(index.as_bytes()),
+                stored_size: None,
+                stored_sha256: None,
+            });
         }
         Ok((files, status))
     }
@@ -530,40 +665,32 @@ impl Backup<'_> {
 
 fn copy_worker(
     queue: &Mutex<VecDeque<DataFile>>,
-    dir: &Path,
-    progress: &Progress,
-    throttle: Option<&Throttle>,
-    stop: &AtomicBool,
+    ctx: &page_copy::CopyContext,
 ) -> Result<Vec<FileEntry>, CopyError> {
-    let ctx = page_copy::CopyContext {
-        progress,
-        throttle,
-        cancelled: stop,
-    };
     let mut done = Vec::new();
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if ctx.cancelled.load(Ordering::Relaxed) {
             return Err(CopyError::Cancelled);
         }
         let Some(file) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
             return Ok(done);
         };
-        let copied =
-            page_copy::copy_tablespace(&file.source, &dir.join(&file.dest), file.space, &ctx)?;
-        progress.files_done.fetch_add(1, Ordering::Relaxed);
+        let copied = page_copy::copy_tablespace(&file.source, &file.dest, file.space, ctx)?;
+        ctx.progress.files_done.fetch_add(1, Ordering::Relaxed);
         done.push(entry(&file, &copied));
     }
 }
 
 fn entry(file: &DataFile, copied: &page_copy::Copied) -> FileEntry {
+    let stored = &copied.stored;
     FileEntry {
         path: file.dest.clone(),
         kind: file.kind,
         original_path: file.original_path.clone(),
-        size: copied.size,
-        sha256: copied.sha256.clone(),
-        stored_size: None,
-        stored_sha256: None,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+        stored_size: stored.stored.as_ref().map(|s| s.0),
+        stored_sha256: stored.stored.as_ref().map(|s| s.1.clone()),
     }
 }
 

@@ -7,17 +7,17 @@
 //! after the copy passes them are covered by the redo log.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::progress::Progress;
 use super::throttle::Throttle;
 use crate::innodb::page::{self, PageCheck, PageSize};
+use crate::repo::store::StoreError;
+use crate::repo::writer::{StoredFile, StoredWriter};
+use crate::repo::{Store, Transform};
 
 /// How often a page that fails validation is read again before we give up,
 /// and how long we wait between reads (a page write finishes in far less).
@@ -32,7 +32,9 @@ pub enum CopyError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{path}: not an InnoDB tablespace: {reason}")]
     NotTablespace { path: PathBuf, reason: String },
     #[error(
@@ -49,6 +51,8 @@ pub enum CopyError {
 }
 
 pub struct CopyContext<'a> {
+    pub store: &'a Store,
+    pub transform: &'a Transform,
     pub progress: &'a Progress,
     pub throttle: Option<&'a Throttle>,
     pub cancelled: &'a AtomicBool,
@@ -56,8 +60,7 @@ pub struct CopyContext<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
-    pub size: u64,
-    pub sha256: String,
+    pub stored: StoredFile,
     pub pages_reread: u64,
 }
 
@@ -66,7 +69,7 @@ pub struct Copied {
 /// gives; it is needed when page 0 has not been flushed yet.
 pub fn copy_tablespace(
     source: &Path,
-    dest: &Path,
+    dest: &str,
     expected: Option<(u32, u32)>,
     ctx: &CopyContext,
 ) -> Result<Copied, CopyError> {
@@ -77,7 +80,7 @@ pub fn copy_tablespace(
     let input = File::open(source).map_err(read_err)?;
     // Pages appended after this point are created by redo we also capture.
     let length = input.metadata().map_err(read_err)?.len();
-    let mut output = Output::create(dest)?;
+    let mut output = Output::create(ctx, dest, length)?;
     if length == 0 {
         return output.finish(0);
     }
@@ -166,7 +169,7 @@ fn identify(
 /// `limit` copies only a prefix (the binlog up to the consistent position).
 pub fn copy_plain(
     source: &Path,
-    dest: &Path,
+    dest: &str,
     limit: Option<u64>,
     ctx: &CopyContext,
 ) -> Result<Copied, CopyError> {
@@ -188,7 +191,7 @@ pub fn copy_plain(
             ),
         });
     }
-    let mut output = Output::create(dest)?;
+    let mut output = Output::create(ctx, dest, length)?;
     let mut buffer = vec![0u8; CHUNK_BYTES];
     let mut offset = 0;
     while offset < length {
@@ -275,52 +278,44 @@ fn reread_until_valid(
     })
 }
 
-/// The destination file, hashed as it is written and synced at the end.
+/// The destination object. Dropped without `finish` (an error or a
+/// cancel), it aborts: a partial file is removed, a multipart upload aborted.
 struct Output {
-    path: PathBuf,
-    writer: BufWriter<File>,
-    hasher: Sha256,
+    writer: Option<StoredWriter>,
 }
 
 impl Output {
-    fn create(path: &Path) -> Result<Output, CopyError> {
-        let write_err = |e| CopyError::Write {
-            path: path.to_owned(),
-            source: e,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(write_err)?;
-        }
-        let file = File::create_new(path).map_err(write_err)?;
+    fn create(ctx: &CopyContext, dest: &str, size_hint: u64) -> Result<Output, CopyError> {
         Ok(Output {
-            path: path.to_owned(),
-            writer: BufWriter::with_capacity(CHUNK_BYTES, file),
-            hasher: Sha256::new(),
+            writer: Some(StoredWriter::create(ctx.store, dest, size_hint, ctx.transform)?),
         })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
-        self.hasher.update(bytes);
-        self.writer.write_all(bytes).map_err(|e| CopyError::Write {
-            path: self.path.clone(),
+        let writer = self.writer.as_mut().expect("written before finish");
+        writer.write(bytes).map_err(|e| CopyError::Write {
+            path: writer.describe(),
             source: e,
         })
     }
 
-    fn finish(self, size: u64) -> Result<Copied, CopyError> {
-        let write_err = |e| CopyError::Write {
-            path: self.path.clone(),
-            source: e,
-        };
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| write_err(e.into_error()))?;
-        file.sync_all().map_err(write_err)?;
+    fn finish(mut self, _size: u64) -> Result<Copied, CopyError> {
+        let writer = self.writer.take().expect("finished once");
+        let path = writer.describe();
+        let stored = writer
+            .finish()
+            .map_err(|e| CopyError::Write { path, source: e })?;
         Ok(Copied {
-            size,
-            sha256: hex::encode(self.hasher.finalize()),
+            stored,
             pages_reread: 0,
         })
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
     }
 }

@@ -30,6 +30,9 @@ pub struct Manifest {
     pub source_undo_directory: PathBuf,
     pub compression: Option<String>,
     pub encryption: Option<String>,
+    /// Public id of the encryption key (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_id: Option<String>,
     pub started_at: String,
     pub finished_at: String,
     pub lock_seconds: f64,

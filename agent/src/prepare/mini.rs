@@ -402,10 +402,6 @@ impl MiniInstance {
         })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     fn connect_options(&self) -> ConnectOptions {
         ConnectOptions {
             socket: Some(self.socket.clone()),

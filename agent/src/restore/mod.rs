@@ -92,7 +92,7 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         return Err(Error::NotEmpty(datadir));
     }
     let files = fileops::list_files(&prepared)?;
-    let plan = plan::plan(&files, &manifest, &datadir, options.new_server_uuid);
+    let plan = plan::plan(&files, &plan::original_paths(&manifest), &datadir, options.new_server_uuid);
     if let Some(taken) = plan.placements.iter().find(|p| p.to.symlink_metadata().is_ok()) {
         return Err(Error::TargetExists(taken.to.clone()));
     }

@@ -12,6 +12,7 @@
 //!   start, sized by its own innodb_redo_log_capacity), the temporary
 //!   tablespaces, and `auto.cnf` for a clone (a new server UUID).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::meta::Manifest;
@@ -46,9 +47,24 @@ impl Plan {
     }
 }
 
+/// Where files outside the source's datadir lived, by their `/`-separated
+/// path in the backup.
+pub fn original_paths(manifest: &Manifest) -> BTreeMap<String, PathBuf> {
+    manifest
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.clone(), f.original_path.clone()?)))
+        .collect()
+}
+
 /// Plans the restore of `files` (relative paths in the prepared folder)
-/// into `datadir`.
-pub fn plan(files: &[PathBuf], manifest: &Manifest, datadir: &Path, new_server_uuid: bool) -> Plan {
+/// into `datadir`; `originals` from [`original_paths`].
+pub fn plan(
+    files: &[PathBuf],
+    originals: &BTreeMap<String, PathBuf>,
+    datadir: &Path,
+    new_server_uuid: bool,
+) -> Plan {
     let mut out = Plan::default();
     for file in files {
         if is_left_out(file, new_server_uuid) {
@@ -60,9 +76,9 @@ pub fn plan(files: &[PathBuf], manifest: &Manifest, datadir: &Path, new_server_u
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        let to = manifest
-            .file(&slash_path)
-            .and_then(|entry| entry.original_path.clone())
+        let to = originals
+            .get(&slash_path)
+            .cloned()
             .unwrap_or_else(|| datadir.join(file));
         out.placements.push(Placement {
             from: file.clone(),
@@ -86,55 +102,15 @@ fn is_left_out(file: &Path, new_server_uuid: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{FileEntry, FileKind, RedoRange};
 
-    fn manifest() -> Manifest {
-        let entry = |path: &str, kind, original: Option<&str>| FileEntry {
-            path: path.into(),
-            kind,
-            original_path: original.map(PathBuf::from),
-            size: 0,
-            sha256: String::new(),
-            stored_size: None,
-            stored_sha256: None,
-        };
-        Manifest {
-            format_version: 1,
-            tool: "innoxide-agent".into(),
-            tool_version: "0".into(),
-            backup_type: "full-backuped".into(),
-            server_version: "9.7.4-2".into(),
-            server_uuid: "u".into(),
-            server_id: 1,
-            page_size: 16384,
-            redo: RedoRange {
-                start_checkpoint_lsn: 0,
-                from_lsn: 0,
-                to_lsn: 0,
-                last_lsn: 0,
-                captured_bytes: 0,
-            },
-            binlog_file: "binlog.000002".into(),
-            binlog_position: 0,
-            gtid_executed: String::new(),
-            source_datadir: "/var/lib/mysql".into(),
-            source_undo_directory: "/undo".into(),
-            compression: None,
-            encryption: None,
-            started_at: String::new(),
-            finished_at: String::new(),
-            lock_seconds: 0.0,
-            files: vec![
-                entry("ibdata1", FileKind::SystemTablespace, None),
-                entry("undo_001", FileKind::UndoTablespace, Some("/undo/undo_001")),
-                entry(
-                    "external/mnt/fast/t1.ibd",
-                    FileKind::Tablespace,
-                    Some("/mnt/fast/t1.ibd"),
-                ),
-                entry("sbtest/sbtest1.ibd", FileKind::Tablespace, None),
-            ],
-        }
+    fn originals() -> BTreeMap<String, PathBuf> {
+        [
+            ("undo_001", "/undo/undo_001"),
+            ("external/mnt/fast/t1.ibd", "/mnt/fast/t1.ibd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), PathBuf::from(v)))
+        .collect()
     }
 
     fn files(names: &[&str]) -> Vec<PathBuf> {
@@ -156,7 +132,7 @@ mod tests {
             "mysql.ibd",
         ]);
         let datadir = Path::new("/restore/data");
-        let plan = plan(&names, &manifest(), datadir, false);
+        let plan = plan(&names, &originals(), datadir, false);
         let to: Vec<_> = plan
             .placements
             .iter()
@@ -195,7 +171,7 @@ mod tests {
             "sbtest/xtrabackup_checkpoints",
             "auto.cnf",
         ]);
-        let p = plan(&names, &manifest(), Path::new("/d"), false);
+        let p = plan(&names, &originals(), Path::new("/d"), false);
         assert_eq!(
             p.placements,
             vec![
@@ -209,7 +185,7 @@ mod tests {
                 }
             ]
         );
-        let clone = plan(&names, &manifest(), Path::new("/d"), true);
+        let clone = plan(&names, &originals(), Path::new("/d"), true);
         assert!(clone.left_out.contains(&PathBuf::from("auto.cnf")));
     }
 }

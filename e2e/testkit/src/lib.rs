@@ -13,6 +13,7 @@
 
 mod gtid;
 mod mysql;
+pub mod oracle;
 mod registry;
 mod s3;
 mod sysbench;

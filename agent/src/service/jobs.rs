@@ -1,0 +1,490 @@
+//! What the agent's operations do: requests turned into engine options
+//! (refused here, before anything starts, when they cannot work), and the
+//! bodies that run the engine and say how it went.
+//!
+//! The repository is a local folder (`file://`) for now. Object storage
+//! plugs in at [`backup_plan`] (where a backup goes) and [`fetch`] (how a
+//! restore gets it); the rest does not change.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use innoxide_proto::agent::v1 as pb;
+use tonic::{Code, Status};
+
+use super::Config;
+use super::operations::{BackupOutcome, Failure, Job, Outcome, Phase, StageOutcome, check_name};
+use crate::backup::{self, BackupOptions};
+use crate::mysql::{self, ConnectOptions};
+use crate::repo::{RepoOptions, StoreError, Transform};
+use crate::secret::Secret;
+use crate::{meta, prepare, verify};
+
+/// Files a backup copies at once when the request leaves it open.
+const DEFAULT_PARALLEL: usize = 4;
+/// The apply-log instance's buffer pool when the request leaves it open.
+const DEFAULT_USE_MEMORY: u64 = 256 << 20;
+
+/// A backup request, checked and turned into what the engine takes.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    pub options: BackupOptions,
+    /// The backup's own folder in the repository.
+    pub dir: PathBuf,
+    pub repository_url: String,
+    pub backup_name: String,
+}
+
+/// The one place a StartBackup request becomes engine options.
+pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<BackupPlan, Status> {
+    let repository = req
+        .repository
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("repository is required"))?;
+    let root = local_repository(&repository.url)?;
+    let backup_name = if req.backup_name.is_empty() {
+        req.operation_id.clone()
+    } else {
+        req.backup_name.clone()
+    };
+    check_name("backup_name", &backup_name).map_err(Status::invalid_argument)?;
+    let options = req.options.clone().unwrap_or_default();
+    let parallel = match options.parallel {
+        0 => DEFAULT_PARALLEL,
+        n @ 1..=256 => n as usize,
+        n => return Err(Status::invalid_argument(format!("options.parallel is {n}; use 1 to 256"))),
+    };
+    match pb::Compression::try_from(options.compression) {
+        Ok(pb::Compression::None) => {}
+        Ok(pb::Compression::Zstd) => return Err(not_built("compressed backups (options.compression)")),
+        Err(_) => return Err(Status::invalid_argument("options.compression is not a known value")),
+    }
+    if options.encryption_key.is_some() {
+        return Err(not_built("encrypted backups (options.encryption_key)"));
+    }
+    let dir = root.join(&backup_name);
+    Ok(BackupPlan {
+        options: BackupOptions {
+            connect: connect_options(req.mysql.as_ref(), &config.connect)?,
+            repository: dir.display().to_string(),
+            repo: RepoOptions::default(),
+            transform: Transform::default(),
+            spool_dir: None,
+            timestamped: false,
+            parallel,
+            throttle: (options.throttle_bytes_per_second > 0).then_some(options.throttle_bytes_per_second),
+            slave_info: options.slave_info,
+            redo_consumer: !options.skip_redo_consumer,
+        },
+        dir,
+        repository_url: repository.url.clone(),
+        backup_name,
+    })
+}
+
+pub async fn run_backup(plan: BackupPlan, job: Job) -> Result<Outcome, Failure> {
+    let dir = plan.dir.clone();
+    if claim_destination(&dir)? {
+        job.update(|r| r.owns_destination = true);
+    }
+    tracing::info!(dir = %dir.display(), "backup starting");
+    let report = backup::run(&plan.options, job.live.engine.clone(), job.cancel.clone())
+        .await
+        .map_err(|e| backup_failure(&e))?;
+    Ok(Outcome::Backup(BackupOutcome::from_manifest(
+        location_of(&plan.dir),
+        plan.backup_name,
+        &report.manifest,
+    )))
+}
+
+/// A StageRestore request, checked.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub repository_url: String,
+    pub backup_name: String,
+    /// The backup in the repository.
+    pub source: PathBuf,
+    /// `<staging dir>/<operation id>`: the fetched backup goes into
+    /// `backup/` under it, and apply-log prepares `backup/prepared/`.
+    pub staging: PathBuf,
+    pub apply_log: prepare::ApplyLogOptions,
+}
+
+pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<StagePlan, Status> {
+    let repository = req
+        .repository
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("repository is required"))?;
+    let root = local_repository(&repository.url)?;
+    check_name("backup_name", &req.backup_name).map_err(Status::invalid_argument)?;
+    if req.encryption_key.is_some() {
+        return Err(not_built("encrypted backups (encryption_key)"));
+    }
+    let staging = config.staging_dir.join(&req.operation_id);
+    Ok(StagePlan {
+        repository_url: repository.url.clone(),
+        backup_name: req.backup_name.clone(),
+        source: root.join(&req.backup_name),
+        apply_log: prepare::ApplyLogOptions {
+            backup_dir: staging.join("backup"),
+            mysqld: config.mysqld.clone(),
+            force: false,
+            buffer_pool: match req.use_memory_bytes {
+                0 => DEFAULT_USE_MEMORY,
+                n => n,
+            },
+        },
+        staging,
+    })
+}
+
+/// Fetch, verify, apply the log. A failure removes the staging folder: it
+/// holds only a copy, and the volume's space is the live server's.
+pub async fn run_stage_restore(plan: StagePlan, job: Job) -> Result<Outcome, Failure> {
+    let result = stage(&plan, &job).await;
+    if result.is_err()
+        && plan.staging.exists()
+        && let Err(e) = std::fs::remove_dir_all(&plan.staging)
+    {
+        tracing::warn!(dir = %plan.staging.display(), error = %e, "cannot remove the staging folder");
+    }
+    result
+}
+
+async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
+    if plan.staging.exists() {
+        // Left by an operation of this id whose record is gone: ours to replace.
+        std::fs::remove_dir_all(&plan.staging).map_err(|e| io_failure("remove", &plan.staging, &e))?;
+    }
+    std::fs::create_dir_all(&plan.staging).map_err(|e| io_failure("create", &plan.staging, &e))?;
+    job.update(|r| r.owns_destination = true);
+
+    job.live.set_phase(Phase::Fetching);
+    let fetched = plan.apply_log.backup_dir.clone();
+    let manifest = fetch(&plan.source, &fetched, job).await?;
+
+    job.live.set_phase(Phase::Verifying);
+    let to_verify = fetched.clone();
+    let verified = tokio::task::spawn_blocking(move || verify::verify_dir(&to_verify))
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| Failure::new(Code::DataLoss, "BACKUP_INVALID", format!("{e}; take a new backup")))?;
+    tracing::info!(files = verified.files, bytes = verified.bytes, "backup verified");
+    if job.cancel.is_cancelled() {
+        return Err(cancelled());
+    }
+
+    job.live.set_phase(Phase::ApplyingLog);
+    let report = prepare::apply_log(&plan.apply_log, job.cancel.clone())
+        .await
+        .map_err(|e| apply_log_failure(&e))?;
+    job.live.set_phase(Phase::Done);
+    Ok(Outcome::StageRestore(StageOutcome {
+        prepared_dir: report.prepared_dir,
+        backup_location: location_of(&plan.source),
+        server_version: manifest.server_version,
+        last_lsn: manifest.redo.last_lsn,
+        binlog_file: manifest.binlog_file,
+        binlog_position: manifest.binlog_position,
+        gtid_executed: manifest.gtid_executed,
+    }))
+}
+
+/// Copies a backup from a `file://` repository into `to`: every file the
+/// manifest lists, then the manifest. Progress counts the bytes.
+async fn fetch(from: &Path, to: &Path, job: &Job) -> Result<meta::Manifest, Failure> {
+    let manifest = verify::read_manifest(from).map_err(|e| {
+        Failure::new(
+            Code::FailedPrecondition,
+            "BACKUP_INVALID",
+            format!("{e}; check backup_name and the repository URL"),
+        )
+    })?;
+    let mut files: Vec<(String, u64)> = manifest.files.iter().map(|f| (f.path.clone(), f.size)).collect();
+    files.push((meta::MANIFEST.to_owned(), 0));
+    let progress = job.live.engine.clone();
+    progress.bytes_total.store(files.iter().map(|f| f.1).sum(), Ordering::Relaxed);
+    progress.files_total.store(files.len() as u64, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (from, to, worker_stop) = (from.to_owned(), to.to_owned(), stop.clone());
+    let copy = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+        for (name, size) in files {
+            if worker_stop.load(Ordering::Relaxed) {
+                return Err(cancelled());
+            }
+            crate::fileops::copy_file(&from.join(&name), &to.join(&name))
+                .map_err(|e| Failure::new(Code::Internal, "IO", format!("fetching the backup: {e}")))?;
+            progress.bytes_done.fetch_add(size, Ordering::Relaxed);
+            progress.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    let cancel = job.cancel.clone();
+    let stopper = tokio::spawn(async move {
+        cancel.cancelled().await;
+        stop.store(true, Ordering::Relaxed);
+    });
+    let copied = copy.await;
+    stopper.abort();
+    copied.map_err(|e| internal(&e))??;
+    Ok(manifest)
+}
+
+/// The local folder of a repository URL, or why there is none.
+fn local_repository(url: &str) -> Result<PathBuf, Status> {
+    if url.is_empty() {
+        return Err(Status::invalid_argument("repository.url is required"));
+    }
+    let path = match url.split_once("://") {
+        Some(("file", rest)) => {
+            if !rest.starts_with('/') {
+                return Err(Status::invalid_argument(format!(
+                    "repository.url {url:?}: a file:// URL has an absolute path and no host, like file:///backups"
+                )));
+            }
+            rest
+        }
+        Some((scheme @ ("s3" | "gs" | "az" | "azure" | "abfs" | "http" | "https"), _)) => {
+            return Err(not_built(&format!(
+                "{scheme}:// repositories; use a file:// URL (a mounted volume) for now"
+            )));
+        }
+        Some((scheme, _)) => {
+            return Err(Status::invalid_argument(format!(
+                "repository.url: unknown scheme {scheme}://; use file:///path (s3://, gs:// and az:// are coming)"
+            )));
+        }
+        None => url,
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(Status::invalid_argument(format!(
+            "repository.url {url:?} is relative; give an absolute path or a file:/// URL"
+        )));
+    }
+    if path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(Status::invalid_argument(format!("repository.url {url:?} must not contain ..")));
+    }
+    Ok(path)
+}
+
+/// The URL of a backup directory in a `file://` repository.
+pub fn location_of(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// MySQL connection options: the agent's own, with the request's user and
+/// password when it gives them.
+pub(super) fn connect_options(creds: Option<&pb::MysqlCredentials>, defaults: &ConnectOptions) -> Result<ConnectOptions, Status> {
+    let mut options = defaults.clone();
+    if let Some(creds) = creds {
+        if !creds.user.is_empty() {
+            options.user = Some(creds.user.clone());
+        }
+        options.password = creds
+            .password
+            .as_ref()
+            .map(|p| resolve_secret(p, "mysql.password"))
+            .transpose()?;
+    }
+    Ok(options)
+}
+
+/// The value of a credential. Errors name the field and the file, never
+/// the value.
+fn resolve_secret(secret: &pb::SecretRef, field: &str) -> Result<Secret, Status> {
+    match &secret.source {
+        Some(pb::secret_ref::Source::Value(value)) => Ok(Secret::new(value.clone())),
+        Some(pb::secret_ref::Source::File(path)) => {
+            if !Path::new(path).is_absolute() {
+                return Err(Status::invalid_argument(format!("{field}.file must be an absolute path")));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Status::failed_precondition(format!(
+                    "cannot read {field} from {path}: {e}; mount the Secret there or pass the value"
+                ))
+            })?;
+            Ok(Secret::new(text.trim()))
+        }
+        None => Err(Status::invalid_argument(format!("{field} is set but empty: give a value or a file"))),
+    }
+}
+
+/// Makes the backup directory. True when it is ours to remove after a
+/// crash: we made it, or it was empty (the engine refuses any other).
+fn claim_destination(dir: &Path) -> Result<bool, Failure> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Failure::new(
+                Code::FailedPrecondition,
+                "TARGET",
+                format!("cannot create the repository folder {}: {e}; check the volume", parent.display()),
+            )
+        })?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()))
+        }
+        Err(e) => Err(Failure::new(
+            Code::FailedPrecondition,
+            "TARGET",
+            format!("cannot create the backup folder {}: {e}; check the volume", dir.display()),
+        )),
+    }
+}
+
+fn not_built(what: &str) -> Status {
+    Status::failed_precondition(format!("{what}: not built yet in this agent"))
+}
+
+fn cancelled() -> Failure {
+    Failure::new(Code::Cancelled, "CANCELLED", "cancelled")
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Failure {
+    Failure::new(Code::Internal, "INTERNAL", format!("{e}; this is a bug: please report it"))
+}
+
+fn io_failure(what: &str, path: &Path, e: &std::io::Error) -> Failure {
+    Failure::new(
+        Code::Internal,
+        "IO",
+        format!("cannot {what} {}: {e}; check the agent's volume", path.display()),
+    )
+}
+
+/// The gRPC code and stable reason of a MySQL error.
+pub fn mysql_code(e: &mysql::Error) -> (Code, &'static str) {
+    match e {
+        mysql::Error::Connect { .. } | mysql::Error::Statement { .. } => (Code::Unavailable, "MYSQL_UNAVAILABLE"),
+        mysql::Error::MissingPrivilege { .. } => (Code::PermissionDenied, "MYSQL_PRIVILEGE"),
+        mysql::Error::UnsupportedVersion { .. } => (Code::FailedPrecondition, "UNSUPPORTED"),
+        mysql::Error::Unexpected { .. } => (Code::Internal, "MYSQL_UNEXPECTED"),
+    }
+}
+
+fn backup_failure(e: &backup::Error) -> Failure {
+    use backup::CopyError;
+    use backup::redo_copier::RedoCopyError;
+    let (code, reason) = match e {
+        backup::Error::Cancelled => return cancelled(),
+        backup::Error::Mysql(e) => mysql_code(e),
+        backup::Error::Target { .. } => (Code::FailedPrecondition, "TARGET"),
+        backup::Error::Unsupported(_) => (Code::FailedPrecondition, "UNSUPPORTED"),
+        backup::Error::Copy(CopyError::CorruptPage { .. } | CopyError::NotTablespace { .. }) => {
+            (Code::DataLoss, "DATA_DAMAGED")
+        }
+        backup::Error::Copy(_) | backup::Error::ListFiles(_) | backup::Error::Meta(_) => (Code::Internal, "IO"),
+        backup::Error::Redo(RedoCopyError::Overwritten { .. }) => (Code::Aborted, "REDO_OVERWRITTEN"),
+        backup::Error::Redo(RedoCopyError::Damaged { .. }) => (Code::DataLoss, "DATA_DAMAGED"),
+        backup::Error::Redo(RedoCopyError::Cancelled) => return cancelled(),
+        backup::Error::Redo(_) => (Code::Internal, "IO"),
+        backup::Error::Repo(_) => (Code::FailedPrecondition, "REPOSITORY"),
+        backup::Error::Store(StoreError::Object { .. }) => (Code::Unavailable, "REPOSITORY"),
+        backup::Error::Store(StoreError::Io { .. }) => (Code::Internal, "IO"),
+    };
+    let advice = match reason {
+        "MYSQL_UNAVAILABLE" => "; check that mysqld runs and accepts the agent's credentials, then start a new backup",
+        "IO" => "; check the repository volume (space, permissions), then start a new backup",
+        _ => "",
+    };
+    Failure::new(code, reason, format!("{e}{advice}"))
+}
+
+fn apply_log_failure(e: &prepare::Error) -> Failure {
+    let (code, reason) = match e {
+        prepare::Error::Cancelled { .. } => return cancelled(),
+        prepare::Error::Unsupported(_) => (Code::FailedPrecondition, "UNSUPPORTED"),
+        prepare::Error::Backup(_) | prepare::Error::Meta(_) | prepare::Error::SizeMismatch { .. } => {
+            (Code::DataLoss, "BACKUP_INVALID")
+        }
+        prepare::Error::File(_) => (Code::Internal, "IO"),
+        _ => (Code::Internal, "APPLY_LOG"),
+    };
+    Failure::new(code, reason, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::for_tests("/state".into())
+    }
+
+    fn request(url: &str) -> pb::StartBackupRequest {
+        pb::StartBackupRequest {
+            operation_id: "0c1d".into(),
+            repository: Some(pb::Repository {
+                url: url.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_file_repository_maps_to_a_folder_named_after_the_operation() {
+        for url in ["file:///backups", "/backups"] {
+            let plan = backup_plan(&request(url), &config()).unwrap();
+            assert_eq!(plan.dir, Path::new("/backups/0c1d"));
+            assert_eq!(plan.options.repository, "/backups/0c1d");
+            assert!(!plan.options.timestamped);
+            assert_eq!(plan.options.parallel, DEFAULT_PARALLEL);
+            assert!(plan.options.redo_consumer);
+        }
+        let mut named = request("file:///backups");
+        named.backup_name = "nightly-1".into();
+        named.options = Some(pb::BackupOptions {
+            throttle_bytes_per_second: 4 << 20,
+            parallel: 2,
+            ..Default::default()
+        });
+        let plan = backup_plan(&named, &config()).unwrap();
+        assert_eq!(plan.dir, Path::new("/backups/nightly-1"));
+        assert_eq!((plan.options.throttle, plan.options.parallel), (Some(4 << 20), 2));
+    }
+
+    #[test]
+    fn object_storage_and_unbuilt_options_are_refused_as_preconditions() {
+        let s3 = backup_plan(&request("s3://bucket/prefix"), &config()).unwrap_err();
+        assert_eq!(s3.code(), Code::FailedPrecondition);
+        assert!(s3.message().contains("not built yet"), "{}", s3.message());
+        let mut zstd = request("/b");
+        zstd.options = Some(pb::BackupOptions {
+            compression: pb::Compression::Zstd as i32,
+            ..Default::default()
+        });
+        assert_eq!(backup_plan(&zstd, &config()).unwrap_err().code(), Code::FailedPrecondition);
+        for bad in ["", "backups", "file://host/b", "ftp://x/y", "/a/../b"] {
+            assert_eq!(backup_plan(&request(bad), &config()).unwrap_err().code(), Code::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_request_or_a_file_and_errors_do_not_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let by_file = pb::MysqlCredentials {
+            user: "backup".into(),
+            password: Some(pb::SecretRef {
+                source: Some(pb::secret_ref::Source::File(file.display().to_string())),
+            }),
+        };
+        let options = connect_options(Some(&by_file), &ConnectOptions::default()).unwrap();
+        assert_eq!(options.user.as_deref(), Some("backup"));
+        assert_eq!(options.password.unwrap().expose(), "from-file");
+
+        let missing = pb::SecretRef {
+            source: Some(pb::secret_ref::Source::File("/nowhere/password".into())),
+        };
+        let err = resolve_secret(&missing, "mysql.password").unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("/nowhere/password"), "{}", err.message());
+    }
+}

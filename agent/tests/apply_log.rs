@@ -1,0 +1,477 @@
+//! apply-log and copy-back against a real MySQL 9.7: a backup taken under
+//! write load, prepared by the server's own mysqld, copied into a fresh
+//! datadir and started, must be exactly the source at the backup's GTID set
+//! (the consistency oracle), including around uncommitted and prepared XA
+//! transactions; and a failed or refused step must leave the raw backup as
+//! it was.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use innoxide_agent::meta::Manifest;
+use innoxide_agent::prepare::{self, ApplyLogOptions, ApplyLogReport};
+use innoxide_agent::restore::{self, CopyBackOptions, CopyBackReport};
+use innoxide_testkit::oracle::{self, OracleInput, Verdict};
+use innoxide_testkit::{MysqlServer, Sysbench, mysql_prefix};
+use tokio_util::sync::CancellationToken;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
+
+fn mysqld() -> PathBuf {
+    mysql_prefix().unwrap().join("bin/mysqld")
+}
+
+/// Runs the agent binary; returns its output whatever the exit status.
+async fn agent(args: &[&str]) -> Output {
+    tokio::process::Command::new(AGENT)
+        .args(args)
+        .env("INNOXIDE_LOG_JSON", "false")
+        .env_remove("INNOXIDE_MYSQLD")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A hot backup with the CLI, as root over the socket, into `dir`.
+async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
+    let out = agent(&[
+        "backup",
+        "--socket",
+        &server.socket().display().to_string(),
+        "--user",
+        "root",
+        "--no-timestamp",
+        "--backup-dir",
+        &dir.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "backup failed:\n{}", text(&out.stderr));
+    innoxide_agent::verify::read_manifest(dir).unwrap()
+}
+
+async fn apply_log(dir: &Path) -> ApplyLogReport {
+    let options = ApplyLogOptions {
+        backup_dir: dir.to_owned(),
+        mysqld: Some(mysqld()),
+        force: false,
+        buffer_pool: 128 << 20,
+    };
+    prepare::apply_log(&options, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("apply-log failed: {e}"))
+}
+
+fn copy_back_options(dir: &Path, datadir: &Path) -> CopyBackOptions {
+    CopyBackOptions {
+        backup_dir: dir.to_owned(),
+        datadir: datadir.to_owned(),
+        force_non_empty: false,
+        new_server_uuid: true,
+        move_files: false,
+    }
+}
+
+async fn copy_back(dir: &Path, datadir: &Path) -> CopyBackReport {
+    restore::copy_back(&copy_back_options(dir, datadir))
+        .await
+        .unwrap_or_else(|e| panic!("copy-back failed: {e}"))
+}
+
+/// apply-log proved recovery ran from the backup's start checkpoint to
+/// exactly its last_lsn, and left the raw backup verifying.
+fn assert_prepared_exactly(dir: &Path, manifest: &Manifest, report: &ApplyLogReport) {
+    let proof = report.recovery.as_ref().expect("a recovery ran");
+    assert_eq!(proof.checkpoint_lsn, manifest.redo.start_checkpoint_lsn);
+    assert_eq!(proof.scanned_to_lsn, manifest.redo.last_lsn);
+    assert!(proof.backup_creator_recognised);
+    assert!(prepare::is_prepared(&dir.join("prepared")).unwrap());
+    assert!(!dir.join("prepared.partial").exists());
+    innoxide_agent::verify::verify_dir(dir).expect("the raw backup still matches its manifest");
+}
+
+/// The restored datadir started as a server of its own.
+async fn start_restored(datadir: &Path) -> MysqlServer {
+    MysqlServer::builder()
+        .server_id(2)
+        .existing_datadir(datadir)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn judge(source: &MysqlServer, restored: &MysqlServer, manifest: &Manifest, tables: &[String]) -> Verdict {
+    let verdict = oracle::check(OracleInput {
+        source,
+        restored,
+        backup_gtid_set: &manifest.gtid_executed,
+        tables,
+    })
+    .await
+    .unwrap();
+    println!("{verdict}");
+    assert!(verdict.passed(), "{verdict}");
+    verdict
+}
+
+/// mysqld processes (anyone's) started with an option file inside `dir`.
+fn mysqld_running_in(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("mysqld") && cmdline.contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_of_a_backup_under_load_is_exactly_the_backup_point() {
+    let started = Instant::now();
+    let source = MysqlServer::builder().redo_capacity(32 << 20).start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
+    let load = bench.run_background(4, Duration::from_secs(12)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    let report = load.wait().await.unwrap();
+    assert!(report.transactions > 0, "the load ran: {report:?}");
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    let datadir = work.path().join("restored");
+    let restored_files = copy_back(&dir, &datadir).await;
+    assert!(restored_files.files > 0);
+    assert!(!datadir.join("auto.cnf").exists(), "--new-server-uuid drops auto.cnf");
+    let restored = start_restored(&datadir).await;
+    let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
+    let restored_uuid: String = restored.query_scalar("SELECT @@server_uuid").await.unwrap();
+    assert_ne!(restored_uuid, source_uuid);
+
+    let verdict = judge(&source, &restored, &manifest, &bench.table_names()).await;
+    assert!(verdict.backup_transactions > 0);
+    println!("under load: {:.1?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_uncommitted_transaction_is_not_restored() {
+    let source = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
+    source
+        .exec("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(100))")
+        .await
+        .unwrap();
+    // A long transaction, open across the whole backup: thousands of rows
+    // in its own table and in sysbench's (ids sysbench never touches, read
+    // without locks, so the load is not blocked), written to redo well
+    // before the consistent point, committed only afterwards.
+    let mut open = source.conn().await.unwrap();
+    use mysql_async::prelude::Queryable;
+    for statement in [
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "SET SESSION cte_max_recursion_depth = 10000",
+        "BEGIN",
+        "INSERT INTO shop.orders WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+         SELECT i, REPEAT('x', 100) FROM n",
+        "INSERT INTO sbtest.sbtest1 (id, k, c, pad) SELECT id + 100000, k, c, pad FROM sbtest.sbtest1 WHERE id <= 3000",
+    ] {
+        open.query_drop(statement).await.unwrap();
+    }
+    let load = bench.run_background(4, Duration::from_secs(10)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    load.wait().await.unwrap();
+    open.query_drop("COMMIT").await.unwrap();
+    drop(open);
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    let log = std::fs::read_to_string(dir.join("prepared/mysql-stderr")).unwrap();
+    assert!(
+        log.contains("rolling back") || log.contains("Rolling back") || log.contains("to undo"),
+        "the mini instance rolled the open transaction back:\n{log}"
+    );
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    let rows: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM shop.orders")
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the uncommitted inserts are not in the restore");
+    let copied: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1 WHERE id > 100000")
+        .await
+        .unwrap();
+    assert_eq!(copied, 0, "the uncommitted rows in sysbench's table are not in the restore");
+    let trx: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+        .await
+        .unwrap();
+    assert_eq!(trx, 0, "nothing is left to roll back at the restored server's start");
+
+    let mut tables = bench.table_names();
+    tables.push("shop.orders".into());
+    judge(&source, &restored, &manifest, &tables).await;
+    let after: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM shop.orders")
+        .await
+        .unwrap();
+    assert_eq!(after, 5000, "the commit after the backup replicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
+    use mysql_async::prelude::Queryable;
+    let source = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
+    source
+        .exec("CREATE DATABASE shop; CREATE TABLE shop.payments (id INT PRIMARY KEY, amount INT)")
+        .await
+        .unwrap();
+    let mut xa = source.conn().await.unwrap();
+    for statement in [
+        "XA START 'pay-42'",
+        "INSERT INTO shop.payments VALUES (1, 100), (2, 200), (3, 300)",
+        "UPDATE sbtest.sbtest2 SET k = k + 1000000 WHERE id <= 10",
+        "XA END 'pay-42'",
+        "XA PREPARE 'pay-42'",
+    ] {
+        xa.query_drop(statement).await.unwrap();
+    }
+    drop(xa); // a prepared XA transaction outlives its session
+    let load = bench.run_background(4, Duration::from_secs(10)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    load.wait().await.unwrap();
+    // Decided only after the backup point.
+    source.exec("XA COMMIT 'pay-42'").await.unwrap();
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    assert_eq!(prepared.prepared_xa, vec!["pay-42".to_string()]);
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    let recovered: Vec<mysql_async::Row> = restored.query_rows("XA RECOVER").await.unwrap();
+    let xids: Vec<String> = recovered
+        .into_iter()
+        .map(|row| String::from_utf8_lossy(&row.get::<Vec<u8>, _>("data").unwrap()).into_owned())
+        .collect();
+    assert_eq!(xids, ["pay-42"], "the XA transaction is still PREPARED on the restore");
+    let visible: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM shop.payments")
+        .await
+        .unwrap();
+    assert_eq!(visible, 0, "a prepared transaction's rows are not visible");
+
+    let mut tables = bench.table_names();
+    tables.push("shop.payments".into());
+    judge(&source, &restored, &manifest, &tables).await;
+    let recovered: Vec<mysql_async::Row> = restored.query_rows("XA RECOVER").await.unwrap();
+    assert!(recovered.is_empty(), "the XA COMMIT replicated from the source");
+    let committed: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM shop.payments")
+        .await
+        .unwrap();
+    assert_eq!(committed, 3);
+}
+
+/// A backup of a small database without load, for the stories that are
+/// about files and refusals rather than consistency.
+async fn small_backup(work: &Path) -> (MysqlServer, PathBuf, Manifest) {
+    let source = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&source, 2, 5_000).await.unwrap();
+    let dir = work.join("backup");
+    let manifest = backup(&source, &dir).await;
+    (source, dir, manifest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
+    let work = tempfile::tempdir().unwrap();
+    let (source, dir, manifest) = small_backup(work.path()).await;
+    let dir_arg = dir.display().to_string();
+    let real = mysqld();
+
+    // A mysqld that is killed (SIGKILL) during its startup, as soon as it
+    // has found the checkpoint to recover from.
+    let crashing = work.path().join("crashing-mysqld");
+    std::fs::write(
+        &crashing,
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in --version|--no-defaults) exec '{real}' \"$@\";; esac\n\
+             log=\"$(dirname \"${{1#--defaults-file=}}\")/mysql-stderr\"\n\
+             '{real}' \"$@\" & pid=$!\n\
+             for i in $(seq 3000); do grep -q 'latest found checkpoint' \"$log\" && break; sleep 0.01; done\n\
+             kill -9 $pid\nwait $pid\nexit 137\n",
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    set_executable(&crashing);
+    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &crashing.display().to_string()]).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("exited during startup"), "{}", text(&out.stderr));
+    let partial = dir.join("prepared.partial");
+    assert!(partial.join("mysql-stderr").is_file(), "the failed attempt's error log is kept");
+    assert!(!dir.join("prepared").exists());
+    innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is byte-identical");
+
+    // A rerun refuses, and says how to go on.
+    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string()]).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    assert!(partial.exists());
+    // copy-back names the unfinished apply-log too.
+    let err = restore::copy_back(&copy_back_options(&dir, &work.path().join("t0")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("apply-log --force"), "{err}");
+
+    // Cancelled half-way: the mini instance is killed, nothing else changes.
+    std::fs::remove_dir_all(&partial).unwrap();
+    let cancel = CancellationToken::new();
+    let options = ApplyLogOptions {
+        backup_dir: dir.clone(),
+        mysqld: Some(real.clone()),
+        force: false,
+        buffer_pool: 128 << 20,
+    };
+    let canceller = {
+        let cancel = cancel.clone();
+        let cnf = partial.join("innoxide-mysqld.cnf");
+        tokio::spawn(async move {
+            while !cnf.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            cancel.cancel();
+        })
+    };
+    let err = prepare::apply_log(&options, cancel).await.unwrap_err();
+    canceller.await.unwrap();
+    assert!(matches!(err, prepare::Error::Cancelled { .. }), "{err}");
+    assert!(mysqld_running_in(&partial).is_empty(), "no mini instance is left running");
+    innoxide_agent::verify::verify_dir(&dir).unwrap();
+
+    // --force removes only the working copy and prepares.
+    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string(), "--force"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!partial.exists());
+    assert!(prepare::is_prepared(&dir.join("prepared")).unwrap());
+    innoxide_agent::verify::verify_dir(&dir).unwrap();
+
+    // Once prepared, apply-log has nothing to do.
+    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string()]).await;
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("already prepared"), "{}", text(&out.stderr));
+
+    // And the result restores to the backup point.
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    assert_eq!(
+        oracle::GtidSet::parse(&restored.gtid_executed().await.unwrap()).unwrap(),
+        oracle::GtidSet::parse(&manifest.gtid_executed).unwrap()
+    );
+    drop(source);
+}
+
+fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_mysqld_version_is_refused_before_anything_is_written() {
+    let work = tempfile::tempdir().unwrap();
+    let (_source, dir, manifest) = small_backup(work.path()).await;
+    let fake = work.path().join("mysqld-9.6");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"/usr/sbin/mysqld  Ver 9.6.0 for Linux on x86_64 (fake)\"\n",
+    )
+    .unwrap();
+    set_executable(&fake);
+    let out = agent(&["apply-log", "--backup-dir", &dir.display().to_string(), "--mysqld", &fake.display().to_string()]).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("9.6.0"), "names the binary's version: {stderr}");
+    assert!(stderr.contains(&manifest.server_version), "names the source's version: {stderr}");
+    assert!(!dir.join("prepared.partial").exists());
+    assert!(!dir.join("prepared").exists());
+    innoxide_agent::verify::verify_dir(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_the_prepared_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let (source, dir, manifest) = small_backup(work.path()).await;
+
+    let err = restore::copy_back(&copy_back_options(&dir, &work.path().join("t1")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("run apply-log first"), "{err}");
+    assert!(!work.path().join("t1").exists(), "nothing was created");
+
+    apply_log(&dir).await;
+    let full = work.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("keep-me"), b"mine").unwrap();
+    let err = restore::copy_back(&copy_back_options(&dir, &full)).await.unwrap_err();
+    assert!(matches!(err, restore::Error::NotEmpty(_)), "{err}");
+    // Forced, it adds the files and leaves what was there alone.
+    let forced = CopyBackOptions {
+        force_non_empty: true,
+        ..copy_back_options(&dir, &full)
+    };
+    restore::copy_back(&forced).await.unwrap();
+    assert_eq!(std::fs::read(full.join("keep-me")).unwrap(), b"mine");
+    assert!(full.join("ibdata1").is_file());
+    // A second forced copy would overwrite: refused.
+    let err = restore::copy_back(&forced).await.unwrap_err();
+    assert!(matches!(err, restore::Error::TargetExists(_)), "{err}");
+
+    // move-back, in place (the source's server UUID kept), consumes the
+    // prepared copy; the raw backup stays and can be prepared again.
+    let moved = work.path().join("moved");
+    let options = CopyBackOptions {
+        new_server_uuid: false,
+        move_files: true,
+        ..copy_back_options(&dir, &moved)
+    };
+    let report = restore::copy_back(&options).await.unwrap();
+    assert!(report.renamed > 0 && report.copied == 0, "{report:?}");
+    assert!(!dir.join("prepared").exists());
+    innoxide_agent::verify::verify_dir(&dir).unwrap();
+    assert!(moved.join("#innodb_redo").is_dir());
+    assert_eq!(std::fs::read_dir(moved.join("#innodb_redo")).unwrap().count(), 0);
+    assert!(!moved.join("mysql-stderr").exists() && !moved.join("xtrabackup_checkpoints").exists());
+
+    let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
+    drop(source); // an in-place restore: the source is gone
+    let restored = start_restored(&moved).await;
+    let uuid: String = restored.query_scalar("SELECT @@server_uuid").await.unwrap();
+    assert_eq!(uuid, source_uuid, "auto.cnf kept: the same server");
+    assert_eq!(
+        oracle::GtidSet::parse(&restored.gtid_executed().await.unwrap()).unwrap(),
+        oracle::GtidSet::parse(&manifest.gtid_executed).unwrap()
+    );
+}
