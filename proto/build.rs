@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(protos, ["."])?;
     tonic_prost_build::configure()
         // Credentials must not show in `{:?}`: lib.rs writes these by hand.
-        .skip_debug([".innoxide.agent.v1.SecretRef", ".innoxide.agent.v1.SecretRef.source"])
+        .skip_debug([
+            ".innoxide.agent.v1.SecretRef",
+            ".innoxide.agent.v1.SecretRef.source",
+        ])
         .compile_fds(descriptors)?;
     Ok(())
 }

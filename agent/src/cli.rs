@@ -288,7 +288,11 @@ struct ServeArgs {
     #[arg(long, env = "INNOXIDE_TLS_KEY", required_unless_present = "insecure")]
     tls_key: Option<PathBuf>,
     /// The CA that signs the certificates clients must present (PEM).
-    #[arg(long, env = "INNOXIDE_TLS_CLIENT_CA", required_unless_present = "insecure")]
+    #[arg(
+        long,
+        env = "INNOXIDE_TLS_CLIENT_CA",
+        required_unless_present = "insecure"
+    )]
     tls_client_ca: Option<PathBuf>,
     /// Plaintext gRPC without client authentication: for a local demo only.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca"])]
@@ -316,21 +320,32 @@ impl ServeArgs {
             (Some(dir), _) => dir,
             (None, Some(datadir)) => datadir
                 .parent()
-                .ok_or_else(|| anyhow::anyhow!("--datadir {} has no parent folder; give --state-dir", datadir.display()))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--datadir {} has no parent folder; give --state-dir",
+                        datadir.display()
+                    )
+                })?
                 .join("innoxide-agent"),
             (None, None) => anyhow::bail!(
                 "say where the agent keeps its operation records: --state-dir (a folder on the data volume) or --datadir"
             ),
         };
         let tls = match (self.tls_cert, self.tls_key, self.tls_client_ca) {
-            (Some(cert), Some(key), Some(client_ca)) => Some(crate::service::TlsFiles { cert, key, client_ca }),
+            (Some(cert), Some(key), Some(client_ca)) => Some(crate::service::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
             _ => None,
         };
         Ok(crate::service::Config {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
             tls,
-            staging_dir: self.staging_dir.unwrap_or_else(|| state_dir.join("staging")),
+            staging_dir: self
+                .staging_dir
+                .unwrap_or_else(|| state_dir.join("staging")),
             state_dir,
             connect: self.connect.resolve()?,
             mysqld: self.mysqld,
@@ -561,7 +576,32 @@ fn cancel_on_signals() -> CancellationToken {
     token
 }
 
+/// A progress bar on a terminal; a JSON progress line every 5 s otherwise
+/// (logs of a container or CI are read by machines and people later).
 async fn report_progress(progress: Arc<Progress>) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            ticker.tick().await;
+            let s = progress.snapshot();
+            bar.set_length(s.bytes_total.max(s.bytes_done));
+            bar.set_position(s.bytes_done);
+            bar.set_message(s.phase.map(|p| format!("{p:?}")).unwrap_or_default());
+            if s.phase == Some(backup::Phase::Done) {
+                bar.finish_and_clear();
+                return;
+            }
+        }
+    }
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     ticker.tick().await;
     loop {

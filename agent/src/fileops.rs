@@ -179,7 +179,10 @@ mod tests {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
         let files = list_files(dir.path()).unwrap();
-        let names: Vec<_> = files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["a", "s/t/x.ibd", "z"]);
         assert!(is_absent_or_empty(&dir.path().join("empty")).unwrap());
         assert!(is_absent_or_empty(&dir.path().join("missing")).unwrap());

@@ -18,6 +18,35 @@ use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
 
+/// Prints how long each step of a test took (seen with `--nocapture`).
+struct Steps {
+    test: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Steps {
+    fn new(test: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            test,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn done(&mut self, step: &str) {
+        let now = Instant::now();
+        println!(
+            "[{}] {step}: {:.1?} (total {:.1?})",
+            self.test,
+            now - self.last,
+            now - self.started
+        );
+        self.last = now;
+    }
+}
+
 fn mysqld() -> PathBuf {
     mysql_prefix().unwrap().join("bin/mysqld")
 }
@@ -51,7 +80,11 @@ async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
         &dir.display().to_string(),
     ])
     .await;
-    assert!(out.status.success(), "backup failed:\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "backup failed:\n{}",
+        text(&out.stderr)
+    );
     innoxide_agent::verify::read_manifest(dir).unwrap()
 }
 
@@ -105,7 +138,12 @@ async fn start_restored(datadir: &Path) -> MysqlServer {
         .unwrap()
 }
 
-async fn judge(source: &MysqlServer, restored: &MysqlServer, manifest: &Manifest, tables: &[String]) -> Verdict {
+async fn judge(
+    source: &MysqlServer,
+    restored: &MysqlServer,
+    manifest: &Manifest,
+    tables: &[String],
+) -> Verdict {
     let verdict = oracle::check(OracleInput {
         source,
         restored,
@@ -138,35 +176,49 @@ fn mysqld_running_in(dir: &Path) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_of_a_backup_under_load_is_exactly_the_backup_point() {
-    let started = Instant::now();
-    let source = MysqlServer::builder().redo_capacity(32 << 20).start().await.unwrap();
+    let mut steps = Steps::new("under load");
+    let source = MysqlServer::builder()
+        .redo_capacity(32 << 20)
+        .start()
+        .await
+        .unwrap();
     let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
+    steps.done("source with 4 x 10k rows");
     let load = bench.run_background(4, Duration::from_secs(12)).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("backup");
     let manifest = backup(&source, &dir).await;
+    steps.done("backup under 4-thread sysbench load");
     let report = load.wait().await.unwrap();
     assert!(report.transactions > 0, "the load ran: {report:?}");
+    steps.done("rest of the load");
 
     let prepared = apply_log(&dir).await;
     assert_prepared_exactly(&dir, &manifest, &prepared);
+    steps.done("apply-log");
     let datadir = work.path().join("restored");
     let restored_files = copy_back(&dir, &datadir).await;
+    steps.done("copy-back");
     assert!(restored_files.files > 0);
-    assert!(!datadir.join("auto.cnf").exists(), "--new-server-uuid drops auto.cnf");
+    assert!(
+        !datadir.join("auto.cnf").exists(),
+        "--new-server-uuid drops auto.cnf"
+    );
     let restored = start_restored(&datadir).await;
+    steps.done("restored server started");
     let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
     let restored_uuid: String = restored.query_scalar("SELECT @@server_uuid").await.unwrap();
     assert_ne!(restored_uuid, source_uuid);
 
     let verdict = judge(&source, &restored, &manifest, &bench.table_names()).await;
     assert!(verdict.backup_transactions > 0);
-    println!("under load: {:.1?}", started.elapsed());
+    steps.done("oracle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_uncommitted_transaction_is_not_restored() {
+    let mut steps = Steps::new("uncommitted");
     let source = MysqlServer::builder().start().await.unwrap();
     let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
     source
@@ -194,13 +246,23 @@ async fn an_uncommitted_transaction_is_not_restored() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("backup");
     let manifest = backup(&source, &dir).await;
+    steps.done("source, open transaction, backup under load");
     load.wait().await.unwrap();
     open.query_drop("COMMIT").await.unwrap();
     drop(open);
 
     let prepared = apply_log(&dir).await;
     assert_prepared_exactly(&dir, &manifest, &prepared);
+    steps.done("rest of the load, apply-log");
     let log = std::fs::read_to_string(dir.join("prepared/mysql-stderr")).unwrap();
+    let rollback: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("roll"))
+        .collect();
+    println!(
+        "the mini instance on the open transaction:\n{}",
+        rollback.join("\n")
+    );
     assert!(
         log.contains("rolling back") || log.contains("Rolling back") || log.contains("to undo"),
         "the mini instance rolled the open transaction back:\n{log}"
@@ -217,16 +279,24 @@ async fn an_uncommitted_transaction_is_not_restored() {
         .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1 WHERE id > 100000")
         .await
         .unwrap();
-    assert_eq!(copied, 0, "the uncommitted rows in sysbench's table are not in the restore");
+    assert_eq!(
+        copied, 0,
+        "the uncommitted rows in sysbench's table are not in the restore"
+    );
     let trx: u64 = restored
         .query_scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
         .await
         .unwrap();
-    assert_eq!(trx, 0, "nothing is left to roll back at the restored server's start");
+    assert_eq!(
+        trx, 0,
+        "nothing is left to roll back at the restored server's start"
+    );
 
     let mut tables = bench.table_names();
     tables.push("shop.orders".into());
+    steps.done("copy-back, restored server started");
     judge(&source, &restored, &manifest, &tables).await;
+    steps.done("oracle");
     let after: u64 = restored
         .query_scalar("SELECT COUNT(*) FROM shop.orders")
         .await
@@ -237,6 +307,7 @@ async fn an_uncommitted_transaction_is_not_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
     use mysql_async::prelude::Queryable;
+    let mut steps = Steps::new("xa");
     let source = MysqlServer::builder().start().await.unwrap();
     let bench = Sysbench::prepare(&source, 4, 10_000).await.unwrap();
     source
@@ -247,7 +318,8 @@ async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
     for statement in [
         "XA START 'pay-42'",
         "INSERT INTO shop.payments VALUES (1, 100), (2, 200), (3, 300)",
-        "UPDATE sbtest.sbtest2 SET k = k + 1000000 WHERE id <= 10",
+        // A row sysbench never touches: the load is not blocked on its lock.
+        "INSERT INTO sbtest.sbtest2 (id, k, c, pad) VALUES (100001, 42, 'xa', 'xa')",
         "XA END 'pay-42'",
         "XA PREPARE 'pay-42'",
     ] {
@@ -259,12 +331,14 @@ async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("backup");
     let manifest = backup(&source, &dir).await;
+    steps.done("source, XA PREPARE, backup under load");
     load.wait().await.unwrap();
     // Decided only after the backup point.
     source.exec("XA COMMIT 'pay-42'").await.unwrap();
 
     let prepared = apply_log(&dir).await;
     assert_prepared_exactly(&dir, &manifest, &prepared);
+    steps.done("rest of the load, apply-log");
     assert_eq!(prepared.prepared_xa, vec!["pay-42".to_string()]);
     let datadir = work.path().join("restored");
     copy_back(&dir, &datadir).await;
@@ -274,7 +348,11 @@ async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
         .into_iter()
         .map(|row| String::from_utf8_lossy(&row.get::<Vec<u8>, _>("data").unwrap()).into_owned())
         .collect();
-    assert_eq!(xids, ["pay-42"], "the XA transaction is still PREPARED on the restore");
+    assert_eq!(
+        xids,
+        ["pay-42"],
+        "the XA transaction is still PREPARED on the restore"
+    );
     let visible: u64 = restored
         .query_scalar("SELECT COUNT(*) FROM shop.payments")
         .await
@@ -283,14 +361,24 @@ async fn an_xa_transaction_prepared_at_the_backup_point_comes_back_prepared() {
 
     let mut tables = bench.table_names();
     tables.push("shop.payments".into());
+    steps.done("copy-back, restored server started");
     judge(&source, &restored, &manifest, &tables).await;
+    steps.done("oracle");
     let recovered: Vec<mysql_async::Row> = restored.query_rows("XA RECOVER").await.unwrap();
-    assert!(recovered.is_empty(), "the XA COMMIT replicated from the source");
+    assert!(
+        recovered.is_empty(),
+        "the XA COMMIT replicated from the source"
+    );
     let committed: u64 = restored
         .query_scalar("SELECT COUNT(*) FROM shop.payments")
         .await
         .unwrap();
     assert_eq!(committed, 3);
+    let xa_row: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest2 WHERE id = 100001")
+        .await
+        .unwrap();
+    assert_eq!(xa_row, 1);
 }
 
 /// A backup of a small database without load, for the stories that are
@@ -327,18 +415,43 @@ async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
     )
     .unwrap();
     set_executable(&crashing);
-    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &crashing.display().to_string()]).await;
+    let out = agent(&[
+        "apply-log",
+        "--backup-dir",
+        &dir_arg,
+        "--mysqld",
+        &crashing.display().to_string(),
+    ])
+    .await;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("exited during startup"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exited during startup"),
+        "{}",
+        text(&out.stderr)
+    );
     let partial = dir.join("prepared.partial");
-    assert!(partial.join("mysql-stderr").is_file(), "the failed attempt's error log is kept");
+    assert!(
+        partial.join("mysql-stderr").is_file(),
+        "the failed attempt's error log is kept"
+    );
     assert!(!dir.join("prepared").exists());
     innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is byte-identical");
 
     // A rerun refuses, and says how to go on.
-    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string()]).await;
+    let out = agent(&[
+        "apply-log",
+        "--backup-dir",
+        &dir_arg,
+        "--mysqld",
+        &real.display().to_string(),
+    ])
+    .await;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(partial.exists());
     // copy-back names the unfinished apply-log too.
     let err = restore::copy_back(&copy_back_options(&dir, &work.path().join("t0")))
@@ -368,20 +481,42 @@ async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
     let err = prepare::apply_log(&options, cancel).await.unwrap_err();
     canceller.await.unwrap();
     assert!(matches!(err, prepare::Error::Cancelled { .. }), "{err}");
-    assert!(mysqld_running_in(&partial).is_empty(), "no mini instance is left running");
+    assert!(
+        mysqld_running_in(&partial).is_empty(),
+        "no mini instance is left running"
+    );
     innoxide_agent::verify::verify_dir(&dir).unwrap();
 
     // --force removes only the working copy and prepares.
-    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string(), "--force"]).await;
+    let out = agent(&[
+        "apply-log",
+        "--backup-dir",
+        &dir_arg,
+        "--mysqld",
+        &real.display().to_string(),
+        "--force",
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!partial.exists());
     assert!(prepare::is_prepared(&dir.join("prepared")).unwrap());
     innoxide_agent::verify::verify_dir(&dir).unwrap();
 
     // Once prepared, apply-log has nothing to do.
-    let out = agent(&["apply-log", "--backup-dir", &dir_arg, "--mysqld", &real.display().to_string()]).await;
+    let out = agent(&[
+        "apply-log",
+        "--backup-dir",
+        &dir_arg,
+        "--mysqld",
+        &real.display().to_string(),
+    ])
+    .await;
     assert!(out.status.success());
-    assert!(text(&out.stderr).contains("already prepared"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already prepared"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // And the result restores to the backup point.
     let datadir = work.path().join("restored");
@@ -410,18 +545,32 @@ async fn another_mysqld_version_is_refused_before_anything_is_written() {
     )
     .unwrap();
     set_executable(&fake);
-    let out = agent(&["apply-log", "--backup-dir", &dir.display().to_string(), "--mysqld", &fake.display().to_string()]).await;
+    let out = agent(&[
+        "apply-log",
+        "--backup-dir",
+        &dir.display().to_string(),
+        "--mysqld",
+        &fake.display().to_string(),
+    ])
+    .await;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("9.6.0"), "names the binary's version: {stderr}");
-    assert!(stderr.contains(&manifest.server_version), "names the source's version: {stderr}");
+    assert!(
+        stderr.contains("9.6.0"),
+        "names the binary's version: {stderr}"
+    );
+    assert!(
+        stderr.contains(&manifest.server_version),
+        "names the source's version: {stderr}"
+    );
     assert!(!dir.join("prepared.partial").exists());
     assert!(!dir.join("prepared").exists());
     innoxide_agent::verify::verify_dir(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_the_prepared_copy() {
+async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_the_prepared_copy()
+{
     let work = tempfile::tempdir().unwrap();
     let (source, dir, manifest) = small_backup(work.path()).await;
 
@@ -435,7 +584,9 @@ async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_
     let full = work.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("keep-me"), b"mine").unwrap();
-    let err = restore::copy_back(&copy_back_options(&dir, &full)).await.unwrap_err();
+    let err = restore::copy_back(&copy_back_options(&dir, &full))
+        .await
+        .unwrap_err();
     assert!(matches!(err, restore::Error::NotEmpty(_)), "{err}");
     // Forced, it adds the files and leaves what was there alone.
     let forced = CopyBackOptions {
@@ -462,7 +613,12 @@ async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_
     assert!(!dir.join("prepared").exists());
     innoxide_agent::verify::verify_dir(&dir).unwrap();
     assert!(moved.join("#innodb_redo").is_dir());
-    assert_eq!(std::fs::read_dir(moved.join("#innodb_redo")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(moved.join("#innodb_redo"))
+            .unwrap()
+            .count(),
+        0
+    );
     assert!(!moved.join("mysql-stderr").exists() && !moved.join("xtrabackup_checkpoints").exists());
 
     let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();

@@ -35,20 +35,25 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose, SanType,
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose, SanType,
         };
         let dir = tempfile::tempdir().unwrap();
         let ca = |name: &str| {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             params.distinguished_name.push(DnType::CommonName, name);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
         };
         let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, name: &str, server: bool| {
             let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-            params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
             params.distinguished_name.push(DnType::CommonName, name);
             params.extended_key_usages = vec![if server {
                 ExtendedKeyUsagePurpose::ServerAuth
@@ -117,11 +122,25 @@ impl Agent {
     async fn start(setup: &AgentSetup<'_>) -> Agent {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_innoxide-agent"));
         command
-            .args(["serve", "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--user=root"])
+            .args([
+                "serve",
+                "--listen=127.0.0.1:0",
+                "--metrics-listen=127.0.0.1:0",
+                "--user=root",
+            ])
             .arg(format!("--socket={}", setup.socket.display()))
-            .arg(format!("--tls-cert={}", setup.pki.path("server.crt").display()))
-            .arg(format!("--tls-key={}", setup.pki.path("server.key").display()))
-            .arg(format!("--tls-client-ca={}", setup.pki.path("ca.crt").display()))
+            .arg(format!(
+                "--tls-cert={}",
+                setup.pki.path("server.crt").display()
+            ))
+            .arg(format!(
+                "--tls-key={}",
+                setup.pki.path("server.key").display()
+            ))
+            .arg(format!(
+                "--tls-client-ca={}",
+                setup.pki.path("ca.crt").display()
+            ))
             .arg(format!("--state-dir={}", setup.state_dir.display()))
             .arg("--shutdown-grace=30s")
             .env_remove("MYSQL_PWD")
@@ -150,7 +169,10 @@ impl Agent {
         });
         let (grpc, metrics) = match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
             Ok(Some(addrs)) => addrs,
-            _ => panic!("the agent did not start listening:\n{}", log.lock().unwrap().join("\n")),
+            _ => panic!(
+                "the agent did not start listening:\n{}",
+                log.lock().unwrap().join("\n")
+            ),
         };
         Agent {
             child,
@@ -169,7 +191,13 @@ impl Agent {
 
     /// A client with the operator's certificate.
     async fn client(&self, pki: &Pki) -> AgentClient<Channel> {
-        let channel = self.endpoint().tls_config(pki.client_tls(Some("client"))).unwrap().connect().await.unwrap();
+        let channel = self
+            .endpoint()
+            .tls_config(pki.client_tls(Some("client")))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         AgentClient::new(channel)
     }
 
@@ -197,7 +225,10 @@ impl Agent {
             .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).await.unwrap();
-        assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+            "{text}"
+        );
         text
     }
 }
@@ -223,7 +254,7 @@ fn state(op: &pb::Operation) -> pb::OperationState {
 }
 
 fn progress(op: &pb::Operation) -> pb::Progress {
-    op.progress.clone().unwrap_or_default()
+    op.progress.unwrap_or_default()
 }
 
 /// Every event of a watch, until the operation ends.
@@ -278,7 +309,9 @@ async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
         .await
         .unwrap();
     let mut conn = server.conn().await.unwrap();
-    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn).await.unwrap();
+    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn)
+        .await
+        .unwrap();
     (locks > 0, consumer)
 }
 
@@ -316,21 +349,42 @@ fn all_text_under(dir: &Path) -> String {
 async fn a_client_with_a_valid_certificate_backs_up_and_watches_progress_to_the_end() {
     let server = server_with_data().await;
     server.create_user("agent_canary", CANARY).await.unwrap();
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let mut agent = Agent::start(&setup(&pki, state_dir.path(), &server)).await;
     let mut client = agent.client(&pki).await;
 
-    let info = client.server_info(pb::ServerInfoRequest::default()).await.unwrap().into_inner();
+    let info = client
+        .server_info(pb::ServerInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(info.mysql_version.starts_with("9.7"), "{info:?}");
     assert_eq!(info.page_size, 16384);
     assert_eq!(Path::new(&info.datadir), server.datadir());
     assert!(info.redo.as_ref().unwrap().capacity_bytes > 0);
-    assert!(info.capabilities.iter().any(|c| c == "backup.full"), "{info:?}");
-    let health = HealthClient::new(agent.endpoint().tls_config(pki.client_tls(Some("client"))).unwrap().connect().await.unwrap())
-        .check(tonic_health::pb::HealthCheckRequest { service: "innoxide.agent.v1.Agent".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    assert!(
+        info.capabilities.iter().any(|c| c == "backup.full"),
+        "{info:?}"
+    );
+    let health = HealthClient::new(
+        agent
+            .endpoint()
+            .tls_config(pki.client_tls(Some("client")))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .check(tonic_health::pb::HealthCheckRequest {
+        service: "innoxide.agent.v1.Agent".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner();
     assert_eq!(health.status, ServingStatus::Serving as i32);
 
     // Credentials by value, for this request only.
@@ -349,7 +403,10 @@ async fn a_client_with_a_valid_certificate_backs_up_and_watches_progress_to_the_
     assert_eq!(state(last), pb::OperationState::Succeeded, "{last:?}");
     for pair in events.windows(2) {
         let (a, b) = (progress(&pair[0]), progress(&pair[1]));
-        assert!(b.bytes_done >= a.bytes_done, "bytes went back: {a:?} then {b:?}");
+        assert!(
+            b.bytes_done >= a.bytes_done,
+            "bytes went back: {a:?} then {b:?}"
+        );
         assert!(b.phase >= a.phase, "phase went back: {a:?} then {b:?}");
         assert!(b.files_done >= a.files_done);
     }
@@ -359,7 +416,10 @@ async fn a_client_with_a_valid_certificate_backs_up_and_watches_progress_to_the_
         .filter(|p| p.phase == pb::Phase::CopyingTablespaces as i32)
         .map(|p| p.bytes_done)
         .collect();
-    assert!(copying.len() >= 3, "progress was not streamed during the copy: {copying:?}");
+    assert!(
+        copying.len() >= 3,
+        "progress was not streamed during the copy: {copying:?}"
+    );
     assert_eq!(progress(last).phase, pb::Phase::Done as i32);
 
     let Some(pb::operation::Result::Backup(result)) = &last.result else {
@@ -371,7 +431,11 @@ async fn a_client_with_a_valid_certificate_backs_up_and_watches_progress_to_the_
     innoxide_agent::verify::verify_dir(&dir).unwrap();
     assert!(result.last_lsn >= result.to_lsn && result.to_lsn > 0);
     assert!(!result.gtid_executed.is_empty());
-    assert_eq!(&get(&mut client, "op-1").await, last, "polling and watching agree");
+    assert_eq!(
+        &get(&mut client, "op-1").await,
+        last,
+        "polling and watching agree"
+    );
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
 
     let metrics = agent.metrics_text().await;
@@ -379,19 +443,28 @@ async fn a_client_with_a_valid_certificate_backs_up_and_watches_progress_to_the_
         metrics.contains(r#"innoxide_agent_operations_total{kind="backup",result="succeeded"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains("innoxide_agent_copied_bytes_total{kind=\"backup\"}"), "{metrics}");
+    assert!(
+        metrics.contains("innoxide_agent_copied_bytes_total{kind=\"backup\"}"),
+        "{metrics}"
+    );
 
     agent.signal(Signal::SIGTERM);
     assert!(agent.wait_exit(Duration::from_secs(30)).await.success());
     let logs = agent.logs();
     assert!(!logs.contains(CANARY), "the password reached the logs");
-    assert!(!all_text_under(state_dir.path()).contains(CANARY), "the password reached the state dir");
+    assert!(
+        !all_text_under(state_dir.path()).contains(CANARY),
+        "the password reached the state dir"
+    );
     // The engine's own log lines carry the operation id of their span.
     let engine_line = logs
         .lines()
         .find(|l| l.contains("redo captured"))
         .unwrap_or_else(|| panic!("no engine log line:\n{logs}"));
-    assert!(engine_line.contains(r#""operation_id":"op-1""#), "{engine_line}");
+    assert!(
+        engine_line.contains(r#""operation_id":"op-1""#),
+        "{engine_line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -408,10 +481,15 @@ async fn clients_without_a_certificate_of_the_operators_ca_are_refused() {
     let check = |tls: Option<ClientTlsConfig>| {
         let endpoint = match tls {
             Some(tls) => agent.endpoint().tls_config(tls).unwrap(),
-            None => Endpoint::from_shared(format!("http://{}", agent.grpc)).unwrap().connect_timeout(Duration::from_secs(5)),
+            None => Endpoint::from_shared(format!("http://{}", agent.grpc))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(5)),
         };
         async move {
-            let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| format!("connect: {e:?}"))?;
             HealthClient::new(channel)
                 .check(tonic_health::pb::HealthCheckRequest::default())
                 .await
@@ -419,10 +497,16 @@ async fn clients_without_a_certificate_of_the_operators_ca_are_refused() {
                 .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
         }
     };
-    assert_eq!(check(Some(pki.client_tls(Some("client")))).await, Ok(ServingStatus::Serving as i32));
+    assert_eq!(
+        check(Some(pki.client_tls(Some("client")))).await,
+        Ok(ServingStatus::Serving as i32)
+    );
     for (who, tls) in [
         ("no certificate", Some(pki.client_tls(None))),
-        ("another CA's certificate", Some(pki.client_tls(Some("other")))),
+        (
+            "another CA's certificate",
+            Some(pki.client_tls(Some("other"))),
+        ),
         ("plaintext", None),
     ] {
         let refused = check(tls).await;
@@ -430,11 +514,18 @@ async fn clients_without_a_certificate_of_the_operators_ca_are_refused() {
     }
     // The agent says so, with the address.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let refusals = agent.logs().lines().filter(|l| l.contains("refused a client")).count();
+    let refusals = agent
+        .logs()
+        .lines()
+        .filter(|l| l.contains("refused a client"))
+        .count();
     assert!(refusals >= 3, "{}", agent.logs());
     // And the operator's client still gets in after all that.
     let mut client = agent.client(&pki).await;
-    let err = client.server_info(pb::ServerInfoRequest::default()).await.unwrap_err();
+    let err = client
+        .server_info(pb::ServerInfoRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "no MySQL behind: {err:?}");
     assert!(err.message().contains("mysqld"), "{}", err.message());
 }
@@ -442,24 +533,54 @@ async fn clients_without_a_certificate_of_the_operators_ca_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn starting_the_same_id_twice_yields_one_backup_and_a_second_backup_is_refused() {
     let server = server_with_data().await;
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let agent = Agent::start(&setup(&pki, state_dir.path(), &server)).await;
     let mut client = agent.client(&pki).await;
 
-    let first = client.start_backup(backup_request("a", repo.path(), 2 << 20)).await.unwrap().into_inner();
+    let first = client
+        .start_backup(backup_request("a", repo.path(), 2 << 20))
+        .await
+        .unwrap()
+        .into_inner();
     wait_mid_copy(&mut client, "a").await;
     // The operator restarted and asks again: the same operation, running.
-    let again = client.start_backup(backup_request("a", repo.path(), 2 << 20)).await.unwrap().into_inner();
+    let again = client
+        .start_backup(backup_request("a", repo.path(), 2 << 20))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(state(&again), pb::OperationState::Running);
     assert_eq!(again.created_at, first.created_at);
-    assert_eq!(std::fs::read_dir(repo.path()).unwrap().count(), 1, "a second backup folder appeared");
+    assert_eq!(
+        std::fs::read_dir(repo.path()).unwrap().count(),
+        1,
+        "a second backup folder appeared"
+    );
 
     // Another backup on the same server is refused, and says which one runs.
-    let busy = client.start_backup(backup_request("b", repo.path(), 0)).await.unwrap_err();
+    let busy = client
+        .start_backup(backup_request("b", repo.path(), 0))
+        .await
+        .unwrap_err();
     assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
-    assert!(busy.message().contains("one runs at a time"), "{}", busy.message());
-    assert_eq!(busy.metadata().get(pb::RUNNING_OPERATION_TRAILER).unwrap(), "a");
-    let info = client.server_info(pb::ServerInfoRequest::default()).await.unwrap().into_inner();
+    assert!(
+        busy.message().contains("one runs at a time"),
+        "{}",
+        busy.message()
+    );
+    assert_eq!(
+        busy.metadata().get(pb::RUNNING_OPERATION_TRAILER).unwrap(),
+        "a"
+    );
+    let info = client
+        .server_info(pb::ServerInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.running_backup_id, "a");
     // The id is taken for another kind of operation too.
     let restore = client
@@ -476,33 +597,66 @@ async fn starting_the_same_id_twice_yields_one_backup_and_a_second_backup_is_ref
         .unwrap_err();
     assert_eq!(restore.code(), Code::AlreadyExists, "{restore:?}");
 
-    client.cancel_operation(pb::CancelOperationRequest { operation_id: "a".into() }).await.unwrap();
+    client
+        .cancel_operation(pb::CancelOperationRequest {
+            operation_id: "a".into(),
+        })
+        .await
+        .unwrap();
     let ended = watch_to_end(&mut client, "a").await.pop().unwrap();
     assert_eq!(state(&ended), pb::OperationState::Cancelled);
     // Finished is finished: asking again returns it, it does not run again.
-    let after = client.start_backup(backup_request("a", repo.path(), 0)).await.unwrap().into_inner();
+    let after = client
+        .start_backup(backup_request("a", repo.path(), 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(state(&after), pb::OperationState::Cancelled);
-    let all = client.list_operations(pb::ListOperationsRequest {}).await.unwrap().into_inner();
+    let all = client
+        .list_operations(pb::ListOperationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(all.operations.len(), 1, "{all:?}");
     // With "a" over, "b" may run now.
-    let b = client.start_backup(backup_request("b", repo.path(), 0)).await.unwrap().into_inner();
+    let b = client
+        .start_backup(backup_request("b", repo.path(), 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(state(&b), pb::OperationState::Running);
-    assert_eq!(state(watch_to_end(&mut client, "b").await.last().unwrap()), pb::OperationState::Succeeded);
+    assert_eq!(
+        state(watch_to_end(&mut client, "b").await.last().unwrap()),
+        pb::OperationState::Succeeded
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_mid_copy_releases_the_server_and_leaves_no_backup() {
     let server = server_with_data().await;
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let agent = Agent::start(&setup(&pki, state_dir.path(), &server)).await;
     let mut client = agent.client(&pki).await;
 
-    client.start_backup(backup_request("c", repo.path(), 4 << 20)).await.unwrap();
+    client
+        .start_backup(backup_request("c", repo.path(), 4 << 20))
+        .await
+        .unwrap();
     wait_mid_copy(&mut client, "c").await;
-    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    assert_eq!(
+        server_holds_backup_state(&server).await,
+        (true, true),
+        "mid-backup"
+    );
 
     let asked = client
-        .cancel_operation(pb::CancelOperationRequest { operation_id: "c".into() })
+        .cancel_operation(pb::CancelOperationRequest {
+            operation_id: "c".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -510,35 +664,55 @@ async fn cancel_mid_copy_releases_the_server_and_leaves_no_backup() {
     let ended = watch_to_end(&mut client, "c").await.pop().unwrap();
     assert_eq!(state(&ended), pb::OperationState::Cancelled, "{ended:?}");
     let error = ended.error.unwrap();
-    assert_eq!((error.code, error.reason.as_str()), (Code::Cancelled as i32, "CANCELLED"));
+    assert_eq!(
+        (error.code, error.reason.as_str()),
+        (Code::Cancelled as i32, "CANCELLED")
+    );
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
     assert!(!repo.path().join("c").join(meta::MANIFEST).exists());
-    assert!(all_text_under(repo.path()).is_empty(), "the partial backup was left behind");
+    assert!(
+        all_text_under(repo.path()).is_empty(),
+        "the partial backup was left behind"
+    );
 
     // Cancelling what has ended changes nothing.
     let again = client
-        .cancel_operation(pb::CancelOperationRequest { operation_id: "c".into() })
+        .cancel_operation(pb::CancelOperationRequest {
+            operation_id: "c".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(state(&again), pb::OperationState::Cancelled);
     let unknown = client
-        .cancel_operation(pb::CancelOperationRequest { operation_id: "nope".into() })
+        .cancel_operation(pb::CancelOperationRequest {
+            operation_id: "nope".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     let metrics = agent.metrics_text().await;
-    assert!(metrics.contains(r#"innoxide_agent_operations_total{kind="backup",result="cancelled"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"innoxide_agent_operations_total{kind="backup",result="cancelled"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_killed_mid_backup_reports_it_failed_after_restart_and_backs_up_again() {
     let server = server_with_data().await;
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let setup = setup(&pki, state_dir.path(), &server);
     let mut agent = Agent::start(&setup).await;
     let mut client = agent.client(&pki).await;
-    client.start_backup(backup_request("k", repo.path(), 4 << 20)).await.unwrap();
+    client
+        .start_backup(backup_request("k", repo.path(), 4 << 20))
+        .await
+        .unwrap();
     wait_mid_copy(&mut client, "k").await;
     // Long enough for the record to have some progress in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -548,7 +722,10 @@ async fn an_agent_killed_mid_backup_reports_it_failed_after_restart_and_backs_up
     // The server ends a dead client's sessions, and with them what they held.
     let deadline = Instant::now() + Duration::from_secs(10);
     while server_holds_backup_state(&server).await != (false, false) {
-        assert!(Instant::now() < deadline, "the server still holds the backup lock or redo consumer");
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds the backup lock or redo consumer"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -557,37 +734,78 @@ async fn an_agent_killed_mid_backup_reports_it_failed_after_restart_and_backs_up
     let k = get(&mut client, "k").await;
     assert_eq!(state(&k), pb::OperationState::Failed, "{k:?}");
     let error = k.error.clone().unwrap();
-    assert_eq!((error.code, error.reason.as_str()), (Code::Aborted as i32, "AGENT_RESTARTED"));
-    assert!(error.message.contains("killed or crashed"), "{}", error.message);
-    assert!(progress(&k).bytes_done > 0, "the record kept how far it got: {k:?}");
-    assert!(!repo.path().join("k").exists(), "the partial backup was left behind");
+    assert_eq!(
+        (error.code, error.reason.as_str()),
+        (Code::Aborted as i32, "AGENT_RESTARTED")
+    );
+    assert!(
+        error.message.contains("killed or crashed"),
+        "{}",
+        error.message
+    );
+    assert!(
+        progress(&k).bytes_done > 0,
+        "the record kept how far it got: {k:?}"
+    );
+    assert!(
+        !repo.path().join("k").exists(),
+        "the partial backup was left behind"
+    );
     // The operator asks again with the same id: the failed operation, not a new backup.
-    let again = client.start_backup(backup_request("k", repo.path(), 0)).await.unwrap().into_inner();
+    let again = client
+        .start_backup(backup_request("k", repo.path(), 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(state(&again), pb::OperationState::Failed);
 
-    client.start_backup(backup_request("k2", repo.path(), 0)).await.unwrap();
+    client
+        .start_backup(backup_request("k2", repo.path(), 0))
+        .await
+        .unwrap();
     let done = watch_to_end(&mut client, "k2").await.pop().unwrap();
     assert_eq!(state(&done), pb::OperationState::Succeeded, "{done:?}");
     innoxide_agent::verify::verify_dir(&repo.path().join("k2")).unwrap();
     let metrics = agent.metrics_text().await;
-    assert!(metrics.contains(r#"innoxide_agent_operations_total{kind="backup",result="failed"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"innoxide_agent_operations_total{kind="backup",result="failed"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_cancels_the_running_backup_and_releases_the_server() {
     let server = server_with_data().await;
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let setup = setup(&pki, state_dir.path(), &server);
     let mut agent = Agent::start(&setup).await;
     let mut client = agent.client(&pki).await;
-    client.start_backup(backup_request("t", repo.path(), 4 << 20)).await.unwrap();
+    client
+        .start_backup(backup_request("t", repo.path(), 4 << 20))
+        .await
+        .unwrap();
     wait_mid_copy(&mut client, "t").await;
-    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    assert_eq!(
+        server_holds_backup_state(&server).await,
+        (true, true),
+        "mid-backup"
+    );
 
     agent.signal(Signal::SIGTERM);
-    assert!(agent.wait_exit(Duration::from_secs(30)).await.success(), "{}", agent.logs());
+    assert!(
+        agent.wait_exit(Duration::from_secs(30)).await.success(),
+        "{}",
+        agent.logs()
+    );
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
-    assert!(all_text_under(repo.path()).is_empty(), "the partial backup was left behind");
+    assert!(
+        all_text_under(repo.path()).is_empty(),
+        "the partial backup was left behind"
+    );
 
     let agent = Agent::start(&setup).await;
     let mut client = agent.client(&pki).await;
@@ -600,14 +818,21 @@ async fn sigterm_cancels_the_running_backup_and_releases_the_server() {
 async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_server() {
     let server = MysqlServer::builder().start().await.unwrap();
     Sysbench::prepare(&server, 2, 10_000).await.unwrap();
-    let (pki, state_dir, repo) = (Pki::new(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pki, state_dir, repo) = (
+        Pki::new(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let agent = Agent::start(&AgentSetup {
         mysqld: Some(server.bin("mysqld")),
         ..setup(&pki, state_dir.path(), &server)
     })
     .await;
     let mut client = agent.client(&pki).await;
-    client.start_backup(backup_request("full", repo.path(), 0)).await.unwrap();
+    client
+        .start_backup(backup_request("full", repo.path(), 0))
+        .await
+        .unwrap();
     let backup = watch_to_end(&mut client, "full").await.pop().unwrap();
     assert_eq!(state(&backup), pb::OperationState::Succeeded, "{backup:?}");
 
@@ -637,9 +862,14 @@ async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_serv
         panic!("no restore result: {ready:?}")
     };
     let prepared = PathBuf::from(&result.prepared_dir);
-    assert!(prepared.starts_with(state_dir.path().join("staging/r1")), "{prepared:?}");
+    assert!(
+        prepared.starts_with(state_dir.path().join("staging/r1")),
+        "{prepared:?}"
+    );
     assert!(innoxide_agent::prepare::is_prepared(&prepared).unwrap());
-    let Some(pb::operation::Result::Backup(taken)) = &backup.result else { unreachable!() };
+    let Some(pb::operation::Result::Backup(taken)) = &backup.result else {
+        unreachable!()
+    };
     assert_eq!(result.gtid_executed, taken.gtid_executed);
     // The repository's copy was only read.
     innoxide_agent::verify::verify_dir(&repo.path().join("full")).unwrap();

@@ -95,6 +95,8 @@ impl Agent {
 pub struct ManifestFacts {
     /// Redo the apply-log replays: last LSN − start checkpoint LSN.
     pub redo_bytes: Option<u64>,
+    /// Original size of every file the backup holds.
+    pub original_bytes: Option<u64>,
     /// Original and stored bytes of the files stored in another form
     /// (compressed): their ratio is the compression ratio.
     pub transformed: Option<(u64, u64)>,
@@ -116,7 +118,11 @@ fn facts_of(json: &Value) -> ManifestFacts {
     };
     let mut original = 0;
     let mut stored = 0;
+    let mut all = None;
     for file in json["files"].as_array().into_iter().flatten() {
+        if let Some(size) = file["size"].as_u64() {
+            *all.get_or_insert(0) += size;
+        }
         if let (Some(size), Some(stored_size)) = (file["size"].as_u64(), file["stored_size"].as_u64()) {
             original += size;
             stored += stored_size;
@@ -124,6 +130,7 @@ fn facts_of(json: &Value) -> ManifestFacts {
     }
     ManifestFacts {
         redo_bytes,
+        original_bytes: all,
         transformed: (original > 0).then_some((original, stored)),
     }
 }
@@ -146,6 +153,7 @@ mod tests {
             facts_of(&json),
             ManifestFacts {
                 redo_bytes: Some(4096),
+                original_bytes: Some(250),
                 transformed: Some((200, 50))
             }
         );
@@ -154,6 +162,7 @@ mod tests {
             facts_of(&old),
             ManifestFacts {
                 redo_bytes: Some(7),
+                original_bytes: None,
                 transformed: None
             }
         );

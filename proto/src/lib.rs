@@ -10,7 +10,9 @@ pub mod agent {
         /// Says which kind of source a credential has, never its value.
         impl fmt::Debug for SecretRef {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct("SecretRef").field("source", &self.source).finish()
+                f.debug_struct("SecretRef")
+                    .field("source", &self.source)
+                    .finish()
             }
         }
 
@@ -45,7 +47,10 @@ mod tests {
         };
         let text = format!("{creds:?}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("backup") && text.contains("Value(***)"), "{text}");
+        assert!(
+            text.contains("backup") && text.contains("Value(***)"),
+            "{text}"
+        );
         let file = SecretRef {
             source: Some(secret_ref::Source::File("/secrets/pw".into())),
         };

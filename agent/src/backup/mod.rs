@@ -222,6 +222,13 @@ impl Sessions {
 }
 
 fn refuse_unsupported(facts: &ServerFacts) -> Result<(), Error> {
+    if !facts.log_checksums {
+        return Err(Error::Unsupported(
+            "innodb_log_checksums is OFF: redo blocks carry no checksum, so a torn or recycled \
+             block could not be told from a good one; SET GLOBAL innodb_log_checksums=ON first"
+                .into(),
+        ));
+    }
     if facts.redo_log_encrypt {
         return Err(Error::Unsupported(
             "innodb_redo_log_encrypt is ON: encrypted redo is not supported yet".into(),

@@ -58,6 +58,9 @@ pub struct ServerFacts {
     pub gtid_mode: String,
     pub redo_log_encrypt: bool,
     pub undo_log_encrypt: bool,
+    /// With innodb_log_checksums=OFF the server writes no block checksums,
+    /// and captured redo could not be validated.
+    pub log_checksums: bool,
     pub lower_case_table_names: u32,
 }
 
@@ -70,7 +73,7 @@ pub async fn read(conn: &mut Conn) -> Result<ServerFacts> {
              'innodb_undo_directory', 'innodb_log_group_home_dir', 'innodb_redo_log_capacity', \
              'innodb_checksum_algorithm', 'log_bin', 'log_bin_basename', 'log_bin_index', \
              'gtid_mode', 'innodb_redo_log_encrypt', 'innodb_undo_log_encrypt', \
-             'lower_case_table_names')",
+             'innodb_log_checksums', 'lower_case_table_names')",
         )
         .await
         .map_err(stmt("read server variables"))?;
@@ -138,6 +141,7 @@ pub fn from_variables<'a>(var: impl Fn(&str) -> Option<&'a str>) -> Result<Serve
         gtid_mode: var("gtid_mode").unwrap_or("OFF").to_owned(),
         redo_log_encrypt: on("innodb_redo_log_encrypt"),
         undo_log_encrypt: on("innodb_undo_log_encrypt"),
+        log_checksums: !matches!(var("innodb_log_checksums"), Some("OFF" | "0")),
         lower_case_table_names: var("lower_case_table_names")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),

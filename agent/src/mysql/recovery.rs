@@ -22,10 +22,7 @@ pub async fn transactions_rolling_back(conn: &mut Conn) -> Result<u64> {
 /// The xids of XA transactions in the PREPARED state (`XA RECOVER`), as
 /// `gtrid` + `bqual` text.
 pub async fn prepared_xa(conn: &mut Conn) -> Result<Vec<String>> {
-    let rows: Vec<mysql_async::Row> = conn
-        .query("XA RECOVER")
-        .await
-        .map_err(stmt("XA RECOVER"))?;
+    let rows: Vec<mysql_async::Row> = conn.query("XA RECOVER").await.map_err(stmt("XA RECOVER"))?;
     Ok(rows
         .into_iter()
         .map(|row| {

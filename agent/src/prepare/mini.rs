@@ -49,7 +49,10 @@ pub enum MiniError {
     )]
     NotFound,
     #[error("cannot run {path}: {source}")]
-    Spawn { path: PathBuf, source: std::io::Error },
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{path} {args}` did not answer as mysqld does ({detail})")]
     Probe {
         path: PathBuf,
@@ -74,7 +77,9 @@ pub enum MiniError {
         what: String,
         source: std::io::Error,
     },
-    #[error("the mini instance exited during startup ({status}); its error log {log} ends with:\n{tail}")]
+    #[error(
+        "the mini instance exited during startup ({status}); its error log {log} ends with:\n{tail}"
+    )]
     DiedStarting {
         status: ExitStatus,
         log: PathBuf,
@@ -96,7 +101,9 @@ pub enum MiniError {
         log: PathBuf,
         tail: String,
     },
-    #[error("the mini instance exited with {status} on shutdown; its error log {log} ends with:\n{tail}")]
+    #[error(
+        "the mini instance exited with {status} on shutdown; its error log {log} ends with:\n{tail}"
+    )]
     BadExit {
         status: ExitStatus,
         log: PathBuf,
@@ -525,7 +532,10 @@ impl MiniInstance {
     }
 
     fn log_tail(&self) -> String {
-        tail_lines(&std::fs::read_to_string(&self.error_log).unwrap_or_default(), 25)
+        tail_lines(
+            &std::fs::read_to_string(&self.error_log).unwrap_or_default(),
+            25,
+        )
     }
 }
 
@@ -534,10 +544,34 @@ impl Drop for MiniInstance {
         // kill_on_drop sends the SIGKILL; say so, since it means a path out
         // of apply-log that did not stop the server on purpose.
         if let Ok(None) = self.child.try_wait() {
-            tracing::warn!(pid = self.pid, "mini instance still running on drop: killing it");
+            tracing::warn!(
+                pid = self.pid,
+                "mini instance still running on drop: killing it"
+            );
             let _ = self.child.start_kill();
         }
     }
+}
+
+/// Processes started with `--defaults-file=<cnf>`: a mini instance that
+/// outlived the apply-log that started it (killed with SIGKILL, say).
+/// Linux only (reads /proc); elsewhere it finds none.
+pub fn processes_using(cnf: &Path) -> Vec<u32> {
+    let wanted = format!("--defaults-file={}", cnf.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == wanted.as_bytes())
+                .then_some(pid)
+        })
+        .collect()
 }
 
 pub fn tail_lines(text: &str, lines: usize) -> String {
@@ -631,11 +665,17 @@ plugin-dir                                                   /opt/m/root/usr/lib
         assert_eq!(get("server_uuid"), None);
         assert_eq!(get("master_key_id"), None);
         // The source's file formats.
-        assert_eq!(get("innodb_data_file_path").as_deref(), Some("ibdata1:12M:autoextend"));
+        assert_eq!(
+            get("innodb_data_file_path").as_deref(),
+            Some("ibdata1:12M:autoextend")
+        );
         assert_eq!(get("innodb_page_size").as_deref(), Some("16384"));
         assert_eq!(get("server_id").as_deref(), Some("7"));
         // Directories are the working copy, whatever backup-my.cnf said.
-        assert_eq!(get("innodb_undo_directory").as_deref(), Some("/b/prepared.partial"));
+        assert_eq!(
+            get("innodb_undo_directory").as_deref(),
+            Some("/b/prepared.partial")
+        );
         assert_eq!(get("datadir").as_deref(), Some("/b/prepared.partial"));
         assert_eq!(get("basedir").as_deref(), Some("/usr/"));
         assert_eq!(get("plugin_dir"), None);
@@ -654,7 +694,11 @@ plugin-dir                                                   /opt/m/root/usr/lib
         ] {
             assert_eq!(get(k).as_deref(), Some(v), "{k}");
         }
-        assert_eq!(get("log_error"), None, "the error log goes to stderr (mysql-stderr)");
+        assert_eq!(
+            get("log_error"),
+            None,
+            "the error log goes to stderr (mysql-stderr)"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use mini::{MAX_SOCKET_PATH, MiniError, Mysqld, ServerDirs, parse_version, same_version};
-pub use recovery_log::{RecoveryProof, RecoveryProofError};
+pub use recovery_log::{RecoveryProof, RecoveryProofError, shutdown_lsn};
 pub use redo_file::{RedoFileError, SynthesizedRedo};
 
 use crate::fileops::{self, FileError, Transfer};
@@ -46,7 +46,12 @@ pub const PARTIAL_DIR: &str = "prepared.partial";
 pub const MINI_CNF: &str = "innoxide-mysqld.cnf";
 /// Files apply-log adds to the prepared datadir that are not part of it:
 /// copy-back leaves them out.
-pub const OWN_FILES: &[&str] = &[meta::CHECKPOINTS, meta::MINI_STDOUT, meta::MINI_STDERR, MINI_CNF];
+pub const OWN_FILES: &[&str] = &[
+    meta::CHECKPOINTS,
+    meta::MINI_STDOUT,
+    meta::MINI_STDERR,
+    MINI_CNF,
+];
 
 /// Creator written into the synthesized redo header.
 ///
@@ -92,14 +97,30 @@ pub enum Error {
     )]
     PartialLeft { dir: PathBuf },
     #[error(
+        "a mini instance (pid {pids:?}) of an earlier apply-log still runs on {dir}; stop it \
+         (kill {pids:?}) before --force removes its files"
+    )]
+    MiniStillRunning { dir: PathBuf, pids: Vec<u32> },
+    #[error(
+        "the mini instance did not shut down cleanly ({detail}): the result would need redo \
+         it does not have; see {log}"
+    )]
+    NotCleanShutdown { detail: String, log: PathBuf },
+    #[error(
         "{dir} exists but is not a prepared datadir (no `backup_type = full-prepared` in its \
          xtrabackup_checkpoints); move it away and run apply-log again"
     )]
     PreparedDamaged { dir: PathBuf },
     #[error("{0}")]
     Unsupported(String),
-    #[error("{path}: {size} bytes, the manifest says {expected}; the backup is damaged (run `verify`)")]
-    SizeMismatch { path: PathBuf, size: u64, expected: u64 },
+    #[error(
+        "{path}: {size} bytes, the manifest says {expected}; the backup is damaged (run `verify`)"
+    )]
+    SizeMismatch {
+        path: PathBuf,
+        size: u64,
+        expected: u64,
+    },
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -127,6 +148,9 @@ pub struct ApplyLogReport {
     /// XA transactions left PREPARED (user XA prepared at the consistent
     /// point): they come back prepared on the restored server.
     pub prepared_xa: Vec<String>,
+    /// The LSN the mini instance shut down at (and stamped on ibdata1);
+    /// the restored server's new redo starts there.
+    pub flushed_lsn: Option<u64>,
     pub files_reflinked: usize,
     pub files_copied: usize,
 }
@@ -146,7 +170,10 @@ pub fn is_prepared(dir: &Path) -> Result<bool, Error> {
 }
 
 #[tracing::instrument(name = "apply_log", skip_all, fields(backup = %options.backup_dir.display()))]
-pub async fn apply_log(options: &ApplyLogOptions, cancel: CancellationToken) -> Result<ApplyLogReport, Error> {
+pub async fn apply_log(
+    options: &ApplyLogOptions,
+    cancel: CancellationToken,
+) -> Result<ApplyLogReport, Error> {
     let dir = &options.backup_dir;
     let manifest = crate::verify::read_manifest(dir)?;
     let prepared = prepared_dir(dir);
@@ -157,6 +184,7 @@ pub async fn apply_log(options: &ApplyLogOptions, cancel: CancellationToken) -> 
             already_prepared: true,
             recovery: None,
             prepared_xa: Vec::new(),
+            flushed_lsn: None,
             files_reflinked: 0,
             files_copied: 0,
         });
@@ -172,6 +200,10 @@ pub async fn apply_log(options: &ApplyLogOptions, cancel: CancellationToken) -> 
     if partial.symlink_metadata().is_ok() {
         if !options.force {
             return Err(Error::PartialLeft { dir: partial });
+        }
+        let pids = mini::processes_using(&partial.join(MINI_CNF));
+        if !pids.is_empty() {
+            return Err(Error::MiniStillRunning { dir: partial, pids });
         }
         tracing::warn!(dir = %partial.display(), "--force: removing what an earlier apply-log left");
         std::fs::remove_dir_all(&partial).map_err(|e| FileError::at("remove", &partial, e))?;
@@ -207,7 +239,10 @@ pub async fn apply_log(options: &ApplyLogOptions, cancel: CancellationToken) -> 
             return Err(e);
         }
     };
-    finish(dir, &partial, &prepared, &checkpoints)?;
+    let shutdown_lsn = report
+        .flushed_lsn
+        .expect("a finished recovery has a shutdown LSN");
+    finish(dir, &partial, &prepared, &checkpoints, shutdown_lsn)?;
     report.prepared_dir = prepared;
     Ok(report)
 }
@@ -245,19 +280,37 @@ fn refuse_unsupported(
 }
 
 /// Marks the working copy prepared and gives it its final name.
-fn finish(dir: &Path, partial: &Path, prepared: &Path, raw: &Checkpoints) -> Result<(), Error> {
+fn finish(
+    dir: &Path,
+    partial: &Path,
+    prepared: &Path,
+    raw: &Checkpoints,
+    shutdown_lsn: u64,
+) -> Result<(), Error> {
+    // copy-back leaves the redo behind and the restored server starts with
+    // new redo at the LSN page 0 of ibdata1 holds: it must be the LSN of
+    // this clean shutdown.
+    let stamped = system_flushed_lsn(partial);
+    if stamped != Some(shutdown_lsn) {
+        return Err(Error::NotCleanShutdown {
+            detail: format!(
+                "InnoDB shut down at LSN {shutdown_lsn} but ibdata1 holds flushed LSN {stamped:?}"
+            ),
+            log: partial.join(meta::MINI_STDERR),
+        });
+    }
     let cnf = partial.join(MINI_CNF);
     std::fs::remove_file(&cnf).map_err(|e| FileError::at("remove", &cnf, e))?;
-    let flushed_lsn = system_flushed_lsn(partial).unwrap_or(raw.last_lsn);
     let marker = Checkpoints {
         backup_type: BackupType::FullPrepared,
-        flushed_lsn,
+        flushed_lsn: shutdown_lsn,
         ..raw.clone()
     };
     meta::write_atomically(partial, meta::CHECKPOINTS, marker.render().as_bytes())?;
-    std::fs::rename(partial, prepared).map_err(|e| FileError::new("rename", partial, prepared, e))?;
+    std::fs::rename(partial, prepared)
+        .map_err(|e| FileError::new("rename", partial, prepared, e))?;
     fileops::sync_dir(dir)?;
-    tracing::info!(dir = %prepared.display(), flushed_lsn, "prepared");
+    tracing::info!(dir = %prepared.display(), flushed_lsn = shutdown_lsn, "prepared");
     Ok(())
 }
 
@@ -294,12 +347,13 @@ impl Work<'_> {
             bytes = redo.file_size,
             "redo file synthesized"
         );
-        let (recovery, prepared_xa) = self.recover(&redo).await?;
+        let (recovery, prepared_xa, shutdown_lsn) = self.recover(&redo).await?;
         Ok(ApplyLogReport {
             prepared_dir: self.partial.to_owned(),
             already_prepared: false,
             recovery: Some(recovery),
             prepared_xa,
+            flushed_lsn: Some(shutdown_lsn),
             files_reflinked: reflinked,
             files_copied: copied,
         })
@@ -313,7 +367,13 @@ impl Work<'_> {
             .files
             .iter()
             .filter(|f| is_datadir_file(f.kind))
-            .map(|f| (self.backup_dir.join(&f.path), self.partial.join(&f.path), f.size))
+            .map(|f| {
+                (
+                    self.backup_dir.join(&f.path),
+                    self.partial.join(&f.path),
+                    f.size,
+                )
+            })
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
@@ -327,7 +387,11 @@ impl Work<'_> {
                     .map_err(|e| FileError::at("read", &from, e))?
                     .len();
                 if size != expected {
-                    return Err(Error::SizeMismatch { path: from, size, expected });
+                    return Err(Error::SizeMismatch {
+                        path: from,
+                        size,
+                        expected,
+                    });
                 }
                 match fileops::copy_file(&from, &to)? {
                     Transfer::Reflinked => reflinked += 1,
@@ -355,7 +419,9 @@ impl Work<'_> {
         let out = redo_dir.join(redo_file::REDO_FILE);
         let range = self.manifest.redo;
         let page_size = u64::from(self.manifest.page_size);
-        let made = tokio::task::spawn_blocking(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let job = tokio::task::spawn_blocking(move || {
             redo_file::write(
                 &logfile,
                 &out,
@@ -363,15 +429,25 @@ impl Work<'_> {
                 range.last_lsn,
                 page_size,
                 REDO_CREATOR,
+                &worker_stop,
             )
-        })
-        .await
-        .expect("the redo task does not panic")?;
-        Ok(made)
+        });
+        let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
+        match job.await.expect("the redo task does not panic") {
+            Ok(made) => Ok(made),
+            Err(RedoFileError::Cancelled(_)) => Err(Error::Cancelled {
+                dir: self.partial.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Runs the mini instance over the working copy.
-    async fn recover(&self, redo: &SynthesizedRedo) -> Result<(RecoveryProof, Vec<String>), Error> {
+    /// Runs the mini instance over the working copy: the recovery proof,
+    /// the XA transactions left prepared, the LSN of the clean shutdown.
+    async fn recover(
+        &self,
+        redo: &SynthesizedRedo,
+    ) -> Result<(RecoveryProof, Vec<String>, u64), Error> {
         let runtime = runtime_dir()?;
         let socket = runtime.path().join("mysqld.sock");
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -393,7 +469,8 @@ impl Work<'_> {
             START_TIMEOUT_BASE + Duration::from_secs(redo.file_size / START_BYTES_PER_SECOND);
         instance.wait_ready(start_timeout, self.cancel).await?;
 
-        let log = std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
+        let log =
+            std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
         let proof = match recovery_log::prove(&log, redo.checkpoint_lsn, redo.last_lsn) {
             Ok(proof) => proof,
             Err(e) => {
@@ -410,7 +487,14 @@ impl Work<'_> {
             }
         };
         instance.shutdown(SHUTDOWN_TIMEOUT, self.cancel).await?;
-        Ok((proof, prepared_xa))
+        let log =
+            std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
+        let shutdown_lsn =
+            recovery_log::shutdown_lsn(&log).ok_or_else(|| Error::NotCleanShutdown {
+                detail: "no \"Shutdown completed\" in its error log".into(),
+                log: stderr.clone(),
+            })?;
+        Ok((proof, prepared_xa, shutdown_lsn))
     }
 
     /// Waits until the transactions recovery found active are rolled back,
@@ -438,7 +522,10 @@ impl Work<'_> {
             .await
             .map_err(MiniError::from)?;
         if !xa.is_empty() {
-            tracing::info!(?xa, "XA transactions stay prepared, as on the source at the consistent point");
+            tracing::info!(
+                ?xa,
+                "XA transactions stay prepared, as on the source at the consistent point"
+            );
         }
         let _ = conn.disconnect().await;
         Ok(xa)
@@ -471,7 +558,11 @@ impl Work<'_> {
             buffer_pool: self.buffer_pool,
             binlog,
             gtid_mode: !self.manifest.gtid_executed.trim().is_empty(),
-            innodb_directories: if external.is_dir() { vec![external] } else { vec![] },
+            innodb_directories: if external.is_dir() {
+                vec![external]
+            } else {
+                vec![]
+            },
             running_as_root: nix::unistd::Uid::effective().is_root(),
         }
     }
@@ -493,7 +584,11 @@ pub(crate) fn is_datadir_file(kind: FileKind) -> bool {
 /// A private folder for the socket and pid file: short (socket paths are
 /// limited to 107 bytes), mode 0700, removed when dropped.
 fn runtime_dir() -> Result<tempfile::TempDir, Error> {
-    let make = |base: &Path| tempfile::Builder::new().prefix("innoxide-").tempdir_in(base);
+    let make = |base: &Path| {
+        tempfile::Builder::new()
+            .prefix("innoxide-")
+            .tempdir_in(base)
+    };
     let base = std::env::temp_dir();
     let dir = if base.as_os_str().len() < 60 {
         make(&base)

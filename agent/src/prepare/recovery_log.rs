@@ -27,6 +27,8 @@ const BATCH_APPLIED: &str = "[MY-012535]";
 const MEB_CREATOR: &str = "[MY-012555]";
 /// "<version> started; log sequence number N".
 const STARTED: &str = "[MY-012976]";
+/// "Shutdown completed; log sequence number N": InnoDB closed cleanly.
+const SHUTDOWN_COMPLETED: &str = "[MY-012980]";
 
 /// What the error log says recovery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,9 @@ pub enum RecoveryProofError {
          did not run crash recovery ({CRASH_RECOVERY} missing)"
     )]
     NoCrashRecovery { checkpoint: u64, last_lsn: u64 },
-    #[error("crash recovery logged no \"scanned up to\" line ({SCANNED_UP_TO}): cannot tell how far it went")]
+    #[error(
+        "crash recovery logged no \"scanned up to\" line ({SCANNED_UP_TO}): cannot tell how far it went"
+    )]
     NoScanEnd,
     #[error(
         "crash recovery scanned the redo up to {scanned} but the backup's last_lsn is {last_lsn}: \
@@ -70,7 +74,11 @@ pub enum RecoveryProofError {
 }
 
 /// Checks the error log of a mini instance that has started.
-pub fn prove(log: &str, checkpoint_lsn: u64, last_lsn: u64) -> Result<RecoveryProof, RecoveryProofError> {
+pub fn prove(
+    log: &str,
+    checkpoint_lsn: u64,
+    last_lsn: u64,
+) -> Result<RecoveryProof, RecoveryProofError> {
     let lines = || log.lines();
     let found_checkpoint = lines()
         .filter(|l| l.contains(CHECKPOINT))
@@ -116,6 +124,14 @@ pub fn prove(log: &str, checkpoint_lsn: u64, last_lsn: u64) -> Result<RecoveryPr
             .filter_map(last_number)
             .next_back(),
     })
+}
+
+/// The LSN of InnoDB's clean shutdown, when the log says it completed one.
+pub fn shutdown_lsn(log: &str) -> Option<u64> {
+    log.lines()
+        .filter(|l| l.contains(SHUTDOWN_COMPLETED))
+        .filter_map(last_number)
+        .next_back()
 }
 
 /// The decimal number right after `marker` in `line`.
@@ -184,7 +200,10 @@ mod tests {
     fn another_checkpoint_is_refused() {
         assert!(matches!(
             prove(LOG, 80_579_576, 83_545_535),
-            Err(RecoveryProofError::WrongCheckpoint { found: 69_304_147, .. })
+            Err(RecoveryProofError::WrongCheckpoint {
+                found: 69_304_147,
+                ..
+            })
         ));
     }
 
@@ -203,9 +222,19 @@ mod tests {
     }
 
     #[test]
+    fn a_clean_shutdown_is_found_with_its_lsn() {
+        let log = "2026-11-21T20:58:59.260098Z 0 [Note] [MY-012980] [InnoDB] Shutdown completed; log sequence number 83741270\n";
+        assert_eq!(shutdown_lsn(log), Some(83_741_270));
+        assert_eq!(shutdown_lsn(LOG), None);
+    }
+
+    #[test]
     fn numbers_are_read_where_they_stand() {
         assert_eq!(number_after("at lsn = 123 in", "lsn = "), Some(123));
-        assert_eq!(last_number("scanned up to log sequence number 83545535"), Some(83_545_535));
+        assert_eq!(
+            last_number("scanned up to log sequence number 83545535"),
+            Some(83_545_535)
+        );
         assert_eq!(last_number("no digits"), None);
     }
 }

@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::innodb::redo::{
     self, BLOCK_SIZE, BlockState, CHECKPOINT_1_OFFSET, CHECKPOINT_2_OFFSET, CheckpointHeader,
@@ -29,9 +30,15 @@ const CHUNK_BLOCKS: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 pub enum RedoFileError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
     #[error(
@@ -48,6 +55,8 @@ pub enum RedoFileError {
         lsn: Lsn,
         state: String,
     },
+    #[error("cancelled while writing {0}")]
+    Cancelled(PathBuf),
     #[error("building the redo file from {path}: {source}")]
     Synth { path: PathBuf, source: SynthError },
 }
@@ -65,7 +74,8 @@ pub struct SynthesizedRedo {
 /// Writes `out` (which must not exist) from `logfile`: a fresh header with
 /// `creator` and both checkpoints at `checkpoint_lsn`, the captured blocks
 /// from the checkpoint's block up to the one holding `last_lsn`, that block
-/// cut at `last_lsn`, zeros up to a size mysqld accepts.
+/// cut at `last_lsn`, zeros up to a size mysqld accepts. `stop` is checked
+/// between chunks.
 pub fn write(
     logfile: &Path,
     out: &Path,
@@ -73,6 +83,7 @@ pub fn write(
     last_lsn: Lsn,
     page_size: u64,
     creator: &str,
+    stop: &AtomicBool,
 ) -> Result<SynthesizedRedo, RedoFileError> {
     let read_err = |source| RedoFileError::Read {
         path: logfile.to_owned(),
@@ -108,7 +119,8 @@ pub fn write(
     let end_lsn = synth::blocks_end(last_lsn);
     let needed_blocks = usize::try_from((end_lsn - start_lsn) / BLOCK_SIZE as Lsn)
         .map_err(|_| invalid("the redo range is too large".into()))?;
-    let captured_end = start_lsn + (input_len.saturating_sub(FILE_HDR_SIZE as u64) / BLOCK_SIZE as u64) * BLOCK_SIZE as u64;
+    let captured_end = start_lsn
+        + (input_len.saturating_sub(FILE_HDR_SIZE as u64) / BLOCK_SIZE as u64) * BLOCK_SIZE as u64;
     // The copier writes the block holding last_lsn in every case (a
     // header-only block when last_lsn is a block's first payload byte).
     if captured_end < end_lsn {
@@ -134,6 +146,9 @@ pub fn write(
     let mut lsn = start_lsn;
     let mut buffer = vec![0u8; CHUNK_BLOCKS * BLOCK_SIZE];
     while body_blocks > 0 {
+        if stop.load(Ordering::Relaxed) {
+            return Err(RedoFileError::Cancelled(out.to_owned()));
+        }
         let n = body_blocks.min(CHUNK_BLOCKS);
         let chunk = &mut buffer[..n * BLOCK_SIZE];
         input.read_exact(chunk).map_err(read_err)?;
@@ -158,9 +173,7 @@ pub fn write(
     let used = synth::cut_tail(&mut tail, lsn, last_lsn).map_err(synth_err)?;
     debug_assert_eq!(lsn + used as Lsn, end_lsn);
     writer.write_all(&tail[..used]).map_err(write_err)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| write_err(e.into_error()))?;
+    let file = writer.into_inner().map_err(|e| write_err(e.into_error()))?;
     // Zero padding up to the size mysqld accepts: recovery reads it as the
     // end of the log.
     file.set_len(file_size).map_err(write_err)?;
@@ -252,7 +265,16 @@ mod tests {
         let original = std::fs::read(&logfile).unwrap();
         let last = START + (CHUNK_BLOCKS as Lsn + 100) * 512 + 30;
         let out = dir.path().join("ib_redo0");
-        let made = write(&logfile, &out, checkpoint, last, 16384, "MEB innoxide").unwrap();
+        let made = write(
+            &logfile,
+            &out,
+            checkpoint,
+            last,
+            16384,
+            "MEB innoxide",
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(bytes.len() as u64, made.file_size);
         assert_eq!(made.file_size % 16384, 0);
@@ -260,12 +282,21 @@ mod tests {
         assert_eq!(header.creator, "MEB innoxide");
         assert_eq!(header.flags, 0);
         assert_eq!(header.start_lsn, START);
-        assert_eq!(CheckpointHeader::parse(&bytes[512..]).unwrap().checkpoint_lsn, checkpoint);
+        assert_eq!(
+            CheckpointHeader::parse(&bytes[512..])
+                .unwrap()
+                .checkpoint_lsn,
+            checkpoint
+        );
         assert_eq!(scan_end(&bytes), last);
         // Everything after the cut block is zeros.
         let cut_end = FILE_HDR_SIZE + (synth::blocks_end(last) - START) as usize;
         assert!(bytes[cut_end..].iter().all(|&b| b == 0));
-        assert_eq!(std::fs::read(&logfile).unwrap(), original, "the input is untouched");
+        assert_eq!(
+            std::fs::read(&logfile).unwrap(),
+            original,
+            "the input is untouched"
+        );
     }
 
     #[test]
@@ -273,7 +304,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logfile = captured(dir.path(), START + 30, 3);
         let out = dir.path().join("ib_redo0");
-        write(&logfile, &out, START + 30, START + 30, 16384, "x").unwrap();
+        write(
+            &logfile,
+            &out,
+            START + 30,
+            START + 30,
+            16384,
+            "x",
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!(scan_end(&std::fs::read(&out).unwrap()), START + 30);
     }
 
@@ -281,8 +321,16 @@ mod tests {
     fn a_capture_that_ends_early_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let logfile = captured(dir.path(), START + 30, 3);
-        let err = write(&logfile, &dir.path().join("o"), START + 30, START + 5 * 512 + 30, 16384, "x")
-            .unwrap_err();
+        let err = write(
+            &logfile,
+            &dir.path().join("o"),
+            START + 30,
+            START + 5 * 512 + 30,
+            16384,
+            "x",
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
         assert!(matches!(err, RedoFileError::TooShort { .. }), "{err}");
     }
 
@@ -293,8 +341,16 @@ mod tests {
         let mut bytes = std::fs::read(&logfile).unwrap();
         bytes[FILE_HDR_SIZE + 3 * 512 + 100] ^= 0xff;
         std::fs::write(&logfile, bytes).unwrap();
-        let err = write(&logfile, &dir.path().join("o"), START + 30, START + 8 * 512 + 30, 16384, "x")
-            .unwrap_err();
+        let err = write(
+            &logfile,
+            &dir.path().join("o"),
+            START + 30,
+            START + 8 * 512 + 30,
+            16384,
+            "x",
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
         match err {
             RedoFileError::Damaged { lsn, .. } => assert_eq!(lsn, START + 3 * 512),
             other => panic!("{other}"),
@@ -305,8 +361,16 @@ mod tests {
     fn a_capture_for_another_checkpoint_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let logfile = captured(dir.path(), START + 30, 3);
-        let err = write(&logfile, &dir.path().join("o"), START + 40, START + 600, 16384, "x")
-            .unwrap_err();
+        let err = write(
+            &logfile,
+            &dir.path().join("o"),
+            START + 40,
+            START + 600,
+            16384,
+            "x",
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("checkpoint header"), "{err}");
     }
 }

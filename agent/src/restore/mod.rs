@@ -92,16 +92,26 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         return Err(Error::NotEmpty(datadir));
     }
     let files = fileops::list_files(&prepared)?;
-    let plan = plan::plan(&files, &plan::original_paths(&manifest), &datadir, options.new_server_uuid);
-    if let Some(taken) = plan.placements.iter().find(|p| p.to.symlink_metadata().is_ok()) {
+    let plan = plan::plan(
+        &files,
+        &plan::original_paths(&manifest),
+        &datadir,
+        options.new_server_uuid,
+    );
+    if let Some(taken) = plan
+        .placements
+        .iter()
+        .find(|p| p.to.symlink_metadata().is_ok())
+    {
         return Err(Error::TargetExists(taken.to.clone()));
     }
 
     let (options, source) = (options.clone(), prepared.clone());
     let target = datadir.clone();
-    let report = tokio::task::spawn_blocking(move || place_all(&options, &source, &target, &plan, owner))
-        .await
-        .expect("the copy task does not panic")?;
+    let report =
+        tokio::task::spawn_blocking(move || place_all(&options, &source, &target, &plan, owner))
+            .await
+            .expect("the copy task does not panic")?;
     tracing::info!(
         files = report.files,
         reflinked = report.reflinked,
@@ -250,7 +260,8 @@ fn target_owner(datadir: &Path) -> Result<Option<(Uid, Gid)>, Error> {
             .unwrap_or(Path::new("/"))
             .to_owned()
     };
-    let meta = std::fs::metadata(&reference).map_err(|e| FileError::at("inspect", &reference, e))?;
+    let meta =
+        std::fs::metadata(&reference).map_err(|e| FileError::at("inspect", &reference, e))?;
     Ok(Some((Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()))))
 }
 

@@ -43,7 +43,9 @@ impl Plan {
     /// Placements outside the datadir: they land in folders that may hold
     /// other files, so each target is checked on its own.
     pub fn outside<'a>(&'a self, datadir: &'a Path) -> impl Iterator<Item = &'a Placement> + 'a {
-        self.placements.iter().filter(move |p| !p.to.starts_with(datadir))
+        self.placements
+            .iter()
+            .filter(move |p| !p.to.starts_with(datadir))
     }
 }
 
@@ -89,14 +91,19 @@ pub fn plan(
 }
 
 fn is_left_out(file: &Path, new_server_uuid: bool) -> bool {
-    let mut parts = file.components().map(|c| c.as_os_str().to_string_lossy());
-    let first = parts.next().unwrap_or_default();
+    let first = file
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .unwrap_or_default();
+    if first == REDO_DIR || first == TEMP_DIR {
+        return true;
+    }
     let top_level = file.components().count() == 1;
-    (top_level && OWN_FILES.contains(&first.as_ref()))
-        || (top_level && first == TEMP_TABLESPACE)
-        || (top_level && new_server_uuid && first == AUTO_CNF)
-        || first == REDO_DIR
-        || first == TEMP_DIR
+    top_level
+        && (OWN_FILES.contains(&first.as_ref())
+            || first == TEMP_TABLESPACE
+            || (new_server_uuid && first == AUTO_CNF))
 }
 
 #[cfg(test)]
@@ -154,7 +161,10 @@ mod tests {
             ]
         );
         let outside: Vec<_> = plan.outside(datadir).map(|p| p.to.clone()).collect();
-        assert_eq!(outside, [PathBuf::from("/undo/undo_001"), "/mnt/fast/t1.ibd".into()]);
+        assert_eq!(
+            outside,
+            [PathBuf::from("/undo/undo_001"), "/mnt/fast/t1.ibd".into()]
+        );
         assert!(plan.left_out.is_empty());
     }
 

@@ -16,7 +16,8 @@ use tonic::{Request, Response, Status};
 use super::Config;
 use super::jobs;
 use super::operations::{
-    Kind, NewOperation, Operations, Outcome, Phase, ProgressRecord, Record, StartError, Started, State, check_name,
+    Kind, NewOperation, Operations, Outcome, Phase, ProgressRecord, Record, StartError, Started,
+    State, check_name,
 };
 use crate::mysql;
 
@@ -82,12 +83,19 @@ impl pb::agent_server::Agent for AgentService {
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "StartBackup", operation_id = %request.get_ref().operation_id))]
-    async fn start_backup(&self, request: Request<pb::StartBackupRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn start_backup(
+        &self,
+        request: Request<pb::StartBackupRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let req = request.into_inner();
         check_name("operation_id", &req.operation_id).map_err(Status::invalid_argument)?;
         // A known id answers with its operation even if the request would
         // not pass today (say, a credential file that has rotated away).
-        if let Some(existing) = self.ops.existing(&req.operation_id, Kind::Backup).map_err(start_status)? {
+        if let Some(existing) = self
+            .ops
+            .existing(&req.operation_id, Kind::Backup)
+            .map_err(start_status)?
+        {
             return Ok(Response::new(operation(existing)));
         }
         let plan = jobs::backup_plan(&req, &self.config)?;
@@ -102,7 +110,10 @@ impl pb::agent_server::Agent for AgentService {
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "StageRestore", operation_id = %request.get_ref().operation_id))]
-    async fn stage_restore(&self, request: Request<pb::StageRestoreRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn stage_restore(
+        &self,
+        request: Request<pb::StageRestoreRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let req = request.into_inner();
         check_name("operation_id", &req.operation_id).map_err(Status::invalid_argument)?;
         if let Some(existing) = self
@@ -120,10 +131,16 @@ impl pb::agent_server::Agent for AgentService {
             backup_name: plan.backup_name.clone(),
             destination: Some(plan.staging.clone()),
         };
-        started(self.ops.start(new, move |job| jobs::run_stage_restore(plan, job)))
+        started(
+            self.ops
+                .start(new, move |job| jobs::run_stage_restore(plan, job)),
+        )
     }
 
-    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn get_operation(
+        &self,
+        request: Request<pb::GetOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let id = request.into_inner().operation_id;
         let record = self.ops.get(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(operation(record)))
@@ -209,7 +226,9 @@ fn start_status(e: StartError) -> Status {
         StartError::Busy { running, .. } => {
             let mut status = Status::failed_precondition(message);
             if let Ok(value) = MetadataValue::try_from(running.as_str()) {
-                status.metadata_mut().insert(pb::RUNNING_OPERATION_TRAILER, value);
+                status
+                    .metadata_mut()
+                    .insert(pb::RUNNING_OPERATION_TRAILER, value);
             }
             status
         }
@@ -222,7 +241,9 @@ fn start_status(e: StartError) -> Status {
 }
 
 fn not_found(id: &str) -> Status {
-    Status::not_found(format!("no operation has id {id:?} on this agent; start it first"))
+    Status::not_found(format!(
+        "no operation has id {id:?} on this agent; start it first"
+    ))
 }
 
 fn mysql_status(e: &mysql::Error) -> Status {
@@ -316,7 +337,9 @@ fn progress(p: &ProgressRecord) -> pb::Progress {
 }
 
 fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     Timestamp {
         seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),

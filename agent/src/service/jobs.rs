@@ -53,12 +53,22 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
     let parallel = match options.parallel {
         0 => DEFAULT_PARALLEL,
         n @ 1..=256 => n as usize,
-        n => return Err(Status::invalid_argument(format!("options.parallel is {n}; use 1 to 256"))),
+        n => {
+            return Err(Status::invalid_argument(format!(
+                "options.parallel is {n}; use 1 to 256"
+            )));
+        }
     };
     match pb::Compression::try_from(options.compression) {
         Ok(pb::Compression::None) => {}
-        Ok(pb::Compression::Zstd) => return Err(not_built("compressed backups (options.compression)")),
-        Err(_) => return Err(Status::invalid_argument("options.compression is not a known value")),
+        Ok(pb::Compression::Zstd) => {
+            return Err(not_built("compressed backups (options.compression)"));
+        }
+        Err(_) => {
+            return Err(Status::invalid_argument(
+                "options.compression is not a known value",
+            ));
+        }
     }
     if options.encryption_key.is_some() {
         return Err(not_built("encrypted backups (options.encryption_key)"));
@@ -73,7 +83,8 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             spool_dir: None,
             timestamped: false,
             parallel,
-            throttle: (options.throttle_bytes_per_second > 0).then_some(options.throttle_bytes_per_second),
+            throttle: (options.throttle_bytes_per_second > 0)
+                .then_some(options.throttle_bytes_per_second),
             slave_info: options.slave_info,
             redo_consumer: !options.skip_redo_consumer,
         },
@@ -156,7 +167,8 @@ pub async fn run_stage_restore(plan: StagePlan, job: Job) -> Result<Outcome, Fai
 async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
     if plan.staging.exists() {
         // Left by an operation of this id whose record is gone: ours to replace.
-        std::fs::remove_dir_all(&plan.staging).map_err(|e| io_failure("remove", &plan.staging, &e))?;
+        std::fs::remove_dir_all(&plan.staging)
+            .map_err(|e| io_failure("remove", &plan.staging, &e))?;
     }
     std::fs::create_dir_all(&plan.staging).map_err(|e| io_failure("create", &plan.staging, &e))?;
     job.update(|r| r.owns_destination = true);
@@ -170,8 +182,18 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
     let verified = tokio::task::spawn_blocking(move || verify::verify_dir(&to_verify))
         .await
         .map_err(|e| internal(&e))?
-        .map_err(|e| Failure::new(Code::DataLoss, "BACKUP_INVALID", format!("{e}; take a new backup")))?;
-    tracing::info!(files = verified.files, bytes = verified.bytes, "backup verified");
+        .map_err(|e| {
+            Failure::new(
+                Code::DataLoss,
+                "BACKUP_INVALID",
+                format!("{e}; take a new backup"),
+            )
+        })?;
+    tracing::info!(
+        files = verified.files,
+        bytes = verified.bytes,
+        "backup verified"
+    );
     if job.cancel.is_cancelled() {
         return Err(cancelled());
     }
@@ -202,11 +224,19 @@ async fn fetch(from: &Path, to: &Path, job: &Job) -> Result<meta::Manifest, Fail
             format!("{e}; check backup_name and the repository URL"),
         )
     })?;
-    let mut files: Vec<(String, u64)> = manifest.files.iter().map(|f| (f.path.clone(), f.size)).collect();
+    let mut files: Vec<(String, u64)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size))
+        .collect();
     files.push((meta::MANIFEST.to_owned(), 0));
     let progress = job.live.engine.clone();
-    progress.bytes_total.store(files.iter().map(|f| f.1).sum(), Ordering::Relaxed);
-    progress.files_total.store(files.len() as u64, Ordering::Relaxed);
+    progress
+        .bytes_total
+        .store(files.iter().map(|f| f.1).sum(), Ordering::Relaxed);
+    progress
+        .files_total
+        .store(files.len() as u64, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let (from, to, worker_stop) = (from.to_owned(), to.to_owned(), stop.clone());
     let copy = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
@@ -214,8 +244,9 @@ async fn fetch(from: &Path, to: &Path, job: &Job) -> Result<meta::Manifest, Fail
             if worker_stop.load(Ordering::Relaxed) {
                 return Err(cancelled());
             }
-            crate::fileops::copy_file(&from.join(&name), &to.join(&name))
-                .map_err(|e| Failure::new(Code::Internal, "IO", format!("fetching the backup: {e}")))?;
+            crate::fileops::copy_file(&from.join(&name), &to.join(&name)).map_err(|e| {
+                Failure::new(Code::Internal, "IO", format!("fetching the backup: {e}"))
+            })?;
             progress.bytes_done.fetch_add(size, Ordering::Relaxed);
             progress.files_done.fetch_add(1, Ordering::Relaxed);
         }
@@ -264,8 +295,13 @@ fn local_repository(url: &str) -> Result<PathBuf, Status> {
             "repository.url {url:?} is relative; give an absolute path or a file:/// URL"
         )));
     }
-    if path.components().any(|c| c == std::path::Component::ParentDir) {
-        return Err(Status::invalid_argument(format!("repository.url {url:?} must not contain ..")));
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Status::invalid_argument(format!(
+            "repository.url {url:?} must not contain .."
+        )));
     }
     Ok(path)
 }
@@ -277,7 +313,10 @@ pub fn location_of(dir: &Path) -> String {
 
 /// MySQL connection options: the agent's own, with the request's user and
 /// password when it gives them.
-pub(super) fn connect_options(creds: Option<&pb::MysqlCredentials>, defaults: &ConnectOptions) -> Result<ConnectOptions, Status> {
+pub(super) fn connect_options(
+    creds: Option<&pb::MysqlCredentials>,
+    defaults: &ConnectOptions,
+) -> Result<ConnectOptions, Status> {
     let mut options = defaults.clone();
     if let Some(creds) = creds {
         if !creds.user.is_empty() {
@@ -299,7 +338,9 @@ fn resolve_secret(secret: &pb::SecretRef, field: &str) -> Result<Secret, Status>
         Some(pb::secret_ref::Source::Value(value)) => Ok(Secret::new(value.clone())),
         Some(pb::secret_ref::Source::File(path)) => {
             if !Path::new(path).is_absolute() {
-                return Err(Status::invalid_argument(format!("{field}.file must be an absolute path")));
+                return Err(Status::invalid_argument(format!(
+                    "{field}.file must be an absolute path"
+                )));
             }
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Status::failed_precondition(format!(
@@ -308,7 +349,9 @@ fn resolve_secret(secret: &pb::SecretRef, field: &str) -> Result<Secret, Status>
             })?;
             Ok(Secret::new(text.trim()))
         }
-        None => Err(Status::invalid_argument(format!("{field} is set but empty: give a value or a file"))),
+        None => Err(Status::invalid_argument(format!(
+            "{field} is set but empty: give a value or a file"
+        ))),
     }
 }
 
@@ -320,7 +363,10 @@ fn claim_destination(dir: &Path) -> Result<bool, Failure> {
             Failure::new(
                 Code::FailedPrecondition,
                 "TARGET",
-                format!("cannot create the repository folder {}: {e}; check the volume", parent.display()),
+                format!(
+                    "cannot create the repository folder {}: {e}; check the volume",
+                    parent.display()
+                ),
             )
         })?;
     }
@@ -332,7 +378,10 @@ fn claim_destination(dir: &Path) -> Result<bool, Failure> {
         Err(e) => Err(Failure::new(
             Code::FailedPrecondition,
             "TARGET",
-            format!("cannot create the backup folder {}: {e}; check the volume", dir.display()),
+            format!(
+                "cannot create the backup folder {}: {e}; check the volume",
+                dir.display()
+            ),
         )),
     }
 }
@@ -346,21 +395,30 @@ fn cancelled() -> Failure {
 }
 
 fn internal(e: &dyn std::fmt::Display) -> Failure {
-    Failure::new(Code::Internal, "INTERNAL", format!("{e}; this is a bug: please report it"))
+    Failure::new(
+        Code::Internal,
+        "INTERNAL",
+        format!("{e}; this is a bug: please report it"),
+    )
 }
 
 fn io_failure(what: &str, path: &Path, e: &std::io::Error) -> Failure {
     Failure::new(
         Code::Internal,
         "IO",
-        format!("cannot {what} {}: {e}; check the agent's volume", path.display()),
+        format!(
+            "cannot {what} {}: {e}; check the agent's volume",
+            path.display()
+        ),
     )
 }
 
 /// The gRPC code and stable reason of a MySQL error.
 pub fn mysql_code(e: &mysql::Error) -> (Code, &'static str) {
     match e {
-        mysql::Error::Connect { .. } | mysql::Error::Statement { .. } => (Code::Unavailable, "MYSQL_UNAVAILABLE"),
+        mysql::Error::Connect { .. } | mysql::Error::Statement { .. } => {
+            (Code::Unavailable, "MYSQL_UNAVAILABLE")
+        }
         mysql::Error::MissingPrivilege { .. } => (Code::PermissionDenied, "MYSQL_PRIVILEGE"),
         mysql::Error::UnsupportedVersion { .. } => (Code::FailedPrecondition, "UNSUPPORTED"),
         mysql::Error::Unexpected { .. } => (Code::Internal, "MYSQL_UNEXPECTED"),
@@ -378,8 +436,12 @@ fn backup_failure(e: &backup::Error) -> Failure {
         backup::Error::Copy(CopyError::CorruptPage { .. } | CopyError::NotTablespace { .. }) => {
             (Code::DataLoss, "DATA_DAMAGED")
         }
-        backup::Error::Copy(_) | backup::Error::ListFiles(_) | backup::Error::Meta(_) => (Code::Internal, "IO"),
-        backup::Error::Redo(RedoCopyError::Overwritten { .. }) => (Code::Aborted, "REDO_OVERWRITTEN"),
+        backup::Error::Copy(_) | backup::Error::ListFiles(_) | backup::Error::Meta(_) => {
+            (Code::Internal, "IO")
+        }
+        backup::Error::Redo(RedoCopyError::Overwritten { .. }) => {
+            (Code::Aborted, "REDO_OVERWRITTEN")
+        }
         backup::Error::Redo(RedoCopyError::Damaged { .. }) => (Code::DataLoss, "DATA_DAMAGED"),
         backup::Error::Redo(RedoCopyError::Cancelled) => return cancelled(),
         backup::Error::Redo(_) => (Code::Internal, "IO"),
@@ -388,7 +450,9 @@ fn backup_failure(e: &backup::Error) -> Failure {
         backup::Error::Store(StoreError::Io { .. }) => (Code::Internal, "IO"),
     };
     let advice = match reason {
-        "MYSQL_UNAVAILABLE" => "; check that mysqld runs and accepts the agent's credentials, then start a new backup",
+        "MYSQL_UNAVAILABLE" => {
+            "; check that mysqld runs and accepts the agent's credentials, then start a new backup"
+        }
         "IO" => "; check the repository volume (space, permissions), then start a new backup",
         _ => "",
     };
@@ -399,9 +463,9 @@ fn apply_log_failure(e: &prepare::Error) -> Failure {
     let (code, reason) = match e {
         prepare::Error::Cancelled { .. } => return cancelled(),
         prepare::Error::Unsupported(_) => (Code::FailedPrecondition, "UNSUPPORTED"),
-        prepare::Error::Backup(_) | prepare::Error::Meta(_) | prepare::Error::SizeMismatch { .. } => {
-            (Code::DataLoss, "BACKUP_INVALID")
-        }
+        prepare::Error::Backup(_)
+        | prepare::Error::Meta(_)
+        | prepare::Error::SizeMismatch { .. } => (Code::DataLoss, "BACKUP_INVALID"),
         prepare::Error::File(_) => (Code::Internal, "IO"),
         _ => (Code::Internal, "APPLY_LOG"),
     };
@@ -446,7 +510,10 @@ mod tests {
         });
         let plan = backup_plan(&named, &config()).unwrap();
         assert_eq!(plan.dir, Path::new("/backups/nightly-1"));
-        assert_eq!((plan.options.throttle, plan.options.parallel), (Some(4 << 20), 2));
+        assert_eq!(
+            (plan.options.throttle, plan.options.parallel),
+            (Some(4 << 20), 2)
+        );
     }
 
     #[test]
@@ -459,9 +526,16 @@ mod tests {
             compression: pb::Compression::Zstd as i32,
             ..Default::default()
         });
-        assert_eq!(backup_plan(&zstd, &config()).unwrap_err().code(), Code::FailedPrecondition);
+        assert_eq!(
+            backup_plan(&zstd, &config()).unwrap_err().code(),
+            Code::FailedPrecondition
+        );
         for bad in ["", "backups", "file://host/b", "ftp://x/y", "/a/../b"] {
-            assert_eq!(backup_plan(&request(bad), &config()).unwrap_err().code(), Code::InvalidArgument, "{bad}");
+            assert_eq!(
+                backup_plan(&request(bad), &config()).unwrap_err().code(),
+                Code::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 
@@ -485,6 +559,10 @@ mod tests {
         };
         let err = resolve_secret(&missing, "mysql.password").unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition);
-        assert!(err.message().contains("/nowhere/password"), "{}", err.message());
+        assert!(
+            err.message().contains("/nowhere/password"),
+            "{}",
+            err.message()
+        );
     }
 }

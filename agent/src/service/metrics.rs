@@ -60,7 +60,11 @@ impl Metrics {
             finished.clone(),
         );
         let running = Family::<KindLabels, Gauge>::default();
-        registry.register("operations_running", "Operations running now", running.clone());
+        registry.register(
+            "operations_running",
+            "Operations running now",
+            running.clone(),
+        );
         let bytes = Family::<KindLabels, Counter>::default();
         registry.register_with_unit(
             "copied",
@@ -121,7 +125,9 @@ impl Metrics {
         };
         self.running.get_or_create(&kind_labels(kind)).dec();
         self.finished.get_or_create(&labels).inc();
-        self.duration.get_or_create(&labels).observe(took.as_secs_f64());
+        self.duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
         if state == State::Succeeded {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -185,11 +191,23 @@ mod tests {
             text.contains(r#"innoxide_agent_operations_total{kind="backup",result="succeeded"} 1"#),
             "{text}"
         );
-        assert!(text.contains(r#"innoxide_agent_copied_bytes_total{kind="backup"} 4096"#), "{text}");
-        assert!(text.contains(r#"innoxide_agent_operations_running{kind="backup"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"innoxide_agent_copied_bytes_total{kind="backup"} 4096"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"innoxide_agent_operations_running{kind="backup"} 0"#),
+            "{text}"
+        );
         assert!(text.contains("innoxide_agent_last_success_timestamp_seconds{kind=\"backup\"}"));
-        assert!(text.contains("innoxide_agent_operation_duration_seconds_count"), "{text}");
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(
+            text.contains("innoxide_agent_operation_duration_seconds_count"),
+            "{text}"
+        );
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(line.starts_with("innoxide_agent_"), "{line}");
         }
     }

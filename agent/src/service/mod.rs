@@ -3,7 +3,8 @@
 //! - `api`: the `innoxide.agent.v1.Agent` service (requests in, records out);
 //! - `jobs`: requests turned into engine options, and the operations' bodies;
 //! - `operations`: the registry keyed by the caller's id, with its records on
-//!   the volume and one running operation of a kind at a time;
+//!   the volume and one running operation of a kind at a time; `record`: what
+//!   a record holds;
 //! - `tls`: the mTLS listener; `metrics`: Prometheus; `server`: listeners,
 //!   signals and the order of a clean shutdown.
 
@@ -11,6 +12,7 @@ mod api;
 mod jobs;
 mod metrics;
 mod operations;
+mod record;
 mod server;
 mod tls;
 

@@ -19,18 +19,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tracing::Instrument;
 
 use super::metrics::Metrics;
-use crate::backup;
-use crate::meta::{self, Manifest};
+pub use super::record::*;
+use crate::{backup, meta};
 
-/// The version of the record files' format.
-const RECORD_FORMAT: u32 = 1;
 /// Finished records kept; older ones are deleted. An id whose record is
 /// gone could be started again, so keep many more than an operator has in
 /// flight.
@@ -38,184 +35,6 @@ const KEEP_FINISHED: usize = 500;
 /// How often a running operation's progress is written to its record (when
 /// it moved), so a restart can say how far a dead agent got.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Backup,
-    StageRestore,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Backup => "backup",
-            Kind::StageRestore => "stage-restore",
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl State {
-    pub fn is_terminal(self) -> bool {
-        self != State::Running
-    }
-}
-
-/// Where an operation is; the engine's backup phases plus the restore's.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    Connecting,
-    CopyingTablespaces,
-    ConsistentPoint,
-    FinishingRedo,
-    WritingMetadata,
-    Fetching,
-    Verifying,
-    ApplyingLog,
-    Done,
-}
-
-impl From<backup::Phase> for Phase {
-    fn from(phase: backup::Phase) -> Self {
-        match phase {
-            backup::Phase::Connecting => Phase::Connecting,
-            backup::Phase::CopyingTablespaces => Phase::CopyingTablespaces,
-            backup::Phase::ConsistentPoint => Phase::ConsistentPoint,
-            backup::Phase::FinishingRedo => Phase::FinishingRedo,
-            backup::Phase::WritingMetadata => Phase::WritingMetadata,
-            backup::Phase::Done => Phase::Done,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProgressRecord {
-    pub phase: Option<Phase>,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub files_done: u64,
-    pub files_total: u64,
-    pub redo_start_lsn: u64,
-    pub redo_copied_lsn: u64,
-    pub pages_reread: u64,
-}
-
-/// Why an operation did not succeed: a gRPC code, a stable reason and a
-/// message for people that says what to do.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub code: i32,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: Code, reason: &str, message: impl Into<String>) -> Self {
-        Failure {
-            code: code as i32,
-            reason: reason.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.code == Code::Cancelled as i32
-    }
-}
-
-/// What a finished backup is: where, and the consistent point it holds.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct BackupOutcome {
-    pub location: String,
-    pub backup_name: String,
-    pub server_version: String,
-    pub server_uuid: String,
-    pub page_size: u32,
-    pub start_checkpoint_lsn: u64,
-    pub to_lsn: u64,
-    pub last_lsn: u64,
-    pub binlog_file: String,
-    pub binlog_position: u64,
-    pub gtid_executed: String,
-    pub bytes: u64,
-    pub files: u32,
-    pub lock_seconds: f64,
-}
-
-impl BackupOutcome {
-    pub fn from_manifest(location: String, backup_name: String, manifest: &Manifest) -> Self {
-        BackupOutcome {
-            location,
-            backup_name,
-            server_version: manifest.server_version.clone(),
-            server_uuid: manifest.server_uuid.clone(),
-            page_size: manifest.page_size,
-            start_checkpoint_lsn: manifest.redo.start_checkpoint_lsn,
-            to_lsn: manifest.redo.to_lsn,
-            last_lsn: manifest.redo.last_lsn,
-            binlog_file: manifest.binlog_file.clone(),
-            binlog_position: manifest.binlog_position,
-            gtid_executed: manifest.gtid_executed.clone(),
-            bytes: manifest.files.iter().map(|f| f.stored_size.unwrap_or(f.size)).sum(),
-            files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
-            lock_seconds: manifest.lock_seconds,
-        }
-    }
-}
-
-/// A staged restore that is ready to be swapped in.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct StageOutcome {
-    pub prepared_dir: PathBuf,
-    pub backup_location: String,
-    pub server_version: String,
-    pub last_lsn: u64,
-    pub binlog_file: String,
-    pub binlog_position: u64,
-    pub gtid_executed: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Backup(BackupOutcome),
-    StageRestore(StageOutcome),
-}
-
-/// One operation as it is stored on the volume. Never holds a credential.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Record {
-    pub format: u32,
-    pub id: String,
-    pub kind: Kind,
-    pub state: State,
-    pub repository_url: String,
-    pub backup_name: String,
-    /// The local folder this operation writes (the backup directory, or the
-    /// restore's staging folder).
-    pub destination: Option<PathBuf>,
-    /// The operation made `destination` (or found it empty), so removing
-    /// it after a failure removes nothing of anyone else's.
-    pub owns_destination: bool,
-    pub progress: ProgressRecord,
-    pub cancel_requested: bool,
-    pub error: Option<Failure>,
-    pub result: Option<Outcome>,
-    pub created_at: SystemTime,
-    pub finished_at: Option<SystemTime>,
-    /// The agent process that ran it, for whoever reads the file.
-    pub agent_pid: u32,
-}
 
 /// What a caller asks to start.
 #[derive(Debug, Clone)]
@@ -257,7 +76,10 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot use the state dir {dir}: {source}")]
-    Dir { dir: PathBuf, source: std::io::Error },
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "another agent uses the state dir {dir} (it holds {lock}); run one agent per server, or give \
          this one its own --state-dir"
@@ -389,9 +211,11 @@ impl Operations {
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let lock_path = state_dir.join("agent.lock");
         let lock_file = File::create(&lock_path).map_err(dir_err)?;
-        let held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| OpenError::Locked {
-            dir: state_dir.to_owned(),
-            lock: lock_path.clone(),
+        let held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            OpenError::Locked {
+                dir: state_dir.to_owned(),
+                lock: lock_path.clone(),
+            }
         })?;
 
         let mut entries = HashMap::new();
@@ -405,7 +229,9 @@ impl Operations {
                     entries.insert(record.id.clone(), record);
                 }
                 // A damaged record must not keep the agent from serving.
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping an unreadable operation record"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "skipping an unreadable operation record")
+                }
             }
         }
         let ops = Arc::new(Operations {
@@ -452,8 +278,12 @@ impl Operations {
 
     /// Every operation, newest first.
     pub fn list(&self) -> Vec<Record> {
-        let mut all: Vec<Record> = lock(&self.inner).entries.values().map(|e| e.view()).collect();
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let mut all: Vec<Record> = lock(&self.inner)
+            .entries
+            .values()
+            .map(|e| e.view())
+            .collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         all
     }
 
@@ -518,7 +348,8 @@ impl Operations {
         drop(inner);
         self.metrics.started(new.kind);
 
-        let span = tracing::info_span!("operation", operation_id = %new.id, kind = new.kind.as_str());
+        let span =
+            tracing::info_span!("operation", operation_id = %new.id, kind = new.kind.as_str());
         let handle = Job {
             live: entry.live.clone(),
             cancel: entry.cancel.clone(),
@@ -628,20 +459,27 @@ impl Operations {
             Err(Failure::new(
                 Code::Internal,
                 "INTERNAL",
-                format!("the operation stopped unexpectedly ({e}); this is a bug: please report it"),
+                format!(
+                    "the operation stopped unexpectedly ({e}); this is a bug: please report it"
+                ),
             ))
         });
         let progress = entry.live.snapshot();
-        self.metrics.copied(kind, progress.bytes_done.saturating_sub(counted));
+        self.metrics
+            .copied(kind, progress.bytes_done.saturating_sub(counted));
         let cause = lock(&entry.cancel_cause).clone();
         let (state, result, error) = match outcome {
             Ok(result) => (State::Succeeded, Some(result), None),
-            Err(failure) if failure.is_cancelled() => (State::Cancelled, None, Some(cause.unwrap_or(failure))),
+            Err(failure) if failure.is_cancelled() => {
+                (State::Cancelled, None, Some(cause.unwrap_or(failure)))
+            }
             Err(failure) => (State::Failed, None, Some(failure)),
         };
         match &error {
             None => tracing::info!(took = ?started.elapsed(), "operation succeeded"),
-            Some(f) => tracing::warn!(?state, reason = %f.reason, error = %f.message, "operation ended"),
+            Some(f) => {
+                tracing::warn!(?state, reason = %f.reason, error = %f.message, "operation ended")
+            }
         }
         let id = self.update(&entry, |r| {
             r.state = state;
@@ -688,7 +526,9 @@ impl Operations {
             .values()
             .filter_map(|e| {
                 let r = lock(&e.record);
-                r.state.is_terminal().then(|| (r.finished_at.unwrap_or(r.created_at), r.id.clone()))
+                r.state
+                    .is_terminal()
+                    .then(|| (r.finished_at.unwrap_or(r.created_at), r.id.clone()))
             })
             .collect();
         if finished.len() <= KEEP_FINISHED {
@@ -712,7 +552,10 @@ impl Operations {
 fn close_interrupted(record: &mut Record) {
     record.finished_at = Some(SystemTime::now());
     record.cancel_requested = false;
-    let destination = record.destination.clone().filter(|_| record.owns_destination);
+    let destination = record
+        .destination
+        .clone()
+        .filter(|_| record.owns_destination);
     if record.kind == Kind::Backup
         && let Some(dir) = &destination
         && let Ok(manifest) = crate::verify::read_manifest(dir)
@@ -733,7 +576,10 @@ fn close_interrupted(record: &mut Record) {
     {
         cleanup = match std::fs::remove_dir_all(dir) {
             Ok(()) => format!(" Its partial output {} was removed.", dir.display()),
-            Err(e) => format!(" Its partial output {} could not be removed ({e}): remove it by hand.", dir.display()),
+            Err(e) => format!(
+                " Its partial output {} could not be removed ({e}): remove it by hand.",
+                dir.display()
+            ),
         };
     }
     let message = format!(
@@ -762,31 +608,22 @@ fn read_record(path: &Path) -> Result<Record, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let record: Record = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     if record.format != RECORD_FORMAT {
-        return Err(format!("record format {} (this agent reads {RECORD_FORMAT})", record.format));
+        return Err(format!(
+            "record format {} (this agent reads {RECORD_FORMAT})",
+            record.format
+        ));
     }
     if path.file_name().and_then(|n| n.to_str()) != Some(record_file(&record.id).as_str()) {
-        return Err(format!("the file does not match the record's id {:?}", record.id));
+        return Err(format!(
+            "the file does not match the record's id {:?}",
+            record.id
+        ));
     }
     Ok(record)
 }
 
 fn record_file(id: &str) -> String {
     format!("{id}.json")
-}
-
-/// Checks an operation id or a backup name: it names a file and a folder,
-/// so it is one path segment of safe characters.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 128 {
-        return Err(format!("{what} must be 1 to 128 characters long"));
-    }
-    if name.starts_with('.') || !name.chars().all(safe) {
-        return Err(format!(
-            "{what} {name:?} may hold only A-Z a-z 0-9 . _ - and must not start with a dot"
-        ));
-    }
-    Ok(())
 }
 
 /// Poisoning only means another thread panicked while holding the lock;
@@ -845,19 +682,33 @@ mod tests {
                 }
             }
         };
-        let first = ops.start(new_backup("a", None), job(release.clone())).unwrap();
+        let first = ops
+            .start(new_backup("a", None), job(release.clone()))
+            .unwrap();
         assert!(matches!(first, Started::New(_)));
-        let again = ops.start(new_backup("a", None), job(release.clone())).unwrap();
+        let again = ops
+            .start(new_backup("a", None), job(release.clone()))
+            .unwrap();
         assert!(matches!(again, Started::Existing(r) if r.state == State::Running));
-        let busy = ops.start(new_backup("b", None), job(release.clone())).unwrap_err();
-        assert!(matches!(&busy, StartError::Busy { running, .. } if running == "a"), "{busy}");
+        let busy = ops
+            .start(new_backup("b", None), job(release.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(&busy, StartError::Busy { running, .. } if running == "a"),
+            "{busy}"
+        );
         let mut restore = new_backup("a", None);
         restore.kind = Kind::StageRestore;
-        assert!(matches!(ops.start(restore, job(release.clone())), Err(StartError::WrongKind { .. })));
+        assert!(matches!(
+            ops.start(restore, job(release.clone())),
+            Err(StartError::WrongKind { .. })
+        ));
 
         release.cancel();
         assert_eq!(wait_terminal(&ops, "a").await.state, State::Succeeded);
-        let b = ops.start(new_backup("b", None), job(CancellationToken::new())).unwrap();
+        let b = ops
+            .start(new_backup("b", None), job(CancellationToken::new()))
+            .unwrap();
         assert!(matches!(b, Started::New(_)));
         ops.cancel("b").unwrap();
         let b = wait_terminal(&ops, "b").await;
@@ -881,7 +732,8 @@ mod tests {
                 job.update(|r| r.owns_destination = true);
                 std::future::pending::<Result<Outcome, Failure>>().await
             };
-            ops.start(new_backup("x", Some(partial.clone())), never).unwrap();
+            ops.start(new_backup("x", Some(partial.clone())), never)
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         });
         // The agent dies: its tasks go with it, the record stays `running`.
@@ -891,7 +743,10 @@ mod tests {
         let record = ops.get("x").unwrap();
         assert_eq!(record.state, State::Failed);
         let error = record.error.unwrap();
-        assert_eq!((error.code, error.reason.as_str()), (Code::Aborted as i32, "AGENT_RESTARTED"));
+        assert_eq!(
+            (error.code, error.reason.as_str()),
+            (Code::Aborted as i32, "AGENT_RESTARTED")
+        );
         assert!(error.message.contains("was removed"), "{}", error.message);
         assert!(!partial.exists());
         // Its id still answers with that record, not a new operation.

@@ -42,7 +42,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
     let metrics_listener = TcpListener::bind(config.metrics_listen)
         .await
-        .with_context(|| format!("cannot listen on {} (--metrics-listen)", config.metrics_listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-listen)",
+                config.metrics_listen
+            )
+        })?;
     let grpc_addr = grpc_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
@@ -54,11 +59,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Cancelled once the operations have stopped: the listeners close then.
     let stopped = CancellationToken::new();
     tokio::spawn({
-        let (stopping, stopped, ops, grace) = (stopping.clone(), stopped.clone(), ops.clone(), config.shutdown_grace);
+        let (stopping, stopped, ops, grace) = (
+            stopping.clone(),
+            stopped.clone(),
+            ops.clone(),
+            config.shutdown_grace,
+        );
         async move {
             stopping.cancelled().await;
             health.set_not_serving::<AgentServer<AgentService>>().await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             ops.shutdown(grace).await;
             tracing::info!("operations stopped; closing the listeners");
             stopped.cancel();
@@ -72,7 +84,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let metrics = metrics.clone();
                 move || async move {
                     (
-                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         metrics.render(),
                     )
                 }
@@ -148,7 +163,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn stop_on_signals(stopping: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot listen for SIGTERM/SIGINT; the agent will not stop cleanly");
         return;
     };

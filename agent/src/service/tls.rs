@@ -82,11 +82,15 @@ impl Reloading {
             if now != state.stamps {
                 match server_config(&self.files) {
                     Ok(config) => {
-                        tracing::info!("TLS files changed: new connections use the new certificates");
+                        tracing::info!(
+                            "TLS files changed: new connections use the new certificates"
+                        );
                         state.config = config;
                         state.stamps = now;
                     }
-                    Err(e) => tracing::error!(error = %e, "TLS files changed but cannot be used; keeping the previous ones"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
+                    }
                 }
             }
         }
@@ -127,7 +131,12 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(format!("the certificate and key in {}: {e}", files.cert.display())))?;
+        .map_err(|e| {
+            TlsError::Config(format!(
+                "the certificate and key in {}: {e}",
+                files.cert.display()
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -151,7 +160,10 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
 /// Accepted connections that completed the mTLS handshake. Handshakes run
 /// concurrently, so a slow or hostile client holds up no one else. The
 /// listener closes when the server drops the stream.
-pub fn incoming(listener: TcpListener, tls: Arc<Reloading>) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<Reloading>,
+) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
         loop {
@@ -181,7 +193,11 @@ pub fn incoming(listener: TcpListener, tls: Arc<Reloading>) -> ReceiverStream<st
     ReceiverStream::new(rx)
 }
 
-async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             tracing::debug!(%peer, "client authenticated");

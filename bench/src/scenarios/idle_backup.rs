@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use super::{Bench, cp_a};
-use crate::agent::BackupTarget;
+use crate::agent::{BackupTarget, manifest_facts};
 use crate::child::{dir_bytes, remove_dir};
 use crate::results::{Metric, Scenario, Unit};
 use crate::stats::Series;
@@ -36,10 +36,11 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             Ok(run) => {
                 inno.push(run.seconds());
                 cpu.push(run.cpu.as_secs_f64());
-                let bytes = dir_bytes(&dir);
-                b.kept.idle_backup_bytes.get_or_insert(bytes);
+                let written = dir_bytes(&dir);
+                let held = manifest_facts(&dir).ok().and_then(|f| f.original_bytes);
+                b.kept.idle_backup_bytes.get_or_insert(held.unwrap_or(written));
                 if i == 0 {
-                    sizes.push(format!("Innoxide {}", Unit::Bytes.format(bytes as f64)));
+                    sizes.push(format!("Innoxide {}", Unit::Bytes.format(written as f64)));
                 }
                 b.kept.idle_runs.push(run);
             }

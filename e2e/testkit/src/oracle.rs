@@ -219,7 +219,10 @@ pub async fn check(input: OracleInput<'_>) -> Result<Verdict> {
     })
 }
 
-fn compare(restored: &BTreeMap<String, u64>, expected: &BTreeMap<String, u64>) -> Vec<TableCompare> {
+fn compare(
+    restored: &BTreeMap<String, u64>,
+    expected: &BTreeMap<String, u64>,
+) -> Vec<TableCompare> {
     restored
         .iter()
         .map(|(table, &sum)| TableCompare {
@@ -279,7 +282,9 @@ async fn wait_applier_stopped(replica: &MysqlServer) -> Result<()> {
             bail!("the reference replica failed: {errors:?}");
         }
         if Instant::now() > deadline {
-            bail!("the reference replica did not reach the backup's GTID set within {REPLICATION_TIMEOUT:?}");
+            bail!(
+                "the reference replica did not reach the backup's GTID set within {REPLICATION_TIMEOUT:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -344,12 +349,19 @@ impl GtidSet {
                     continue;
                 }
                 let (first, last) = part.split_once('-').unwrap_or((part, part));
-                let first: u64 = first.parse().with_context(|| format!("bad interval {part:?} in {member:?}"))?;
-                let last: u64 = last.parse().with_context(|| format!("bad interval {part:?} in {member:?}"))?;
+                let first: u64 = first
+                    .parse()
+                    .with_context(|| format!("bad interval {part:?} in {member:?}"))?;
+                let last: u64 = last
+                    .parse()
+                    .with_context(|| format!("bad interval {part:?} in {member:?}"))?;
                 if last < first || first == 0 {
                     bail!("bad interval {part:?} in GTID set member {member:?}");
                 }
-                set.members.entry(key.clone()).or_default().push((first, last));
+                set.members
+                    .entry(key.clone())
+                    .or_default()
+                    .push((first, last));
             }
         }
         for intervals in set.members.values_mut() {
@@ -385,7 +397,13 @@ impl fmt::Display for GtidSet {
             .map(|(key, intervals)| {
                 let parts: Vec<String> = intervals
                     .iter()
-                    .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
                     .collect();
                 format!("{key}:{}", parts.join(":"))
             })
