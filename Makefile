@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint testbed fmt build demo
+.PHONY: test lint testbed fmt build demo bench
 
 ## Install the test bed (MySQL 9.7 from Debian sid into ~/.cache/innoxide, sysbench); cached.
 testbed:
@@ -29,3 +29,14 @@ fmt:
 
 build:
 	$(CARGO) build --workspace --release --locked
+
+## Benchmarks (not part of `make test` or CI): release build, the test bed's
+## MySQL 9.7 with a sysbench dataset of BENCH_SIZE (`smoke` ≈ 50 MB for a quick
+## check; default 2G, ~25 min), peers (MariaDB 10.11 + mariadb-backup, mydumper).
+## Writes bench/results/<date>-<size>.{json,md}, PNG charts and LATEST.md.
+BENCH_SIZE ?= 2G
+BENCH_REPEAT ?= 3
+bench: testbed
+	@bash scripts/testbed.sh bench-peers >/dev/null
+	$(CARGO) build --release --locked -p innoxide-agent -p innoxide-bench
+	./target/release/innoxide-bench --size $(BENCH_SIZE) --repeat $(BENCH_REPEAT) --out bench/results $(BENCH_ARGS)

@@ -297,7 +297,7 @@ struct ServeArgs {
     /// Plaintext gRPC without client authentication: for a local demo only.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca"])]
     insecure: bool,
-    /// Where operation records live: on the data volume, so they survive restarts.
+    /// Where operation records live: on the data volume (beside, not inside, the datadir).
     #[arg(long, env = "INNOXIDE_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// The server's datadir; without --state-dir, records go to `<its parent>/innoxide-agent`.
@@ -656,5 +656,31 @@ mod tests {
     fn a_wrong_flag_is_refused() {
         let err = Cli::try_parse_from(["innoxide-agent", "backup", "--paralel=2", "/b"]).unwrap_err();
         assert!(err.to_string().contains("--paralel"), "{err}");
+    }
+
+    #[test]
+    fn serve_needs_its_certificates_unless_insecure() {
+        let err = Cli::try_parse_from(["innoxide-agent", "serve", "--state-dir=/s"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-client-ca"), "{err}");
+        let cli = Cli::try_parse_from([
+            "innoxide-agent",
+            "serve",
+            "--insecure",
+            "--datadir=/data/mysql",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let config = args.config().unwrap();
+        assert!(config.tls.is_none());
+        assert_eq!(
+            config.state_dir,
+            std::path::Path::new("/data/innoxide-agent")
+        );
+        assert_eq!(
+            config.staging_dir,
+            std::path::Path::new("/data/innoxide-agent/staging")
+        );
     }
 }

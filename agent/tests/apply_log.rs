@@ -580,7 +580,14 @@ async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_
     assert!(err.to_string().contains("run apply-log first"), "{err}");
     assert!(!work.path().join("t1").exists(), "nothing was created");
 
-    apply_log(&dir).await;
+    // copy-back-and-apply-log prepares on the way.
+    let both = work.path().join("both");
+    let report = restore::copy_back_and_apply_log(&copy_back_options(&dir, &both), Some(mysqld()))
+        .await
+        .unwrap();
+    assert!(report.files > 0 && both.join("ibdata1").is_file());
+    assert!(prepare::is_prepared(&dir.join("prepared")).unwrap());
+
     let full = work.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("keep-me"), b"mine").unwrap();

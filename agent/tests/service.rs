@@ -547,6 +547,22 @@ async fn starting_the_same_id_twice_yields_one_backup_and_a_second_backup_is_ref
         .unwrap()
         .into_inner();
     wait_mid_copy(&mut client, "a").await;
+    // A client that watches and then goes away (connection and all) stops nothing.
+    let mut watch = client
+        .watch_operation(pb::WatchOperationRequest {
+            operation_id: "a".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = progress(&watch.message().await.unwrap().unwrap()).bytes_done;
+    drop(watch);
+    drop(client);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut client = agent.client(&pki).await;
+    let later = get(&mut client, "a").await;
+    assert_eq!(state(&later), pb::OperationState::Running);
+    assert!(progress(&later).bytes_done > seen, "{later:?}");
     // The operator restarted and asks again: the same operation, running.
     let again = client
         .start_backup(backup_request("a", repo.path(), 2 << 20))

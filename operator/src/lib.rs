@@ -1,17 +1,16 @@
-//! The Kubernetes operator: MySQLBackup, MySQLRestore and
-//! MySQLBackupSchedule controllers driving the agent over gRPC + mTLS.
-//!
-//! Not built yet: this crate so far only pins the Kubernetes dependencies
-//! the operator is designed around, so the workspace builds them from day
-//! one. The controllers come with the operator issues.
+//! The Kubernetes operator: MySQLBackup and MySQLBackupSchedule controllers
+//! driving the innoxide agent over gRPC + mTLS.
 #![forbid(unsafe_code)]
 
-/// The API group of Innoxide's custom resources.
-pub const API_GROUP: &str = "innoxide.dev";
-/// The API version until the API settles.
-pub const API_VERSION: &str = "v1alpha1";
+pub mod agent;
+pub mod api;
+pub mod backup;
+pub mod clock;
+pub mod conditions;
+pub mod crd;
+pub mod target;
+pub mod units;
+pub mod wiring;
 
-/// The Kubernetes types the operator builds on; re-exported so the
-/// dependency is exercised by the build.
-pub use k8s_openapi::api::apps::v1::StatefulSet;
-pub use kube::Client;
+#[cfg(test)]
+mod fixtures;

@@ -210,13 +210,19 @@ impl Sessions {
     }
 
     async fn close(&mut self) {
+        // Bounded: a server that is gone (or a cut network) must not hold
+        // the exit up; the server drops the session's state on its own.
+        const PATIENCE: Duration = Duration::from_secs(5);
         if let Some(conn) = self.consumer.take() {
-            let mut conn = conn.lock().await;
-            let _ = mysql::unregister_redo_consumer(&mut conn).await;
+            let _ = tokio::time::timeout(PATIENCE, async {
+                let mut conn = conn.lock().await;
+                let _ = mysql::unregister_redo_consumer(&mut conn).await;
+            })
+            .await;
         }
         if let Some(conn) = self.control.take() {
             // A server that is gone cannot hold our lock any more.
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.disconnect()).await;
+            let _ = tokio::time::timeout(PATIENCE, conn.disconnect()).await;
         }
     }
 }

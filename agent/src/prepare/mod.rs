@@ -500,13 +500,18 @@ impl Work<'_> {
     /// Waits until the transactions recovery found active are rolled back,
     /// and reports the XA transactions left prepared.
     async fn settle(&self, instance: &mini::MiniInstance) -> Result<Vec<String>, Error> {
+        let stderr = self.partial.join(meta::MINI_STDERR);
         let mut conn = instance.connect().await?;
         let deadline = tokio::time::Instant::now() + ROLLBACK_TIMEOUT;
         loop {
+            // The error log says when the background rollback started and
+            // ended; INNODB_TRX shows what is still being rolled back.
+            let log =
+                std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
             let count = crate::mysql::recovery::transactions_rolling_back(&mut conn)
                 .await
                 .map_err(MiniError::from)?;
-            if count == 0 {
+            if count == 0 && !recovery_log::rollback_pending(&log) {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
@@ -514,7 +519,7 @@ impl Work<'_> {
             }
             tracing::info!(count, "waiting for recovered transactions to roll back");
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = self.cancel.cancelled() => return Err(Error::Cancelled { dir: self.partial.to_owned() }),
             }
         }

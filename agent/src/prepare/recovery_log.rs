@@ -27,6 +27,10 @@ const BATCH_APPLIED: &str = "[MY-012535]";
 const MEB_CREATOR: &str = "[MY-012555]";
 /// "<version> started; log sequence number N".
 const STARTED: &str = "[MY-012976]";
+/// "Starting in background the rollback of uncommitted transactions" and
+/// "Rollback of non-prepared transactions completed".
+const ROLLBACK_STARTED: &str = "[MY-013014]";
+const ROLLBACK_COMPLETED: &str = "[MY-013015]";
 /// "Shutdown completed; log sequence number N": InnoDB closed cleanly.
 const SHUTDOWN_COMPLETED: &str = "[MY-012980]";
 
@@ -134,6 +138,12 @@ pub fn shutdown_lsn(log: &str) -> Option<u64> {
         .next_back()
 }
 
+/// Whether InnoDB is still rolling back transactions recovery found
+/// active (it does so in the background, after the server is up).
+pub fn rollback_pending(log: &str) -> bool {
+    log.contains(ROLLBACK_STARTED) && !log.contains(ROLLBACK_COMPLETED)
+}
+
 /// The decimal number right after `marker` in `line`.
 fn number_after(line: &str, marker: &str) -> Option<u64> {
     let rest = &line[line.find(marker)? + marker.len()..];
@@ -226,6 +236,18 @@ mod tests {
         let log = "2026-11-21T20:58:59.260098Z 0 [Note] [MY-012980] [InnoDB] Shutdown completed; log sequence number 83741270\n";
         assert_eq!(shutdown_lsn(log), Some(83_741_270));
         assert_eq!(shutdown_lsn(LOG), None);
+    }
+
+    #[test]
+    fn a_background_rollback_is_pending_until_it_says_completed() {
+        let started = "x [Note] [MY-013014] [InnoDB] Starting in background the rollback of uncommitted transactions\n\
+                       x [Note] [MY-013011] [InnoDB] Rolling back trx with id 1668, 8000 rows to undo\n";
+        assert!(rollback_pending(started));
+        let done = format!(
+            "{started}x [Note] [MY-013015] [InnoDB] Rollback of non-prepared transactions completed\n"
+        );
+        assert!(!rollback_pending(&done));
+        assert!(!rollback_pending(LOG));
     }
 
     #[test]

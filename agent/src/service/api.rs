@@ -15,10 +15,8 @@ use tonic::{Request, Response, Status};
 
 use super::Config;
 use super::jobs;
-use super::operations::{
-    Kind, NewOperation, Operations, Outcome, Phase, ProgressRecord, Record, StartError, Started,
-    State, check_name,
-};
+use super::operations::{NewOperation, Operations, StartError, Started};
+use super::record::{Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
 use crate::mysql;
 
 /// What the agent can do, as ServerInfo reports it.

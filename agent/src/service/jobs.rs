@@ -14,7 +14,8 @@ use innoxide_proto::agent::v1 as pb;
 use tonic::{Code, Status};
 
 use super::Config;
-use super::operations::{BackupOutcome, Failure, Job, Outcome, Phase, StageOutcome, check_name};
+use super::operations::Job;
+use super::record::{BackupOutcome, Failure, Outcome, Phase, StageOutcome, check_name};
 use crate::backup::{self, BackupOptions};
 use crate::mysql::{self, ConnectOptions};
 use crate::repo::{RepoOptions, StoreError, Transform};

@@ -210,3 +210,17 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_safe_path_segment() {
+        assert!(check_name("id", "2b1f6c1e-9d0a-4f7e-8c55-0a7b1d2e3f40").is_ok());
+        assert!(check_name("id", "nightly_2026.11.21").is_ok());
+        for bad in ["", "..", ".hidden", "a/b", "a b", "x\0", &"x".repeat(129)] {
+            assert!(check_name("id", bad).is_err(), "{bad:?}");
+        }
+    }
+}

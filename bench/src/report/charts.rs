@@ -2,24 +2,20 @@
 //! ratio. Each bar is a median with a min–max whisker and its value written
 //! beside it; a measurement that could not be taken is a row that says why.
 //!
-//! Drawn with plotters' bitmap backend; text goes through ab_glyph with
-//! DejaVu Sans from Debian's fonts-dejavu-core (`scripts/testbed.sh
-//! bench-peers` installs it), so no system font lookup is involved.
+//! Shapes are drawn with plotters' bitmap backend, text with [`super::text`].
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::text::{self, Align, Style};
 use crate::results::{Results, Scenario, Subject, Unit};
 use crate::stats::Outcome;
 
-const FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
-const WIDTH: u32 = 1200;
-const LABEL_RIGHT: i32 = 440;
-const PLOT_LEFT: i32 = 455;
+const WIDTH: u32 = 1250;
+const LABEL_RIGHT: i32 = 470;
+const PLOT_LEFT: i32 = 485;
 const PLOT_RIGHT: i32 = WIDTH as i32 - 180;
 const TOP: i32 = 100;
 const ROW: i32 = 46;
@@ -49,7 +45,8 @@ pub struct Chart {
     pub title: String,
     pub subtitle: String,
     pub axis: String,
-    pub higher_is_better: bool,
+    /// `None`: the bars differ, each label carries ↓ or ↑.
+    pub higher_is_better: Option<bool>,
     pub bars: Vec<Bar>,
     /// A vertical line (1.0 on a ratio chart).
     pub reference: Option<(f64, String)>,
@@ -67,7 +64,7 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         .iter()
         .flat_map(|s| &s.ratios)
         .map(|m| Bar {
-            label: format!("{} {}", m.label, if m.higher_is_better { "(↑ better)" } else { "(↓ better)" }),
+            label: format!("{}  {}", m.label, if m.higher_is_better { "↑" } else { "↓" }),
             outcome: m.outcome.clone(),
             unit: m.unit,
             subject: m.subject,
@@ -77,9 +74,9 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         charts.push(Chart {
             name: "summary".into(),
             title: format!("Innoxide at a glance — {} dataset", r.size),
-            subtitle: format!("ratios; 1.0 = as fast as the yardstick; {runs}"),
+            subtitle: format!("ratios to the yardsticks (1.0 = the same); {runs}"),
             axis: "ratio".into(),
-            higher_is_better: false,
+            higher_is_better: None,
             bars: ratios,
             reference: Some((1.0, "1.0".into())),
         });
@@ -106,7 +103,7 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
             title: format!("{title} — {} dataset", r.size),
             subtitle: format!("{runs}; {}", if higher { "higher is better" } else { "lower is better" }),
             axis,
-            higher_is_better: higher,
+            higher_is_better: Some(higher),
             bars,
             reference: None,
         });
@@ -161,7 +158,7 @@ fn bars_of(s: &Scenario, keys: &[&str]) -> Vec<Bar> {
 
 /// Writes every chart as `dir/<stem>-<name>.png`; returns the file names.
 pub fn render_all(r: &Results, dir: &Path, stem: &str) -> Result<Vec<String>> {
-    register_fonts()?;
+    text::ready()?;
     let mut names = Vec::new();
     for chart in charts_of(r) {
         let name = format!("{stem}-{}.png", chart.name);
@@ -169,34 +166,6 @@ pub fn render_all(r: &Results, dir: &Path, stem: &str) -> Result<Vec<String>> {
         names.push(name);
     }
     Ok(names)
-}
-
-fn register_fonts() -> Result<()> {
-    static FONTS: OnceLock<Result<(), String>> = OnceLock::new();
-    FONTS
-        .get_or_init(|| {
-            let dir = std::env::var_os("INNOXIDE_BENCH_FONT_DIR").map_or_else(|| PathBuf::from(FONT_DIR), PathBuf::from);
-            for (file, style) in [("DejaVuSans.ttf", FontStyle::Normal), ("DejaVuSans-Bold.ttf", FontStyle::Bold)] {
-                let path = dir.join(file);
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    format!(
-                        "reading the chart font {}: {e} (install fonts-dejavu-core: scripts/testbed.sh bench-peers)",
-                        path.display()
-                    )
-                })?;
-                // plotters keeps fonts for the life of the process.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                plotters::style::register_font("sans-serif", style, bytes)
-                    .map_err(|_| format!("{} is not a font plotters can read", path.display()))?;
-            }
-            Ok(())
-        })
-        .clone()
-        .map_err(|e| anyhow!(e))
-}
-
-fn font(size: u32, style: FontStyle, color: &'static RGBColor) -> TextStyle<'static> {
-    TextStyle::from(("sans-serif", size, style).into_font()).color(color)
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -209,10 +178,9 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
     let height = (plot_bottom + 75) as u32;
     let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
-
-    let text = |s: &str, style: TextStyle, at: (i32, i32)| root.draw_text(s, &style, at).map_err(draw_err);
-    text(&chart.title, font(26, FontStyle::Bold, &BLACK), (20, 16))?;
-    text(&chart.subtitle, font(17, FontStyle::Normal, &MUTED), (20, 54))?;
+    let write = |s: &str, style: Style, at: (i32, i32)| text::draw(&root, s, &style, at);
+    write(&chart.title, Style::new(26.0, BLACK).bold(), (20, 16))?;
+    write(&chart.subtitle, Style::new(17.0, MUTED), (20, 54))?;
 
     let max = chart
         .bars
@@ -229,59 +197,23 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
         let x = x_of(tick);
         root.draw(&PathElement::new(vec![(x, TOP - 6), (x, plot_bottom)], GRID.stroke_width(1)))
             .map_err(draw_err)?;
-        text(
+        write(
             &tick_label(tick, step),
-            font(14, FontStyle::Normal, &MUTED).pos(Pos::new(HPos::Center, VPos::Top)),
+            Style::new(14.0, MUTED).align(Align::Middle, Align::Start),
             (x, plot_bottom + 6),
         )?;
         tick += step;
     }
-    let better = if chart.higher_is_better { "higher is better →" } else { "← lower is better" };
-    text(
+    let better = match chart.higher_is_better {
+        Some(true) => "higher is better →",
+        Some(false) => "← lower is better",
+        None => "↓ lower is better, ↑ higher is better",
+    };
+    write(
         &format!("{}   ({better})", chart.axis),
-        font(15, FontStyle::Normal, &BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
+        Style::new(15.0, BLACK).align(Align::Middle, Align::Start),
         ((PLOT_LEFT + PLOT_RIGHT) / 2, plot_bottom + 30),
     )?;
-
-    for (i, bar) in chart.bars.iter().enumerate() {
-        let y = TOP + i as i32 * ROW + ROW / 2;
-        let color = match bar.subject {
-            Subject::Innoxide => INNOXIDE,
-            Subject::Anchor => ANCHOR,
-            Subject::Peer => PEER,
-        };
-        text(
-            &fit(&bar.label, 44),
-            font(16, FontStyle::Normal, &BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
-            (LABEL_RIGHT, y),
-        )?;
-        match &bar.outcome {
-            Outcome::Measured(s) => {
-                let (median, lo, hi) = (bar.unit.chart_value(s.median), bar.unit.chart_value(s.min), bar.unit.chart_value(s.max));
-                let end = x_of(median).max(PLOT_LEFT + 2);
-                root.draw(&Rectangle::new([(PLOT_LEFT, y - BAR_HALF), (end, y + BAR_HALF)], color.filled()))
-                    .map_err(draw_err)?;
-                let (xl, xh) = (x_of(lo), x_of(hi));
-                let whisker = BLACK.stroke_width(2);
-                root.draw(&PathElement::new(vec![(xl, y), (xh, y)], whisker)).map_err(draw_err)?;
-                for x in [xl, xh] {
-                    root.draw(&PathElement::new(vec![(x, y - 7), (x, y + 7)], whisker)).map_err(draw_err)?;
-                }
-                text(
-                    &bar.unit.format(s.median),
-                    font(16, FontStyle::Bold, &BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
-                    (end.max(xh) + 10, y),
-                )?;
-            }
-            Outcome::Unavailable { unavailable } => {
-                text(
-                    &fit(&format!("unavailable: {}", strip_tool_prefix(unavailable)), 92),
-                    font(14, FontStyle::Normal, &MUTED).pos(Pos::new(HPos::Left, VPos::Center)),
-                    (PLOT_LEFT + 6, y),
-                )?;
-            }
-        }
-    }
 
     if let Some((value, label)) = &chart.reference {
         let x = x_of(*value);
@@ -291,12 +223,61 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
                 .map_err(draw_err)?;
             y += 14;
         }
-        text(
-            label,
-            font(14, FontStyle::Bold, &REFERENCE).pos(Pos::new(HPos::Center, VPos::Bottom)),
-            (x, TOP - 12),
-        )?;
+        write(label, Style::new(14.0, REFERENCE).bold().align(Align::Middle, Align::End), (x, TOP - 12))?;
     }
+    for (i, bar) in chart.bars.iter().enumerate() {
+        let y = TOP + i as i32 * ROW + ROW / 2;
+        // The peer's bars are a different server: set them apart.
+        if bar.subject == Subject::Peer && i > 0 && chart.bars[i - 1].subject != Subject::Peer {
+            let line = TOP + i as i32 * ROW;
+            root.draw(&PathElement::new(vec![(20, line), (WIDTH as i32 - 20, line)], MUTED.stroke_width(1)))
+                .map_err(draw_err)?;
+            write(
+                "MariaDB 10.11 + mariadb-backup: a different server",
+                Style::new(12.0, PEER).bold().align(Align::Start, Align::Start),
+                (22, line + 3),
+            )?;
+        }
+        let color = match bar.subject {
+            Subject::Innoxide => INNOXIDE,
+            Subject::Anchor => ANCHOR,
+            Subject::Peer => PEER,
+        };
+        write(
+            &fit(&bar.label, 52),
+            Style::new(16.0, BLACK).align(Align::End, Align::Middle),
+            (LABEL_RIGHT, y),
+        )?;
+        match &bar.outcome {
+            Outcome::Measured(s) => {
+                let value = |v: f64| bar.unit.chart_value(v);
+                let end = x_of(value(s.median)).max(PLOT_LEFT + 2);
+                root.draw(&Rectangle::new([(PLOT_LEFT, y - BAR_HALF), (end, y + BAR_HALF)], color.filled()))
+                    .map_err(draw_err)?;
+                let (xl, xh) = (x_of(value(s.min)), x_of(value(s.max)));
+                if s.samples.len() > 1 {
+                    let whisker = BLACK.stroke_width(2);
+                    root.draw(&PathElement::new(vec![(xl, y), (xh, y)], whisker)).map_err(draw_err)?;
+                    for x in [xl, xh] {
+                        root.draw(&PathElement::new(vec![(x, y - 7), (x, y + 7)], whisker)).map_err(draw_err)?;
+                    }
+                }
+                write(
+                    &bar.unit.format(s.median),
+                    Style::new(16.0, BLACK).bold().align(Align::Start, Align::Middle),
+                    (end.max(xh) + 10, y),
+                )?;
+            }
+            Outcome::Unavailable { unavailable } => {
+                write(
+                    &fit(&format!("unavailable: {}", strip_tool_prefix(unavailable)), 95),
+                    Style::new(14.0, MUTED).align(Align::Start, Align::Middle),
+                    (PLOT_LEFT + 6, y),
+                )?;
+            }
+        }
+    }
+
     root.present().map_err(draw_err)?;
     Ok(())
 }

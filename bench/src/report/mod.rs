@@ -3,6 +3,7 @@
 
 pub mod charts;
 pub mod markdown;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 

@@ -15,8 +15,8 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         "apply_log",
         "3. Apply-log (prepare)",
         "`innoxide-agent apply-log --mysqld <9.7 mysqld>` on each backup taken under load in scenario 2: wall \
-         time (start of the recovery instance, redo replay, rollback, clean shutdown), and redo bytes \
-         replayed (last LSN − start checkpoint LSN) divided by that time.",
+         time (start of the recovery instance, redo replay, rollback, clean shutdown), and the redo \
+         recovery goes through (from the backup's start checkpoint to its last LSN) divided by that time.",
     );
     let (mut times, mut rates, mut redo) = (Series::new(), Series::new(), Series::new());
     let backups = std::mem::take(&mut b.kept.load_backups);
@@ -65,7 +65,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     };
     s.push(Metric::new(
         "redo_rate",
-        "Innoxide apply-log: redo replayed per second",
+        "Innoxide apply-log: redo per second",
         Unit::BytesPerSecond,
         rate,
     ));

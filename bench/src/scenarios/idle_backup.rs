@@ -90,8 +90,8 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         Unit::Seconds,
         &cpu,
     ));
-    s.ratio("vs_cp", "Innoxide backup time ÷ cp -a", "innoxide", "cp");
-    s.ratio("vs_clone", "Innoxide backup time ÷ CLONE LOCAL", "innoxide", "clone");
+    s.ratio("vs_cp", "Backup time ÷ cp -a", "innoxide", "cp");
+    s.ratio("vs_clone", "Backup time ÷ CLONE LOCAL", "innoxide", "clone");
     s.note(format!(
         "Bytes written by the first run of each: {}. The datadir is {} of which the redo log \
          (`innodb_redo_log_capacity`) is {}: cp -a copies all of it, the backup and CLONE only the redo they need.",

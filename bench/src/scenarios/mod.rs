@@ -153,8 +153,10 @@ pub async fn load_dataset(server: &MysqlServer, plan: &DatasetPlan, opts: &Optio
         .await?
         .workload(opts.workload);
     let seconds = started.elapsed().as_secs_f64();
+    server.exec("FLUSH BINARY LOGS").await?;
+    let current: String = server.query_scalar("SHOW BINARY LOG STATUS").await?;
     server
-        .exec("FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()")
+        .exec(&format!("PURGE BINARY LOGS TO '{current}'"))
         .await?;
     settle(server).await?;
     Ok((sysbench, seconds))

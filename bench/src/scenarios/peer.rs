@@ -35,7 +35,9 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
     let sysbench = PeerSysbench::prepare(&server, b.opts.workload_script(), b.plan.tables, b.plan.rows_per_table).await?;
     let prepare_s = started.elapsed().as_secs_f64();
     server.sql("FLUSH BINARY LOGS").await?;
-    server.sql("PURGE BINARY LOGS BEFORE NOW()").await?;
+    let status = server.sql("SHOW MASTER STATUS").await?;
+    let current = status.split_whitespace().next().unwrap_or_default().to_string();
+    server.sql(&format!("PURGE BINARY LOGS TO '{current}'")).await?;
     settle(&server).await?;
     let datadir_bytes = dir_bytes(server.datadir());
     s.note(format!(
@@ -130,8 +132,8 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
     s.push(Metric::from_series("prepare", "mariadb-backup --prepare: time", Unit::Seconds, &prepare).peer());
     s.push(Metric::from_series("redo_rate", "--prepare: redo replayed per second", Unit::BytesPerSecond, &rates).peer());
     s.push(Metric::from_series("rss", "mariadb-backup --backup: peak RSS", Unit::Bytes, &rss).peer());
-    s.ratio("vs_cp", "MariaDB: mariadb-backup time ÷ cp -a", "idle", "cp").subject = crate::results::Subject::Peer;
-    let r = s.ratio("tps_ratio", "MariaDB: TPS during mariadb-backup ÷ without", "tps_during", "tps_without");
+    s.ratio("vs_cp", "MariaDB: backup time ÷ cp -a", "idle", "cp").subject = crate::results::Subject::Peer;
+    let r = s.ratio("tps_ratio", "MariaDB: TPS during backup ÷ without", "tps_during", "tps_without");
     r.subject = crate::results::Subject::Peer;
     r.higher_is_better = true;
     Ok(s)

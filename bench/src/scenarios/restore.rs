@@ -26,8 +26,8 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     );
     physical(b, &mut s).await;
     logical(b, &mut s).await?;
-    s.ratio("vs_myloader", "Restore time ÷ myloader reload", "restore", "myloader");
-    s.ratio("vs_mysqldump", "Restore time ÷ mysqldump reload", "restore", "mysqldump");
+    s.ratio("vs_myloader", "Restore ÷ myloader reload", "restore", "myloader");
+    s.ratio("vs_mysqldump", "Restore ÷ mysqldump reload", "restore", "mysqldump");
     Ok(s)
 }
 

@@ -89,7 +89,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     ));
     s.ratio(
         "growth",
-        &format!("backup peak RSS, {} ÷ {}", b.plan.label, small.label),
+        &format!("Backup peak RSS, {} ÷ {} dataset", b.plan.label, small.label),
         "backup_main",
         "backup_small",
     );

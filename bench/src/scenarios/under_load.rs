@@ -68,7 +68,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     s.push(Metric::from_series("tps_without", "sysbench TPS, no backup", Unit::Tps, &without).anchor());
     s.push(Metric::from_series("tps_during", "sysbench TPS during an Innoxide backup", Unit::Tps, &during));
     s.push(Metric::from_series("backup_time", "Innoxide backup under load: time", Unit::Seconds, &times));
-    s.ratio("tps_ratio", "TPS during backup ÷ TPS without", "tps_during", "tps_without")
+    s.ratio("tps_ratio", "TPS during backup ÷ without", "tps_during", "tps_without")
         .higher_is_better = true;
     s.note(format!(
         "On {} cores sysbench, mysqld and the agent share the CPUs: part of the TPS drop is plain CPU \

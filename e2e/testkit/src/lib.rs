@@ -1,17 +1,22 @@
 //! Test support for Innoxide: throwaway MySQL 9.7 servers on loopback, sysbench
-//! load against them, and an in-process S3 server with fault injection.
+//! load against them, an in-process S3 server with fault injection, and a
+//! Kubernetes API (a real apiserver for our custom resources, an in-memory
+//! fake for the core ones).
 //!
 //! Everything here runs real software: the MySQL binaries come from the test bed
 //! that `scripts/testbed.sh` installs (see `/work/shared/TESTBED.md`), sysbench is
 //! the Debian package, and the S3 server is `s3s-fs` (which checks SigV4
-//! signatures) served by hyper on `127.0.0.1:0`.
+//! signatures) served by hyper on `127.0.0.1:0`. The Kubernetes API is
+//! `apiextensions-apiserver` + etcd that `scripts/kube-apiserver.sh` builds
+//! from Debian sid (see [`kube_api`]).
 //!
-//! Servers clean up after themselves: dropping a [`MysqlServer`] kills its
-//! process (also while a test panics), and every start sweeps servers left
-//! behind by test processes that died without running `Drop` (see
-//! [`sweep_orphans`]).
+//! Servers clean up after themselves: dropping a [`MysqlServer`] or a
+//! [`KubeApi`] kills its processes (also while a test panics), and every start
+//! sweeps servers left behind by test processes that died without running
+//! `Drop` (see [`sweep_orphans`]).
 
 mod gtid;
+pub mod kube_api;
 mod mysql;
 pub mod oracle;
 mod registry;
@@ -23,8 +28,9 @@ mod testbed;
 pub use mysql_async;
 
 pub use gtid::gtid_count;
+pub use kube_api::KubeApi;
 pub use mysql::{MysqlBuilder, MysqlServer};
 pub use registry::{SweptServer, pid_is_running, runs_dir, sweep_orphans, sweep_orphans_in};
 pub use s3::{Fault, FaultCounts, RequestRecord, S3Faults, S3Server};
 pub use sysbench::{Sysbench, SysbenchReport, SysbenchRun, Workload};
-pub use testbed::{cache_dir, mysql_prefix};
+pub use testbed::{cache_dir, kube_api_prefix, mysql_prefix};

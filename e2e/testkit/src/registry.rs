@@ -1,9 +1,11 @@
-//! The run registry: one folder per live MySQL server under `$CACHE/runs/`, so a
-//! later test process can kill servers whose owner died without running `Drop`
-//! (a test binary killed by SIGKILL, a CI timeout).
+//! The run registry: one folder per live server under `$CACHE/runs/` (a MySQL
+//! server, or the etcd + apiserver pair of a Kubernetes API), so a later test
+//! process can kill servers whose owner died without running `Drop` (a test
+//! binary killed by SIGKILL, a CI timeout).
 //!
-//! A run folder holds `owner.pid` (the test process), `mysqld.pid` (while the
-//! server runs) and `base_dir` (the server's temp folder). Pids are written as
+//! A run folder holds `owner.pid` (the test process), one `<name>.pid` per
+//! server process while it runs (`mysqld.pid`; `etcd.pid`, `apiserver.pid`)
+//! and `base_dir` (the server's temp folder). Pids are written as
 //! `<pid> <start time>` so a pid the kernel has since reused for an unrelated
 //! process is never mistaken for ours: we only ever kill the exact process we
 //! started.
@@ -18,9 +20,11 @@ use nix::unistd::Pid;
 
 use crate::testbed::cache_dir;
 
-/// The temp folders of servers start with this, so a sweep only ever deletes
-/// folders that are recognisably ours.
+/// The temp folders of servers start with one of these, so a sweep only ever
+/// deletes folders that are recognisably ours.
 pub(crate) const BASE_DIR_PREFIX: &str = "innoxide-mysql-";
+pub(crate) const KUBE_BASE_DIR_PREFIX: &str = "innoxide-kube-";
+const OUR_BASE_DIR_PREFIXES: [&str; 2] = [BASE_DIR_PREFIX, KUBE_BASE_DIR_PREFIX];
 
 /// What a sweep found and did about one abandoned run folder.
 #[derive(Debug, Clone)]
@@ -29,9 +33,12 @@ pub struct SweptServer {
     pub run_dir: PathBuf,
     /// The dead test process that owned it.
     pub owner_pid: i32,
-    /// The server process recorded there, if one was.
+    /// The MySQL server process recorded there, if one was.
     pub mysqld_pid: Option<i32>,
-    /// Whether that server was still running and got SIGKILL.
+    /// Every server process recorded there (`mysqld`, `etcd`, `apiserver`),
+    /// by name.
+    pub processes: Vec<(String, i32)>,
+    /// Whether any of them was still running and got SIGKILL.
     pub killed: bool,
 }
 
@@ -134,11 +141,21 @@ impl RunEntry {
     }
 
     pub fn record_mysqld(&self, pid: i32) -> Result<()> {
-        self.write("mysqld.pid", &ProcessId::of(pid).render())
+        self.record("mysqld", pid)
     }
 
     pub fn clear_mysqld(&self) {
-        let _ = fs::remove_file(self.dir.join("mysqld.pid"));
+        self.clear("mysqld");
+    }
+
+    /// Records the server process `name` (`<name>.pid`) as running.
+    pub fn record(&self, name: &str, pid: i32) -> Result<()> {
+        self.write(&format!("{name}.pid"), &ProcessId::of(pid).render())
+    }
+
+    /// Forgets the server process `name` (it was stopped and reaped).
+    pub fn clear(&self, name: &str) {
+        let _ = fs::remove_file(self.dir.join(format!("{name}.pid")));
     }
 
     fn write(&self, name: &str, text: &str) -> Result<()> {
@@ -154,8 +171,9 @@ impl Drop for RunEntry {
 }
 
 /// Kills every registered server whose owning test process is gone, deletes its
-/// temp folder and its run folder. [`crate::MysqlBuilder::start`] calls this
-/// first; servers of live test processes are left alone.
+/// temp folder and its run folder. [`crate::MysqlBuilder::start`] and
+/// [`crate::KubeApi::start`] call this first; servers of live test processes
+/// are left alone.
 pub fn sweep_orphans() -> Result<Vec<SweptServer>> {
     sweep_orphans_in(&runs_dir())
 }
@@ -201,12 +219,16 @@ fn sweep_one(dir: &Path) -> Result<Option<SweptServer>> {
     if owner.is_running() {
         return Ok(None);
     }
-    let mysqld = read_pid_file(&dir.join("mysqld.pid"));
+    let mut processes = Vec::new();
     let mut killed = false;
-    if let Some(server) = mysqld.filter(ProcessId::is_running) {
+    for (name, server) in recorded_processes(dir) {
+        processes.push((name.clone(), server.pid));
+        if !server.is_running() {
+            continue;
+        }
         let pid = Pid::from_raw(server.pid);
         kill(pid, Signal::SIGKILL)
-            .with_context(|| format!("killing orphaned mysqld {}", server.pid))?;
+            .with_context(|| format!("killing orphaned {name} {}", server.pid))?;
         killed = true;
         // Its new parent reaps it; wait until it is gone (or a zombie) so the
         // caller can reuse its port and files.
@@ -215,12 +237,16 @@ fn sweep_one(dir: &Path) -> Result<Option<SweptServer>> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    let mysqld_pid = processes
+        .iter()
+        .find(|(name, _)| name == "mysqld")
+        .map(|(_, pid)| *pid);
     if let Ok(base) = fs::read_to_string(dir.join("base_dir")) {
         let base = PathBuf::from(base.trim());
         let ours = base
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(BASE_DIR_PREFIX));
+            .is_some_and(|n| OUR_BASE_DIR_PREFIXES.iter().any(|p| n.starts_with(p)));
         if ours {
             let _ = fs::remove_dir_all(&base);
         }
@@ -229,9 +255,30 @@ fn sweep_one(dir: &Path) -> Result<Option<SweptServer>> {
     Ok(Some(SweptServer {
         run_dir: dir.to_path_buf(),
         owner_pid: owner.pid,
-        mysqld_pid: mysqld.map(|m| m.pid),
+        mysqld_pid,
+        processes,
         killed,
     }))
+}
+
+/// The server processes a run folder records: every `<name>.pid` but the
+/// owner's, sorted by name.
+fn recorded_processes(dir: &Path) -> Vec<(String, ProcessId)> {
+    let mut found: Vec<(String, ProcessId)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name();
+            let name = file.to_str()?.strip_suffix(".pid")?;
+            if name == "owner" {
+                return None;
+            }
+            Some((name.to_owned(), read_pid_file(&entry.path())?))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Where the test bed lives, and installing it on first use.
+//! Where the test bed lives, and installing it on first use: MySQL 9.7 and
+//! sysbench (`scripts/testbed.sh`), the Kubernetes API server and etcd
+//! (`scripts/kube-apiserver.sh`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,7 +29,27 @@ pub fn mysql_prefix() -> Result<PathBuf> {
     }
     static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     INSTALL
-        .get_or_init(|| run_testbed_script().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| run_install_script("testbed.sh", "bin/mysqld").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The Kubernetes API prefix (`PREFIX/bin/apiextensions-apiserver`,
+/// `PREFIX/bin/etcd`).
+///
+/// Runs `scripts/kube-apiserver.sh` once per process when the prefix is not
+/// installed yet: about 10 min on a fresh machine (a Go build), nothing after.
+pub fn kube_api_prefix() -> Result<PathBuf> {
+    let prefix = cache_dir().join("kube-api");
+    if prefix.join(".installed").is_file() {
+        return Ok(prefix);
+    }
+    static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALL
+        .get_or_init(|| {
+            run_install_script("kube-apiserver.sh", "bin/apiextensions-apiserver")
+                .map_err(|e| format!("{e:#}"))
+        })
         .clone()
         .map_err(anyhow::Error::msg)
 }
@@ -37,8 +59,12 @@ fn sysbench_on_path() -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("sysbench").is_file()))
 }
 
-fn run_testbed_script() -> Result<PathBuf> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed.sh");
+/// Runs `scripts/<name>`, which prints its prefix on its last line, and checks
+/// that the prefix holds `expect`.
+fn run_install_script(name: &str, expect: &str) -> Result<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name);
     let out = Command::new("bash")
         .arg(&script)
         .output()
@@ -58,9 +84,9 @@ fn run_testbed_script() -> Result<PathBuf> {
         .find(|l| !l.trim().is_empty())
         .map(|l| PathBuf::from(l.trim()))
         .with_context(|| format!("{} printed no prefix", script.display()))?;
-    if !prefix.join("bin/mysqld").is_file() {
+    if !prefix.join(expect).is_file() {
         bail!(
-            "{} reported prefix {} but it has no bin/mysqld",
+            "{} reported prefix {} but it has no {expect}",
             script.display(),
             prefix.display()
         );

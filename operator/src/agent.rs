@@ -1,0 +1,355 @@
+//! The operator's side of the agent's gRPC API, behind a small trait so
+//! reconcile logic runs against [`fake::FakeAgent`] in tests and against
+//! [`TonicAgent`] (gRPC + mTLS) in a cluster.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use innoxide_proto::agent::v1 as pb;
+use innoxide_proto::agent::v1::agent_client::AgentClient;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::target::AgentTarget;
+
+/// What can go wrong talking to an agent, sorted by what the caller does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// Cannot reach the agent, or it is busy restarting: try again.
+    #[error("cannot reach the agent in pod {pod}: {message}")]
+    Unreachable { pod: String, message: String },
+    /// Another backup runs on this server: wait for it.
+    #[error("another backup ({running}) is running on pod {pod}; this one starts after it")]
+    Busy { pod: String, running: String },
+    /// The agent has no operation with this id.
+    #[error("the agent in pod {pod} has no record of operation {id}")]
+    NotFound { pod: String, id: String },
+    /// The agent refused the request for good: retrying will not help.
+    #[error("the agent in pod {pod} refused the backup ({code}): {message}")]
+    Refused {
+        pod: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl AgentError {
+    pub fn from_status(pod: &str, status: &tonic::Status, id: &str) -> AgentError {
+        let pod = pod.to_owned();
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => AgentError::NotFound { pod, id: id.into() },
+            Code::FailedPrecondition => {
+                match status
+                    .metadata()
+                    .get(pb::RUNNING_OPERATION_TRAILER)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(running) => AgentError::Busy {
+                        pod,
+                        running: running.into(),
+                    },
+                    None => AgentError::Refused {
+                        pod,
+                        code: "FailedPrecondition".into(),
+                        message,
+                    },
+                }
+            }
+            code @ (Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::AlreadyExists
+            | Code::Unimplemented
+            | Code::Unauthenticated) => AgentError::Refused {
+                pod,
+                code: format!("{code:?}"),
+                message,
+            },
+            _ => AgentError::Unreachable { pod, message },
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AgentError::Unreachable { .. } => "unreachable",
+            AgentError::Busy { .. } => "busy",
+            AgentError::NotFound { .. } => "not_found",
+            AgentError::Refused { .. } => "refused",
+        }
+    }
+}
+
+/// The three calls a MySQLBackup needs.
+pub trait AgentApi: Send + Sync + 'static {
+    /// Starts the backup, or returns the operation that has this id.
+    fn start_backup(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBackupRequest,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+
+    fn get_operation(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+
+    fn cancel(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+}
+
+/// The real agent, over gRPC with mTLS: the operator presents its client
+/// certificate and accepts only an agent certificate from its own CA that
+/// names the pod's StatefulSet.
+pub struct TonicAgent {
+    ca: Certificate,
+    identity: Identity,
+    channels: Mutex<HashMap<(String, u16, String), Channel>>,
+}
+
+/// How long one call may take; a start returns at once (the backup runs on
+/// in the agent), so this is generous.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TonicAgent {
+    pub fn new(ca_pem: &str, client_cert_pem: &str, client_key_pem: &str) -> TonicAgent {
+        TonicAgent {
+            ca: Certificate::from_pem(ca_pem),
+            identity: Identity::from_pem(client_cert_pem, client_key_pem),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, target: &AgentTarget) -> Result<AgentClient<Channel>, AgentError> {
+        let unreachable = |message: String| AgentError::Unreachable {
+            pod: target.pod.clone(),
+            message,
+        };
+        let sts = target.stateful_set.as_deref().ok_or_else(|| AgentError::Refused {
+            pod: target.pod.clone(),
+            code: "NoStatefulSet".into(),
+            message: "the pod belongs to no StatefulSet: the operator adds agents to StatefulSets only".into(),
+        })?;
+        let server_name = crate::wiring::agent_server_name(sts, &target.namespace);
+        let key = (target.ip.clone(), target.port, server_name.clone());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(&key) {
+            return Ok(AgentClient::new(channel.clone()));
+        }
+        let host = if target.ip.contains(':') {
+            format!("[{}]", target.ip)
+        } else {
+            target.ip.clone()
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+            .domain_name(server_name);
+        let channel = Endpoint::from_shared(format!("https://{host}:{}", target.port))
+            .map_err(|e| unreachable(e.to_string()))?
+            .tls_config(tls)
+            .map_err(|e| unreachable(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect_lazy();
+        // Pod IPs are reused by other pods: keep the cache small.
+        if channels.len() > 256 {
+            channels.clear();
+        }
+        channels.insert(key, channel.clone());
+        Ok(AgentClient::new(channel))
+    }
+
+    fn forget(&self, target: &AgentTarget) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.retain(|(ip, port, _), _| !(ip == &target.ip && *port == target.port));
+    }
+
+    fn fail(&self, target: &AgentTarget, status: &tonic::Status, id: &str) -> AgentError {
+        let error = AgentError::from_status(&target.pod, status, id);
+        if matches!(error, AgentError::Unreachable { .. }) {
+            self.forget(target);
+        }
+        error
+    }
+}
+
+impl AgentApi for TonicAgent {
+    async fn start_backup(&self, target: &AgentTarget, request: pb::StartBackupRequest) -> Result<pb::Operation, AgentError> {
+        let id = request.operation_id.clone();
+        let mut client = self.client(target)?;
+        client
+            .start_backup(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, &id))
+    }
+
+    async fn get_operation(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .get_operation(pb::GetOperationRequest {
+                operation_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
+    async fn cancel(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .cancel_operation(pb::CancelOperationRequest {
+                operation_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+}
+
+impl<A: AgentApi> AgentApi for Arc<A> {
+    fn start_backup(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBackupRequest,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+        (**self).start_backup(target, request)
+    }
+
+    fn get_operation(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+        (**self).get_operation(target, id)
+    }
+
+    fn cancel(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+        (**self).cancel(target, id)
+    }
+}
+
+pub mod fake {
+    //! An in-memory agent with the real one's id rules: a start with a known
+    //! id returns that operation, one backup at a time per pod, and tests
+    //! move operations along by hand.
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct State {
+        operations: HashMap<String, (String, pb::Operation)>,
+        requests: Vec<pb::StartBackupRequest>,
+        cancelled: Vec<String>,
+        fail_next: Option<AgentError>,
+    }
+
+    #[derive(Debug, Default, Clone)]
+    pub struct FakeAgent(Arc<Mutex<State>>);
+
+    impl FakeAgent {
+        pub fn new() -> FakeAgent {
+            FakeAgent::default()
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, State> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// Changes an operation (progress, a result, a failure).
+        pub fn update(&self, id: &str, change: impl FnOnce(&mut pb::Operation)) {
+            if let Some((_, op)) = self.state().operations.get_mut(id) {
+                change(op);
+            }
+        }
+
+        pub fn operation(&self, id: &str) -> Option<pb::Operation> {
+            self.state().operations.get(id).map(|(_, op)| op.clone())
+        }
+
+        /// Every StartBackup request seen, in order.
+        pub fn requests(&self) -> Vec<pb::StartBackupRequest> {
+            self.state().requests.clone()
+        }
+
+        pub fn cancelled(&self) -> Vec<String> {
+            self.state().cancelled.clone()
+        }
+
+        /// The next call fails with this error.
+        pub fn fail_next(&self, error: AgentError) {
+            self.state().fail_next = Some(error);
+        }
+    }
+
+    impl AgentApi for FakeAgent {
+        async fn start_backup(&self, target: &AgentTarget, request: pb::StartBackupRequest) -> Result<pb::Operation, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.requests.push(request.clone());
+            if let Some((_, op)) = state.operations.get(&request.operation_id) {
+                return Ok(op.clone());
+            }
+            if let Some((id, _)) = state.operations.iter().find(|(_, (pod, op))| {
+                pod == &target.pod && op.state == pb::OperationState::Running as i32
+            }) {
+                return Err(AgentError::Busy {
+                    pod: target.pod.clone(),
+                    running: id.clone(),
+                });
+            }
+            let op = pb::Operation {
+                operation_id: request.operation_id.clone(),
+                kind: pb::OperationKind::Backup as i32,
+                state: pb::OperationState::Running as i32,
+                progress: Some(pb::Progress {
+                    phase: pb::Phase::Connecting as i32,
+                    ..pb::Progress::default()
+                }),
+                repository_url: request.repository.as_ref().map(|r| r.url.clone()).unwrap_or_default(),
+                backup_name: request.backup_name.clone(),
+                ..pb::Operation::default()
+            };
+            state
+                .operations
+                .insert(request.operation_id.clone(), (target.pod.clone(), op.clone()));
+            Ok(op)
+        }
+
+        async fn get_operation(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state
+                .operations
+                .get(id)
+                .map(|(_, op)| op.clone())
+                .ok_or_else(|| AgentError::NotFound {
+                    pod: target.pod.clone(),
+                    id: id.into(),
+                })
+        }
+
+        async fn cancel(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.cancelled.push(id.to_owned());
+            let Some((_, op)) = state.operations.get_mut(id) else {
+                return Err(AgentError::NotFound {
+                    pod: target.pod.clone(),
+                    id: id.into(),
+                });
+            };
+            if op.state == pb::OperationState::Running as i32 {
+                op.cancel_requested = true;
+                op.state = pb::OperationState::Cancelled as i32;
+            }
+            Ok(op.clone())
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `MySQLBackupSchedule`: MySQLBackups made on a cron schedule, with
+//! retention applied to them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::MySQLBackupSpec;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "innoxide.dev",
+    version = "v1alpha1",
+    kind = "MySQLBackupSchedule",
+    plural = "mysqlbackupschedules",
+    singular = "mysqlbackupschedule",
+    shortname = "mybks",
+    category = "innoxide",
+    namespaced,
+    status = "MySQLBackupScheduleStatus",
+    derive = "PartialEq",
+    doc = "MySQLBackups made on a cron schedule, with retention applied to them.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(name = "Last Schedule", type_ = "date", json_path = ".status.lastScheduleTime"),
+    printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLBackupScheduleSpec {
+    /// Standard cron: five fields (minute hour day-of-month month
+    /// day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly.
+    #[x_kube(validation = Rule::new(
+        "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+)$')"
+    ).message("schedule: five cron fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"))]
+    pub schedule: String,
+    /// An IANA time zone the schedule is read in (`Europe/Berlin`). Left
+    /// out: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// No new backups while true; retention waits too, so a paused schedule
+    /// never empties its history.
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A run that could not start within this many seconds of its time
+    /// (the operator was down, or Forbid held it back) is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// The MySQLBackup each run creates.
+    pub backup_template: BackupTemplate,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Start the run even if an earlier backup still runs (the agent takes
+    /// one backup per server at a time: it waits).
+    Allow,
+    /// Hold the run back while an earlier backup runs.
+    #[default]
+    Forbid,
+    /// Cancel the running backup and start the new one.
+    Replace,
+}
+
+/// Which completed backups to keep. The newest completed backup is always
+/// kept; a backup is deleted when no rule keeps it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.keepLast) || has(self.maxAge)")
+    .message("retention: set keepLast, maxAge or both"))]
+pub struct Retention {
+    /// Keep the newest N completed backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_last: Option<u32>,
+    /// Keep every completed backup younger than this: a number and a unit,
+    /// s m h d w, e.g. `30d`, `12h`, `1w`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d|w))+$')")
+        .message("maxAge: a number and a unit (s, m, h, d, w), e.g. 30d or 12h"))]
+    pub max_age: Option<String>,
+    /// Failed backups kept for inspection (their data is already gone).
+    #[serde(default = "default_keep_failed")]
+    #[schemars(range(min = 0))]
+    pub keep_failed: u32,
+}
+
+fn default_keep_failed() -> u32 {
+    3
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    pub spec: MySQLBackupSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLBackupScheduleStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the schedule is valid and being followed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::common::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The time of the last run that made a backup (or was skipped for
+    /// missing its deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When the newest backup of this schedule completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// Backups of this schedule that are still pending or running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<String>,
+    /// The newest backup this schedule made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
+}
+
+/// Labels on the backups a schedule makes.
+pub const SCHEDULE_LABEL: &str = "innoxide.dev/schedule";
+/// The time a backup was scheduled for (RFC 3339), on backups a schedule makes.
+pub const SCHEDULED_AT_ANNOTATION: &str = "innoxide.dev/scheduled-at";

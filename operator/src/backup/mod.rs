@@ -1,0 +1,5 @@
+//! The MySQLBackup controller.
+
+pub mod cleanup;
+pub mod request;
+pub mod status;

@@ -1,0 +1,322 @@
+//! A MySQLBackup's status from what a reconcile observed: pure, so every
+//! mapping from the agent's operation to phase, progress, positions and
+//! conditions is tested exactly.
+
+use innoxide_proto::agent::v1 as pb;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{BackupPhase, BackupProgress, BinlogPosition, LsnRange, MySQLBackup, MySQLBackupStatus};
+use crate::conditions::{self, Wanted};
+use crate::units;
+
+/// What a reconcile found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// The backup cannot start yet: a pod, a Secret, another backup.
+    Waiting { reason: &'static str, message: String },
+    /// The backup can never work as specified, or the agent lost it.
+    Failed { reason: &'static str, message: String },
+    /// The agent's operation, on this pod.
+    Operation { pod: String, operation: pb::Operation },
+}
+
+/// A phase change, told as an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Option<BackupPhase>,
+    pub to: BackupPhase,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn time_of(ts: Option<&innoxide_proto::prost_types::Timestamp>) -> Option<Time> {
+    ts.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(Time)
+}
+
+/// The agent's step names, as the status shows them.
+pub fn step_name(phase: i32) -> Option<&'static str> {
+    Some(match pb::Phase::try_from(phase).ok()? {
+        pb::Phase::Unspecified => return None,
+        pb::Phase::Connecting => "Connecting",
+        pb::Phase::CopyingTablespaces => "CopyingTablespaces",
+        pb::Phase::ConsistentPoint => "ConsistentPoint",
+        pb::Phase::FinishingRedo => "FinishingRedo",
+        pb::Phase::WritingMetadata => "WritingMetadata",
+        pb::Phase::Fetching => "Fetching",
+        pb::Phase::Verifying => "Verifying",
+        pb::Phase::ApplyingLog => "ApplyingLog",
+        pb::Phase::Done => "Done",
+    })
+}
+
+fn progress_of(p: &pb::Progress, done: bool) -> BackupProgress {
+    BackupProgress {
+        step: step_name(p.phase).map(str::to_owned),
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+        files_done: p.files_done,
+        files_total: p.files_total,
+        percent: Some(if done {
+            "100%".into()
+        } else {
+            units::percent(p.bytes_done, p.bytes_total)
+        }),
+    }
+}
+
+/// The status to write, and the transition to tell if the phase changed.
+/// `backup_name` and `location` are where the backup goes.
+pub fn next_status(
+    backup: &MySQLBackup,
+    observed: &Observed,
+    backup_name: &str,
+    location: &str,
+    now: Timestamp,
+) -> (MySQLBackupStatus, Option<Transition>) {
+    let old = backup.status.clone().unwrap_or_default();
+    let mut status = MySQLBackupStatus {
+        observed_generation: backup.metadata.generation,
+        backup_name: Some(backup_name.to_owned()),
+        location: Some(location.to_owned()),
+        ..old.clone()
+    };
+    let (phase, ready, progressing, message) = match observed {
+        Observed::Waiting { reason, message } => {
+            // A started backup that cannot be reached for a while is still
+            // running in its agent.
+            let phase = match old.phase {
+                Some(BackupPhase::Running) => BackupPhase::Running,
+                _ => BackupPhase::Pending,
+            };
+            (
+                phase,
+                Wanted::new("Ready", false, reason, message.clone()),
+                Wanted::new("Progressing", phase == BackupPhase::Running, reason, message.clone()),
+                message.clone(),
+            )
+        }
+        Observed::Failed { reason, message } => (
+            BackupPhase::Failed,
+            Wanted::new("Ready", false, reason, message.clone()),
+            Wanted::new("Progressing", false, reason, message.clone()),
+            message.clone(),
+        ),
+        Observed::Operation { pod, operation } => {
+            status.pod = Some(pod.clone());
+            status.start_time = old
+                .start_time
+                .clone()
+                .or_else(|| time_of(operation.created_at.as_ref()))
+                .or(Some(Time(now)));
+            let state = pb::OperationState::try_from(operation.state).unwrap_or(pb::OperationState::Unspecified);
+            let succeeded = state == pb::OperationState::Succeeded;
+            if let Some(p) = &operation.progress {
+                status.progress = Some(progress_of(p, succeeded));
+            }
+            match state {
+                pb::OperationState::Running | pb::OperationState::Unspecified => {
+                    let step = status
+                        .progress
+                        .as_ref()
+                        .and_then(|p| p.step.clone())
+                        .unwrap_or_else(|| "Starting".into());
+                    let percent = status.progress.as_ref().and_then(|p| p.percent.clone()).unwrap_or_default();
+                    let message = if operation.cancel_requested {
+                        format!("stopping on pod {pod} (cancel requested)")
+                    } else {
+                        format!("{step} on pod {pod}: {percent}")
+                    };
+                    (
+                        BackupPhase::Running,
+                        Wanted::new("Ready", false, "Running", message.clone()),
+                        Wanted::new("Progressing", true, "Running", message.clone()),
+                        message,
+                    )
+                }
+                pb::OperationState::Succeeded => {
+                    status.completion_time = time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
+                    if let Some(pb::operation::Result::Backup(result)) = &operation.result {
+                        apply_result(&mut status, result);
+                    }
+                    let message = format!(
+                        "backup of pod {pod} is complete: {} at {location}",
+                        status.size.clone().unwrap_or_else(|| "?".into())
+                    );
+                    (
+                        BackupPhase::Completed,
+                        Wanted::new("Ready", true, "Completed", message.clone()),
+                        Wanted::new("Progressing", false, "Completed", message.clone()),
+                        message,
+                    )
+                }
+                pb::OperationState::Failed | pb::OperationState::Cancelled => {
+                    status.completion_time = time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
+                    let (reason, text) = match &operation.error {
+                        Some(e) => (e.reason.as_str(), e.message.as_str()),
+                        None if state == pb::OperationState::Cancelled => ("CANCELLED", "the backup was cancelled"),
+                        None => ("UNKNOWN", "the agent gave no reason"),
+                    };
+                    let message = format!("backup on pod {pod} failed ({reason}): {text}");
+                    let condition_reason = if state == pb::OperationState::Cancelled {
+                        "Cancelled"
+                    } else {
+                        "Failed"
+                    };
+                    (
+                        BackupPhase::Failed,
+                        Wanted::new("Ready", false, condition_reason, message.clone()),
+                        Wanted::new("Progressing", false, condition_reason, message.clone()),
+                        message,
+                    )
+                }
+            }
+        }
+    };
+    status.phase = Some(phase);
+    status.message = Some(message.clone());
+    status.conditions = conditions::merge(&old.conditions, &[ready, progressing], backup.metadata.generation, now);
+    let transition = (old.phase != Some(phase)).then(|| Transition {
+        from: old.phase,
+        to: phase,
+        warning: phase == BackupPhase::Failed,
+        reason: match phase {
+            BackupPhase::Pending => "Pending",
+            BackupPhase::Running => "Started",
+            BackupPhase::Completed => "Completed",
+            BackupPhase::Failed => "Failed",
+        },
+        message,
+    });
+    (status, transition)
+}
+
+fn apply_result(status: &mut MySQLBackupStatus, result: &pb::BackupResult) {
+    status.lsn = Some(LsnRange {
+        start: result.start_checkpoint_lsn,
+        end: result.to_lsn,
+        last: Some(result.last_lsn),
+    });
+    if !result.binlog_file.is_empty() {
+        status.binlog = Some(BinlogPosition {
+            file: result.binlog_file.clone(),
+            position: result.binlog_position,
+        });
+    }
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    status.gtid_executed = nonempty(&result.gtid_executed);
+    status.server_version = nonempty(&result.server_version);
+    status.server_uuid = nonempty(&result.server_uuid);
+    status.size_bytes = Some(result.bytes);
+    status.size = Some(units::format_bytes(result.bytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::find;
+    use crate::fixtures::{BackupBuilder, OperationBuilder};
+
+    fn now() -> Timestamp {
+        "2026-11-21T18:39:12Z".parse().unwrap()
+    }
+
+    fn observe(backup: &MySQLBackup, observed: Observed) -> (MySQLBackupStatus, Option<Transition>) {
+        next_status(backup, &observed, "nightly", "s3://b/nightly", now())
+    }
+
+    #[test]
+    fn a_running_operation_shows_its_progress() {
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).build();
+        let op = OperationBuilder::running().copying(42, 100).build();
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        assert_eq!(status.phase, Some(BackupPhase::Running));
+        let progress = status.progress.unwrap();
+        assert_eq!((progress.bytes_done, progress.bytes_total), (42, 100));
+        assert_eq!(progress.percent.as_deref(), Some("42%"));
+        assert_eq!(progress.step.as_deref(), Some("CopyingTablespaces"));
+        assert_eq!(status.pod.as_deref(), Some("db-0"));
+        assert_eq!(find(&status.conditions, "Progressing").unwrap().status, "True");
+        let t = transition.unwrap();
+        assert_eq!((t.from, t.to, t.reason), (None, BackupPhase::Running, "Started"));
+    }
+
+    #[test]
+    fn a_succeeded_operation_records_positions_and_size() {
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let op = OperationBuilder::succeeded()
+            .result(|r| {
+                r.start_checkpoint_lsn = 1000;
+                r.to_lsn = 2000;
+                r.last_lsn = 2048;
+                r.binlog_file = "binlog.000003".into();
+                r.binlog_position = 157;
+                r.gtid_executed = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77".into();
+                r.bytes = 3 << 29;
+            })
+            .build();
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        assert_eq!(status.phase, Some(BackupPhase::Completed));
+        assert_eq!(status.lsn, Some(LsnRange { start: 1000, end: 2000, last: Some(2048) }));
+        assert_eq!(status.binlog, Some(BinlogPosition { file: "binlog.000003".into(), position: 157 }));
+        assert_eq!(status.gtid_executed.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77"));
+        assert_eq!(status.size.as_deref(), Some("1.5Gi"));
+        assert_eq!(status.progress.unwrap().percent.as_deref(), Some("100%"));
+        assert!(status.completion_time.is_some());
+        let ready = find(&status.conditions, "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Completed"));
+        assert_eq!(transition.unwrap().from, Some(BackupPhase::Running));
+    }
+
+    #[test]
+    fn a_failed_operation_says_why_and_warns() {
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let op = OperationBuilder::failed("REDO_OVERWRITTEN", "the redo log wrapped around; raise innodb_redo_log_capacity").build();
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        assert_eq!(status.phase, Some(BackupPhase::Failed));
+        assert!(status.message.unwrap().contains("REDO_OVERWRITTEN"));
+        let t = transition.unwrap();
+        assert!(t.warning);
+        assert_eq!(t.reason, "Failed");
+    }
+
+    #[test]
+    fn waiting_keeps_a_started_backup_running_and_an_unstarted_one_pending() {
+        let waiting = || Observed::Waiting {
+            reason: "AgentUnreachable",
+            message: "cannot reach the agent".into(),
+        };
+        let fresh = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).build();
+        let (status, transition) = observe(&fresh, waiting());
+        assert_eq!(status.phase, Some(BackupPhase::Pending));
+        assert_eq!(transition.unwrap().to, BackupPhase::Pending);
+
+        let started = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let (status, transition) = observe(&started, waiting());
+        assert_eq!(status.phase, Some(BackupPhase::Running));
+        assert_eq!(transition, None, "no phase change, no event");
+        assert_eq!(find(&status.conditions, "Ready").unwrap().reason, "AgentUnreachable");
+    }
+
+    #[test]
+    fn the_same_observation_twice_changes_nothing() {
+        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).build();
+        let op = OperationBuilder::running().copying(10, 100).build();
+        let observed = Observed::Operation { pod: "db-0".into(), operation: op };
+        let (first, _) = observe(&backup, observed.clone());
+        let mut again = backup.clone();
+        again.status = Some(first.clone());
+        let (second, transition) = next_status(&again, &observed, "nightly", "s3://b/nightly", now() + jiff::SignedDuration::from_secs(30));
+        assert_eq!(first, second, "level-triggered: same input, same status");
+        assert_eq!(transition, None);
+    }
+
+    #[test]
+    fn conditions_carry_the_generation() {
+        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).generation(3).build();
+        let (status, _) = observe(&backup, Observed::Failed { reason: "InvalidSpec", message: "no".into() });
+        assert!(status.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert_eq!(status.observed_generation, Some(3));
+    }
+}

@@ -1,0 +1,6 @@
+//! Agent wiring.
+
+pub mod patch;
+pub mod pki;
+
+pub use patch::*;

@@ -1,0 +1,498 @@
+//! What a StatefulSet that opted in must have for the agent to run beside
+//! its mysqld: pure, from the StatefulSet to the fields the operator applies
+//! (server-side apply, our own field manager, so we own exactly these
+//! fields and the user's own manifests keep theirs).
+//!
+//! - an init container that copies the agent binary from the agent image
+//!   into a shared emptyDir;
+//! - the agent sidecar, running that binary with the MySQL container's own
+//!   image (apply-log later needs the exact mysqld of the source), sharing
+//!   the data volume at the datadir's path and the MySQL socket's folder;
+//! - its server certificate (a Secret) and any backup claims, mounted.
+//!
+//! Settings come from the StatefulSet's annotations, with defaults that fit
+//! the official MySQL image.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::CLAIM_MOUNT_ROOT;
+
+/// The label a StatefulSet opts in with (value `enabled`).
+pub const AGENT_LABEL: &str = "innoxide.dev/agent";
+pub const AGENT_LABEL_VALUE: &str = "enabled";
+/// The agent sidecar's container name.
+pub const AGENT_CONTAINER: &str = "innoxide-agent";
+pub const INSTALL_CONTAINER: &str = "innoxide-agent-install";
+/// The agent's gRPC port unless `innoxide.dev/agent-port` says otherwise.
+pub const AGENT_PORT: u16 = 9443;
+pub const AGENT_METRICS_PORT: u16 = 9464;
+/// On the StatefulSet (and copied to its pods): the agent's gRPC port.
+pub const AGENT_PORT_ANNOTATION: &str = "innoxide.dev/agent-port";
+/// On the StatefulSet: which container runs mysqld (default: the one named
+/// `mysql`, else the first).
+pub const MYSQL_CONTAINER_ANNOTATION: &str = "innoxide.dev/mysql-container";
+/// On the StatefulSet: mysqld's datadir (default /var/lib/mysql).
+pub const DATADIR_ANNOTATION: &str = "innoxide.dev/datadir";
+/// On the StatefulSet: mysqld's socket (default /var/run/mysqld/mysqld.sock).
+pub const SOCKET_ANNOTATION: &str = "innoxide.dev/mysql-socket";
+/// On the StatefulSet: PersistentVolumeClaims (comma-separated) to mount
+/// into the agent as `pvc` backup storage.
+pub const CLAIMS_ANNOTATION: &str = "innoxide.dev/backup-claims";
+
+pub const DEFAULT_DATADIR: &str = "/var/lib/mysql";
+pub const DEFAULT_SOCKET: &str = "/var/run/mysqld/mysqld.sock";
+
+const BIN_VOLUME: &str = "innoxide-agent-bin";
+const BIN_DIR: &str = "/innoxide/bin";
+const TLS_VOLUME: &str = "innoxide-agent-tls";
+const TLS_DIR: &str = "/innoxide/tls";
+const RUN_VOLUME: &str = "innoxide-mysql-run";
+/// Where the agent binary is inside the agent image.
+pub const AGENT_IMAGE_BINARY: &str = "/usr/local/bin/innoxide-agent";
+
+/// How the operator itself is set up, as far as the patch is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiringSettings {
+    /// The image that holds the agent binary at [`AGENT_IMAGE_BINARY`].
+    pub agent_image: String,
+}
+
+/// What must exist for one StatefulSet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The fields to apply to the StatefulSet (apiVersion, kind, name and
+    /// only the operator's fields).
+    pub patch: StatefulSet,
+    /// The Secret that must hold the agent's server certificate.
+    pub tls_secret: String,
+    /// The names the certificate must carry.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WiringError {
+    #[error("StatefulSet {sts}: no container {name:?} (annotation {MYSQL_CONTAINER_ANNOTATION})")]
+    NoSuchContainer { sts: String, name: String },
+    #[error("StatefulSet {sts} has no containers")]
+    NoContainers { sts: String },
+    #[error(
+        "StatefulSet {sts}: container {container} mounts no volume at the datadir {datadir}; mount the data volume there or set {DATADIR_ANNOTATION}"
+    )]
+    NoDataVolume {
+        sts: String,
+        container: String,
+        datadir: String,
+    },
+    #[error("StatefulSet {sts}: container {container} has no image")]
+    NoImage { sts: String, container: String },
+    #[error("StatefulSet {sts}: {annotation}={value:?} is not {expected}")]
+    BadAnnotation {
+        sts: String,
+        annotation: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Whether the StatefulSet asked for the agent.
+pub fn opted_in(sts: &StatefulSet) -> bool {
+    sts.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(AGENT_LABEL))
+        .is_some_and(|v| v == AGENT_LABEL_VALUE)
+}
+
+/// The Secret with the agent's server certificate for this StatefulSet.
+pub fn tls_secret_name(sts: &str) -> String {
+    format!("{sts}-innoxide-agent-tls")
+}
+
+/// The name the operator expects in the agent's certificate when it dials a
+/// pod of this StatefulSet by IP (pod IPs change; this name does not).
+pub fn agent_server_name(sts: &str, namespace: &str) -> String {
+    format!("{sts}.{namespace}.innoxide-agent")
+}
+
+/// Everything the agent of this StatefulSet's pods needs, or why it cannot
+/// be added.
+pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, WiringError> {
+    let name = sts.metadata.name.clone().unwrap_or_default();
+    let namespace = sts.metadata.namespace.clone().unwrap_or_default();
+    let annotations = sts.metadata.annotations.clone().unwrap_or_default();
+    let annotation = |key: &str| annotations.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let bad = |annotation: &'static str, value: &str, expected: &'static str| WiringError::BadAnnotation {
+        sts: name.clone(),
+        annotation,
+        value: value.to_owned(),
+        expected,
+    };
+
+    let pod_spec = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let mysql = match annotation(MYSQL_CONTAINER_ANNOTATION) {
+        Some(wanted) => pod_spec
+            .containers
+            .iter()
+            .find(|c| c.name == wanted)
+            .ok_or_else(|| WiringError::NoSuchContainer {
+                sts: name.clone(),
+                name: wanted.to_owned(),
+            })?,
+        None => pod_spec
+            .containers
+            .iter()
+            .find(|c| c.name == "mysql")
+            .or_else(|| pod_spec.containers.iter().find(|c| c.name != AGENT_CONTAINER))
+            .ok_or_else(|| WiringError::NoContainers { sts: name.clone() })?,
+    };
+    let image = mysql.image.clone().ok_or_else(|| WiringError::NoImage {
+        sts: name.clone(),
+        container: mysql.name.clone(),
+    })?;
+    let port = match annotation(AGENT_PORT_ANNOTATION) {
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0 && *p != AGENT_METRICS_PORT)
+            .ok_or_else(|| bad(AGENT_PORT_ANNOTATION, text, "a port number (1-65535, not 9464)"))?,
+        None => AGENT_PORT,
+    };
+    let datadir = annotation(DATADIR_ANNOTATION).unwrap_or(DEFAULT_DATADIR);
+    let socket = annotation(SOCKET_ANNOTATION).unwrap_or(DEFAULT_SOCKET);
+    for (key, value) in [(DATADIR_ANNOTATION, datadir), (SOCKET_ANNOTATION, socket)] {
+        if !value.starts_with('/') {
+            return Err(bad(key, value, "an absolute path"));
+        }
+    }
+    let claims: Vec<&str> = annotation(CLAIMS_ANNOTATION)
+        .map(|v| v.split(',').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .unwrap_or_default();
+    for claim in &claims {
+        if !is_dns_label(claim) && !is_dns_subdomain(claim) {
+            return Err(bad(CLAIMS_ANNOTATION, claim, "a comma-separated list of claim names"));
+        }
+    }
+
+    let mysql_mounts = mysql.volume_mounts.clone().unwrap_or_default();
+    // The mount that holds a path: the deepest one at or above it.
+    let holder = |path: &str| {
+        mysql_mounts
+            .iter()
+            .filter(|m| is_within(path, &m.mount_path))
+            .max_by_key(|m| m.mount_path.len())
+            .cloned()
+    };
+    let data_mount = holder(datadir)
+        .filter(|m| m.name != RUN_VOLUME)
+        .ok_or_else(|| WiringError::NoDataVolume {
+            sts: name.clone(),
+            container: mysql.name.clone(),
+            datadir: datadir.to_owned(),
+        })?;
+    let socket_dir = parent(socket);
+    // The socket's folder is shared with the agent: mysqld's own mount if it
+    // has one there, else an emptyDir we add to both containers.
+    let socket_mount = holder(socket).filter(|m| m.name != RUN_VOLUME);
+
+    let mut volumes = vec![
+        Volume {
+            name: BIN_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls_secret_name(&name)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let mut agent_mounts = vec![
+        same_mount(&data_mount),
+        VolumeMount {
+            name: BIN_VOLUME.into(),
+            mount_path: BIN_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: TLS_VOLUME.into(),
+            mount_path: TLS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut containers = Vec::new();
+    match &socket_mount {
+        Some(m) if m.name == data_mount.name && m.mount_path == data_mount.mount_path => {}
+        Some(m) => agent_mounts.push(same_mount(m)),
+        None => {
+            volumes.push(Volume {
+                name: RUN_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+            let run_mount = VolumeMount {
+                name: RUN_VOLUME.into(),
+                mount_path: socket_dir.clone(),
+                ..VolumeMount::default()
+            };
+            agent_mounts.push(run_mount.clone());
+            // Only the mount: server-side apply merges it into mysqld's
+            // container by name, the rest of that container stays the user's.
+            containers.push(Container {
+                name: mysql.name.clone(),
+                volume_mounts: Some(vec![run_mount]),
+                ..Container::default()
+            });
+        }
+    }
+    for claim in &claims {
+        let volume = claim_volume(claim);
+        volumes.push(Volume {
+            name: volume.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: (*claim).to_owned(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+        agent_mounts.push(VolumeMount {
+            name: volume,
+            mount_path: format!("{CLAIM_MOUNT_ROOT}/{claim}"),
+            ..VolumeMount::default()
+        });
+    }
+
+    let state_dir = format!("{}/.innoxide-agent", datadir.trim_end_matches('/'));
+    let mut env = vec![];
+    // The agent logs in as root with mysqld's own root password, when the
+    // MySQL container gets one the official image's way; a backup can name
+    // another user (spec.mysqlCredentials).
+    if let Some(root_password) = mysql
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "MYSQL_ROOT_PASSWORD")
+    {
+        env.push(EnvVar {
+            name: "MYSQL_USER".into(),
+            value: Some("root".into()),
+            value_from: None,
+        });
+        env.push(EnvVar {
+            name: "MYSQL_PWD".into(),
+            ..root_password.clone()
+        });
+    }
+    let healthz = Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".into()),
+            port: IntOrString::Int(i32::from(AGENT_METRICS_PORT)),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    containers.push(Container {
+        name: AGENT_CONTAINER.into(),
+        image: Some(image),
+        image_pull_policy: mysql.image_pull_policy.clone(),
+        command: Some(vec![format!("{BIN_DIR}/innoxide-agent"), "serve".into()]),
+        args: Some(vec![
+            format!("--listen=0.0.0.0:{port}"),
+            format!("--metrics-listen=0.0.0.0:{AGENT_METRICS_PORT}"),
+            format!("--tls-cert={TLS_DIR}/tls.crt"),
+            format!("--tls-key={TLS_DIR}/tls.key"),
+            format!("--tls-client-ca={TLS_DIR}/ca.crt"),
+            format!("--socket={socket}"),
+            format!("--datadir={datadir}"),
+            format!("--state-dir={state_dir}"),
+        ]),
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("agent-grpc".into()),
+                container_port: i32::from(port),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("agent-metrics".into()),
+                container_port: i32::from(AGENT_METRICS_PORT),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(healthz.clone()),
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(6),
+            ..healthz
+        }),
+        // The agent reads and writes mysqld's files: as mysqld's user.
+        security_context: mysql.security_context.clone(),
+        volume_mounts: Some(agent_mounts),
+        ..Container::default()
+    });
+    let init_containers = vec![Container {
+        name: INSTALL_CONTAINER.into(),
+        image: Some(settings.agent_image.clone()),
+        command: Some(vec![
+            "cp".into(),
+            AGENT_IMAGE_BINARY.into(),
+            format!("{BIN_DIR}/innoxide-agent"),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: BIN_VOLUME.into(),
+            mount_path: BIN_DIR.into(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }];
+
+    let patch = StatefulSet {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: sts.metadata.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(StatefulSetSpec {
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    annotations: Some(BTreeMap::from([(
+                        AGENT_PORT_ANNOTATION.to_owned(),
+                        port.to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    init_containers: Some(init_containers),
+                    containers,
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    };
+    Ok(Desired {
+        patch,
+        tls_secret: tls_secret_name(&name),
+        server_names: vec![
+            agent_server_name(&name, &namespace),
+            format!("*.{name}.{namespace}.svc"),
+            format!("*.{name}.{namespace}.svc.cluster.local"),
+        ],
+    })
+}
+
+/// What the operator applies once a StatefulSet has opted out: nothing,
+/// which makes server-side apply remove every field it applied before.
+pub fn released(sts: &StatefulSet) -> StatefulSet {
+    StatefulSet {
+        metadata: ObjectMeta {
+            name: sts.metadata.name.clone(),
+            namespace: sts.metadata.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+        status: None,
+    }
+}
+
+/// Whether the StatefulSet already has everything the patch applies (the
+/// agent is in place), so a reconcile can say so without an API call.
+pub fn is_wired(sts: &StatefulSet, desired: &Desired) -> bool {
+    let (Some(have), Some(want)) = (
+        sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        desired.patch.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+    ) else {
+        return false;
+    };
+    let has_all = |have: &[Container], want: &[Container]| {
+        want.iter().all(|w| {
+            have.iter().any(|h| {
+                h.name == w.name
+                    && (w.image.is_none() || h.image == w.image)
+                    && (w.args.is_none() || h.args == w.args)
+                    && w.volume_mounts.iter().flatten().all(|wm| {
+                        h.volume_mounts
+                            .iter()
+                            .flatten()
+                            .any(|hm| hm.name == wm.name && hm.mount_path == wm.mount_path)
+                    })
+            })
+        })
+    };
+    has_all(&have.containers, &want.containers)
+        && has_all(
+            have.init_containers.as_deref().unwrap_or_default(),
+            want.init_containers.as_deref().unwrap_or_default(),
+        )
+        && want.volumes.iter().flatten().all(|w| {
+            have.volumes.iter().flatten().any(|h| h == w)
+        })
+}
+
+fn claim_volume(claim: &str) -> String {
+    // Volume names are DNS labels: a long claim name is cut and keeps a
+    // hash so two claims never share one.
+    let base = format!("innoxide-claim-{claim}").replace('.', "-");
+    if base.len() <= 63 {
+        return base;
+    }
+    let hash = claim.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{}-{:08x}", &base[..54], hash as u32)
+}
+
+fn same_mount(m: &VolumeMount) -> VolumeMount {
+    VolumeMount {
+        name: m.name.clone(),
+        mount_path: m.mount_path.clone(),
+        sub_path: m.sub_path.clone(),
+        sub_path_expr: m.sub_path_expr.clone(),
+        ..VolumeMount::default()
+    }
+}
+
+fn is_within(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || dir.is_empty() || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn parent(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".into(),
+        Some((dir, _)) => dir.into(),
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
