@@ -14,7 +14,11 @@ use crate::mysql::ConnectOptions;
 use crate::secret::Secret;
 
 #[derive(Parser, Debug)]
-#[command(name = "innoxide-agent", version, about = "Hot physical backup and restore of MySQL/InnoDB")]
+#[command(
+    name = "innoxide-agent",
+    version,
+    about = "Hot physical backup and restore of MySQL/InnoDB"
+)]
 pub struct Cli {
     /// Log as JSON lines (the default when stderr is not a terminal).
     #[arg(long, global = true, env = "INNOXIDE_LOG_JSON")]
@@ -231,9 +235,13 @@ struct ApplyLogArgs {
     /// Overwrite what an earlier, failed apply-log left behind.
     #[arg(long)]
     force: bool,
-    /// Decompress a compressed backup first.
+    /// Accepted for the seed's scripts: compressed backups are decompressed
+    /// (and checked) automatically while the working copy is built.
     #[arg(long)]
     uncompress: bool,
+    /// The key of an encrypted backup.
+    #[arg(long)]
+    encrypt_key_file: Option<PathBuf>,
     /// Buffer pool for the recovery, bytes (suffixes K, M, G).
     #[arg(long, value_parser = parse_size, default_value = "256M")]
     use_memory: u64,
@@ -388,7 +396,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("innoxide-agent: cannot start: {e}");
@@ -423,6 +434,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 mysqld: args.mysqld,
                 force: false,
                 uncompress: false,
+                encrypt_key_file: args.backup.encrypt_key_file.clone(),
                 use_memory: 256 << 20,
             })
             .await?;
@@ -431,8 +443,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::CopyBack(args) => copy_back_command(&args, false).await?,
         Command::MoveBack(args) => copy_back_command(&args, true).await?,
         Command::CopyBackAndApplyLog(args) => {
-            crate::restore::copy_back_and_apply_log(&restore_options(&args.copy_back, false), args.mysqld)
-                .await?;
+            crate::restore::copy_back_and_apply_log(
+                &restore_options(&args.copy_back, false),
+                args.mysqld,
+            )
+            .await?;
             eprintln!("completed OK!");
         }
         Command::Verify(args) => {
@@ -464,7 +479,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await?;
             for name in &plan {
-                println!("{}{name}", if args.dry_run { "would delete " } else { "deleted " });
+                println!(
+                    "{}{name}",
+                    if args.dry_run {
+                        "would delete "
+                    } else {
+                        "deleted "
+                    }
+                );
             }
         }
         Command::ApplyIncrementalBackup(_) => anyhow::bail!(
@@ -516,10 +538,8 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
 }
 
 async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
-    if args.uncompress {
-        anyhow::bail!("--uncompress: compressed backups are not built yet, so there is nothing to uncompress");
-    }
     let options = crate::prepare::ApplyLogOptions {
+        key: read_key(args.encrypt_key_file.as_ref())?,
         backup_dir: args.backup_dir.clone(),
         mysqld: args.mysqld.clone(),
         force: args.force,
@@ -527,7 +547,10 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
     };
     let report = crate::prepare::apply_log(&options, cancel_on_signals()).await?;
     if report.already_prepared {
-        eprintln!("{} is already prepared: nothing to do", report.prepared_dir.display());
+        eprintln!(
+            "{} is already prepared: nothing to do",
+            report.prepared_dir.display()
+        );
     } else if let Some(proof) = &report.recovery {
         eprintln!(
             "{}: recovered from checkpoint {} to last_lsn {}",
@@ -563,8 +586,10 @@ fn cancel_on_signals() -> CancellationToken {
     let cancel = token.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -642,11 +667,19 @@ mod tests {
     #[test]
     fn backup_takes_the_seed_options() {
         let cli = Cli::try_parse_from([
-            "innoxide-agent", "backup", "--user=root", "--socket=/tmp/s", "--no-timestamp",
-            "--parallel=8", "--throttle=10M", "/backups",
+            "innoxide-agent",
+            "backup",
+            "--user=root",
+            "--socket=/tmp/s",
+            "--no-timestamp",
+            "--parallel=8",
+            "--throttle=10M",
+            "/backups",
         ])
         .unwrap();
-        let Command::Backup(args) = cli.command else { panic!("not backup") };
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
         assert_eq!(args.parallel, 8);
         assert_eq!(args.throttle, Some(10 << 20));
         assert_eq!(args.root.as_deref(), Some("/backups"));
@@ -654,7 +687,8 @@ mod tests {
 
     #[test]
     fn a_wrong_flag_is_refused() {
-        let err = Cli::try_parse_from(["innoxide-agent", "backup", "--paralel=2", "/b"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["innoxide-agent", "backup", "--paralel=2", "/b"]).unwrap_err();
         assert!(err.to_string().contains("--paralel"), "{err}");
     }
 

@@ -148,10 +148,7 @@ fn resolve(including: &Path, target: &str) -> PathBuf {
     if target.is_absolute() {
         target.to_owned()
     } else {
-        including
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(target)
+        including.parent().unwrap_or(Path::new(".")).join(target)
     }
 }
 

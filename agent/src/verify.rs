@@ -15,9 +15,15 @@ pub enum Error {
     #[error(
         "{dir} has no {manifest}: it is not a complete backup (a failed or running backup, or not a backup at all)"
     )]
-    NoManifest { dir: PathBuf, manifest: &'static str },
+    NoManifest {
+        dir: PathBuf,
+        manifest: &'static str,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Meta(#[from] meta::Error),
     #[error(transparent)]
@@ -76,7 +82,11 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, Error> {
 
 /// Checks every object of the backup at `location` (a folder or a URL)
 /// against its manifest, decrypting with `key` when it is encrypted.
-pub async fn verify(location: &str, options: &RepoOptions, key: Option<Key>) -> Result<VerifyReport, Error> {
+pub async fn verify(
+    location: &str,
+    options: &RepoOptions,
+    key: Option<Key>,
+) -> Result<VerifyReport, Error> {
     let store = repo::open(location, options)?;
     let manifest = lifecycle::read_manifest(&store).await?;
     let checked = store.clone();
@@ -99,7 +109,11 @@ pub async fn list(location: &str, options: &RepoOptions) -> Result<Vec<String>, 
         .into_iter()
         .map(|b| {
             let m = &b.manifest;
-            let bytes: u64 = m.files.iter().map(|f| f.stored_size.unwrap_or(f.size)).sum();
+            let bytes: u64 = m
+                .files
+                .iter()
+                .map(|f| f.stored_size.unwrap_or(f.size))
+                .sum();
             format!(
                 "{}\t{}\t{}\tlast_lsn={}\t{} bytes\t{}",
                 b.name, m.backup_type, m.finished_at, m.redo.last_lsn, bytes, m.gtid_executed
@@ -132,7 +146,8 @@ pub async fn prune(
             (b.name, finished)
         })
         .collect();
-    let mut doomed = lifecycle::plan_prune(&backups, retention.keep_last, retention.keep_within, now);
+    let mut doomed =
+        lifecycle::plan_prune(&backups, retention.keep_last, retention.keep_within, now);
     doomed.extend(lifecycle::orphans(&store, retention.orphans_older_than, now).await?);
     if !dry_run {
         for name in &doomed {

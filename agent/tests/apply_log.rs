@@ -90,6 +90,7 @@ async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
 
 async fn apply_log(dir: &Path) -> ApplyLogReport {
     let options = ApplyLogOptions {
+        key: None,
         backup_dir: dir.to_owned(),
         mysqld: Some(mysqld()),
         force: false,
@@ -393,6 +394,7 @@ async fn small_backup(work: &Path) -> (MysqlServer, PathBuf, Manifest) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
+    let mut steps = Steps::new("failed then retried");
     let work = tempfile::tempdir().unwrap();
     let (source, dir, manifest) = small_backup(work.path()).await;
     let dir_arg = dir.display().to_string();
@@ -463,6 +465,7 @@ async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
     std::fs::remove_dir_all(&partial).unwrap();
     let cancel = CancellationToken::new();
     let options = ApplyLogOptions {
+        key: None,
         backup_dir: dir.clone(),
         mysqld: Some(real.clone()),
         force: false,
@@ -527,6 +530,7 @@ async fn a_failed_apply_log_leaves_the_backup_intact_and_a_retry_needs_force() {
         oracle::GtidSet::parse(&manifest.gtid_executed).unwrap()
     );
     drop(source);
+    steps.done("whole test");
 }
 
 fn set_executable(path: &Path) {
@@ -536,6 +540,7 @@ fn set_executable(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_mysqld_version_is_refused_before_anything_is_written() {
+    let mut steps = Steps::new("version mismatch");
     let work = tempfile::tempdir().unwrap();
     let (_source, dir, manifest) = small_backup(work.path()).await;
     let fake = work.path().join("mysqld-9.6");
@@ -566,11 +571,13 @@ async fn another_mysqld_version_is_refused_before_anything_is_written() {
     assert!(!dir.join("prepared.partial").exists());
     assert!(!dir.join("prepared").exists());
     innoxide_agent::verify::verify_dir(&dir).unwrap();
+    steps.done("whole test");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_the_prepared_copy()
 {
+    let mut steps = Steps::new("copy-back refusals, move-back");
     let work = tempfile::tempdir().unwrap();
     let (source, dir, manifest) = small_backup(work.path()).await;
 
@@ -637,4 +644,5 @@ async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_
         oracle::GtidSet::parse(&restored.gtid_executed().await.unwrap()).unwrap(),
         oracle::GtidSet::parse(&manifest.gtid_executed).unwrap()
     );
+    steps.done("whole test");
 }

@@ -61,7 +61,12 @@ fn assert_manifest_matches_bytes(dir: &Path) {
     for file in &manifest.files {
         let bytes = std::fs::read(dir.join(&file.path)).unwrap();
         assert_eq!(bytes.len() as u64, file.size, "{}", file.path);
-        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), file.sha256, "{}", file.path);
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            file.sha256,
+            "{}",
+            file.path
+        );
     }
 }
 
@@ -85,8 +90,14 @@ fn assert_redo_contiguous(dir: &Path, start_checkpoint: u64, last_lsn: u64) -> u
             .unwrap();
         match redo::classify_block(block, lsn) {
             BlockState::Valid { full: true, .. } => {}
-            BlockState::Valid { header, full: false } if lsn == last_block => {
-                assert!(lsn + u64::from(header.data_len) >= last_lsn, "last block too short");
+            BlockState::Valid {
+                header,
+                full: false,
+            } if lsn == last_block => {
+                assert!(
+                    lsn + u64::from(header.data_len) >= last_lsn,
+                    "last block too short"
+                );
             }
             // A log ending right at a block boundary has a header-only block next.
             BlockState::Valid { .. } if lsn == last_block && last_lsn == lsn + 12 => {}
@@ -103,15 +114,28 @@ fn assert_metadata_consistent(report: &BackupReport) {
     let dir = Path::new(&report.location);
     let checkpoints =
         Checkpoints::parse(&std::fs::read_to_string(dir.join(meta::CHECKPOINTS)).unwrap()).unwrap();
-    assert!(checkpoints.from_lsn <= checkpoints.to_lsn && checkpoints.to_lsn <= checkpoints.last_lsn);
+    assert!(
+        checkpoints.from_lsn <= checkpoints.to_lsn && checkpoints.to_lsn <= checkpoints.last_lsn
+    );
     let m = &report.manifest;
-    assert_eq!((checkpoints.to_lsn, checkpoints.last_lsn), (m.redo.to_lsn, m.redo.last_lsn));
+    assert_eq!(
+        (checkpoints.to_lsn, checkpoints.last_lsn),
+        (m.redo.to_lsn, m.redo.last_lsn)
+    );
     assert!(m.redo.start_checkpoint_lsn <= m.redo.to_lsn);
     let binlog =
         BinlogInfo::parse(&std::fs::read_to_string(dir.join(meta::BINLOG_INFO)).unwrap()).unwrap();
     assert_eq!(
-        (binlog.file.as_str(), binlog.position, binlog.gtid_executed.as_str()),
-        (m.binlog_file.as_str(), m.binlog_position, m.gtid_executed.as_str())
+        (
+            binlog.file.as_str(),
+            binlog.position,
+            binlog.gtid_executed.as_str()
+        ),
+        (
+            m.binlog_file.as_str(),
+            m.binlog_position,
+            m.gtid_executed.as_str()
+        )
     );
     // The copied binlog is exactly the server's file up to the position.
     assert_eq!(
@@ -131,23 +155,44 @@ fn server_binlog_prefix(server: &MysqlServer, file: &str, len: u64) -> Vec<u8> {
 async fn idle_backup_records_what_the_server_reports() {
     let server = MysqlServer::builder().start().await.unwrap();
     server
-        .exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(50)); \
-               INSERT INTO shop.t VALUES (1, 'one'), (2, 'two')")
+        .exec(
+            "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(50)); \
+               INSERT INTO shop.t VALUES (1, 'one'), (2, 'two')",
+        )
         .await
         .unwrap();
     let root = tempfile::tempdir().unwrap();
-    let report = take(&options(&server, &root.path().join("b"))).await.unwrap();
+    let report = take(&options(&server, &root.path().join("b")))
+        .await
+        .unwrap();
     assert_metadata_consistent(&report);
 
     // Idle: the server is still exactly at the backup's point.
-    let row: Vec<(String, u64)> = server.query_rows("SHOW BINARY LOG STATUS").await.map(|rows: Vec<(String, u64, String, String, String)>| {
-        rows.into_iter().map(|r| (r.0, r.1)).collect()
-    }).unwrap();
-    assert_eq!(row[0], (report.manifest.binlog_file.clone(), report.manifest.binlog_position));
-    assert_eq!(server.gtid_executed().await.unwrap(), report.manifest.gtid_executed);
+    let row: Vec<(String, u64)> = server
+        .query_rows("SHOW BINARY LOG STATUS")
+        .await
+        .map(|rows: Vec<(String, u64, String, String, String)>| {
+            rows.into_iter().map(|r| (r.0, r.1)).collect()
+        })
+        .unwrap();
+    assert_eq!(
+        row[0],
+        (
+            report.manifest.binlog_file.clone(),
+            report.manifest.binlog_position
+        )
+    );
+    assert_eq!(
+        server.gtid_executed().await.unwrap(),
+        report.manifest.gtid_executed
+    );
     assert_eq!(
         std::fs::read(Path::new(&report.location).join(&report.manifest.binlog_file)).unwrap(),
-        server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
+        server_binlog_prefix(
+            &server,
+            &report.manifest.binlog_file,
+            report.manifest.binlog_position
+        )
     );
     assert!(Path::new(&report.location).join("shop/t.ibd").exists());
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
@@ -160,24 +205,36 @@ async fn backup_under_write_load_captures_a_contiguous_log() {
     let load = bench.run_background(4, Duration::from_secs(20)).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let root = tempfile::tempdir().unwrap();
-    let report = take(&options(&server, &root.path().join("b"))).await.unwrap();
+    let report = take(&options(&server, &root.path().join("b")))
+        .await
+        .unwrap();
     let report_load = load.wait().await.unwrap();
     assert_eq!(report_load.errors, 0);
     assert_metadata_consistent(&report);
     assert_eq!(
         std::fs::read(Path::new(&report.location).join(&report.manifest.binlog_file)).unwrap(),
-        server_binlog_prefix(&server, &report.manifest.binlog_file, report.manifest.binlog_position)
+        server_binlog_prefix(
+            &server,
+            &report.manifest.binlog_file,
+            report.manifest.binlog_position
+        )
     );
     // The backup's GTID set is a prefix of what the server executed since.
     let now = server.gtid_executed().await.unwrap();
     let subset: i64 = server
-        .query_scalar(&format!("SELECT GTID_SUBSET('{}', '{now}')", report.manifest.gtid_executed))
+        .query_scalar(&format!(
+            "SELECT GTID_SUBSET('{}', '{now}')",
+            report.manifest.gtid_executed
+        ))
         .await
         .unwrap();
     assert_eq!(subset, 1);
     for table in bench.table_names() {
         let file = format!("{}.ibd", table.replace('.', "/"));
-        assert!(report.manifest.file(&file).is_some(), "{file} missing from the backup");
+        assert!(
+            report.manifest.file(&file).is_some(),
+            "{file} missing from the backup"
+        );
     }
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
 }
@@ -198,7 +255,11 @@ async fn churn_redo(server: &MysqlServer, stop: Arc<std::sync::atomic::AtomicBoo
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redo_that_wraps_several_times_during_the_backup_is_all_captured() {
     const CAPACITY: u64 = 8 << 20;
-    let server = MysqlServer::builder().redo_capacity(CAPACITY).start().await.unwrap();
+    let server = MysqlServer::builder()
+        .redo_capacity(CAPACITY)
+        .start()
+        .await
+        .unwrap();
     let bench = Sysbench::prepare(&server, 4, 20_000).await.unwrap();
     server
         .exec("CREATE DATABASE churn; CREATE TABLE churn.pad (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(255)); \
@@ -234,10 +295,16 @@ async fn redo_that_wraps_several_times_during_the_backup_is_all_captured() {
         baseline.tps,
         during.tps
     );
-    assert!(captured > 3 * CAPACITY, "the log did not wrap 3 times: {captured} bytes");
+    assert!(
+        captured > 3 * CAPACITY,
+        "the log did not wrap 3 times: {captured} bytes"
+    );
     // The consumer kept the log for us without ever holding the server up.
     let log = std::fs::read_to_string(server.error_log()).unwrap();
-    assert!(!log.contains("lagging"), "the server waited for the redo consumer:\n{log}");
+    assert!(
+        !log.contains("lagging"),
+        "the server waited for the redo consumer:\n{log}"
+    );
     assert_metadata_consistent(&report);
     assert_eq!(during.errors, 0);
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
@@ -256,7 +323,10 @@ async fn ddl_during_the_backup_waits_and_then_completes() {
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ddl_started = Instant::now();
-    server.exec("ALTER TABLE sbtest.sbtest1 ADD COLUMN added INT").await.unwrap();
+    server
+        .exec("ALTER TABLE sbtest.sbtest1 ADD COLUMN added INT")
+        .await
+        .unwrap();
     let ddl_done = Instant::now();
     let (report, backup_done) = backup.await.unwrap();
     let report = report.unwrap();
@@ -287,12 +357,20 @@ async fn a_cancelled_backup_releases_the_server_and_leaves_no_backup() {
         tokio::spawn(async move { backup::run(&opts, Progress::new(), cancel).await })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    assert_eq!(
+        server_holds_backup_state(&server).await,
+        (true, true),
+        "mid-backup"
+    );
     cancel.cancel();
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err, backup::Error::Cancelled), "{err}");
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
-    assert!(!Path::new(&opts.repository).exists(), "a cancelled backup left {}", opts.repository);
+    assert!(
+        !Path::new(&opts.repository).exists(),
+        "a cancelled backup left {}",
+        opts.repository
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -306,7 +384,10 @@ async fn a_backup_that_fails_releases_the_server() {
     std::fs::write(target.join("keep-me"), "user data").unwrap();
     let err = take(&options(&server, &target)).await.unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
-    assert_eq!(std::fs::read_to_string(target.join("keep-me")).unwrap(), "user data");
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep-me")).unwrap(),
+        "user data"
+    );
 
     // A tablespace that turns out damaged mid-copy: the copy fails and the
     // server is released. (A file the server does not write is corrupted
@@ -318,7 +399,9 @@ async fn a_backup_that_fails_releases_the_server() {
     server.exec("FLUSH TABLES cold.t FOR EXPORT").await.unwrap();
     corrupt_page(&server.datadir().join("cold/t.ibd"), 3);
     server.exec("UNLOCK TABLES").await.unwrap();
-    let err = take(&options(&server, &root.path().join("c"))).await.unwrap_err();
+    let err = take(&options(&server, &root.path().join("c")))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("cold/t.ibd"), "{err}");
     assert!(err.to_string().contains("page 3"), "{err}");
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
@@ -328,7 +411,11 @@ async fn a_backup_that_fails_releases_the_server() {
 /// Flips a byte in the middle of page `page_no`.
 fn corrupt_page(path: &Path, page_no: u64) {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let at = page_no * 16384 + 8000;
     let mut byte = [0u8; 1];
     file.read_exact_at(&mut byte, at).unwrap();
@@ -351,13 +438,20 @@ async fn sigterm_of_the_cli_releases_the_server_and_leaves_no_backup() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(server_holds_backup_state(&server).await, (true, true), "mid-backup");
+    assert_eq!(
+        server_holds_backup_state(&server).await,
+        (true, true),
+        "mid-backup"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!status.success());
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
     assert!(!target.join(meta::MANIFEST).exists());

@@ -891,3 +891,92 @@ async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_serv
     innoxide_agent::verify::verify_dir(&repo.path().join("full")).unwrap();
     assert!(!repo.path().join("full/prepared").exists());
 }
+
+/// The repository of a request for the in-process S3 server, with the
+/// credentials sent by value (the operator sends them from a Secret).
+fn s3_repository(s3: &innoxide_testkit::S3Server, prefix: &str) -> pb::Repository {
+    let value = |v: &str| pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Value(v.into())),
+    };
+    pb::Repository {
+        url: format!("s3://{}/{prefix}", s3.bucket()),
+        options: [
+            ("endpoint".to_owned(), s3.endpoint()),
+            ("region".to_owned(), s3.region().to_owned()),
+        ]
+        .into(),
+        credentials: Some(pb::repository::Credentials::S3(pb::S3Credentials {
+            access_key_id: Some(value(s3.access_key())),
+            secret_access_key: Some(value(s3.secret_key())),
+            session_token: None,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compressed_encrypted_backup_goes_to_s3_and_is_staged_back_from_it() {
+    let s3 = innoxide_testkit::S3Server::start().await.unwrap();
+    let server = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&server, 2, 10_000).await.unwrap();
+    let (pki, state_dir) = (Pki::new(), tempfile::tempdir().unwrap());
+    let agent = Agent::start(&AgentSetup {
+        mysqld: Some(server.bin("mysqld")),
+        ..setup(&pki, state_dir.path(), &server)
+    })
+    .await;
+    let mut client = agent.client(&pki).await;
+    let key = pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Value(hex_key())),
+    };
+    let load = bench.run_background(2, Duration::from_secs(8)).unwrap();
+    let request = pb::StartBackupRequest {
+        operation_id: "s3-1".into(),
+        repository: Some(s3_repository(&s3, "cluster-a")),
+        options: Some(pb::BackupOptions {
+            parallel: 2,
+            compression: pb::Compression::Zstd as i32,
+            encryption_key: Some(key.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.start_backup(request).await.unwrap();
+    let events = watch_to_end(&mut client, "s3-1").await;
+    load.wait().await.unwrap();
+    let done = events.last().unwrap();
+    assert_eq!(state(done), pb::OperationState::Succeeded, "{done:?}");
+    for pair in events.windows(2) {
+        assert!(progress(&pair[1]).bytes_done >= progress(&pair[0]).bytes_done);
+    }
+    let Some(pb::operation::Result::Backup(taken)) = &done.result else {
+        panic!("no backup result: {done:?}")
+    };
+    assert!(s3.object_path("cluster-a/s3-1/innoxide.json").exists());
+    assert!(
+        !all_text_under(state_dir.path()).contains(s3.secret_key()),
+        "secret on disk"
+    );
+
+    client
+        .stage_restore(pb::StageRestoreRequest {
+            operation_id: "stage-1".into(),
+            repository: Some(s3_repository(&s3, "cluster-a")),
+            backup_name: "s3-1".into(),
+            encryption_key: Some(key),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let staged = watch_to_end(&mut client, "stage-1").await.pop().unwrap();
+    assert_eq!(state(&staged), pb::OperationState::Succeeded, "{staged:?}");
+    let Some(pb::operation::Result::StageRestore(result)) = &staged.result else {
+        panic!("no restore result: {staged:?}")
+    };
+    assert_eq!(result.gtid_executed, taken.gtid_executed);
+    assert!(innoxide_agent::prepare::is_prepared(Path::new(&result.prepared_dir)).unwrap());
+}
+
+/// A 256-bit key as 64 hex characters.
+fn hex_key() -> String {
+    "4f".repeat(32)
+}

@@ -146,6 +146,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
             continue;
         }
         let scenario_started = Instant::now();
+        let load_before = machine::load_average();
         let result = match id {
             "idle_backup" => scenarios::idle_backup::run(&mut bench).await,
             "under_load" => scenarios::under_load::run(&mut bench).await,
@@ -162,7 +163,14 @@ pub async fn run(args: Args) -> Result<PathBuf> {
             s.note(format!("failed: {e:#}"));
             s
         });
-        scenario.note(format!("Scenario time: {:.0} s.", scenario_started.elapsed().as_secs_f64()));
+        scenario.note(format!(
+            "Scenario time: {:.0} s; 1-minute load average {} at its start, {} at its end \
+             (above {} means other work competed for the cores).",
+            scenario_started.elapsed().as_secs_f64(),
+            load_before,
+            machine::load_average(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
         tracing::info!(scenario = id, seconds = scenario_started.elapsed().as_secs(), "done");
         done.push(scenario);
     }

@@ -99,6 +99,15 @@ fn disk_of(df: &str) -> String {
     format!("{device} ({})", parts.join(", "))
 }
 
+/// The 1-minute load average, as /proc/loadavg prints it.
+pub fn load_average() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
 fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

@@ -12,7 +12,10 @@ use innoxide_proto::agent::v1::agent_client::AgentClient;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use jiff::Timestamp;
+
 use crate::target::AgentTarget;
+use crate::wiring::pki::{Ca, PkiError, RENEW_BEFORE};
 
 /// What can go wrong talking to an agent, sorted by what the caller does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,8 +107,10 @@ pub trait AgentApi: Send + Sync + 'static {
 /// certificate and accepts only an agent certificate from its own CA that
 /// names the pod's StatefulSet.
 pub struct TonicAgent {
-    ca: Certificate,
-    identity: Identity,
+    ca: Ca,
+    ca_certificate: Certificate,
+    /// The operator's client certificate, re-issued before it expires.
+    identity: Mutex<(Identity, Timestamp)>,
     channels: Mutex<HashMap<(String, u16, String), Channel>>,
 }
 
@@ -115,12 +120,35 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl TonicAgent {
-    pub fn new(ca_pem: &str, client_cert_pem: &str, client_key_pem: &str) -> TonicAgent {
-        TonicAgent {
-            ca: Certificate::from_pem(ca_pem),
-            identity: Identity::from_pem(client_cert_pem, client_key_pem),
+    /// An agent client with a client certificate from the operator's CA.
+    pub fn new(ca: Ca) -> Result<TonicAgent, PkiError> {
+        let issued = ca.issue_client(Timestamp::now())?;
+        Ok(TonicAgent {
+            ca_certificate: Certificate::from_pem(&ca.cert_pem),
+            identity: Mutex::new((Identity::from_pem(&issued.cert_pem, &issued.key_pem), issued.not_after)),
+            ca,
             channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client identity, re-issued when it nears its end (connections
+    /// made with the old one are dropped then).
+    fn identity(&self) -> Identity {
+        let mut identity = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        let renew_at = identity
+            .1
+            .checked_sub(jiff::SignedDuration::try_from(RENEW_BEFORE).unwrap_or_default())
+            .unwrap_or(identity.1);
+        if Timestamp::now() >= renew_at {
+            match self.ca.issue_client(Timestamp::now()) {
+                Ok(issued) => {
+                    *identity = (Identity::from_pem(&issued.cert_pem, &issued.key_pem), issued.not_after);
+                    self.channels.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                Err(e) => tracing::error!(error = %e, "cannot renew the operator's client certificate"),
+            }
         }
+        identity.0.clone()
     }
 
     fn client(&self, target: &AgentTarget) -> Result<AgentClient<Channel>, AgentError> {
@@ -135,6 +163,7 @@ impl TonicAgent {
         })?;
         let server_name = crate::wiring::agent_server_name(sts, &target.namespace);
         let key = (target.ip.clone(), target.port, server_name.clone());
+        let identity = self.identity();
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(&key) {
             return Ok(AgentClient::new(channel.clone()));
@@ -145,8 +174,8 @@ impl TonicAgent {
             target.ip.clone()
         };
         let tls = ClientTlsConfig::new()
-            .ca_certificate(self.ca.clone())
-            .identity(self.identity.clone())
+            .ca_certificate(self.ca_certificate.clone())
+            .identity(identity)
             .domain_name(server_name);
         let channel = Endpoint::from_shared(format!("https://{host}:{}", target.port))
             .map_err(|e| unreachable(e.to_string()))?

@@ -1,5 +1,18 @@
-//! The Kubernetes operator: MySQLBackup and MySQLBackupSchedule controllers
-//! driving the innoxide agent over gRPC + mTLS.
+//! The Kubernetes operator of Innoxide: MySQLBackup and MySQLBackupSchedule
+//! controllers driving the innoxide agent over gRPC + mTLS, and the wiring
+//! that adds the agent to StatefulSets that opt in.
+//!
+//! Pure steps (no client) beside the I/O that uses them:
+//! - `api`: the CRD types; `crd`: their YAML;
+//! - `target`: which pod a backup runs on; `backup::{request, status,
+//!   cleanup}`: the agent request, the status, the finalizer's decisions;
+//! - `schedule::{cron, plan}`: when runs are due, concurrency, retention;
+//! - `wiring::{patch, pki}`: what a StatefulSet needs for the agent, and
+//!   the certificates;
+//! - `leader`: who leads.
+//!
+//! I/O: `backup::controller`, `schedule::controller`, `wiring::controller`,
+//! `agent` (gRPC + mTLS, behind the `AgentApi` trait), `run`.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -7,7 +20,12 @@ pub mod api;
 pub mod backup;
 pub mod clock;
 pub mod conditions;
+pub mod context;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod schedule;
 pub mod target;
 pub mod units;
 pub mod wiring;

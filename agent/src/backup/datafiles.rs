@@ -205,6 +205,9 @@ mod tests {
             external.original_path.as_deref(),
             Some(Path::new("/mnt/fast/t1.ibd"))
         );
-        assert_eq!(plan[4].original_path.as_deref(), Some(Path::new("/undo/undo_001")));
+        assert_eq!(
+            plan[4].original_path.as_deref(),
+            Some(Path::new("/undo/undo_001"))
+        );
     }
 }

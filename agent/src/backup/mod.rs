@@ -32,9 +32,11 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 
-use crate::meta::{self, BackupType, BinlogInfo, Checkpoints, FileEntry, FileKind, Manifest, RedoRange};
-use crate::repo::{self, RepoOptions, Store, Transform};
+use crate::meta::{
+    self, BackupType, BinlogInfo, Checkpoints, FileEntry, FileKind, Manifest, RedoRange,
+};
 use crate::mysql::{self, ConnectOptions, LogStatus, ServerFacts};
+use crate::repo::{self, RepoOptions, Store, Transform};
 pub use datafiles::DataFile;
 pub use page_copy::CopyError;
 pub use progress::{Phase, Progress};
@@ -176,7 +178,9 @@ impl Spool {
                 temporary: None,
             });
         }
-        let base = spool_dir.map(Path::to_owned).unwrap_or_else(std::env::temp_dir);
+        let base = spool_dir
+            .map(Path::to_owned)
+            .unwrap_or_else(std::env::temp_dir);
         let dir = tempfile::Builder::new()
             .prefix("innoxide-redo-")
             .tempdir_in(&base)
@@ -206,7 +210,9 @@ struct Sessions {
 
 impl Sessions {
     fn control(&mut self) -> &mut Conn {
-        self.control.as_mut().expect("control session is open until close()")
+        self.control
+            .as_mut()
+            .expect("control session is open until close()")
     }
 
     async fn close(&mut self) {
@@ -341,7 +347,10 @@ impl Backup<'_> {
             (meta::CHECKPOINTS, checkpoints.render()),
             (meta::BINARY, "innoxide-agent\n".to_owned()),
             (meta::BACKUP_CNF, meta::render_backup_cnf(self.facts)),
-            (meta::INFO, self.info_text(&status, &started_at, lock_seconds)),
+            (
+                meta::INFO,
+                self.info_text(&status, &started_at, lock_seconds),
+            ),
         ];
         if !status.binlog_file.is_empty() {
             let info = BinlogInfo {
@@ -389,16 +398,32 @@ impl Backup<'_> {
             gtid_executed: status.gtid_executed.clone(),
             source_datadir: self.facts.datadir.clone(),
             source_undo_directory: self.facts.undo_directory.clone(),
-            compression: self.options.transform.zstd_level.map(|l| format!("zstd:{l}")),
-            encryption: self.options.transform.key.as_ref().map(|_| "aes-256-gcm".to_owned()),
-            encryption_key_id: self.options.transform.key.as_ref().map(|k| k.id().to_owned()),
+            compression: self
+                .options
+                .transform
+                .zstd_level
+                .map(|l| format!("zstd:{l}")),
+            encryption: self
+                .options
+                .transform
+                .key
+                .as_ref()
+                .map(|_| "aes-256-gcm".to_owned()),
+            encryption_key_id: self
+                .options
+                .transform
+                .key
+                .as_ref()
+                .map(|k| k.id().to_owned()),
             started_at,
             finished_at: now_rfc3339(),
             lock_seconds,
             files,
         };
         // Last: from here on the backup exists.
-        self.store.put(meta::MANIFEST, manifest.render().as_bytes()).await?;
+        self.store
+            .put(meta::MANIFEST, manifest.render().as_bytes())
+            .await?;
         Ok(manifest)
     }
 
@@ -425,7 +450,10 @@ impl Backup<'_> {
             });
         }
         let files = self.copy_plain_files(vec![redo], None).await?;
-        Ok(files.into_iter().next().expect("one file in, one entry out"))
+        Ok(files
+            .into_iter()
+            .next()
+            .expect("one file in, one entry out"))
     }
 
     /// Copies files as bytes on a blocking thread (the store's writers block).
@@ -508,11 +536,20 @@ impl Backup<'_> {
 
     /// Copies files on `parallel` threads, largest first. Stops early when
     /// cancelled or when the redo copier fails (its error is the story).
-    async fn copy_files(&self, plan: Vec<DataFile>, copier: &RedoCopier) -> Result<Vec<FileEntry>, Error> {
+    async fn copy_files(
+        &self,
+        plan: Vec<DataFile>,
+        copier: &RedoCopier,
+    ) -> Result<Vec<FileEntry>, Error> {
         self.progress.set_phase(Phase::CopyingTablespaces);
         let mut jobs: Vec<(u64, DataFile)> = plan
             .into_iter()
-            .map(|f| (std::fs::metadata(&f.source).map(|m| m.len()).unwrap_or(0), f))
+            .map(|f| {
+                (
+                    std::fs::metadata(&f.source).map(|m| m.len()).unwrap_or(0),
+                    f,
+                )
+            })
             .collect();
         jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
         self.progress
@@ -521,7 +558,9 @@ impl Backup<'_> {
         self.progress
             .files_total
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        let queue = Arc::new(Mutex::new(jobs.into_iter().map(|j| j.1).collect::<VecDeque<_>>()));
+        let queue = Arc::new(Mutex::new(
+            jobs.into_iter().map(|j| j.1).collect::<VecDeque<_>>(),
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let throttle = Arc::new(Throttle::new(self.options.throttle));
         let threads = self.options.parallel.max(1);
@@ -587,7 +626,9 @@ impl Backup<'_> {
         let control = sessions.control();
         let needs_ftwrl = !mysql::non_innodb_user_tables(control).await?.is_empty();
         if needs_ftwrl {
-            tracing::info!("non-InnoDB user tables exist: FLUSH TABLES WITH READ LOCK while they are copied");
+            tracing::info!(
+                "non-InnoDB user tables exist: FLUSH TABLES WITH READ LOCK while they are copied"
+            );
             mysql::flush_tables_with_read_lock(control).await?;
         }
         let non_innodb = datafiles::plan_non_innodb(self.facts).map_err(Error::ListFiles)?;
@@ -660,7 +701,11 @@ impl Backup<'_> {
 
     /// `xtrabackup_slave_info`: how to make a restored server a replica of
     /// this one's source.
-    async fn slave_info(&self, sessions: &mut Sessions, status: &LogStatus) -> Result<String, Error> {
+    async fn slave_info(
+        &self,
+        sessions: &mut Sessions,
+        status: &LogStatus,
+    ) -> Result<String, Error> {
         if self.facts.gtid_mode == "ON" {
             return Ok(format!(
                 "SET GLOBAL gtid_purged='{}';\nCHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1;\n",

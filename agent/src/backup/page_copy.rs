@@ -30,9 +30,15 @@ const CHUNK_BYTES: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: not an InnoDB tablespace: {reason}")]
@@ -114,7 +120,9 @@ pub fn copy_tablespace(
             }
             if let Err(reason) = check(page_bytes, page_size, space_id, this_page) {
                 pages_reread += 1;
-                reread_until_valid(&input, source, page_bytes, page_size, space_id, this_page, reason)?;
+                reread_until_valid(
+                    &input, source, page_bytes, page_size, space_id, this_page, reason,
+                )?;
             }
         }
         output.write(chunk)?;
@@ -151,10 +159,12 @@ fn identify(
         reason,
     };
     match (page::tablespace_info(head), expected) {
-        (Ok(info), Some((space_id, _))) if space_id != info.space_id => Err(not_tablespace(format!(
-            "page 0 says space {}, the server's dictionary says {space_id}",
-            info.space_id
-        ))),
+        (Ok(info), Some((space_id, _))) if space_id != info.space_id => {
+            Err(not_tablespace(format!(
+                "page 0 says space {}, the server's dictionary says {space_id}",
+                info.space_id
+            )))
+        }
         (Ok(info), _) => Ok((info.space_id, info.page_size)),
         (Err(_), Some((space_id, flags))) => {
             let page_size =
@@ -206,7 +216,9 @@ pub fn copy_plain(
             .read_exact_at(&mut buffer[..n], offset)
             .map_err(read_err)?;
         output.write(&buffer[..n])?;
-        ctx.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        ctx.progress
+            .bytes_done
+            .fetch_add(n as u64, Ordering::Relaxed);
         offset += n as u64;
     }
     output.finish(length)
@@ -227,7 +239,12 @@ fn unvalidated_pages(space_id: u32, page_size: PageSize) -> std::ops::Range<u64>
     extent_pages..3 * extent_pages
 }
 
-fn check(page_bytes: &[u8], page_size: PageSize, space_id: u32, page_no: u64) -> Result<(), String> {
+fn check(
+    page_bytes: &[u8],
+    page_size: PageSize,
+    space_id: u32,
+    page_no: u64,
+) -> Result<(), String> {
     match page::verify_page(page_bytes, page_size) {
         PageCheck::AllZero => Ok(()),
         PageCheck::Corrupt(reason) => Err(reason.to_string()),
@@ -237,7 +254,9 @@ fn check(page_bytes: &[u8], page_size: PageSize, space_id: u32, page_no: u64) ->
             if found_page != Some(page_no) {
                 Err(format!("holds page {found_page:?}, expected {page_no}"))
             } else if found_space != Some(space_id) {
-                Err(format!("belongs to space {found_space:?}, expected {space_id}"))
+                Err(format!(
+                    "belongs to space {found_space:?}, expected {space_id}"
+                ))
             } else {
                 Ok(())
             }
@@ -287,7 +306,12 @@ struct Output {
 impl Output {
     fn create(ctx: &CopyContext, dest: &str, size_hint: u64) -> Result<Output, CopyError> {
         Ok(Output {
-            writer: Some(StoredWriter::create(ctx.store, dest, size_hint, ctx.transform)?),
+            writer: Some(StoredWriter::create(
+                ctx.store,
+                dest,
+                size_hint,
+                ctx.transform,
+            )?),
         })
     }
 

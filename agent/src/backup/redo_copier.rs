@@ -39,7 +39,9 @@ pub const CREATOR: &str = "innoxide";
 pub enum RedoCopyError {
     #[error("cannot read the redo log in {dir}: {reason}")]
     Scan { dir: PathBuf, reason: String },
-    #[error("no valid checkpoint found in {0}: is this a MySQL 8.0.30+ datadir with its server running?")]
+    #[error(
+        "no valid checkpoint found in {0}: is this a MySQL 8.0.30+ datadir with its server running?"
+    )]
     NoCheckpoint(PathBuf),
     #[error(
         "the server recycled redo log at LSN {lsn} before it was copied (oldest redo file now starts at {oldest}). \
@@ -51,14 +53,19 @@ pub enum RedoCopyError {
         oldest: Lsn,
         capacity_hint: String,
     },
-    #[error("redo block at LSN {lsn} in {file} stayed invalid for {TORN_PATIENCE:?} ({state}); the redo log is damaged")]
+    #[error(
+        "redo block at LSN {lsn} in {file} stayed invalid for {TORN_PATIENCE:?} ({state}); the redo log is damaged"
+    )]
     Damaged {
         lsn: Lsn,
         file: PathBuf,
         state: String,
     },
     #[error("cannot write the captured redo to {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the redo copier thread died: {0}")]
     Panicked(String),
     #[error("cancelled")]
@@ -117,13 +124,15 @@ impl RedoCopier {
         };
         let mut file = File::create_new(out).map_err(write_err)?;
         file.write_all(&header).map_err(write_err)?;
-        progress
-            .redo_start_lsn
-            .store(checkpoint, Ordering::Relaxed);
+        progress.redo_start_lsn.store(checkpoint, Ordering::Relaxed);
         progress
             .redo_copied_lsn
             .store(first_block, Ordering::Relaxed);
-        tracing::info!(checkpoint, file_id, "redo capture starts at the newest checkpoint");
+        tracing::info!(
+            checkpoint,
+            file_id,
+            "redo capture starts at the newest checkpoint"
+        );
 
         let shared = Arc::new(Shared {
             stop_at: AtomicU64::new(0),
@@ -392,20 +401,24 @@ impl Worker {
     }
 
     fn append(&mut self, block: &[u8; BLOCK_SIZE]) -> Result<(), RedoCopyError> {
-        self.out.write_all(block).map_err(|source| RedoCopyError::Write {
-            path: self.out_path.clone(),
-            source,
-        })?;
+        self.out
+            .write_all(block)
+            .map_err(|source| RedoCopyError::Write {
+                path: self.out_path.clone(),
+                source,
+            })?;
         self.next_lsn += BLOCK_SIZE as Lsn;
         self.written += BLOCK_SIZE as u64;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), RedoCopyError> {
-        self.out.sync_data().map_err(|source| RedoCopyError::Write {
-            path: self.out_path.clone(),
-            source,
-        })?;
+        self.out
+            .sync_data()
+            .map_err(|source| RedoCopyError::Write {
+                path: self.out_path.clone(),
+                source,
+            })?;
         self.synced_at = (Instant::now(), self.written);
         self.progress
             .redo_copied_lsn

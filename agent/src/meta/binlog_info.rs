@@ -27,7 +27,10 @@ impl BinlogInfo {
             line: 1,
             problem: problem.to_owned(),
         };
-        let file = fields.next().filter(|f| !f.is_empty()).ok_or_else(|| bad("no binlog file"))?;
+        let file = fields
+            .next()
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| bad("no binlog file"))?;
         let position = fields
             .next()
             .and_then(|p| p.trim().parse().ok())

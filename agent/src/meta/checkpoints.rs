@@ -107,7 +107,8 @@ impl Checkpoints {
             last_lsn: last.ok_or_else(|| missing("last_lsn"))?,
             flushed_lsn: flushed.unwrap_or(0),
         };
-        if !(checkpoints.from_lsn <= checkpoints.to_lsn && checkpoints.to_lsn <= checkpoints.last_lsn)
+        if !(checkpoints.from_lsn <= checkpoints.to_lsn
+            && checkpoints.to_lsn <= checkpoints.last_lsn)
         {
             return Err(Error::Invalid {
                 file: FILE,

@@ -34,10 +34,7 @@ pub enum Error {
         problem: String,
     },
     #[error("{file}: {problem}")]
-    Invalid {
-        file: &'static str,
-        problem: String,
-    },
+    Invalid { file: &'static str, problem: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: std::path::PathBuf,

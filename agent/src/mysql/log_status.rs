@@ -40,8 +40,8 @@ impl LogStatus {
             serde_json::from_str(local).map_err(|e| bad(format!("LOCAL: {e}")))?;
         let engines: serde_json::Value = serde_json::from_str(storage_engines)
             .map_err(|e| bad(format!("STORAGE_ENGINES: {e}")))?;
-        let replication: serde_json::Value = serde_json::from_str(replication)
-            .map_err(|e| bad(format!("REPLICATION: {e}")))?;
+        let replication: serde_json::Value =
+            serde_json::from_str(replication).map_err(|e| bad(format!("REPLICATION: {e}")))?;
         let innodb = engines
             .get("InnoDB")
             .ok_or_else(|| bad(format!("no InnoDB in STORAGE_ENGINES: {engines}")))?;

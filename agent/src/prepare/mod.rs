@@ -34,7 +34,7 @@ pub use recovery_log::{RecoveryProof, RecoveryProofError, shutdown_lsn};
 pub use redo_file::{RedoFileError, SynthesizedRedo};
 
 use crate::fileops::{self, FileError, Transfer};
-use crate::meta::{self, BackupType, Checkpoints, FileKind, Manifest};
+use crate::meta::{self, BackupType, Checkpoints, FileEntry, FileKind, Manifest};
 use crate::mycnf::OptionFile;
 
 /// The prepared datadir inside a backup directory; copy-back reads it.
@@ -52,6 +52,38 @@ pub const OWN_FILES: &[&str] = &[
     meta::MINI_STDERR,
     MINI_CNF,
 ];
+
+/// Where a compressed or encrypted `xtrabackup_logfile` is decoded to while
+/// the redo file is synthesized from it (removed afterwards).
+const DECODED_LOGFILE: &str = ".xtrabackup_logfile.decoded";
+
+/// Decodes one stored file of a local backup into `to`, checking it against
+/// the manifest (stored and original checksums) as it streams.
+fn decode_file(
+    backup_dir: &Path,
+    entry: &FileEntry,
+    key: Option<&crate::repo::Key>,
+    to: &Path,
+) -> Result<(), Error> {
+    use std::io::Write;
+    let store = crate::repo::Store::Local {
+        root: backup_dir.to_owned(),
+    };
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| FileError::at("create", parent, e))?;
+    }
+    let file = std::fs::File::create(to).map_err(|e| FileError::at("create", to, e))?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    crate::repo::reader::read_verified(&store, entry, key, &mut |bytes| writer.write_all(bytes))
+        .map_err(|e| {
+            Error::Unsupported(format!("{e}; the backup is damaged or the key is wrong"))
+        })?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| FileError::at("write", to, e.into_error()))?;
+    file.sync_all().map_err(|e| FileError::at("write", to, e))?;
+    Ok(())
+}
 
 /// Creator written into the synthesized redo header.
 ///
@@ -81,6 +113,8 @@ pub struct ApplyLogOptions {
     pub mysqld: Option<PathBuf>,
     pub force: bool,
     pub buffer_pool: u64,
+    /// The key of an encrypted backup.
+    pub key: Option<crate::repo::Key>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +228,7 @@ pub async fn apply_log(
     }
     let checkpoints = read_checkpoints(dir)?;
     let backup_cnf = OptionFile::load(&dir.join(meta::BACKUP_CNF))?;
-    refuse_unsupported(&manifest, &checkpoints, &backup_cnf)?;
+    refuse_unsupported(&manifest, &checkpoints, &backup_cnf, options.key.as_ref())?;
 
     let partial = dir.join(PARTIAL_DIR);
     if partial.symlink_metadata().is_ok() {
@@ -227,6 +261,7 @@ pub async fn apply_log(
         backup_cnf: &backup_cnf,
         mysqld: &mysqld,
         buffer_pool: options.buffer_pool,
+        key: options.key.as_ref(),
         cancel: &cancel,
     };
     let mut report = match work.run().await {
@@ -257,6 +292,7 @@ fn refuse_unsupported(
     manifest: &Manifest,
     checkpoints: &Checkpoints,
     backup_cnf: &OptionFile,
+    key: Option<&crate::repo::Key>,
 ) -> Result<(), Error> {
     if checkpoints.backup_type != BackupType::FullBackuped {
         return Err(Error::Unsupported(format!(
@@ -264,11 +300,8 @@ fn refuse_unsupported(
             checkpoints.backup_type.as_str()
         )));
     }
-    if manifest.compression.is_some() || manifest.encryption.is_some() {
-        return Err(Error::Unsupported(
-            "compressed or encrypted backups cannot be prepared yet".into(),
-        ));
-    }
+    crate::repo::lifecycle::check_key(manifest, key)
+        .map_err(|e| Error::Unsupported(e.to_string()))?;
     for option in ["innodb_redo_log_encrypt", "innodb_undo_log_encrypt"] {
         if matches!(backup_cnf.get(&["mysqld"], option), Some("ON" | "1")) {
             return Err(Error::Unsupported(format!(
@@ -332,6 +365,7 @@ struct Work<'a> {
     backup_cnf: &'a OptionFile,
     mysqld: &'a Mysqld,
     buffer_pool: u64,
+    key: Option<&'a crate::repo::Key>,
     cancel: &'a CancellationToken,
 }
 
@@ -362,35 +396,41 @@ impl Work<'_> {
     /// Every data file of the backup (tablespaces, non-InnoDB files, the
     /// binlog and its index) at the same relative path in the working copy.
     async fn copy_data_files(&self) -> Result<(usize, usize), Error> {
-        let files: Vec<(PathBuf, PathBuf, u64)> = self
+        let files: Vec<FileEntry> = self
             .manifest
             .files
             .iter()
             .filter(|f| is_datadir_file(f.kind))
-            .map(|f| {
-                (
-                    self.backup_dir.join(&f.path),
-                    self.partial.join(&f.path),
-                    f.size,
-                )
-            })
+            .cloned()
             .collect();
+        let (backup_dir, partial, key) = (
+            self.backup_dir.to_owned(),
+            self.partial.to_owned(),
+            self.key.cloned(),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let job = tokio::task::spawn_blocking(move || -> Result<(usize, usize), Error> {
             let (mut reflinked, mut copied) = (0, 0);
-            for (from, to, expected) in files {
+            for entry in files {
+                let (from, to) = (backup_dir.join(&entry.path), partial.join(&entry.path));
                 if worker_stop.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled { dir: to });
+                }
+                if entry.stored_sha256.is_some() {
+                    // Compressed or encrypted: decoded and checked on the way.
+                    decode_file(&backup_dir, &entry, key.as_ref(), &to)?;
+                    copied += 1;
+                    continue;
                 }
                 let size = std::fs::metadata(&from)
                     .map_err(|e| FileError::at("read", &from, e))?
                     .len();
-                if size != expected {
+                if size != entry.size {
                     return Err(Error::SizeMismatch {
                         path: from,
                         size,
-                        expected,
+                        expected: entry.size,
                     });
                 }
                 match fileops::copy_file(&from, &to)? {
@@ -415,7 +455,27 @@ impl Work<'_> {
     async fn synthesize_redo(&self) -> Result<SynthesizedRedo, Error> {
         let redo_dir = self.partial.join("#innodb_redo");
         std::fs::create_dir(&redo_dir).map_err(|e| FileError::at("create", &redo_dir, e))?;
-        let logfile = self.backup_dir.join(meta::LOGFILE);
+        let mut logfile = self.backup_dir.join(meta::LOGFILE);
+        if let Some(entry) = self
+            .manifest
+            .file(meta::LOGFILE)
+            .filter(|e| e.stored_sha256.is_some())
+        {
+            // A compressed or encrypted log is decoded beside the working copy first.
+            let decoded = self.partial.join(DECODED_LOGFILE);
+            let (backup_dir, entry, key, to) = (
+                self.backup_dir.to_owned(),
+                entry.clone(),
+                self.key.cloned(),
+                decoded.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                decode_file(&backup_dir, &entry, key.as_ref(), &to)
+            })
+            .await
+            .expect("the decode task does not panic")?;
+            logfile = decoded;
+        }
         let out = redo_dir.join(redo_file::REDO_FILE);
         let range = self.manifest.redo;
         let page_size = u64::from(self.manifest.page_size);
@@ -433,7 +493,9 @@ impl Work<'_> {
             )
         });
         let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
-        match job.await.expect("the redo task does not panic") {
+        let made = job.await.expect("the redo task does not panic");
+        let _ = std::fs::remove_file(self.partial.join(DECODED_LOGFILE));
+        match made {
             Ok(made) => Ok(made),
             Err(RedoFileError::Cancelled(_)) => Err(Error::Cancelled {
                 dir: self.partial.to_owned(),
@@ -542,6 +604,8 @@ impl Work<'_> {
             .get(&["mysqld"], "innodb_redo_log_capacity")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(100 << 20);
+        // The backup stored the binlog under its own name and the index as
+        // `<basename>.index` next to it (backup::binlog::index_for).
         let binlog = (!self.manifest.binlog_file.is_empty()).then(|| {
             let file = &self.manifest.binlog_file;
             let base = file.rsplit_once('.').map_or(file.as_str(), |(b, _)| b);
@@ -589,9 +653,11 @@ pub(crate) fn is_datadir_file(kind: FileKind) -> bool {
 /// A private folder for the socket and pid file: short (socket paths are
 /// limited to 107 bytes), mode 0700, removed when dropped.
 fn runtime_dir() -> Result<tempfile::TempDir, Error> {
+    use std::os::unix::fs::PermissionsExt;
     let make = |base: &Path| {
         tempfile::Builder::new()
             .prefix("innoxide-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(base)
     };
     let base = std::env::temp_dir();

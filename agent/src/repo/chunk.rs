@@ -14,8 +14,8 @@
 //! frame is a truncated file.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use base64::Engine;
 use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
 use sha2::Digest;
 
 /// Bytes of original data per chunk.
@@ -30,12 +30,22 @@ const NONCE_LEN: usize = 12;
 pub enum ChunkError {
     #[error("{path}: stored data is truncated (chunk {chunk})")]
     Truncated { path: String, chunk: u64 },
-    #[error("{path}: chunk {chunk} is damaged or was encrypted with another key (authentication failed)")]
+    #[error(
+        "{path}: chunk {chunk} is damaged or was encrypted with another key (authentication failed)"
+    )]
     Authentication { path: String, chunk: u64 },
     #[error("{path}: chunk {chunk} does not decompress: {reason}")]
-    Decompress { path: String, chunk: u64, reason: String },
+    Decompress {
+        path: String,
+        chunk: u64,
+        reason: String,
+    },
     #[error("{path}: chunk {chunk} has a bad header: {reason}")]
-    BadFrame { path: String, chunk: u64, reason: String },
+    BadFrame {
+        path: String,
+        chunk: u64,
+        reason: String,
+    },
     #[error("{path}: the backup is encrypted; give its key with --encrypt-key-file")]
     KeyNeeded { path: String },
 }
@@ -291,7 +301,12 @@ mod tests {
         out
     }
 
-    fn decode_all(path: &str, key: Option<Key>, stored: &[u8], piece: usize) -> Result<Vec<u8>, DecodeError> {
+    fn decode_all(
+        path: &str,
+        key: Option<Key>,
+        stored: &[u8],
+        piece: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
         let mut d = Decoder::new(path, key);
         let mut out = Vec::new();
         for p in stored.chunks(piece) {
@@ -305,7 +320,9 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -316,9 +333,16 @@ mod tests {
             key: Some(key(7)),
         };
         let stored = encode_all(&t, "a/b.ibd", &data, 100_000);
-        assert!(stored.len() < data.len() / 2, "compressible data got {}", stored.len());
+        assert!(
+            stored.len() < data.len() / 2,
+            "compressible data got {}",
+            stored.len()
+        );
         for piece in [1, 7, 4096, stored.len()] {
-            assert_eq!(decode_all("a/b.ibd", Some(key(7)), &stored, piece).unwrap(), data);
+            assert_eq!(
+                decode_all("a/b.ibd", Some(key(7)), &stored, piece).unwrap(),
+                data
+            );
         }
     }
 
@@ -330,7 +354,13 @@ mod tests {
         };
         let stored = encode_all(&t, "f", b"secret rows", 4);
         let err = decode_all("f", Some(key(2)), &stored, 64).unwrap_err();
-        assert!(matches!(err, DecodeError::Chunk(ChunkError::Authentication { chunk: 0, .. })), "{err}");
+        assert!(
+            matches!(
+                err,
+                DecodeError::Chunk(ChunkError::Authentication { chunk: 0, .. })
+            ),
+            "{err}"
+        );
         let err = decode_all("f", None, &stored, 64).unwrap_err();
         assert!(err.to_string().contains("--encrypt-key-file"), "{err}");
     }
@@ -339,30 +369,48 @@ mod tests {
     fn any_flipped_bit_is_caught() {
         let data = sample();
         for t in [
-            Transform { zstd_level: None, key: Some(key(3)) },
-            Transform { zstd_level: Some(1), key: Some(key(3)) },
+            Transform {
+                zstd_level: None,
+                key: Some(key(3)),
+            },
+            Transform {
+                zstd_level: Some(1),
+                key: Some(key(3)),
+            },
         ] {
             let stored = encode_all(&t, "x", &data, 64 * 1024);
             for at in [0, 5, 8, 9, 30, stored.len() / 2, stored.len() - 1] {
                 let mut bad = stored.clone();
                 bad[at] ^= 0x10;
-                assert!(decode_all("x", Some(key(3)), &bad, 999).is_err(), "flip at {at} not caught");
+                assert!(
+                    decode_all("x", Some(key(3)), &bad, 999).is_err(),
+                    "flip at {at} not caught"
+                );
             }
         }
     }
 
     #[test]
     fn truncation_and_chunks_moved_between_files_are_caught() {
-        let t = Transform { zstd_level: Some(1), key: Some(key(4)) };
+        let t = Transform {
+            zstd_level: Some(1),
+            key: Some(key(4)),
+        };
         let stored = encode_all(&t, "x", &sample(), 64 * 1024);
         let first_frame_len = {
             let stored_len = u32::from_be_bytes(stored[0..4].try_into().unwrap()) as usize;
             HEADER_LEN + NONCE_LEN + stored_len
         };
         let err = decode_all("x", Some(key(4)), &stored[..first_frame_len], 100).unwrap_err();
-        assert!(matches!(err, DecodeError::Chunk(ChunkError::Truncated { .. })), "{err}");
+        assert!(
+            matches!(err, DecodeError::Chunk(ChunkError::Truncated { .. })),
+            "{err}"
+        );
         let err = decode_all("y", Some(key(4)), &stored, 100).unwrap_err();
-        assert!(matches!(err, DecodeError::Chunk(ChunkError::Authentication { .. })), "{err}");
+        assert!(
+            matches!(err, DecodeError::Chunk(ChunkError::Authentication { .. })),
+            "{err}"
+        );
     }
 
     #[test]

@@ -107,10 +107,19 @@ pub fn verify(backup: &Store, manifest: &Manifest, key: Option<&Key>) -> Result<
 /// Copies a backup into a local folder as plain files, verifying each file
 /// as it streams; the manifest is written last, so an interrupted fetch is
 /// recognisably incomplete. Blocking.
-pub fn fetch(backup: &Store, manifest: &Manifest, key: Option<&Key>, dest: &Path) -> Result<(), Error> {
+pub fn fetch(
+    backup: &Store,
+    manifest: &Manifest,
+    key: Option<&Key>,
+    dest: &Path,
+    on_file_done: &mut dyn FnMut(u64),
+) -> Result<(), Error> {
     check_key(manifest, key)?;
     for entry in &manifest.files {
-        let path = entry.path.split('/').fold(dest.to_owned(), |p, part| p.join(part));
+        let path = entry
+            .path
+            .split('/')
+            .fold(dest.to_owned(), |p, part| p.join(part));
         let write_err = |source| Error::Write {
             path: path.clone(),
             source,
@@ -125,6 +134,7 @@ pub fn fetch(backup: &Store, manifest: &Manifest, key: Option<&Key>, dest: &Path
         })?;
         let file = writer.into_inner().map_err(|e| write_err(e.into_error()))?;
         file.sync_all().map_err(write_err)?;
+        on_file_done(entry.size);
     }
     let mut plain = manifest.clone();
     plain.compression = None;
@@ -196,8 +206,11 @@ pub fn plan_prune(
         .enumerate()
         .filter(|(index, (_, finished))| {
             let among_last = keep_last.is_some_and(|n| index + n >= count);
-            let recent = keep_within
-                .is_some_and(|d| now.duration_since(*finished).map(|age| age <= d).unwrap_or(true));
+            let recent = keep_within.is_some_and(|d| {
+                now.duration_since(*finished)
+                    .map(|age| age <= d)
+                    .unwrap_or(true)
+            });
             let nothing_said = keep_last.is_none() && keep_within.is_none();
             !(among_last || recent || nothing_said)
         })
@@ -207,8 +220,13 @@ pub fn plan_prune(
 
 /// Folders without a manifest whose newest object is older than `min_age`:
 /// what failed backups left. A younger one may be a backup still running.
-pub async fn orphans(repository: &Store, min_age: Duration, now: SystemTime) -> Result<Vec<String>, Error> {
-    let mut newest: std::collections::BTreeMap<String, (bool, Option<SystemTime>)> = Default::default();
+pub async fn orphans(
+    repository: &Store,
+    min_age: Duration,
+    now: SystemTime,
+) -> Result<Vec<String>, Error> {
+    let mut newest: std::collections::BTreeMap<String, (bool, Option<SystemTime>)> =
+        Default::default();
     for object in repository.list("").await? {
         let Some((name, rest)) = object.path.split_once('/') else {
             continue;
@@ -221,16 +239,23 @@ pub async fn orphans(repository: &Store, min_age: Duration, now: SystemTime) -> 
         .into_iter()
         .filter(|(_, (has_manifest, modified))| {
             !has_manifest
-                && modified.is_some_and(|m| now.duration_since(m).map(|age| age >= min_age).unwrap_or(false))
+                && modified.is_some_and(|m| {
+                    now.duration_since(m)
+                        .map(|age| age >= min_age)
+                        .unwrap_or(false)
+                })
         })
         .map(|(name, _)| name)
         .collect())
 }
 
 pub fn finished_at(manifest: &Manifest) -> SystemTime {
-    time::OffsetDateTime::parse(&manifest.finished_at, &time::format_description::well_known::Rfc3339)
-        .map(SystemTime::from)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    time::OffsetDateTime::parse(
+        &manifest.finished_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(SystemTime::from)
+    .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]
@@ -248,7 +273,10 @@ mod tests {
             .iter()
             .map(|h| (format!("b{h}"), at(*h, now)))
             .collect();
-        assert_eq!(plan_prune(&backups, Some(2), None, now), vec!["b100", "b50", "b30", "b10"]);
+        assert_eq!(
+            plan_prune(&backups, Some(2), None, now),
+            vec!["b100", "b50", "b30", "b10"]
+        );
         assert_eq!(
             plan_prune(&backups, None, Some(Duration::from_secs(24 * 3600)), now),
             vec!["b100", "b50", "b30"]
@@ -257,7 +285,10 @@ mod tests {
             plan_prune(&backups, Some(4), Some(Duration::from_secs(3 * 3600)), now),
             vec!["b100", "b50"]
         );
-        assert!(plan_prune(&backups, None, None, now).is_empty(), "no rule deletes nothing");
+        assert!(
+            plan_prune(&backups, None, None, now).is_empty(),
+            "no rule deletes nothing"
+        );
         assert!(plan_prune(&backups, Some(10), None, now).is_empty());
     }
 }

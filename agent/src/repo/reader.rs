@@ -38,27 +38,28 @@ pub fn read_verified(
     let mut original = (0u64, Sha256::new());
     let mut decoder = transformed.then(|| Decoder::new(&entry.path, key.cloned()));
     let mut decode_error = None;
-    store.read_stream(&entry.path, &mut |bytes| {
-        stored.0 += bytes.len() as u64;
-        stored.1.update(bytes);
-        let mut sink = |plain: &[u8]| {
-            original.0 += plain.len() as u64;
-            original.1.update(plain);
-            out(plain)
-        };
-        match &mut decoder {
-            None => sink(bytes),
-            Some(decoder) => decoder.push(bytes, &mut sink).map_err(|e| {
-                let message = e.to_string();
-                decode_error = Some(e);
-                std::io::Error::other(message)
-            }),
-        }
-    })
-    .map_err(|e| match decode_error.take() {
-        Some(decode) => ReadError::Decode(decode),
-        None => ReadError::Store(e),
-    })?;
+    store
+        .read_stream(&entry.path, &mut |bytes| {
+            stored.0 += bytes.len() as u64;
+            stored.1.update(bytes);
+            let mut sink = |plain: &[u8]| {
+                original.0 += plain.len() as u64;
+                original.1.update(plain);
+                out(plain)
+            };
+            match &mut decoder {
+                None => sink(bytes),
+                Some(decoder) => decoder.push(bytes, &mut sink).map_err(|e| {
+                    let message = e.to_string();
+                    decode_error = Some(e);
+                    std::io::Error::other(message)
+                }),
+            }
+        })
+        .map_err(|e| match decode_error.take() {
+            Some(decode) => ReadError::Decode(decode),
+            None => ReadError::Store(e),
+        })?;
     let mismatch = |what, found: String, expected: String| ReadError::Mismatch {
         path: entry.path.clone(),
         what,
@@ -67,7 +68,11 @@ pub fn read_verified(
     };
     if let (Some(size), Some(sha)) = (entry.stored_size, &entry.stored_sha256) {
         if stored.0 != size {
-            return Err(mismatch("stored size", stored.0.to_string(), size.to_string()));
+            return Err(mismatch(
+                "stored size",
+                stored.0.to_string(),
+                size.to_string(),
+            ));
         }
         let found = hex::encode(stored.1.finalize());
         if &found != sha {
@@ -78,7 +83,11 @@ pub fn read_verified(
         decoder.finish()?;
     }
     if original.0 != entry.size {
-        return Err(mismatch("size", original.0.to_string(), entry.size.to_string()));
+        return Err(mismatch(
+            "size",
+            original.0.to_string(),
+            entry.size.to_string(),
+        ));
     }
     let found = hex::encode(original.1.finalize());
     if found != entry.sha256 {

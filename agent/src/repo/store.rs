@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,9 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         match self {
             StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            StoreError::Object { source, .. } => matches!(source, object_store::Error::NotFound { .. }),
+            StoreError::Object { source, .. } => {
+                matches!(source, object_store::Error::NotFound { .. })
+            }
         }
     }
 }
@@ -95,7 +97,9 @@ impl Store {
     }
 
     fn local_path(root: &Path, rel: &str) -> PathBuf {
-        rel.split('/').filter(|p| !p.is_empty()).fold(root.to_owned(), |p, part| p.join(part))
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(root.to_owned(), |p, part| p.join(part))
     }
 
     /// Opens a writer for one object (blocking; for copy threads). The size
@@ -141,7 +145,10 @@ impl Store {
             Store::Local { root } => {
                 let path = Self::local_path(root, rel);
                 let dir = path.parent().unwrap_or(root).to_owned();
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
                     what: "cannot create",
                     location: dir.display().to_string(),
@@ -186,7 +193,11 @@ impl Store {
                     location: format!("{}/{rel}", remote.url),
                     source,
                 };
-                let got = remote.store.get(&remote.path(rel)).await.map_err(object_err)?;
+                let got = remote
+                    .store
+                    .get(&remote.path(rel))
+                    .await
+                    .map_err(object_err)?;
                 Ok(got.bytes().await.map_err(object_err)?.to_vec())
             }
         }
@@ -225,7 +236,11 @@ impl Store {
                     source,
                 };
                 remote.runtime.block_on(async {
-                    let got = remote.store.get(&remote.path(rel)).await.map_err(object_err)?;
+                    let got = remote
+                        .store
+                        .get(&remote.path(rel))
+                        .await
+                        .map_err(object_err)?;
                     let mut stream = got.into_stream();
                     while let Some(chunk) = stream.try_next().await.map_err(object_err)? {
                         on_bytes(chunk.as_ref()).map_err(|source| StoreError::Io {
@@ -256,21 +271,24 @@ impl Store {
             }
             Store::Remote(remote) => {
                 let base = remote.path(prefix);
-                let objects: Vec<_> = remote
-                    .store
-                    .list(Some(&base))
-                    .try_collect()
-                    .await
-                    .map_err(|source| StoreError::Object {
-                        what: "cannot list",
-                        location: format!("{}/{prefix}", remote.url),
-                        source,
-                    })?;
+                let objects: Vec<_> =
+                    remote
+                        .store
+                        .list(Some(&base))
+                        .try_collect()
+                        .await
+                        .map_err(|source| StoreError::Object {
+                            what: "cannot list",
+                            location: format!("{}/{prefix}", remote.url),
+                            source,
+                        })?;
                 let strip = remote.prefix.as_ref().len();
                 let mut out: Vec<Listed> = objects
                     .into_iter()
                     .map(|meta| Listed {
-                        path: meta.location.as_ref()[strip..].trim_start_matches('/').to_owned(),
+                        path: meta.location.as_ref()[strip..]
+                            .trim_start_matches('/')
+                            .to_owned(),
                         size: meta.size,
                         modified: Some(meta.last_modified.into()),
                     })
@@ -328,9 +346,17 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Listed>) -> std::io::Result<()> {
         if meta.is_dir() {
             walk(root, &entry.path(), out)?;
         } else if meta.is_file() {
-            let rel = entry.path().strip_prefix(root).unwrap_or(&entry.path()).to_owned();
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(&entry.path())
+                .to_owned();
             out.push(Listed {
-                path: rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+                path: rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
                 size: meta.len(),
                 modified: meta.modified().ok(),
             });
@@ -378,7 +404,9 @@ impl Sink {
                 let file = writer.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()
             }
-            Sink::Remote { remote, mut writer, .. } => remote.runtime.block_on(writer.shutdown()),
+            Sink::Remote {
+                remote, mut writer, ..
+            } => remote.runtime.block_on(writer.shutdown()),
         }
     }
 
@@ -389,7 +417,11 @@ impl Sink {
                 drop(writer);
                 let _ = std::fs::remove_file(path);
             }
-            Sink::Remote { remote, mut writer, location } => {
+            Sink::Remote {
+                remote,
+                mut writer,
+                location,
+            } => {
                 let _ = remote.runtime.block_on(writer.abort());
                 tracing::debug!(%location, "aborted upload");
             }
@@ -399,7 +431,9 @@ impl Sink {
     pub fn describe(&self) -> String {
         match self {
             Sink::Local { path, .. } => path.display().to_string(),
-            Sink::Remote { remote, location, .. } => format!("{} ({location})", remote.url),
+            Sink::Remote {
+                remote, location, ..
+            } => format!("{} ({location})", remote.url),
         }
     }
 }
@@ -414,7 +448,11 @@ mod tests {
         assert_eq!(part_size_for(1 << 30), 8 << 20);
         for size in [100u64 << 30, 1 << 40, 5 << 40] {
             let part = part_size_for(size) as u64;
-            assert!(size.div_ceil(part) <= 9_000, "{size} needs {} parts", size.div_ceil(part));
+            assert!(
+                size.div_ceil(part) <= 9_000,
+                "{size} needs {} parts",
+                size.div_ceil(part)
+            );
         }
     }
 }

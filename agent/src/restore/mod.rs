@@ -133,6 +133,7 @@ pub async fn copy_back_and_apply_log(
         return Err(Error::NotEmpty(datadir));
     }
     let apply = ApplyLogOptions {
+        key: None,
         backup_dir: options.backup_dir.clone(),
         mysqld,
         force: false,

@@ -102,7 +102,7 @@ impl pb::agent_server::Agent for AgentService {
             kind: Kind::Backup,
             repository_url: plan.repository_url.clone(),
             backup_name: plan.backup_name.clone(),
-            destination: Some(plan.dir.clone()),
+            destination: plan.dir.clone(),
         };
         started(self.ops.start(new, move |job| jobs::run_backup(plan, job)))
     }

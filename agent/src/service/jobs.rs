@@ -7,8 +7,7 @@
 //! restore gets it); the rest does not change.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use innoxide_proto::agent::v1 as pb;
 use tonic::{Code, Status};
@@ -18,7 +17,7 @@ use super::operations::Job;
 use super::record::{BackupOutcome, Failure, Outcome, Phase, StageOutcome, check_name};
 use crate::backup::{self, BackupOptions};
 use crate::mysql::{self, ConnectOptions};
-use crate::repo::{RepoOptions, StoreError, Transform};
+use crate::repo::{Key, RepoOptions, StoreError, Transform, lifecycle};
 use crate::secret::Secret;
 use crate::{meta, prepare, verify};
 
@@ -31,10 +30,94 @@ const DEFAULT_USE_MEMORY: u64 = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
     pub options: BackupOptions,
-    /// The backup's own folder in the repository.
-    pub dir: PathBuf,
+    /// The backup's own folder, when the repository is a local folder.
+    pub dir: Option<PathBuf>,
+    /// Where the backup is: a folder or an object store URL.
+    pub location: String,
     pub repository_url: String,
     pub backup_name: String,
+}
+
+/// Where a request's repository is and how to reach it.
+#[derive(Debug, Clone)]
+struct Target {
+    /// A folder, or an object store URL, as `repo::open` takes it.
+    location: String,
+    options: RepoOptions,
+    /// The folder, when the repository is local.
+    local_root: Option<PathBuf>,
+}
+
+impl Target {
+    fn backup(&self, name: &str) -> (String, Option<PathBuf>) {
+        match &self.local_root {
+            Some(root) => {
+                let dir = root.join(name);
+                (dir.display().to_string(), Some(dir))
+            }
+            None => (
+                format!("{}/{name}", self.location.trim_end_matches('/')),
+                None,
+            ),
+        }
+    }
+}
+
+/// The repository of a request: a local folder, or an object store with the
+/// request's non-secret options (`endpoint`, `region`, `virtual_hosted`)
+/// and credentials.
+fn target(repository: &pb::Repository) -> Result<Target, Status> {
+    let scheme = repository.url.split_once("://").map(|(s, _)| s);
+    if matches!(scheme, None | Some("file")) {
+        let root = local_repository(&repository.url)?;
+        return Ok(Target {
+            location: root.display().to_string(),
+            options: RepoOptions::default(),
+            local_root: Some(root),
+        });
+    }
+    if !matches!(scheme, Some("s3" | "gs" | "az" | "azure" | "abfs")) {
+        return Err(Status::invalid_argument(format!(
+            "repository.url {:?}: unknown scheme; use file:///path, s3://, gs:// or az://",
+            repository.url
+        )));
+    }
+    let option = |key: &str| repository.options.get(key).cloned();
+    let mut options = RepoOptions {
+        s3_endpoint: option("endpoint"),
+        s3_region: option("region"),
+        s3_virtual_hosted: option("virtual_hosted").is_some_and(|v| v == "true"),
+        ..RepoOptions::default()
+    };
+    if let Some(pb::repository::Credentials::S3(creds)) = &repository.credentials {
+        if let Some(id) = &creds.access_key_id {
+            options.s3_access_key_id = Some(
+                resolve_secret(id, "repository.s3.access_key_id")?
+                    .expose()
+                    .to_owned(),
+            );
+        }
+        if let Some(secret) = &creds.secret_access_key {
+            options.s3_secret_access_key =
+                Some(resolve_secret(secret, "repository.s3.secret_access_key")?);
+        }
+    }
+    Ok(Target {
+        location: repository.url.clone(),
+        options,
+        local_root: None,
+    })
+}
+
+/// The AES-256 key of a request, from its SecretRef.
+fn encryption_key(secret: Option<&pb::SecretRef>, field: &str) -> Result<Option<Key>, Status> {
+    let Some(secret) = secret else {
+        return Ok(None);
+    };
+    let value = resolve_secret(secret, field)?;
+    Key::from_file_contents(value.expose().as_bytes())
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
 /// The one place a StartBackup request becomes engine options.
@@ -43,7 +126,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
         .repository
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("repository is required"))?;
-    let root = local_repository(&repository.url)?;
+    let target = target(repository)?;
     let backup_name = if req.backup_name.is_empty() {
         req.operation_id.clone()
     } else {
@@ -60,28 +143,25 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             )));
         }
     };
-    match pb::Compression::try_from(options.compression) {
-        Ok(pb::Compression::None) => {}
-        Ok(pb::Compression::Zstd) => {
-            return Err(not_built("compressed backups (options.compression)"));
-        }
+    let zstd_level = match pb::Compression::try_from(options.compression) {
+        Ok(pb::Compression::None) => None,
+        Ok(pb::Compression::Zstd) => Some(3),
         Err(_) => {
             return Err(Status::invalid_argument(
                 "options.compression is not a known value",
             ));
         }
-    }
-    if options.encryption_key.is_some() {
-        return Err(not_built("encrypted backups (options.encryption_key)"));
-    }
-    let dir = root.join(&backup_name);
+    };
+    let key = encryption_key(options.encryption_key.as_ref(), "options.encryption_key")?;
+    let (location, dir) = target.backup(&backup_name);
     Ok(BackupPlan {
         options: BackupOptions {
             connect: connect_options(req.mysql.as_ref(), &config.connect)?,
-            repository: dir.display().to_string(),
-            repo: RepoOptions::default(),
-            transform: Transform::default(),
-            spool_dir: None,
+            repository: location.clone(),
+            repo: target.options.clone(),
+            transform: Transform { zstd_level, key },
+            // On the volume: the redo of a busy server can be large.
+            spool_dir: Some(config.state_dir.join("spool")),
             timestamped: false,
             parallel,
             throttle: (options.throttle_bytes_per_second > 0)
@@ -90,22 +170,30 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             redo_consumer: !options.skip_redo_consumer,
         },
         dir,
+        location,
         repository_url: repository.url.clone(),
         backup_name,
     })
 }
 
 pub async fn run_backup(plan: BackupPlan, job: Job) -> Result<Outcome, Failure> {
-    let dir = plan.dir.clone();
-    if claim_destination(&dir)? {
+    if let Some(dir) = &plan.dir
+        && claim_destination(dir)?
+    {
         job.update(|r| r.owns_destination = true);
     }
-    tracing::info!(dir = %dir.display(), "backup starting");
+    if let Some(spool) = &plan.options.spool_dir {
+        std::fs::create_dir_all(spool).map_err(|e| io_failure("create", spool, &e))?;
+    }
+    tracing::info!(location = %plan.location, "backup starting");
     let report = backup::run(&plan.options, job.live.engine.clone(), job.cancel.clone())
         .await
         .map_err(|e| backup_failure(&e))?;
     Ok(Outcome::Backup(BackupOutcome::from_manifest(
-        location_of(&plan.dir),
+        match &plan.dir {
+            Some(dir) => location_of(dir),
+            None => plan.location.clone(),
+        },
         plan.backup_name,
         &report.manifest,
     )))
@@ -116,8 +204,10 @@ pub async fn run_backup(plan: BackupPlan, job: Job) -> Result<Outcome, Failure> 
 pub struct StagePlan {
     pub repository_url: String,
     pub backup_name: String,
-    /// The backup in the repository.
-    pub source: PathBuf,
+    /// The backup in the repository: a folder or an object store URL.
+    pub source: String,
+    pub source_options: RepoOptions,
+    pub key: Option<Key>,
     /// `<staging dir>/<operation id>`: the fetched backup goes into
     /// `backup/` under it, and apply-log prepares `backup/prepared/`.
     pub staging: PathBuf,
@@ -129,17 +219,18 @@ pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<Stag
         .repository
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("repository is required"))?;
-    let root = local_repository(&repository.url)?;
+    let target = target(repository)?;
     check_name("backup_name", &req.backup_name).map_err(Status::invalid_argument)?;
-    if req.encryption_key.is_some() {
-        return Err(not_built("encrypted backups (encryption_key)"));
-    }
+    let key = encryption_key(req.encryption_key.as_ref(), "encryption_key")?;
     let staging = config.staging_dir.join(&req.operation_id);
     Ok(StagePlan {
         repository_url: repository.url.clone(),
         backup_name: req.backup_name.clone(),
-        source: root.join(&req.backup_name),
+        source: target.backup(&req.backup_name).0,
+        source_options: target.options.clone(),
+        key,
         apply_log: prepare::ApplyLogOptions {
+            key: None,
             backup_dir: staging.join("backup"),
             mysqld: config.mysqld.clone(),
             force: false,
@@ -176,7 +267,7 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
 
     job.live.set_phase(Phase::Fetching);
     let fetched = plan.apply_log.backup_dir.clone();
-    let manifest = fetch(&plan.source, &fetched, job).await?;
+    let manifest = fetch(plan, &fetched, job).await?;
 
     job.live.set_phase(Phase::Verifying);
     let to_verify = fetched.clone();
@@ -206,7 +297,7 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
     job.live.set_phase(Phase::Done);
     Ok(Outcome::StageRestore(StageOutcome {
         prepared_dir: report.prepared_dir,
-        backup_location: location_of(&plan.source),
+        backup_location: plan.source.clone(),
         server_version: manifest.server_version,
         last_lsn: manifest.redo.last_lsn,
         binlog_file: manifest.binlog_file,
@@ -215,52 +306,49 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
     }))
 }
 
-/// Copies a backup from a `file://` repository into `to`: every file the
-/// manifest lists, then the manifest. Progress counts the bytes.
-async fn fetch(from: &Path, to: &Path, job: &Job) -> Result<meta::Manifest, Failure> {
-    let manifest = verify::read_manifest(from).map_err(|e| {
+/// Copies a backup from its repository into `to` as plain files (decrypted,
+/// decompressed), verifying every file against the manifest as it streams;
+/// the manifest is written last. Progress counts the bytes.
+async fn fetch(plan: &StagePlan, to: &Path, job: &Job) -> Result<meta::Manifest, Failure> {
+    let invalid = |e: &dyn std::fmt::Display| {
         Failure::new(
             Code::FailedPrecondition,
             "BACKUP_INVALID",
-            format!("{e}; check backup_name and the repository URL"),
+            format!("{e}; check backup_name, the repository URL and the encryption key"),
         )
-    })?;
-    let mut files: Vec<(String, u64)> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.size))
-        .collect();
-    files.push((meta::MANIFEST.to_owned(), 0));
+    };
+    let store = crate::repo::open(&plan.source, &plan.source_options).map_err(|e| invalid(&e))?;
+    let manifest = lifecycle::read_manifest(&store)
+        .await
+        .map_err(|e| invalid(&e))?;
+    lifecycle::check_key(&manifest, plan.key.as_ref()).map_err(|e| invalid(&e))?;
     let progress = job.live.engine.clone();
-    progress
-        .bytes_total
-        .store(files.iter().map(|f| f.1).sum(), Ordering::Relaxed);
+    progress.bytes_total.store(
+        manifest.files.iter().map(|f| f.size).sum(),
+        Ordering::Relaxed,
+    );
     progress
         .files_total
-        .store(files.len() as u64, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (from, to, worker_stop) = (from.to_owned(), to.to_owned(), stop.clone());
-    let copy = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
-        for (name, size) in files {
-            if worker_stop.load(Ordering::Relaxed) {
-                return Err(cancelled());
-            }
-            crate::fileops::copy_file(&from.join(&name), &to.join(&name)).map_err(|e| {
-                Failure::new(Code::Internal, "IO", format!("fetching the backup: {e}"))
-            })?;
-            progress.bytes_done.fetch_add(size, Ordering::Relaxed);
+        .store(manifest.files.len() as u64, Ordering::Relaxed);
+    let (to, key, fetched) = (to.to_owned(), plan.key.clone(), manifest.clone());
+    let copy = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&to).map_err(|e| io_failure("create", &to, &e))?;
+        lifecycle::fetch(&store, &fetched, key.as_ref(), &to, &mut |bytes| {
+            progress.bytes_done.fetch_add(bytes, Ordering::Relaxed);
             progress.files_done.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        })
+        .map_err(|e| {
+            Failure::new(
+                Code::DataLoss,
+                "BACKUP_INVALID",
+                format!("fetching the backup: {e}; take a new backup"),
+            )
+        })
     });
-    let cancel = job.cancel.clone();
-    let stopper = tokio::spawn(async move {
-        cancel.cancelled().await;
-        stop.store(true, Ordering::Relaxed);
-    });
-    let copied = copy.await;
-    stopper.abort();
-    copied.map_err(|e| internal(&e))??;
+    tokio::select! {
+        copied = copy => copied.map_err(|e| internal(&e))??,
+        _ = job.cancel.cancelled() => return Err(cancelled()),
+    }
     Ok(manifest)
 }
 
@@ -278,14 +366,9 @@ fn local_repository(url: &str) -> Result<PathBuf, Status> {
             }
             rest
         }
-        Some((scheme @ ("s3" | "gs" | "az" | "azure" | "abfs" | "http" | "https"), _)) => {
-            return Err(not_built(&format!(
-                "{scheme}:// repositories; use a file:// URL (a mounted volume) for now"
-            )));
-        }
         Some((scheme, _)) => {
             return Err(Status::invalid_argument(format!(
-                "repository.url: unknown scheme {scheme}://; use file:///path (s3://, gs:// and az:// are coming)"
+                "repository.url: unknown scheme {scheme}://; use file:///path, s3://, gs:// or az://"
             )));
         }
         None => url,
@@ -385,10 +468,6 @@ fn claim_destination(dir: &Path) -> Result<bool, Failure> {
             ),
         )),
     }
-}
-
-fn not_built(what: &str) -> Status {
-    Status::failed_precondition(format!("{what}: not built yet in this agent"))
 }
 
 fn cancelled() -> Failure {
@@ -496,7 +575,7 @@ mod tests {
     fn a_file_repository_maps_to_a_folder_named_after_the_operation() {
         for url in ["file:///backups", "/backups"] {
             let plan = backup_plan(&request(url), &config()).unwrap();
-            assert_eq!(plan.dir, Path::new("/backups/0c1d"));
+            assert_eq!(plan.dir.as_deref(), Some(Path::new("/backups/0c1d")));
             assert_eq!(plan.options.repository, "/backups/0c1d");
             assert!(!plan.options.timestamped);
             assert_eq!(plan.options.parallel, DEFAULT_PARALLEL);
@@ -510,7 +589,7 @@ mod tests {
             ..Default::default()
         });
         let plan = backup_plan(&named, &config()).unwrap();
-        assert_eq!(plan.dir, Path::new("/backups/nightly-1"));
+        assert_eq!(plan.dir.as_deref(), Some(Path::new("/backups/nightly-1")));
         assert_eq!(
             (plan.options.throttle, plan.options.parallel),
             (Some(4 << 20), 2)
@@ -518,19 +597,22 @@ mod tests {
     }
 
     #[test]
-    fn object_storage_and_unbuilt_options_are_refused_as_preconditions() {
-        let s3 = backup_plan(&request("s3://bucket/prefix"), &config()).unwrap_err();
-        assert_eq!(s3.code(), Code::FailedPrecondition);
-        assert!(s3.message().contains("not built yet"), "{}", s3.message());
-        let mut zstd = request("/b");
-        zstd.options = Some(pb::BackupOptions {
+    fn object_storage_and_compression_map_to_the_engine() {
+        let mut s3 = request("s3://bucket/prefix");
+        s3.options = Some(pb::BackupOptions {
             compression: pb::Compression::Zstd as i32,
             ..Default::default()
         });
-        assert_eq!(
-            backup_plan(&zstd, &config()).unwrap_err().code(),
-            Code::FailedPrecondition
+        let plan = backup_plan(&s3, &config()).unwrap();
+        assert_eq!(plan.dir, None);
+        assert!(
+            plan.location.starts_with("s3://bucket/prefix/"),
+            "{}",
+            plan.location
         );
+        assert_eq!(plan.options.repository, plan.location);
+        assert_eq!(plan.options.transform.zstd_level, Some(3));
+        assert!(plan.options.spool_dir.is_some());
         for bad in ["", "backups", "file://host/b", "ftp://x/y", "/a/../b"] {
             assert_eq!(
                 backup_plan(&request(bad), &config()).unwrap_err().code(),

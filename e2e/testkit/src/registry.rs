@@ -306,6 +306,51 @@ mod tests {
     }
 
     #[test]
+    fn a_sweep_kills_every_recorded_process_of_a_dead_owner() {
+        let runs = tempfile::tempdir().unwrap();
+        let base = tempfile::Builder::new()
+            .prefix(KUBE_BASE_DIR_PREFIX)
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mut owner = std::process::Command::new("true").spawn().unwrap();
+        let dead = ProcessId::of(owner.id() as i32);
+        owner.wait().unwrap();
+        let run = runs.path().join(format!("{}-x", dead.pid));
+        fs::create_dir(&run).unwrap();
+        fs::write(run.join("owner.pid"), dead.render()).unwrap();
+        fs::write(run.join("base_dir"), base.to_string_lossy().as_bytes()).unwrap();
+        let mut servers: Vec<_> = ["etcd", "apiserver"]
+            .into_iter()
+            .map(|name| {
+                let child = std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap();
+                let id = ProcessId::of(child.id() as i32);
+                fs::write(run.join(format!("{name}.pid")), id.render()).unwrap();
+                (name, child, id)
+            })
+            .collect();
+
+        let swept = sweep_orphans_in(runs.path()).unwrap();
+
+        for (_, child, _) in &mut servers {
+            let _ = child.wait();
+        }
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert!(swept[0].killed);
+        assert_eq!(swept[0].mysqld_pid, None);
+        let expected: Vec<(String, i32)> = vec![
+            ("apiserver".into(), servers[1].2.pid),
+            ("etcd".into(), servers[0].2.pid),
+        ];
+        assert_eq!(swept[0].processes, expected);
+        assert!(servers.iter().all(|(_, _, id)| !id.is_running()));
+        assert!(!run.exists() && !base.exists());
+    }
+
+    #[test]
     fn pid_files_round_trip() {
         let id = ProcessId {
             pid: 42,

@@ -29,7 +29,9 @@ pub fn mysql_prefix() -> Result<PathBuf> {
     }
     static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     INSTALL
-        .get_or_init(|| run_install_script("testbed.sh", "bin/mysqld").map_err(|e| format!("{e:#}")))
+        .get_or_init(|| {
+            run_install_script("testbed.sh", "bin/mysqld").map_err(|e| format!("{e:#}"))
+        })
         .clone()
         .map_err(anyhow::Error::msg)
 }

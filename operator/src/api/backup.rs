@@ -34,8 +34,13 @@ use super::{BackupStorage, MysqlCredentials, SecretKeyRef};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.source == 'Pod' ? has(self.sourcePod) : !has(self.sourcePod)")
-    .message("sourcePod names the pod to back up: set it exactly when source is Pod"))]
+#[x_kube(
+    validation = Rule::new("(has(self.source) && self.source == 'Pod') == has(self.sourcePod)")
+        .message("sourcePod names the pod to back up: set it exactly when source is Pod"),
+    validation = Rule::new("!(has(self.storage.pvc) && has(self.deletionPolicy) && self.deletionPolicy == 'Delete')").message(
+        "deletionPolicy: Delete needs object storage (s3, gcs or azure): the operator cannot reach a PVC to delete from it; use Retain"
+    )
+)]
 pub struct MySQLBackupSpec {
     /// Which MySQL: its StatefulSet, or a selector of its pods.
     pub mysql: MysqlRef,
@@ -54,6 +59,9 @@ pub struct MySQLBackupSpec {
     pub encryption_key_secret_ref: Option<SecretKeyRef>,
     /// Read limit on data files, bytes per second (`200Mi` is 200 MiB/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(
+        "string(self).matches('^[0-9]+(\\\\.[0-9]+)?(k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$') && string(self).matches('[1-9]')"
+    ).message("throttle: bytes per second as a quantity, e.g. 200Mi or 1G"))]
     pub throttle: Option<Quantity>,
     /// Files copied at once; the agent's default is 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,9 @@ use super::MySQLBackupSpec;
     status = "MySQLBackupScheduleStatus",
     derive = "PartialEq",
     doc = "MySQLBackups made on a cron schedule, with retention applied to them.",
+    validation = Rule::new("size(self.metadata.name) <= 50").message(
+        "metadata.name: at most 50 characters (each backup is named <schedule>-<YYYYMMDDhhmm>)"
+    ),
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last Schedule", type_ = "date", json_path = ".status.lastScheduleTime"),
@@ -72,7 +75,7 @@ pub enum ConcurrencyPolicy {
 
 /// Which completed backups to keep. The newest completed backup is always
 /// kept; a backup is deleted when no rule keeps it.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.keepLast) || has(self.maxAge)")
     .message("retention: set keepLast, maxAge or both"))]
@@ -95,6 +98,16 @@ pub struct Retention {
 
 fn default_keep_failed() -> u32 {
     3
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            keep_last: None,
+            max_age: None,
+            keep_failed: default_keep_failed(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

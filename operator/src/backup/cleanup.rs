@@ -31,8 +31,6 @@ pub enum AgentAnswer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Ask the agent to cancel, then look again.
-    Cancel,
     /// Wait for the cancelled operation to release the server and remove
     /// its partial output.
     WaitForStop(String),
@@ -111,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_retained_completed_backup_is_released_at_once() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("bk", None).completed_on("db-0").build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).completed_on("db-0").build();
         assert!(!should_cancel(&backup));
         assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
     }
@@ -120,7 +118,7 @@ mod tests {
     fn a_deleted_completed_backup_loses_its_data_first() {
         let backup = BackupBuilder::named("b")
             .on_stateful_set("db")
-            .to_s3("bk", Some("db1"))
+            .storing_in_s3("bk", Some("db1"))
             .deleting_data()
             .completed_on("db-0")
             .build();
@@ -136,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_running_backup_is_cancelled_and_waited_for() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("bk", None).deleting_data().running_on("db-0").build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).deleting_data().running_on("db-0").build();
         assert!(should_cancel(&backup));
         assert!(matches!(next_step(&backup, &AgentAnswer::Running, SOON, false), Step::WaitForStop(_)));
         assert!(matches!(next_step(&backup, &AgentAnswer::Ended, SOON, false), Step::DeleteData { .. }));
@@ -148,7 +146,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_agent_holds_deletion_back_only_for_a_while() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("bk", None).running_on("db-0").build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).running_on("db-0").build();
         let silent = AgentAnswer::Unreachable("connection refused".into());
         assert!(matches!(next_step(&backup, &silent, SOON, false), Step::WaitForStop(_)));
         let Step::Release { warning: Some(warning) } = next_step(&backup, &silent, LATE, false) else {
@@ -159,14 +157,14 @@ mod tests {
 
     #[test]
     fn a_backup_that_never_started_has_nothing_to_stop_or_delete() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("bk", None).deleting_data().build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).deleting_data().build();
         assert!(!should_cancel(&backup));
         assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
     }
 
     #[test]
     fn claims_are_never_deleted_from_by_the_operator() {
-        let mut backup = BackupBuilder::named("b").on_stateful_set("db").to_claim("bk", None).completed_on("db-0").build();
+        let mut backup = BackupBuilder::named("b").on_stateful_set("db").storing_on_claim("bk", None).completed_on("db-0").build();
         backup.spec.deletion_policy = DeletionPolicy::Delete; // refused by the CRD; pinned here anyway
         assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
     }

@@ -1,5 +1,7 @@
-//! The MySQLBackup controller.
+//! The MySQLBackup controller: [`controller`] is the I/O around the pure
+//! steps ([`request`], [`status`], [`cleanup`]).
 
 pub mod cleanup;
+pub mod controller;
 pub mod request;
 pub mod status;

@@ -107,13 +107,10 @@ pub fn start_backup_request(
         Some(q) => units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("throttle: {e}")))?,
         None => 0,
     };
-    let mysql = match &spec.mysql_credentials {
-        Some(c) => Some(pb::MysqlCredentials {
-            user: c.user.clone(),
-            password: secret(&credentials.mysql_password),
-        }),
-        None => None,
-    };
+    let mysql = spec.mysql_credentials.as_ref().map(|c| pb::MysqlCredentials {
+        user: c.user.clone(),
+        password: secret(&credentials.mysql_password),
+    });
     Ok(pb::StartBackupRequest {
         operation_id: operation_id.to_owned(),
         repository: Some(pb::Repository {
@@ -146,7 +143,7 @@ mod tests {
     fn an_s3_backup_carries_its_bucket_endpoint_and_keys() {
         let backup = BackupBuilder::named("nightly")
             .on_stateful_set("db")
-            .to_s3("backups", Some("prod/db"))
+            .storing_in_s3("backups", Some("prod/db"))
             .with_s3_endpoint("http://minio:9000")
             .with_s3_credentials("s3-keys")
             .throttled("200Mi")
@@ -176,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_claim_becomes_a_folder_inside_the_sidecar() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_claim("backups", Some("db1")).build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_on_claim("backups", Some("db1")).build();
         let request = start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap();
         assert_eq!(request.repository.unwrap().url, "file:///innoxide/claims/backups/db1");
         assert_eq!(backup.spec.storage.location_of("b"), "pvc://backups/db1/b");
@@ -184,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_bad_throttle_is_unusable_with_a_message() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("x", None).throttled("10MB").build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("x", None).throttled("10MB").build();
         let err = start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap_err();
         assert!(err.0.starts_with("throttle:") && err.0.contains("200Mi"), "{err}");
     }

@@ -18,7 +18,7 @@ pub enum Observed {
     /// The backup can never work as specified, or the agent lost it.
     Failed { reason: &'static str, message: String },
     /// The agent's operation, on this pod.
-    Operation { pod: String, operation: pb::Operation },
+    Operation { pod: String, operation: Box<pb::Operation> },
 }
 
 /// A phase change, told as an Event.
@@ -228,9 +228,9 @@ mod tests {
 
     #[test]
     fn a_running_operation_shows_its_progress() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).build();
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).build();
         let op = OperationBuilder::running().copying(42, 100).build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
         assert_eq!(status.phase, Some(BackupPhase::Running));
         let progress = status.progress.unwrap();
         assert_eq!((progress.bytes_done, progress.bytes_total), (42, 100));
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_succeeded_operation_records_positions_and_size() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
         let op = OperationBuilder::succeeded()
             .result(|r| {
                 r.start_checkpoint_lsn = 1000;
@@ -256,7 +256,7 @@ mod tests {
                 r.bytes = 3 << 29;
             })
             .build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
         assert_eq!(status.phase, Some(BackupPhase::Completed));
         assert_eq!(status.lsn, Some(LsnRange { start: 1000, end: 2000, last: Some(2048) }));
         assert_eq!(status.binlog, Some(BinlogPosition { file: "binlog.000003".into(), position: 157 }));
@@ -271,9 +271,9 @@ mod tests {
 
     #[test]
     fn a_failed_operation_says_why_and_warns() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
         let op = OperationBuilder::failed("REDO_OVERWRITTEN", "the redo log wrapped around; raise innodb_redo_log_capacity").build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: op });
+        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
         assert_eq!(status.phase, Some(BackupPhase::Failed));
         assert!(status.message.unwrap().contains("REDO_OVERWRITTEN"));
         let t = transition.unwrap();
@@ -287,12 +287,12 @@ mod tests {
             reason: "AgentUnreachable",
             message: "cannot reach the agent".into(),
         };
-        let fresh = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).build();
+        let fresh = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).build();
         let (status, transition) = observe(&fresh, waiting());
         assert_eq!(status.phase, Some(BackupPhase::Pending));
         assert_eq!(transition.unwrap().to, BackupPhase::Pending);
 
-        let started = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).running_on("db-0").build();
+        let started = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
         let (status, transition) = observe(&started, waiting());
         assert_eq!(status.phase, Some(BackupPhase::Running));
         assert_eq!(transition, None, "no phase change, no event");
@@ -301,9 +301,9 @@ mod tests {
 
     #[test]
     fn the_same_observation_twice_changes_nothing() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).build();
         let op = OperationBuilder::running().copying(10, 100).build();
-        let observed = Observed::Operation { pod: "db-0".into(), operation: op };
+        let observed = Observed::Operation { pod: "db-0".into(), operation: Box::new(op) };
         let (first, _) = observe(&backup, observed.clone());
         let mut again = backup.clone();
         again.status = Some(first.clone());
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn conditions_carry_the_generation() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").to_s3("b", None).generation(3).build();
+        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).generation(3).build();
         let (status, _) = observe(&backup, Observed::Failed { reason: "InvalidSpec", message: "no".into() });
         assert!(status.conditions.iter().all(|c| c.observed_generation == Some(3)));
         assert_eq!(status.observed_generation, Some(3));

@@ -496,3 +496,236 @@ fn is_dns_label(s: &str) -> bool {
 fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The official MySQL image's way: data volume at /var/lib/mysql, the
+    /// socket in /var/run/mysqld (not a volume), the root password from a Secret.
+    const OFFICIAL_IMAGE: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: prod
+  labels: {innoxide.dev/agent: enabled}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: mysql
+        image: mysql:9.7.4
+        env:
+        - name: MYSQL_ROOT_PASSWORD
+          valueFrom: {secretKeyRef: {name: db-root, key: password}}
+        securityContext: {runAsUser: 999, runAsGroup: 999}
+        volumeMounts:
+        - {name: data, mountPath: /var/lib/mysql}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Gi}}}
+"#;
+
+    fn sts(yaml: &str) -> StatefulSet {
+        serde_yaml::from_str(yaml).expect("a StatefulSet fixture")
+    }
+
+    fn settings() -> WiringSettings {
+        WiringSettings {
+            agent_image: "innoxide/innoxide-agent:0.1.0".into(),
+        }
+    }
+
+    fn pod_spec(desired: &Desired) -> &PodSpec {
+        desired.patch.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
+        spec.containers.iter().find(|c| c.name == name).expect("container")
+    }
+
+    fn mounts(c: &Container) -> Vec<(String, String)> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_sidecar_runs_the_copied_agent_with_mysqlds_own_image() {
+        let desired = desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("innoxide/innoxide-agent:0.1.0"));
+        assert_eq!(
+            init.command.as_deref().unwrap(),
+            ["cp", "/usr/local/bin/innoxide-agent", "/innoxide/bin/innoxide-agent"]
+        );
+        let agent = container(spec, AGENT_CONTAINER);
+        assert_eq!(agent.image.as_deref(), Some("mysql:9.7.4"), "apply-log needs the exact mysqld");
+        assert_eq!(agent.command.as_deref().unwrap(), ["/innoxide/bin/innoxide-agent", "serve"]);
+        let args = agent.args.as_deref().unwrap();
+        for expected in [
+            "--listen=0.0.0.0:9443",
+            "--tls-client-ca=/innoxide/tls/ca.crt",
+            "--socket=/var/run/mysqld/mysqld.sock",
+            "--datadir=/var/lib/mysql",
+            "--state-dir=/var/lib/mysql/.innoxide-agent",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+        }
+        assert_eq!(agent.security_context.as_ref().unwrap().run_as_user, Some(999), "as mysqld's user");
+    }
+
+    #[test]
+    fn the_sidecar_shares_the_data_volume_and_the_socket_folder() {
+        let desired = desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        let agent_mounts = mounts(container(spec, AGENT_CONTAINER));
+        assert!(agent_mounts.contains(&("data".into(), "/var/lib/mysql".into())));
+        assert!(agent_mounts.contains(&(RUN_VOLUME.into(), "/var/run/mysqld".into())));
+        assert!(agent_mounts.contains(&(TLS_VOLUME.into(), TLS_DIR.into())));
+        // mysqld gets only the socket folder's mount; the rest of its
+        // container stays the user's.
+        let mysql = container(spec, "mysql");
+        assert_eq!(mounts(mysql), [(RUN_VOLUME.to_owned(), "/var/run/mysqld".to_owned())]);
+        assert_eq!(mysql.image, None);
+        let volumes: Vec<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, [BIN_VOLUME, TLS_VOLUME, RUN_VOLUME]);
+        let tls = spec.volumes.iter().flatten().find(|v| v.name == TLS_VOLUME).unwrap();
+        assert_eq!(tls.secret.as_ref().unwrap().secret_name.as_deref(), Some("db-innoxide-agent-tls"));
+    }
+
+    #[test]
+    fn the_agent_logs_in_with_mysqlds_root_password_source() {
+        let desired = desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let agent = container(pod_spec(&desired), AGENT_CONTAINER);
+        let env = agent.env.as_ref().unwrap();
+        assert_eq!(env[0].value.as_deref(), Some("root"));
+        let pwd = &env[1];
+        assert_eq!(pwd.name, "MYSQL_PWD");
+        let secret = pwd.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("db-root", "password"));
+    }
+
+    #[test]
+    fn a_socket_inside_a_mounted_folder_needs_no_extra_volume() {
+        let yaml = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/mysql-socket: /var/lib/mysql/mysql.sock}",
+        );
+        let desired = desired(&sts(&yaml), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        assert!(spec.containers.iter().all(|c| c.name != "mysql"), "mysqld's container is left alone");
+        assert!(spec.volumes.iter().flatten().all(|v| v.name != RUN_VOLUME));
+    }
+
+    #[test]
+    fn annotations_choose_container_datadir_port_and_claims() {
+        let yaml = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: prod
+  labels: {innoxide.dev/agent: enabled}
+  annotations:
+    innoxide.dev/mysql-container: server
+    innoxide.dev/datadir: /data/mysql
+    innoxide.dev/agent-port: "7443"
+    innoxide.dev/backup-claims: "backups, archive"
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    spec:
+      containers:
+      - name: exporter
+        image: prom/mysqld-exporter
+      - name: server
+        image: percona/percona-server:9.7
+        volumeMounts:
+        - {name: data, mountPath: /data, subPath: mysql-root}
+        - {name: run, mountPath: /var/run/mysqld}
+"#;
+        let desired = desired(&sts(yaml), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        let agent = container(spec, AGENT_CONTAINER);
+        assert_eq!(agent.image.as_deref(), Some("percona/percona-server:9.7"));
+        assert!(agent.args.as_ref().unwrap().contains(&"--listen=0.0.0.0:7443".to_owned()));
+        let data = agent.volume_mounts.iter().flatten().find(|m| m.name == "data").unwrap();
+        assert_eq!((data.mount_path.as_str(), data.sub_path.as_deref()), ("/data", Some("mysql-root")));
+        let m = mounts(agent);
+        assert!(m.contains(&("run".into(), "/var/run/mysqld".into())), "mysqld's own socket volume is shared");
+        assert!(m.contains(&("innoxide-claim-backups".into(), "/innoxide/claims/backups".into())));
+        assert!(m.contains(&("innoxide-claim-archive".into(), "/innoxide/claims/archive".into())));
+        let annotations = desired.patch.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.clone().unwrap();
+        assert_eq!(annotations[AGENT_PORT_ANNOTATION], "7443", "pods say where their agent listens");
+    }
+
+    #[test]
+    fn the_certificate_names_the_statefulset() {
+        let desired = desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        assert_eq!(desired.tls_secret, "db-innoxide-agent-tls");
+        assert_eq!(desired.server_names[0], "db.prod.innoxide-agent");
+        assert!(desired.server_names.contains(&"*.db.prod.svc".to_owned()));
+    }
+
+    #[test]
+    fn statefulsets_that_cannot_take_the_agent_say_why() {
+        let no_volume = OFFICIAL_IMAGE.replace("- {name: data, mountPath: /var/lib/mysql}", "- {name: data, mountPath: /srv}");
+        let err = desired(&sts(&no_volume), &settings()).unwrap_err();
+        assert!(err.to_string().contains("mounts no volume at the datadir /var/lib/mysql"), "{err}");
+        let wrong_container = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/mysql-container: mariadb}",
+        );
+        assert!(matches!(
+            desired(&sts(&wrong_container), &settings()),
+            Err(WiringError::NoSuchContainer { .. })
+        ));
+        let bad_port = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/agent-port: http}",
+        );
+        assert!(desired(&sts(&bad_port), &settings()).unwrap_err().to_string().contains("a port number"));
+    }
+
+    #[test]
+    fn the_patch_is_the_same_once_applied() {
+        // After the operator's fields are in the StatefulSet, computing
+        // again gives the same patch: applying it changes nothing.
+        let before = sts(OFFICIAL_IMAGE);
+        let first = desired(&before, &settings()).unwrap();
+        assert!(!is_wired(&before, &first));
+        let mut after = before.clone();
+        let template = after.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        let patch = pod_spec(&first).clone();
+        template.init_containers = patch.init_containers.clone();
+        template.volumes.get_or_insert_with(Vec::new).extend(patch.volumes.clone().unwrap());
+        for c in patch.containers {
+            match template.containers.iter_mut().find(|t| t.name == c.name) {
+                Some(existing) => existing.volume_mounts.get_or_insert_with(Vec::new).extend(c.volume_mounts.unwrap()),
+                None => template.containers.push(c),
+            }
+        }
+        let second = desired(&after, &settings()).unwrap();
+        assert_eq!(first, second);
+        assert!(is_wired(&after, &second));
+    }
+
+    #[test]
+    fn opting_out_applies_nothing() {
+        let mut s = sts(OFFICIAL_IMAGE);
+        assert!(opted_in(&s));
+        s.metadata.labels = None;
+        assert!(!opted_in(&s));
+        let released = released(&s);
+        assert_eq!(released.spec, None);
+        assert_eq!(released.metadata.name.as_deref(), Some("db"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The MySQLBackup reconcile, as a pipeline:
+//!
+//! 1. dereference (I/O): the MySQL's pods, the Secrets the spec names;
+//! 2. select the pod and build the agent request (pure: [`crate::target`],
+//!    [`super::request`]);
+//! 3. apply: start the operation with the resource's UID (the agent
+//!    returns the existing one on a repeat), or poll it once started;
+//! 4. status (pure: [`super::status`]) written by server-side apply, an
+//!    Event for every phase change.
+//!
+//! Deletion goes through the finalizer: cancel what may run, then with
+//! `deletionPolicy: Delete` delete the data with the repository code
+//! ([`super::cleanup`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use tracing::instrument;
+
+use super::cleanup::{self, AgentAnswer, Step};
+use super::request::{self, Credentials};
+use super::status::{Observed, next_status};
+use crate::agent::{AgentApi, AgentError};
+use crate::api::{BACKUP_FINALIZER, BackupPhase, MySQLBackup, MysqlRef};
+use crate::context::{Context, Error, Result, apply_status};
+use crate::target::{self, AgentTarget, Rule, SelectError};
+
+pub const CONTROLLER: &str = "mysqlbackup";
+/// How often a running backup is polled.
+const POLL: Duration = Duration::from_secs(5);
+/// How soon a backup that waits (for a pod, a Secret, another backup) is
+/// looked at again.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The reconcile entry point, over a guard so one malformed object cannot
+/// stall the controller.
+#[instrument(skip_all, fields(namespace = %guard.namespace().unwrap_or_default(), name = %guard.name_any(), uid))]
+pub async fn reconcile<A: AgentApi>(guard: Arc<DeserializeGuard<MySQLBackup>>, ctx: Arc<Context<A>>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let backup = match &guard.0 {
+        Ok(backup) => backup.clone(),
+        Err(invalid) => {
+            tracing::warn!(error = %invalid.error, "MySQLBackup cannot be read; waiting for a change");
+            return Ok(Action::await_change());
+        }
+    };
+    tracing::Span::current().record("uid", backup.uid().unwrap_or_default());
+    let ns = backup.namespace().unwrap_or_default();
+    let api: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, BACKUP_FINALIZER, Arc::new(backup), |event| async {
+        match event {
+            Finalizer::Apply(backup) => apply(&backup, &ctx).await,
+            Finalizer::Cleanup(backup) => cleanup(&backup, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from)
+}
+
+async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Action> {
+    let status = backup.status.clone().unwrap_or_default();
+    if backup.phase().is_terminal() && status.observed_generation == backup.metadata.generation {
+        return Ok(Action::await_change());
+    }
+    let backup_name = status
+        .backup_name
+        .clone()
+        .unwrap_or_else(|| request::backup_name_for(&backup.name_any()));
+    let location = backup.spec.storage.location_of(&backup_name);
+    let observed = observe(backup, &backup_name, ctx).await?;
+    let (new_status, transition) = next_status(backup, &observed, &backup_name, &location, ctx.clock.now());
+    if backup.status.as_ref() != Some(&new_status) {
+        let api: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+        apply_status(&api, backup, &new_status).await?;
+    }
+    if let Some(t) = transition {
+        tracing::info!(from = ?t.from, to = ?t.to, "{}", t.message);
+        ctx.metrics
+            .backup_transitions
+            .get_or_create(&crate::metrics::PhaseLabels { phase: t.to.as_str() })
+            .inc();
+        ctx.event(backup, t.warning, t.reason, "Backup", t.message).await;
+    }
+    Ok(match new_status.phase.unwrap_or_default() {
+        BackupPhase::Completed | BackupPhase::Failed => Action::await_change(),
+        BackupPhase::Running => Action::requeue(POLL),
+        BackupPhase::Pending => Action::requeue(WAIT),
+    })
+}
+
+/// Dereference and talk to the agent: everything the status is made from.
+async fn observe<A: AgentApi>(backup: &MySQLBackup, backup_name: &str, ctx: &Context<A>) -> Result<Observed> {
+    let target = match find_target(backup, ctx).await? {
+        Ok(target) => target,
+        Err(e) => {
+            return Ok(Observed::Waiting {
+                reason: if e.is_transient() { "PodNotReady" } else { "NoPod" },
+                message: e.to_string(),
+            });
+        }
+    };
+    let id = backup.uid().unwrap_or_default();
+    let waiting = |reason, e: AgentError| Observed::Waiting {
+        reason,
+        message: e.to_string(),
+    };
+    let operation = |operation| Observed::Operation {
+        pod: target.pod.clone(),
+        operation: Box::new(operation),
+    };
+    if backup.phase() == BackupPhase::Running {
+        return Ok(match ctx.agent.get_operation(&target, &id).await {
+            Ok(op) => operation(op),
+            Err(AgentError::NotFound { pod, .. }) => Observed::Failed {
+                reason: "OperationLost",
+                message: format!(
+                    "the agent in pod {pod} has no record of this backup (was its data volume replaced?); create a new MySQLBackup"
+                ),
+            },
+            Err(e) => waiting("AgentUnreachable", e),
+        });
+    }
+    let credentials = match read_credentials(backup, ctx).await? {
+        Ok(c) => c,
+        Err(message) => {
+            return Ok(Observed::Waiting {
+                reason: "SecretMissing",
+                message,
+            });
+        }
+    };
+    let request = match request::start_backup_request(&backup.spec, &id, backup_name, &credentials) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Observed::Failed {
+                reason: "InvalidSpec",
+                message: e.0,
+            });
+        }
+    };
+    Ok(match ctx.agent.start_backup(&target, request).await {
+        Ok(op) => operation(op),
+        Err(e @ AgentError::Busy { .. }) => waiting("WaitingForOtherBackup", e),
+        Err(e @ AgentError::Refused { .. }) => Observed::Failed {
+            reason: "AgentRefused",
+            message: e.to_string(),
+        },
+        Err(e) => waiting("AgentUnreachable", e),
+    })
+}
+
+/// The pods of the MySQL, and the one to use (the pinned one once the
+/// backup started). The outer error is the API's; the inner one says why
+/// no pod can be used now.
+async fn find_target<A: AgentApi>(
+    backup: &MySQLBackup,
+    ctx: &Context<A>,
+) -> Result<Result<AgentTarget, SelectError>> {
+    let ns = backup.namespace().unwrap_or_default();
+    let (pods, what) = list_pods(&ctx.client, &ns, &backup.spec.mysql).await?;
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let pinned = backup.status.as_ref().and_then(|s| s.pod.clone());
+    let rule = match &pinned {
+        Some(pod) => Rule::Pinned(pod),
+        None => Rule::Source {
+            source: backup.spec.source,
+            pod: backup.spec.source_pod.as_deref(),
+            role_label: &backup.spec.mysql.role_label,
+        },
+    };
+    Ok(target::select(&rule, &refs, &what))
+}
+
+/// The pods a MySQL reference names, and how to name the MySQL in messages.
+async fn list_pods(client: &kube::Client, ns: &str, mysql: &MysqlRef) -> Result<(Vec<Pod>, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if let Some(name) = &mysql.stateful_set_name {
+        let what = format!("StatefulSet {name}");
+        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+        let Some(sts) = sts.get_opt(name).await? else {
+            return Ok((Vec::new(), format!("{what} (not found)")));
+        };
+        let selector = sts
+            .spec
+            .as_ref()
+            .map(|s| selector_string(&s.selector))
+            .unwrap_or_default();
+        let listed = pods.list(&ListParams::default().labels(&selector)).await?.items;
+        let owned = target::owned_by(&sts, &listed).into_iter().cloned().collect();
+        return Ok((owned, what));
+    }
+    let selector = mysql.pod_selector.as_ref().map(selector_string).unwrap_or_default();
+    let listed = pods.list(&ListParams::default().labels(&selector)).await?.items;
+    Ok((listed, format!("pod selector {selector:?}")))
+}
+
+/// A label selector as the API's query string.
+pub fn selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => format!("{} {other} ({values})", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+/// The Secret values the spec names. The inner error is a message for a
+/// Secret or key that is missing (the backup waits for it).
+async fn read_credentials<A: AgentApi>(
+    backup: &MySQLBackup,
+    ctx: &Context<A>,
+) -> Result<std::result::Result<Credentials, String>> {
+    let ns = backup.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut credentials = Credentials::default();
+    let spec = &backup.spec;
+    if let Some(s3) = spec.storage.s3.as_ref().and_then(|s| s.credentials_secret_ref.as_ref()) {
+        credentials.s3_access_key_id = match secret_value(&secrets, &s3.name, &s3.access_key_id_key).await? {
+            Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
+            Err(m) => return Ok(Err(m)),
+        };
+        credentials.s3_secret_access_key = match secret_value(&secrets, &s3.name, &s3.secret_access_key_key).await? {
+            Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
+            Err(m) => return Ok(Err(m)),
+        };
+    }
+    if let Some(key) = &spec.encryption_key_secret_ref {
+        credentials.encryption_key = match secret_value(&secrets, &key.name, &key.key).await? {
+            Ok(v) => match request::encryption_key_text(&v) {
+                Ok(text) => Some(text),
+                Err(e) => return Ok(Err(e.0)),
+            },
+            Err(m) => return Ok(Err(m)),
+        };
+    }
+    if let Some(mysql) = &spec.mysql_credentials {
+        let r = &mysql.password_secret_ref;
+        credentials.mysql_password = match secret_value(&secrets, &r.name, &r.key).await? {
+            Ok(v) => Some(String::from_utf8_lossy(&v).trim_end_matches(['\r', '\n']).to_owned()),
+            Err(m) => return Ok(Err(m)),
+        };
+    }
+    Ok(Ok(credentials))
+}
+
+async fn secret_value(secrets: &Api<Secret>, name: &str, key: &str) -> Result<std::result::Result<Vec<u8>, String>> {
+    let Some(secret) = secrets.get_opt(name).await? else {
+        return Ok(Err(format!("Secret {name} does not exist; create it")));
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        });
+    Ok(value.ok_or_else(|| format!("Secret {name} has no key {key:?}")))
+}
+
+async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Action> {
+    let now = ctx.clock.now();
+    let deleting_for = backup
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| now.duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    let id = backup.uid().unwrap_or_default();
+    let answer = if cleanup::should_cancel(backup) {
+        match find_target(backup, ctx).await? {
+            Err(_) => AgentAnswer::PodGone,
+            Ok(target) => match ctx.agent.cancel(&target, &id).await {
+                Ok(op) if op.state == innoxide_proto::agent::v1::OperationState::Running as i32 => AgentAnswer::Running,
+                Ok(_) => AgentAnswer::Ended,
+                Err(AgentError::NotFound { .. }) => AgentAnswer::Nothing,
+                Err(e) => AgentAnswer::Unreachable(e.to_string()),
+            },
+        }
+    } else {
+        AgentAnswer::Nothing
+    };
+    let mut data_deleted = false;
+    loop {
+        match cleanup::next_step(backup, &answer, deleting_for, data_deleted) {
+            Step::WaitForStop(message) => return Err(Error::Waiting(message)),
+            Step::DeleteData { repository, backup_name } => {
+                let files = delete_data(backup, &repository, &backup_name, ctx).await?;
+                data_deleted = true;
+                ctx.event(
+                    backup,
+                    false,
+                    "DataDeleted",
+                    "Delete",
+                    format!("deleted backup {backup_name} from {repository} ({files} objects)"),
+                )
+                .await;
+            }
+            Step::Release { warning } => {
+                if let Some(message) = warning {
+                    ctx.event(backup, true, "AgentUnresponsive", "Delete", message).await;
+                }
+                return Ok(Action::await_change());
+            }
+        }
+    }
+}
+
+/// Deletes the backup from its object store with the repository code: no
+/// agent, no pod needed.
+async fn delete_data<A: AgentApi>(backup: &MySQLBackup, repository: &str, backup_name: &str, ctx: &Context<A>) -> Result<usize> {
+    let storage_error = |message: String| Error::Storage {
+        repository: repository.to_owned(),
+        backup: backup_name.to_owned(),
+        message,
+    };
+    let mut options = innoxide_agent::repo::RepoOptions::default();
+    if let Some(s3) = &backup.spec.storage.s3 {
+        options.s3_endpoint = s3.endpoint.clone();
+        options.s3_region = s3.region.clone();
+        let credentials = read_credentials(backup, ctx).await?.map_err(|m| {
+            storage_error(format!(
+                "{m}; restore the Secret, or remove the finalizer {BACKUP_FINALIZER} to keep the data"
+            ))
+        })?;
+        options.s3_access_key_id = credentials.s3_access_key_id;
+        options.s3_secret_access_key = credentials.s3_secret_access_key.map(innoxide_agent::secret::Secret::new);
+    }
+    let store = innoxide_agent::repo::open(repository, &options).map_err(|e| storage_error(e.to_string()))?;
+    innoxide_agent::repo::lifecycle::delete(&store, backup_name)
+        .await
+        .map_err(|e| storage_error(e.to_string()))
+}

@@ -1,0 +1,213 @@
+//! The operator process: its settings (clap), logs, the /metrics and
+//! /healthz endpoint, leader election, the CA, and the three controllers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::TonicAgent;
+use crate::api::{MySQLBackup, MySQLBackupSchedule};
+use crate::clock::{Clock, SystemClock};
+use crate::context::{Context, Settings, error_policy};
+use crate::leader::{LeaderElection, LeaseSettings};
+use crate::metrics::Metrics;
+use crate::wiring::WiringSettings;
+use crate::wiring::controller::{Wiring, load_or_create_ca};
+use crate::{backup, schedule, wiring};
+
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "innoxide-operator", version, about = "Kubernetes operator for Innoxide MySQL backups")]
+pub struct Config {
+    /// The namespace the operator runs in: its CA Secret and Lease live there.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "innoxide-system")]
+    pub namespace: String,
+    /// This replica's name in the leader Lease.
+    #[arg(long, env = "POD_NAME", default_value = "innoxide-operator")]
+    pub identity: String,
+    /// The Secret that holds the operator's CA (made on first start).
+    #[arg(long, env = "INNOXIDE_CA_SECRET", default_value = "innoxide-operator-ca")]
+    pub ca_secret: String,
+    /// The image with the agent binary at /usr/local/bin/innoxide-agent.
+    #[arg(long, env = "INNOXIDE_AGENT_IMAGE", default_value = concat!("innoxide/innoxide-agent:", env!("CARGO_PKG_VERSION")))]
+    pub agent_image: String,
+    /// Plain-HTTP address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "INNOXIDE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// Elect a leader among replicas through a Lease.
+    #[arg(long, env = "INNOXIDE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(long, env = "INNOXIDE_LEASE_NAME", default_value = "innoxide-operator")]
+    pub lease_name: String,
+    /// Logs as JSON lines (`json`) or for people (`text`).
+    #[arg(long, env = "INNOXIDE_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    pub log_format: String,
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve_http(listen: SocketAddr, metrics: Arc<Metrics>, ready: CancellationToken) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.is_cancelled() {
+                        (StatusCode::OK, "leading\n")
+                    } else {
+                        (StatusCode::OK, "standby\n")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
+    axum::serve(listener, app).await.context("the metrics server failed")
+}
+
+/// Runs the operator until SIGTERM, or until it loses leadership.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::new());
+    let leading = CancellationToken::new();
+    tokio::spawn({
+        let (metrics, leading) = (metrics.clone(), leading.clone());
+        async move {
+            if let Err(e) = serve_http(config.metrics_listen, metrics, leading).await {
+                tracing::error!(error = %e, "no /metrics endpoint");
+            }
+        }
+    });
+
+    let lost = if config.leader_election {
+        let election = LeaderElection::new(
+            client.clone(),
+            LeaseSettings {
+                namespace: config.namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity.clone(),
+                duration: Duration::from_secs(15),
+                renew_every: Duration::from_secs(5),
+            },
+        );
+        tracing::info!(identity = %config.identity, "waiting to lead");
+        election.lead().await
+    } else {
+        CancellationToken::new()
+    };
+    leading.cancel();
+    metrics.leader.set(1);
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ca = load_or_create_ca(&client, &config.namespace, &config.ca_secret, clock.now())
+        .await
+        .context("cannot load or create the operator's CA Secret")?;
+    let agent = Arc::new(TonicAgent::new(ca.clone()).context("cannot issue the operator's client certificate")?);
+    let settings = Settings {
+        namespace: config.namespace.clone(),
+        ca_secret: config.ca_secret.clone(),
+        wiring: WiringSettings {
+            agent_image: config.agent_image.clone(),
+        },
+    };
+    let ctx = Arc::new(Context::new(client.clone(), agent, clock, metrics.clone(), settings));
+    let wiring_ctx = Arc::new(Wiring { ctx: ctx.clone(), ca });
+
+    let shutdown = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+                () = lost.cancelled() => {},
+                () = sigterm() => tracing::info!("SIGTERM: stopping"),
+            }
+        }
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+
+    let backups = Controller::new(
+        Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        backup::controller::reconcile,
+        |obj, err, ctx| error_policy(backup::controller::CONTROLLER, obj.as_ref(), err, &ctx),
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()));
+    let schedules = Controller::new(
+        Api::<DeserializeGuard<MySQLBackupSchedule>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
+        watcher::Config::default().labels(crate::api::SCHEDULE_LABEL),
+    )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        schedule::controller::reconcile,
+        |obj, err, ctx| error_policy(schedule::controller::CONTROLLER, obj.as_ref(), err, &ctx),
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()));
+    let statefulsets = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            wiring::controller::reconcile,
+            |obj, err, w| error_policy(wiring::controller::CONTROLLER, obj.as_ref(), err, &w.ctx),
+            wiring_ctx,
+        )
+        .for_each(|_| futures::future::ready(()));
+    tracing::info!("controllers running");
+    futures::join!(backups, schedules, statefulsets);
+    metrics.leader.set(0);
+    if lost.is_cancelled() {
+        anyhow::bail!("lost leadership; exiting so a fresh replica can compete");
+    }
+    Ok(())
+}
+
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,0 +1,149 @@
+//! The MySQLBackupSchedule reconcile: check the spec (pure), list the
+//! backups the schedule owns, plan (pure: [`super::plan`]), then apply the
+//! plan: delete what `Replace` replaces, create the due backup, delete what
+//! retention prunes, write the status, tell the Events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tracing::instrument;
+
+use super::plan::{self, NewBackup};
+use crate::agent::AgentApi;
+use crate::api::{MySQLBackup, MySQLBackupSchedule, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION};
+use crate::conditions;
+use crate::context::{Context, Result, apply_status};
+
+pub const CONTROLLER: &str = "mysqlbackupschedule";
+
+#[instrument(skip_all, fields(namespace = %guard.namespace().unwrap_or_default(), name = %guard.name_any()))]
+pub async fn reconcile<A: AgentApi>(
+    guard: Arc<DeserializeGuard<MySQLBackupSchedule>>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let schedule = match &guard.0 {
+        Ok(schedule) => schedule,
+        Err(invalid) => {
+            tracing::warn!(error = %invalid.error, "MySQLBackupSchedule cannot be read; waiting for a change");
+            return Ok(Action::await_change());
+        }
+    };
+    let ns = schedule.namespace().unwrap_or_default();
+    let schedules: Api<MySQLBackupSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let backups: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = ctx.clock.now();
+
+    let checked = match plan::check(schedule, now) {
+        Ok(checked) => checked,
+        Err(message) => {
+            // Invalid until the spec changes: say so once, then wait.
+            let status = plan::invalid_status(schedule, &message, now);
+            let was = schedule
+                .status
+                .as_ref()
+                .and_then(|s| conditions::find(&s.conditions, "Ready"))
+                .map(|c| c.message.clone());
+            if schedule.status.as_ref() != Some(&status) {
+                apply_status(&schedules, schedule, &status).await?;
+            }
+            if was.as_deref() != Some(message.as_str()) {
+                ctx.event(schedule, true, "InvalidSpec", "Schedule", message).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    let uid = schedule.uid().unwrap_or_default();
+    let owned: Vec<MySQLBackup> = backups
+        .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={}", schedule.name_any())))
+        .await?
+        .items
+        .into_iter()
+        .filter(|b| b.owner_references().iter().any(|o| o.uid == uid))
+        .collect();
+
+    let plan = plan::plan(schedule, &checked, &owned, now);
+    for name in &plan.replace {
+        delete_backup(&backups, name).await?;
+    }
+    if let Some(new) = &plan.create {
+        let backup = new_backup(schedule, new);
+        match backups.create(&PostParams::default(), &backup).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for name in &plan.prune {
+        delete_backup(&backups, name).await?;
+    }
+    if schedule.status.as_ref() != Some(&plan.status) {
+        apply_status(&schedules, schedule, &plan.status).await?;
+    }
+    for note in &plan.notes {
+        ctx.event(schedule, note.warning, note.reason, "Schedule", note.message.clone())
+            .await;
+    }
+    Ok(Action::requeue(plan.requeue_after))
+}
+
+async fn delete_backup(api: &Api<MySQLBackup>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The MySQLBackup of one run: the template, named after the run's time,
+/// labelled and owned by the schedule.
+pub fn new_backup(schedule: &MySQLBackupSchedule, new: &NewBackup) -> MySQLBackup {
+    let template = &schedule.spec.backup_template;
+    let mut labels: BTreeMap<String, String> = template
+        .metadata
+        .as_ref()
+        .map(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(SCHEDULE_LABEL.into(), schedule.name_any());
+    let mut annotations: BTreeMap<String, String> = template
+        .metadata
+        .as_ref()
+        .map(|m| m.annotations.clone())
+        .unwrap_or_default();
+    annotations.insert(SCHEDULED_AT_ANNOTATION.into(), new.scheduled_at.to_string());
+    let mut backup = MySQLBackup::new(&new.name, template.spec.clone());
+    backup.metadata.namespace = schedule.namespace();
+    backup.metadata.labels = Some(labels);
+    backup.metadata.annotations = Some(annotations);
+    backup.metadata.owner_references = schedule.controller_owner_ref(&()).map(|o| vec![o]);
+    backup
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{ScheduleBuilder, ts};
+
+    #[test]
+    fn a_run_s_backup_is_the_template_owned_by_the_schedule() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").build();
+        let backup = new_backup(
+            &schedule,
+            &NewBackup {
+                name: "nightly-202611210300".into(),
+                scheduled_at: ts("2026-11-21T03:00:00Z"),
+            },
+        );
+        assert_eq!(backup.spec, schedule.spec.backup_template.spec);
+        assert_eq!(backup.labels()[SCHEDULE_LABEL], "nightly");
+        assert_eq!(backup.annotations()[SCHEDULED_AT_ANNOTATION], "2026-11-21T03:00:00Z");
+        let owner = &backup.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("MySQLBackupSchedule", "uid-schedule", Some(true)));
+        assert_eq!(backup.namespace().as_deref(), Some("prod"));
+    }
+}

@@ -1,0 +1,518 @@
+//! What a MySQLBackupSchedule must do now: pure, from the schedule, the
+//! backups it owns and the time. Which run is due (and whether it missed
+//! its deadline), what the concurrency policy allows, which backups
+//! retention deletes (the repository's own prune rule, applied to the
+//! MySQLBackup objects), and the status to write.
+
+use std::time::{Duration, SystemTime};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::cron::Cron;
+use crate::api::{BackupPhase, ConcurrencyPolicy, MySQLBackup, MySQLBackupSchedule, MySQLBackupScheduleStatus};
+use crate::conditions::{self, Wanted};
+use crate::units;
+
+/// How far back a schedule looks for a missed run when it has no deadline
+/// and many runs were missed (the operator was down for long): only the
+/// latest missed run is ever started.
+const MAX_MISSED_SEARCH: usize = 1000;
+/// How soon a run held back by `Forbid` is looked at again (the end of the
+/// running backup also wakes the schedule up).
+const HELD_BACK_RECHECK: Duration = Duration::from_secs(30);
+
+/// A schedule checked: its cron and time zone.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub cron: Cron,
+    pub tz: TimeZone,
+    pub keep_within: Option<Duration>,
+}
+
+/// The spec problems the API server cannot see (the cron fields' values,
+/// the time zone's name, the age's size): the message tells what to fix.
+pub fn check(schedule: &MySQLBackupSchedule, now: Timestamp) -> Result<Checked, String> {
+    let spec = &schedule.spec;
+    let cron = Cron::parse(&spec.schedule).map_err(|e| e.to_string())?;
+    let tz = match spec.time_zone.as_deref() {
+        None | Some("") => TimeZone::UTC,
+        Some(name) => TimeZone::get(name)
+            .map_err(|_| format!("timeZone {name:?} is not a known IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)"))?,
+    };
+    if cron.next_after(now, &tz).is_none() {
+        return Err(format!("schedule {:?} never runs (no such date within five years)", spec.schedule));
+    }
+    let keep_within = match spec.retention.as_ref().and_then(|r| r.max_age.as_deref()) {
+        Some(age) => Some(units::parse_age(age).map_err(|e| format!("retention.maxAge: {e}"))?),
+        None => None,
+    };
+    Ok(Checked { cron, tz, keep_within })
+}
+
+/// A backup to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBackup {
+    pub name: String,
+    pub scheduled_at: Timestamp,
+}
+
+/// An Event to tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub create: Option<NewBackup>,
+    /// Running backups to delete first (`Replace`); their finalizer
+    /// cancels the operation.
+    pub replace: Vec<String>,
+    /// Finished backups retention deletes (their finalizer deletes the
+    /// data when their deletionPolicy is Delete).
+    pub prune: Vec<String>,
+    pub notes: Vec<Note>,
+    pub status: MySQLBackupScheduleStatus,
+    pub requeue_after: Duration,
+}
+
+/// The name of the backup for the run at `at`: the same on every
+/// reconcile, so a create that raced with another is harmless.
+pub fn backup_name(schedule: &str, at: Timestamp) -> String {
+    format!("{schedule}-{}", at.strftime("%Y%m%d%H%M"))
+}
+
+fn started_at(backup: &MySQLBackup) -> Timestamp {
+    backup
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn name(backup: &MySQLBackup) -> String {
+    backup.metadata.name.clone().unwrap_or_default()
+}
+
+fn secs(d: i64) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_secs(d)
+}
+
+/// The latest run time in (earliest, now], if any.
+fn latest_due(checked: &Checked, earliest: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    let mut due = None;
+    let mut cursor = earliest;
+    for _ in 0..MAX_MISSED_SEARCH {
+        match checked.cron.next_after(cursor, &checked.tz) {
+            Some(t) if t <= now => {
+                due = Some(t);
+                cursor = t;
+            }
+            _ => return due,
+        }
+    }
+    // Very many runs missed: only the latest counts; look for it in the
+    // last eight days (every schedule that runs this often runs weekly).
+    let recent = now.checked_sub(secs(8 * 86_400)).unwrap_or(earliest).max(earliest);
+    if recent > cursor {
+        return latest_due(checked, recent, now).or(due);
+    }
+    due
+}
+
+/// Decides what to do. `owned` are the MySQLBackups this schedule made.
+pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBackup], now: Timestamp) -> Plan {
+    let spec = &schedule.spec;
+    let schedule_name = schedule.metadata.name.clone().unwrap_or_default();
+    let old = schedule.status.clone().unwrap_or_default();
+    let mut status = MySQLBackupScheduleStatus {
+        observed_generation: schedule.metadata.generation,
+        ..old.clone()
+    };
+    let mut notes = Vec::new();
+    let mut create = None;
+    let mut replace = Vec::new();
+    let mut requeue_after = None;
+
+    let live: Vec<&MySQLBackup> = owned.iter().filter(|b| b.metadata.deletion_timestamp.is_none()).collect();
+    let active: Vec<&MySQLBackup> = live.iter().copied().filter(|b| !b.phase().is_terminal()).collect();
+
+    let created = schedule.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    // The latest run since the last one is found even past its deadline,
+    // so a missed run is told (and recorded) rather than silently passed.
+    let earliest = old.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created);
+    let due = if spec.suspend { None } else { latest_due(checked, earliest, now) };
+
+    let mut held_back = None;
+    if let Some(at) = due {
+        let late = now.duration_since(at);
+        let missed = spec.starting_deadline_seconds.is_some_and(|d| late > secs(d));
+        let name = backup_name(&schedule_name, at);
+        if missed {
+            notes.push(Note {
+                warning: true,
+                reason: "MissedSchedule",
+                message: format!(
+                    "skipped the run of {at}: it could not start within startingDeadlineSeconds ({}s)",
+                    spec.starting_deadline_seconds.unwrap_or_default()
+                ),
+            });
+            status.last_schedule_time = Some(Time(at));
+        } else if owned.iter().any(|b| b.metadata.name.as_deref() == Some(name.as_str())) {
+            // Made already (by an earlier reconcile whose status write was lost).
+            status.last_schedule_time = Some(Time(at));
+        } else {
+            match (spec.concurrency_policy, active.is_empty()) {
+                (ConcurrencyPolicy::Forbid, false) => {
+                    let running: Vec<String> = active.iter().map(|b| name_of(b)).collect();
+                    held_back = Some(format!(
+                        "the run of {at} waits: {} still running (concurrencyPolicy Forbid)",
+                        running.join(", ")
+                    ));
+                    requeue_after = Some(HELD_BACK_RECHECK);
+                }
+                (policy, _) => {
+                    if policy == ConcurrencyPolicy::Replace {
+                        replace = active.iter().map(|b| name_of(b)).collect();
+                        for victim in &replace {
+                            notes.push(Note {
+                                warning: false,
+                                reason: "Replaced",
+                                message: format!("deleting running backup {victim} for the run of {at} (concurrencyPolicy Replace)"),
+                            });
+                        }
+                    }
+                    notes.push(Note {
+                        warning: false,
+                        reason: "BackupCreated",
+                        message: format!("created MySQLBackup {name} for the run of {at}"),
+                    });
+                    create = Some(NewBackup { name: name.clone(), scheduled_at: at });
+                    status.last_schedule_time = Some(Time(at));
+                }
+            }
+        }
+    }
+
+    // Retention waits while the schedule is paused: a paused schedule
+    // never loses its last backups to maxAge.
+    let mut prune = Vec::new();
+    if let Some(retention) = spec.retention.as_ref().filter(|_| !spec.suspend) {
+        let mut completed: Vec<(String, SystemTime)> = live
+            .iter()
+            .filter(|b| b.phase() == BackupPhase::Completed)
+            .map(|b| {
+                let done = b
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .map(|t| t.0)
+                    .unwrap_or_else(|| started_at(b));
+                (name(b), SystemTime::from(done))
+            })
+            .collect();
+        completed.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        // The newest completed backup is always kept, whatever maxAge says.
+        let keep_last = Some(retention.keep_last.unwrap_or(1).max(1) as usize);
+        prune = innoxide_agent::repo::lifecycle::plan_prune(&completed, keep_last, checked.keep_within, SystemTime::from(now));
+        let mut failed: Vec<&MySQLBackup> = live.iter().copied().filter(|b| b.phase() == BackupPhase::Failed).collect();
+        failed.sort_by_key(|b| (started_at(b), name(b)));
+        let extra = failed.len().saturating_sub(retention.keep_failed as usize);
+        prune.extend(failed.iter().take(extra).map(|b| name(b)));
+        for victim in &prune {
+            notes.push(Note {
+                warning: false,
+                reason: "Pruned",
+                message: format!("deleting MySQLBackup {victim} (retention)"),
+            });
+        }
+    }
+
+    let newest_success = live
+        .iter()
+        .filter(|b| b.phase() == BackupPhase::Completed)
+        .filter_map(|b| b.status.as_ref().and_then(|s| s.completion_time.as_ref()).map(|t| t.0))
+        .max();
+    status.last_successful_time = match (old.last_successful_time.as_ref().map(|t| t.0), newest_success) {
+        (Some(a), Some(b)) => Some(Time(a.max(b))),
+        (a, b) => a.or(b).map(Time),
+    };
+    let mut active_names: Vec<String> = active
+        .iter()
+        .map(|b| name(b))
+        .filter(|n| !replace.contains(n))
+        .chain(create.iter().map(|c| c.name.clone()))
+        .collect();
+    active_names.sort();
+    status.active = active_names;
+    status.last_backup = create
+        .as_ref()
+        .map(|c| c.name.clone())
+        .or_else(|| live.iter().max_by_key(|b| (started_at(b), name(b))).map(|b| name(b)))
+        .or(old.last_backup.clone());
+
+    let next = if spec.suspend {
+        None
+    } else {
+        checked.cron.next_after(now, &checked.tz)
+    };
+    status.next_schedule_time = next.map(Time);
+    let ready = match (&held_back, spec.suspend, next) {
+        (Some(message), _, _) => Wanted::new("Ready", true, "HeldBack", message.clone()),
+        (None, true, _) => Wanted::new("Ready", true, "Suspended", "suspended: no new backups, no retention"),
+        (None, false, Some(next)) => Wanted::new("Ready", true, "Scheduled", format!("next run at {next}")),
+        (None, false, None) => Wanted::new("Ready", false, "NeverRuns", "the schedule has no next run"),
+    };
+    status.conditions = conditions::merge(&old.conditions, &[ready], schedule.metadata.generation, now);
+
+    let until_next = next
+        .map(|n| n.duration_since(now).unsigned_abs())
+        .unwrap_or(Duration::from_secs(3600))
+        .max(Duration::from_secs(1));
+    Plan {
+        create,
+        replace,
+        prune,
+        notes,
+        status,
+        requeue_after: requeue_after.map_or(until_next, |r| r.min(until_next)),
+    }
+}
+
+fn name_of(backup: &MySQLBackup) -> String {
+    name(backup)
+}
+
+/// The conditions and status of a schedule whose spec cannot be followed.
+pub fn invalid_status(schedule: &MySQLBackupSchedule, message: &str, now: Timestamp) -> MySQLBackupScheduleStatus {
+    let old = schedule.status.clone().unwrap_or_default();
+    MySQLBackupScheduleStatus {
+        observed_generation: schedule.metadata.generation,
+        conditions: conditions::merge(
+            &old.conditions,
+            &[Wanted::new("Ready", false, "InvalidSpec", message)],
+            schedule.metadata.generation,
+            now,
+        ),
+        next_schedule_time: None,
+        ..old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{BackupBuilder, ScheduleBuilder, ts};
+
+    fn plan_at(schedule: &MySQLBackupSchedule, owned: &[MySQLBackup], now: &str) -> Plan {
+        let checked = check(schedule, ts(now)).unwrap();
+        plan(schedule, &checked, owned, ts(now))
+    }
+
+    fn running(name: &str) -> MySQLBackup {
+        BackupBuilder::named(name)
+            .of_schedule("nightly", "2026-11-20T03:00:00Z")
+            .running_on("db-0")
+            .build()
+    }
+
+    fn completed(name: &str, at: &str) -> MySQLBackup {
+        BackupBuilder::named(name).of_schedule("nightly", at).completed_at(at).build()
+    }
+
+    fn failed(name: &str, at: &str) -> MySQLBackup {
+        BackupBuilder::named(name).of_schedule("nightly", at).failed().build()
+    }
+
+    #[test]
+    fn nothing_is_due_before_the_first_run() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").created_at("2026-11-21T12:00:00Z").build();
+        let p = plan_at(&schedule, &[], "2026-11-21T18:00:00Z");
+        assert_eq!(p.create, None);
+        assert_eq!(p.status.next_schedule_time, Some(Time(ts("2026-11-22T03:00:00Z"))));
+        assert_eq!(p.requeue_after, Duration::from_secs(9 * 3600));
+    }
+
+    #[test]
+    fn a_due_run_creates_a_backup_named_after_its_time() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
+        let p = plan_at(&schedule, &[], "2026-11-21T03:00:05Z");
+        assert_eq!(
+            p.create,
+            Some(NewBackup {
+                name: "nightly-202611210300".into(),
+                scheduled_at: ts("2026-11-21T03:00:00Z"),
+            })
+        );
+        assert_eq!(p.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
+        assert_eq!(p.status.active, ["nightly-202611210300"]);
+        assert!(p.notes.iter().any(|n| n.reason == "BackupCreated"));
+    }
+
+    #[test]
+    fn after_an_outage_only_the_latest_missed_run_starts() {
+        let schedule = ScheduleBuilder::cron("0 * * * *").last_scheduled("2026-11-20T00:00:00Z").build();
+        let p = plan_at(&schedule, &[], "2026-11-21T18:30:00Z");
+        assert_eq!(p.create.unwrap().scheduled_at, ts("2026-11-21T18:00:00Z"));
+    }
+
+    #[test]
+    fn a_run_past_its_starting_deadline_is_skipped_with_a_warning() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .deadline_seconds(600)
+            .build();
+        let on_time = plan_at(&schedule, &[], "2026-11-21T03:09:00Z");
+        assert!(on_time.create.is_some());
+        let late = plan_at(&schedule, &[], "2026-11-21T03:11:00Z");
+        assert_eq!(late.create, None);
+        assert_eq!(late.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
+        assert!(late.notes.iter().any(|n| n.warning && n.reason == "MissedSchedule"));
+    }
+
+    #[test]
+    fn a_suspended_schedule_makes_nothing_and_prunes_nothing() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-01T03:00:00Z")
+            .max_age("1d")
+            .suspended()
+            .build();
+        let old = [completed("old", "2026-11-02T03:00:00Z")];
+        let p = plan_at(&schedule, &old, "2026-11-21T03:00:05Z");
+        assert_eq!((p.create, p.prune.len()), (None, 0));
+        assert_eq!(p.status.next_schedule_time, None);
+        assert_eq!(p.status.conditions[0].reason, "Suspended");
+    }
+
+    #[test]
+    fn forbid_holds_the_run_back_while_a_backup_runs() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
+        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        assert_eq!(p.create, None);
+        assert_eq!(
+            p.status.last_schedule_time,
+            Some(Time(ts("2026-11-20T03:00:00Z"))),
+            "not recorded: it starts once the running one ends"
+        );
+        assert_eq!(p.requeue_after, HELD_BACK_RECHECK);
+        assert!(p.status.conditions[0].message.contains("nightly-202611200300 still running"));
+        // The running one ends: the held-back run starts.
+        let p = plan_at(&schedule, &[completed("nightly-202611200300", "2026-11-21T03:20:00Z")], "2026-11-21T03:20:05Z");
+        assert_eq!(p.create.unwrap().scheduled_at, ts("2026-11-21T03:00:00Z"));
+    }
+
+    #[test]
+    fn replace_deletes_the_running_backup_and_starts_the_new_one() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .concurrency(ConcurrencyPolicy::Replace)
+            .build();
+        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        assert_eq!(p.replace, ["nightly-202611200300"]);
+        assert_eq!(p.create.unwrap().name, "nightly-202611210300");
+        assert_eq!(p.status.active, ["nightly-202611210300"]);
+    }
+
+    #[test]
+    fn allow_starts_beside_a_running_backup() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .concurrency(ConcurrencyPolicy::Allow)
+            .build();
+        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        assert!(p.replace.is_empty());
+        assert_eq!(p.status.active, ["nightly-202611200300", "nightly-202611210300"]);
+    }
+
+    #[test]
+    fn a_backup_already_made_for_the_run_is_not_made_twice() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
+        let p = plan_at(&schedule, &[running("nightly-202611210300")], "2026-11-21T03:00:09Z");
+        assert_eq!(p.create, None);
+        assert_eq!(p.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_deletes_the_rest() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-21T03:00:00Z")
+            .keep_last(2)
+            .build();
+        let owned = [
+            completed("d18", "2026-11-18T03:10:00Z"),
+            completed("d20", "2026-11-20T03:10:00Z"),
+            completed("d19", "2026-11-19T03:10:00Z"),
+            completed("d21", "2026-11-21T03:10:00Z"),
+            running("d22"),
+        ];
+        let p = plan_at(&schedule, &owned, "2026-11-21T12:00:00Z");
+        assert_eq!(p.prune, ["d18", "d19"]);
+        assert_eq!(p.status.last_successful_time, Some(Time(ts("2026-11-21T03:10:00Z"))));
+    }
+
+    #[test]
+    fn max_age_never_deletes_the_newest_completed_backup() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-21T03:00:00Z")
+            .max_age("2d")
+            .build();
+        // Backups have failed for a week: the last good one stays.
+        let owned = [
+            completed("d10", "2026-11-10T03:10:00Z"),
+            completed("d12", "2026-11-12T03:10:00Z"),
+            failed("d20", "2026-11-20T03:00:00Z"),
+        ];
+        let p = plan_at(&schedule, &owned, "2026-11-21T12:00:00Z");
+        assert_eq!(p.prune, ["d10"]);
+    }
+
+    #[test]
+    fn only_the_newest_failed_backups_are_kept() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-21T03:00:00Z")
+            .keep_last(5)
+            .keep_failed(1)
+            .build();
+        let owned = [
+            failed("f19", "2026-11-19T03:00:00Z"),
+            failed("f21", "2026-11-21T03:00:00Z"),
+            failed("f20", "2026-11-20T03:00:00Z"),
+        ];
+        assert_eq!(plan_at(&schedule, &owned, "2026-11-21T12:00:00Z").prune, ["f19", "f20"]);
+    }
+
+    #[test]
+    fn backups_being_deleted_count_for_nothing() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
+        let leaving = BackupBuilder::named("x").of_schedule("nightly", "2026-11-20T03:00:00Z").running_on("db-0").being_deleted().build();
+        let p = plan_at(&schedule, &[leaving], "2026-11-21T03:00:05Z");
+        assert!(p.create.is_some(), "a backup on its way out does not hold a Forbid schedule back");
+    }
+
+    #[test]
+    fn schedules_follow_their_time_zone() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .in_zone("America/New_York")
+            .last_scheduled("2026-11-20T08:00:00Z")
+            .build();
+        let p = plan_at(&schedule, &[], "2026-11-21T08:00:30Z");
+        assert_eq!(p.create.unwrap().name, "nightly-202611210800");
+    }
+
+    #[test]
+    fn specs_the_api_server_cannot_check_are_refused_with_a_message() {
+        let now = ts("2026-11-21T00:00:00Z");
+        let message = |s: MySQLBackupSchedule| check(&s, now).unwrap_err();
+        assert!(message(ScheduleBuilder::cron("0 25 * * *").build()).contains("hour field"));
+        assert!(message(ScheduleBuilder::cron("0 3 * * *").in_zone("Mars/Olympus").build()).contains("IANA"));
+        assert!(message(ScheduleBuilder::cron("0 0 31 2 *").build()).contains("never runs"));
+        let invalid = invalid_status(&ScheduleBuilder::cron("x").build(), "bad", now);
+        assert_eq!(invalid.conditions[0].reason, "InvalidSpec");
+        assert_eq!(invalid.conditions[0].status, "False");
+    }
+}
