@@ -3,11 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint testbed fmt build demo bench
+.PHONY: test lint testbed fmt build demo crds bench
 
-## Install the test bed (MySQL 9.7 from Debian sid into ~/.cache/innoxide, sysbench); cached.
+## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid) and
+## sysbench; etcd + apiextensions-apiserver built from Debian sid's Go sources
+## (about 7 min the first time on 2 cores, seconds after).
 testbed:
 	@bash scripts/testbed.sh all >/dev/null
+	@bash scripts/kube-apiserver.sh >/dev/null
 
 ## Lint: formatting and clippy with warnings as errors.
 lint:
@@ -26,6 +29,12 @@ demo: testbed
 
 fmt:
 	$(CARGO) fmt --all
+
+## Regenerate the CRDs in crds/ (and the Helm chart's copy) from the operator's Rust types.
+## `make test` fails when they drift (operator/tests/crds.rs).
+crds:
+	$(CARGO) run --locked -q -p innoxide-operator --bin crdgen -- crds
+	cp crds/mysqlbackups.yaml crds/mysqlbackupschedules.yaml charts/innoxide-operator/crds/
 
 build:
 	$(CARGO) build --workspace --release --locked

@@ -9,7 +9,7 @@
 # See ../shared/TESTBED.md, "Kubernetes API for tests". The Go build takes about
 # 8.5 min on 2 cores and runs once: a second run with everything in place
 # returns in well under a second, and concurrent runs wait for each other.
-# After the build only the two binaries and the .debs (~380 MB) are kept: the
+# After the build only the two binaries and the .debs (~410 MB) are kept: the
 # Go sources, toolchain and build cache (~3.7 GB) are deleted.
 # Prints the prefix on its last line:
 #   PREFIX/bin/apiextensions-apiserver, PREFIX/bin/etcd.

@@ -3,18 +3,22 @@
 //! server-side apply, status, finalizers), the routed client sends core
 //! resources to the in-memory fake, and no process outlives its `KubeApi`.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use innoxide_testkit::{KubeApi, pid_is_running};
+use innoxide_testkit::{KubeApi, pid_is_running, sweep_orphans_in};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::client::Body;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -140,27 +144,42 @@ async fn refuses_what_the_cel_rule_refuses(probes: &Api<Probe>) -> Result<()> {
 }
 
 async fn a_watch_sees_a_create(probes: &Api<Probe>) -> Result<()> {
-    // kube's own watcher (list, then watch), as a controller would use it.
-    let mut seen = watcher(probes.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
-    // The initial list replays what exists: wait for it before creating.
-    let first = tokio::time::timeout(Duration::from_secs(10), seen.try_next())
-        .await
-        .context("the watcher's initial list")??;
-    assert_eq!(
-        first.and_then(|p| p.metadata.name).as_deref(),
-        Some("first")
-    );
+    let mut events = watching(probes).await?;
     probes
         .create(&PostParams::default(), &probe("watched", 1, 2))
         .await?;
-    let event = tokio::time::timeout(Duration::from_secs(10), seen.try_next())
+    let seen = next_applied(&mut events).await?;
+    assert_eq!(seen.metadata.name.as_deref(), Some("watched"));
+    Ok(())
+}
+
+type Events = BoxStream<'static, watcher::Result<watcher::Event<Probe>>>;
+
+/// kube's own watcher (list, then watch), as a controller uses it, once its
+/// initial list is done: what comes next is news.
+async fn watching(probes: &Api<Probe>) -> Result<Events> {
+    let mut events = watcher(probes.clone(), watcher::Config::default()).boxed();
+    loop {
+        if let watcher::Event::InitDone = next_event(&mut events).await? {
+            return Ok(events);
+        }
+    }
+}
+
+/// The next object the watch reports as created or changed.
+async fn next_applied(events: &mut Events) -> Result<Probe> {
+    loop {
+        if let watcher::Event::Apply(probe) = next_event(events).await? {
+            return Ok(probe);
+        }
+    }
+}
+
+async fn next_event(events: &mut Events) -> Result<watcher::Event<Probe>> {
+    tokio::time::timeout(Duration::from_secs(10), events.try_next())
         .await
         .context("no watch event within 10 s")??
-        .context("the watch ended")?;
-    assert_eq!(event.metadata.name.as_deref(), Some("watched"));
-    Ok(())
+        .context("the watch ended")
 }
 
 async fn a_stale_update_conflicts(probes: &Api<Probe>) -> Result<()> {
@@ -325,8 +344,10 @@ async fn the_routed_client_keeps_core_resources_in_the_fake() -> Result<()> {
     assert_eq!(on_real.status(), http::StatusCode::NOT_FOUND);
 
     // Our resources through the same client reach the real server: its CEL
-    // rule refuses, and what it accepts is there for the plain client.
+    // rule refuses, what it accepts is there for the plain client, and its
+    // watches stream through the router (what a controller needs).
     let routed_probes: Api<Probe> = Api::namespaced(routed, NS);
+    let mut events = watching(&routed_probes).await?;
     let status = refusal(
         routed_probes
             .create(&PostParams::default(), &probe("bad", 3, 2))
@@ -340,6 +361,8 @@ async fn the_routed_client_keeps_core_resources_in_the_fake() -> Result<()> {
         .get("routed")
         .await?;
     assert_eq!(real.spec.target, "db-0");
+    let seen = next_applied(&mut events).await?;
+    assert_eq!(seen.metadata.name.as_deref(), Some("routed"));
     let in_fake = Api::<Probe>::namespaced(kube.fake(), NS)
         .get_opt("routed")
         .await;
@@ -365,4 +388,84 @@ async fn no_process_outlives_its_kube_api() -> Result<()> {
     );
     assert!(!base.exists(), "{} is still there", base.display());
     Ok(())
+}
+
+const ORPHAN_HELPER: &str = "INNOXIDE_KUBE_ORPHAN_HELPER";
+
+/// Run by `the_sweep_kills_the_servers_of_a_dead_test_process` in a child
+/// process: starts a Kubernetes API, says where it is, and dies by SIGKILL
+/// (no Drop).
+#[tokio::test]
+#[ignore = "helper of the_sweep_kills_the_servers_of_a_dead_test_process"]
+async fn kube_orphan_helper() {
+    if std::env::var_os(ORPHAN_HELPER).is_none() {
+        return;
+    }
+    let kube = KubeApi::start().await.expect("the Kubernetes API starts");
+    println!(
+        "ORPHAN {} {} {}",
+        kube.etcd_pid().unwrap(),
+        kube.apiserver_pid().unwrap(),
+        kube.base_dir().display()
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush().unwrap();
+    kill(Pid::this(), Signal::SIGKILL).unwrap();
+}
+
+#[tokio::test]
+async fn the_sweep_kills_the_servers_of_a_dead_test_process() -> Result<()> {
+    // A registry of its own, so concurrent tests' sweeps cannot get there first.
+    let runs = tempfile::tempdir()?;
+    let out = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--exact", "kube_orphan_helper", "--ignored", "--nocapture"])
+        .env(ORPHAN_HELPER, "1")
+        .env("INNOXIDE_RUNS_DIR", runs.path())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ORPHAN "))
+        .with_context(|| {
+            format!(
+                "the helper did not report its servers ({}):\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let mut fields = line.split(' ');
+    let etcd: i32 = fields.next().context("no etcd pid")?.parse()?;
+    let apiserver: i32 = fields.next().context("no apiserver pid")?.parse()?;
+    let base_dir = std::path::PathBuf::from(fields.next().context("no base dir")?);
+    // In case an assertion below fails first.
+    let _guard = KillOnDrop(vec![etcd, apiserver]);
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    assert!(pid_is_running(etcd) && pid_is_running(apiserver));
+
+    let swept = sweep_orphans_in(runs.path())?;
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    let expected: Vec<(String, i32)> = vec![("apiserver".into(), apiserver), ("etcd".into(), etcd)];
+    assert_eq!(swept[0].processes, expected);
+    assert!(swept[0].killed);
+    assert!(!pid_is_running(etcd), "etcd {etcd} survived the sweep");
+    assert!(
+        !pid_is_running(apiserver),
+        "apiserver {apiserver} survived the sweep"
+    );
+    assert!(!base_dir.exists(), "{} was not removed", base_dir.display());
+    Ok(())
+}
+
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if pid_is_running(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
 }

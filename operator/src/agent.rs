@@ -100,7 +100,11 @@ pub trait AgentApi: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
 
-    fn cancel(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+    fn cancel(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
 }
 
 /// The real agent, over gRPC with mTLS: the operator presents its client
@@ -125,7 +129,10 @@ impl TonicAgent {
         let issued = ca.issue_client(Timestamp::now())?;
         Ok(TonicAgent {
             ca_certificate: Certificate::from_pem(&ca.cert_pem),
-            identity: Mutex::new((Identity::from_pem(&issued.cert_pem, &issued.key_pem), issued.not_after)),
+            identity: Mutex::new((
+                Identity::from_pem(&issued.cert_pem, &issued.key_pem),
+                issued.not_after,
+            )),
             ca,
             channels: Mutex::new(HashMap::new()),
         })
@@ -142,10 +149,18 @@ impl TonicAgent {
         if Timestamp::now() >= renew_at {
             match self.ca.issue_client(Timestamp::now()) {
                 Ok(issued) => {
-                    *identity = (Identity::from_pem(&issued.cert_pem, &issued.key_pem), issued.not_after);
-                    self.channels.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    *identity = (
+                        Identity::from_pem(&issued.cert_pem, &issued.key_pem),
+                        issued.not_after,
+                    );
+                    self.channels
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
                 }
-                Err(e) => tracing::error!(error = %e, "cannot renew the operator's client certificate"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot renew the operator's client certificate")
+                }
             }
         }
         identity.0.clone()
@@ -207,7 +222,11 @@ impl TonicAgent {
 }
 
 impl AgentApi for TonicAgent {
-    async fn start_backup(&self, target: &AgentTarget, request: pb::StartBackupRequest) -> Result<pb::Operation, AgentError> {
+    async fn start_backup(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBackupRequest,
+    ) -> Result<pb::Operation, AgentError> {
         let id = request.operation_id.clone();
         let mut client = self.client(target)?;
         client
@@ -217,7 +236,11 @@ impl AgentApi for TonicAgent {
             .map_err(|s| self.fail(target, &s, &id))
     }
 
-    async fn get_operation(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+    async fn get_operation(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> Result<pb::Operation, AgentError> {
         let mut client = self.client(target)?;
         client
             .get_operation(pb::GetOperationRequest {
@@ -249,11 +272,19 @@ impl<A: AgentApi> AgentApi for Arc<A> {
         (**self).start_backup(target, request)
     }
 
-    fn get_operation(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+    fn get_operation(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
         (**self).get_operation(target, id)
     }
 
-    fn cancel(&self, target: &AgentTarget, id: &str) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+    fn cancel(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
         (**self).cancel(target, id)
     }
 }
@@ -312,7 +343,11 @@ pub mod fake {
     }
 
     impl AgentApi for FakeAgent {
-        async fn start_backup(&self, target: &AgentTarget, request: pb::StartBackupRequest) -> Result<pb::Operation, AgentError> {
+        async fn start_backup(
+            &self,
+            target: &AgentTarget,
+            request: pb::StartBackupRequest,
+        ) -> Result<pb::Operation, AgentError> {
             let mut state = self.state();
             if let Some(e) = state.fail_next.take() {
                 return Err(e);
@@ -337,17 +372,26 @@ pub mod fake {
                     phase: pb::Phase::Connecting as i32,
                     ..pb::Progress::default()
                 }),
-                repository_url: request.repository.as_ref().map(|r| r.url.clone()).unwrap_or_default(),
+                repository_url: request
+                    .repository
+                    .as_ref()
+                    .map(|r| r.url.clone())
+                    .unwrap_or_default(),
                 backup_name: request.backup_name.clone(),
                 ..pb::Operation::default()
             };
-            state
-                .operations
-                .insert(request.operation_id.clone(), (target.pod.clone(), op.clone()));
+            state.operations.insert(
+                request.operation_id.clone(),
+                (target.pod.clone(), op.clone()),
+            );
             Ok(op)
         }
 
-        async fn get_operation(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+        async fn get_operation(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::Operation, AgentError> {
             let mut state = self.state();
             if let Some(e) = state.fail_next.take() {
                 return Err(e);
@@ -362,7 +406,11 @@ pub mod fake {
                 })
         }
 
-        async fn cancel(&self, target: &AgentTarget, id: &str) -> Result<pb::Operation, AgentError> {
+        async fn cancel(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::Operation, AgentError> {
             let mut state = self.state();
             if let Some(e) = state.fail_next.take() {
                 return Err(e);

@@ -15,7 +15,12 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Wanted {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Wanted {
         Wanted {
             type_,
             status,
@@ -28,7 +33,12 @@ impl Wanted {
 /// The conditions to write: each wanted one, stamped with `generation`, its
 /// transition time kept when its status did not change. Conditions of other
 /// types are kept as they were.
-pub fn merge(existing: &[Condition], wanted: &[Wanted], generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn merge(
+    existing: &[Condition],
+    wanted: &[Wanted],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     let mut out: Vec<Condition> = existing
         .iter()
         .filter(|c| !wanted.iter().any(|w| w.type_ == c.type_))
@@ -69,14 +79,33 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
-        let first = merge(&[], &[Wanted::new("Ready", false, "Running", "copying")], Some(1), at(100));
+        let first = merge(
+            &[],
+            &[Wanted::new("Ready", false, "Running", "copying")],
+            Some(1),
+            at(100),
+        );
         assert_eq!(first[0].last_transition_time, Time(at(100)));
 
-        let same = merge(&first, &[Wanted::new("Ready", false, "Running", "still copying")], Some(1), at(200));
-        assert_eq!(same[0].last_transition_time, Time(at(100)), "same status keeps its time");
+        let same = merge(
+            &first,
+            &[Wanted::new("Ready", false, "Running", "still copying")],
+            Some(1),
+            at(200),
+        );
+        assert_eq!(
+            same[0].last_transition_time,
+            Time(at(100)),
+            "same status keeps its time"
+        );
         assert_eq!(same[0].message, "still copying");
 
-        let flipped = merge(&same, &[Wanted::new("Ready", true, "Completed", "done")], Some(2), at(300));
+        let flipped = merge(
+            &same,
+            &[Wanted::new("Ready", true, "Completed", "done")],
+            Some(2),
+            at(300),
+        );
         assert_eq!(flipped[0].last_transition_time, Time(at(300)));
         assert_eq!(flipped[0].observed_generation, Some(2));
     }

@@ -39,7 +39,13 @@ pub struct Context<A: AgentApi> {
 }
 
 impl<A: AgentApi> Context<A> {
-    pub fn new(client: Client, agent: A, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        agent: A,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -59,8 +65,14 @@ impl<A: AgentApi> Context<A> {
 
     /// Tells an Event about `obj`. An Event that cannot be written is
     /// logged, never a reason to fail a reconcile.
-    pub async fn event<K>(&self, obj: &K, warning: bool, reason: &str, action: &str, message: String)
-    where
+    pub async fn event<K>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        message: String,
+    ) where
         K: Resource<DynamicType = ()>,
     {
         let event = Event {
@@ -186,7 +198,11 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

@@ -25,7 +25,11 @@ pub struct PodBuilder {
 impl PodBuilder {
     /// A ready pod of StatefulSet `db` with the agent, in namespace `prod`.
     pub fn named(name: &str) -> PodBuilder {
-        let ordinal: u8 = name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let ordinal: u8 = name
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         PodBuilder {
             pod: Pod {
                 metadata: ObjectMeta {
@@ -201,7 +205,9 @@ impl BackupBuilder {
     }
 
     fn status(&mut self) -> &mut MySQLBackupStatus {
-        self.backup.status.get_or_insert_with(MySQLBackupStatus::default)
+        self.backup
+            .status
+            .get_or_insert_with(MySQLBackupStatus::default)
     }
 
     pub fn running_on(mut self, pod: &str) -> Self {
@@ -336,7 +342,11 @@ impl ScheduleBuilder {
             retention: None,
             backup_template: BackupTemplate {
                 metadata: None,
-                spec: BackupBuilder::named("x").on_stateful_set("db").storing_in_s3("bk", None).build().spec,
+                spec: BackupBuilder::named("x")
+                    .on_stateful_set("db")
+                    .storing_in_s3("bk", None)
+                    .build()
+                    .spec,
             },
         };
         let mut schedule = MySQLBackupSchedule::new("nightly", spec);
@@ -368,17 +378,29 @@ impl ScheduleBuilder {
     }
 
     pub fn keep_last(mut self, n: u32) -> Self {
-        self.schedule.spec.retention.get_or_insert_with(Retention::default).keep_last = Some(n);
+        self.schedule
+            .spec
+            .retention
+            .get_or_insert_with(Retention::default)
+            .keep_last = Some(n);
         self
     }
 
     pub fn max_age(mut self, age: &str) -> Self {
-        self.schedule.spec.retention.get_or_insert_with(Retention::default).max_age = Some(age.into());
+        self.schedule
+            .spec
+            .retention
+            .get_or_insert_with(Retention::default)
+            .max_age = Some(age.into());
         self
     }
 
     pub fn keep_failed(mut self, n: u32) -> Self {
-        self.schedule.spec.retention.get_or_insert_with(Retention::default).keep_failed = n;
+        self.schedule
+            .spec
+            .retention
+            .get_or_insert_with(Retention::default)
+            .keep_failed = n;
         self
     }
 

@@ -38,7 +38,12 @@ pub enum Decision {
 }
 
 /// What this replica should do about the lease, at `now`.
-pub fn decide(lease: Option<&Lease>, me: &str, now: Timestamp, default_duration: Duration) -> Decision {
+pub fn decide(
+    lease: Option<&Lease>,
+    me: &str,
+    now: Timestamp,
+    default_duration: Duration,
+) -> Decision {
     let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
         return Decision::Acquire;
     };
@@ -70,7 +75,12 @@ pub fn decide(lease: Option<&Lease>, me: &str, now: Timestamp, default_duration:
 }
 
 /// The lease as this replica writes it.
-fn ours(settings: &LeaseSettings, previous: Option<&Lease>, acquiring: bool, now: Timestamp) -> Lease {
+fn ours(
+    settings: &LeaseSettings,
+    previous: Option<&Lease>,
+    acquiring: bool,
+    now: Timestamp,
+) -> Lease {
     let old = previous.and_then(|l| l.spec.clone()).unwrap_or_default();
     Lease {
         metadata: ObjectMeta {
@@ -82,7 +92,11 @@ fn ours(settings: &LeaseSettings, previous: Option<&Lease>, acquiring: bool, now
         spec: Some(LeaseSpec {
             holder_identity: Some(settings.identity.clone()),
             lease_duration_seconds: Some(settings.duration.as_secs() as i32),
-            acquire_time: if acquiring { Some(MicroTime(now)) } else { old.acquire_time },
+            acquire_time: if acquiring {
+                Some(MicroTime(now))
+            } else {
+                old.acquire_time
+            },
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(old.lease_transitions.unwrap_or(0) + i32::from(acquiring)),
             ..LeaseSpec::default()
@@ -107,7 +121,12 @@ impl LeaderElection {
     async fn try_hold(&self) -> kube::Result<bool> {
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.settings.name).await?;
-        let decision = decide(current.as_ref(), &self.settings.identity, now, self.settings.duration);
+        let decision = decide(
+            current.as_ref(),
+            &self.settings.identity,
+            now,
+            self.settings.duration,
+        );
         let lease = match &decision {
             Decision::Follow { .. } => return Ok(false),
             Decision::Acquire => ours(&self.settings, current.as_ref(), true, now),
@@ -196,7 +215,10 @@ mod tests {
     fn a_missing_or_expired_lease_is_taken_and_a_live_one_followed() {
         let now: Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
         assert_eq!(decide(None, "a", now, D), Decision::Acquire);
-        assert_eq!(decide(Some(&lease("a", "2026-11-21T11:59:55Z", 15)), "a", now, D), Decision::Renew);
+        assert_eq!(
+            decide(Some(&lease("a", "2026-11-21T11:59:55Z", 15)), "a", now, D),
+            Decision::Renew
+        );
         assert_eq!(
             decide(Some(&lease("b", "2026-11-21T11:59:55Z", 15)), "a", now, D),
             Decision::Follow {
@@ -204,8 +226,14 @@ mod tests {
                 until: "2026-11-21T12:00:10Z".parse().unwrap()
             }
         );
-        assert_eq!(decide(Some(&lease("b", "2026-11-21T11:59:40Z", 15)), "a", now, D), Decision::Acquire);
-        assert_eq!(decide(Some(&lease("", "2026-11-21T11:59:59Z", 15)), "a", now, D), Decision::Acquire);
+        assert_eq!(
+            decide(Some(&lease("b", "2026-11-21T11:59:40Z", 15)), "a", now, D),
+            Decision::Acquire
+        );
+        assert_eq!(
+            decide(Some(&lease("", "2026-11-21T11:59:59Z", 15)), "a", now, D),
+            Decision::Acquire
+        );
     }
 
     #[test]
@@ -218,9 +246,17 @@ mod tests {
             renew_every: Duration::from_secs(5),
         };
         let now: Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
-        let taken = ours(&settings, Some(&lease("b", "2026-11-21T11:00:00Z", 15)), true, now);
+        let taken = ours(
+            &settings,
+            Some(&lease("b", "2026-11-21T11:00:00Z", 15)),
+            true,
+            now,
+        );
         let spec = taken.spec.clone().unwrap();
-        assert_eq!((spec.holder_identity.as_deref(), spec.lease_transitions), (Some("a"), Some(1)));
+        assert_eq!(
+            (spec.holder_identity.as_deref(), spec.lease_transitions),
+            (Some("a"), Some(1))
+        );
         let renewed = ours(&settings, Some(&taken), false, now);
         assert_eq!(renewed.spec.unwrap().lease_transitions, Some(1));
     }

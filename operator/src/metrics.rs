@@ -54,7 +54,11 @@ impl Metrics {
         let backup_transitions = Family::<PhaseLabels, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_failures", "Reconciles that failed, by error", failures.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by error",
+            failures.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "How long a reconcile took",
@@ -65,7 +69,11 @@ impl Metrics {
             "MySQLBackups entering a phase",
             backup_transitions.clone(),
         );
-        registry.register("leader", "1 while this replica is the leader", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -78,7 +86,9 @@ impl Metrics {
 
     /// Counts a reconcile and times it until the guard drops.
     pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer<'_> {
-        self.reconciles.get_or_create(&ControllerLabels { controller }).inc();
+        self.reconciles
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
         ReconcileTimer {
             metrics: self,
             controller,
@@ -87,7 +97,9 @@ impl Metrics {
     }
 
     pub fn failure(&self, controller: &'static str, error: &'static str) {
-        self.failures.get_or_create(&FailureLabels { controller, error }).inc();
+        self.failures
+            .get_or_create(&FailureLabels { controller, error })
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -125,8 +137,15 @@ mod tests {
         drop(metrics.reconcile("backup"));
         metrics.failure("backup", "agent");
         let text = metrics.render();
-        assert!(text.contains("innoxide_operator_reconciles_total{controller=\"backup\"} 1"), "{text}");
-        assert!(text.contains("innoxide_operator_reconcile_failures_total{controller=\"backup\",error=\"agent\"} 1"));
-        assert!(text.contains("innoxide_operator_reconcile_duration_seconds_count{controller=\"backup\"} 1"));
+        assert!(
+            text.contains("innoxide_operator_reconciles_total{controller=\"backup\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "innoxide_operator_reconcile_failures_total{controller=\"backup\",error=\"agent\"} 1"
+        ));
+        assert!(text.contains(
+            "innoxide_operator_reconcile_duration_seconds_count{controller=\"backup\"} 1"
+        ));
     }
 }

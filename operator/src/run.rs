@@ -25,7 +25,11 @@ use crate::wiring::controller::{Wiring, load_or_create_ca};
 use crate::{backup, schedule, wiring};
 
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "innoxide-operator", version, about = "Kubernetes operator for Innoxide MySQL backups")]
+#[command(
+    name = "innoxide-operator",
+    version,
+    about = "Kubernetes operator for Innoxide MySQL backups"
+)]
 pub struct Config {
     /// The namespace the operator runs in: its CA Secret and Lease live there.
     #[arg(long, env = "POD_NAMESPACE", default_value = "innoxide-system")]
@@ -34,7 +38,11 @@ pub struct Config {
     #[arg(long, env = "POD_NAME", default_value = "innoxide-operator")]
     pub identity: String,
     /// The Secret that holds the operator's CA (made on first start).
-    #[arg(long, env = "INNOXIDE_CA_SECRET", default_value = "innoxide-operator-ca")]
+    #[arg(
+        long,
+        env = "INNOXIDE_CA_SECRET",
+        default_value = "innoxide-operator-ca"
+    )]
     pub ca_secret: String,
     /// The image with the agent binary at /usr/local/bin/innoxide-agent.
     #[arg(long, env = "INNOXIDE_AGENT_IMAGE", default_value = concat!("innoxide/innoxide-agent:", env!("CARGO_PKG_VERSION")))]
@@ -53,17 +61,26 @@ pub struct Config {
 }
 
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
-        builder.json().with_current_span(true).with_span_list(false).init();
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
 }
 
-async fn serve_http(listen: SocketAddr, metrics: Arc<Metrics>, ready: CancellationToken) -> anyhow::Result<()> {
+async fn serve_http(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: CancellationToken,
+) -> anyhow::Result<()> {
     use axum::http::{StatusCode, header};
     let app = axum::Router::new()
         .route(
@@ -72,7 +89,10 @@ async fn serve_http(listen: SocketAddr, metrics: Arc<Metrics>, ready: Cancellati
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         metrics.render(),
                     )
                 }
@@ -95,7 +115,9 @@ async fn serve_http(listen: SocketAddr, metrics: Arc<Metrics>, ready: Cancellati
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
-    axum::serve(listener, app).await.context("the metrics server failed")
+    axum::serve(listener, app)
+        .await
+        .context("the metrics server failed")
 }
 
 /// Runs the operator until SIGTERM, or until it loses leadership.
@@ -137,7 +159,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ca = load_or_create_ca(&client, &config.namespace, &config.ca_secret, clock.now())
         .await
         .context("cannot load or create the operator's CA Secret")?;
-    let agent = Arc::new(TonicAgent::new(ca.clone()).context("cannot issue the operator's client certificate")?);
+    let agent = Arc::new(
+        TonicAgent::new(ca.clone()).context("cannot issue the operator's client certificate")?,
+    );
     let settings = Settings {
         namespace: config.namespace.clone(),
         ca_secret: config.ca_secret.clone(),
@@ -145,8 +169,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             agent_image: config.agent_image.clone(),
         },
     };
-    let ctx = Arc::new(Context::new(client.clone(), agent, clock, metrics.clone(), settings));
-    let wiring_ctx = Arc::new(Wiring { ctx: ctx.clone(), ca });
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        agent,
+        clock,
+        metrics.clone(),
+        settings,
+    ));
+    let wiring_ctx = Arc::new(Wiring {
+        ctx: ctx.clone(),
+        ca,
+    });
 
     let shutdown = {
         let lost = lost.clone();
@@ -186,14 +219,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ctx.clone(),
     )
     .for_each(|_| futures::future::ready(()));
-    let statefulsets = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            wiring::controller::reconcile,
-            |obj, err, w| error_policy(wiring::controller::CONTROLLER, obj.as_ref(), err, &w.ctx),
-            wiring_ctx,
-        )
-        .for_each(|_| futures::future::ready(()));
+    let statefulsets = Controller::new(
+        Api::<StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        wiring::controller::reconcile,
+        |obj, err, w| error_policy(wiring::controller::CONTROLLER, obj.as_ref(), err, &w.ctx),
+        wiring_ctx,
+    )
+    .for_each(|_| futures::future::ready(()));
     tracing::info!("controllers running");
     futures::join!(backups, schedules, statefulsets);
     metrics.leader.set(0);

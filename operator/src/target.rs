@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::BackupSource;
 use crate::wiring::{AGENT_CONTAINER, AGENT_PORT, AGENT_PORT_ANNOTATION};
@@ -47,7 +47,10 @@ impl SelectError {
     /// to ones that need someone to change something. Both are retried;
     /// only the message differs.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SelectError::NotReady { .. } | SelectError::NoPods { .. })
+        matches!(
+            self,
+            SelectError::NotReady { .. } | SelectError::NoPods { .. }
+        )
     }
 }
 
@@ -92,7 +95,10 @@ fn not_ready(pod: &Pod) -> Option<String> {
     if !ready {
         return Some("not Ready".into());
     }
-    if status.and_then(|s| s.pod_ip.as_deref()).is_none_or(str::is_empty) {
+    if status
+        .and_then(|s| s.pod_ip.as_deref())
+        .is_none_or(str::is_empty)
+    {
         return Some("no pod IP yet".into());
     }
     None
@@ -253,7 +259,10 @@ mod tests {
             PodBuilder::named("db-1").primary().build(),
             PodBuilder::named("db-2").replica().build(),
         ];
-        assert_eq!(pick(&by_source(BackupSource::Primary), &pods), Ok("db-1".into()));
+        assert_eq!(
+            pick(&by_source(BackupSource::Primary), &pods),
+            Ok("db-1".into())
+        );
     }
 
     #[test]
@@ -274,9 +283,16 @@ mod tests {
 
     #[test]
     fn several_unlabelled_pods_make_the_primary_ambiguous() {
-        let pods = [PodBuilder::named("db-0").build(), PodBuilder::named("db-1").build()];
+        let pods = [
+            PodBuilder::named("db-0").build(),
+            PodBuilder::named("db-1").build(),
+        ];
         let err = pick(&by_source(BackupSource::Primary), &pods).unwrap_err();
-        assert!(err.to_string().contains("label it innoxide.dev/role=primary"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("label it innoxide.dev/role=primary"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -286,7 +302,10 @@ mod tests {
             PodBuilder::named("db-2").replica().build(),
             PodBuilder::named("db-1").replica().not_ready().build(),
         ];
-        assert_eq!(pick(&by_source(BackupSource::PreferReplica), &pods), Ok("db-2".into()));
+        assert_eq!(
+            pick(&by_source(BackupSource::PreferReplica), &pods),
+            Ok("db-2".into())
+        );
     }
 
     #[test]
@@ -295,7 +314,10 @@ mod tests {
             PodBuilder::named("db-0").primary().build(),
             PodBuilder::named("db-1").replica().without_agent().build(),
         ];
-        assert_eq!(pick(&by_source(BackupSource::PreferReplica), &pods), Ok("db-0".into()));
+        assert_eq!(
+            pick(&by_source(BackupSource::PreferReplica), &pods),
+            Ok("db-0".into())
+        );
     }
 
     #[test]
@@ -311,9 +333,18 @@ mod tests {
             role_label: crate::api::DEFAULT_ROLE_LABEL,
         };
         assert_eq!(pick(&named("db-0"), &pods), Ok("db-0".into()));
-        assert!(matches!(pick(&named("db-1"), &pods), Err(SelectError::NotReady { .. })));
-        assert!(matches!(pick(&named("db-2"), &pods), Err(SelectError::NoAgent { .. })));
-        assert!(matches!(pick(&named("db-9"), &pods), Err(SelectError::PodNotFound { .. })));
+        assert!(matches!(
+            pick(&named("db-1"), &pods),
+            Err(SelectError::NotReady { .. })
+        ));
+        assert!(matches!(
+            pick(&named("db-2"), &pods),
+            Err(SelectError::NoAgent { .. })
+        ));
+        assert!(matches!(
+            pick(&named("db-9"), &pods),
+            Err(SelectError::PodNotFound { .. })
+        ));
     }
 
     #[test]
@@ -327,7 +358,9 @@ mod tests {
 
     #[test]
     fn the_agent_port_annotation_overrides_the_default() {
-        let pods = [PodBuilder::named("db-0").annotation(AGENT_PORT_ANNOTATION, "7443").build()];
+        let pods = [PodBuilder::named("db-0")
+            .annotation(AGENT_PORT_ANNOTATION, "7443")
+            .build()];
         let target = select(&by_source(BackupSource::Primary), &[&pods[0]], "x").unwrap();
         assert_eq!(target.port, 7443);
     }
@@ -335,8 +368,12 @@ mod tests {
     #[test]
     fn custom_role_labels_are_read() {
         let pods = [
-            PodBuilder::named("db-0").label("moco.cybozu.com/role", "replica").build(),
-            PodBuilder::named("db-1").label("moco.cybozu.com/role", "primary").build(),
+            PodBuilder::named("db-0")
+                .label("moco.cybozu.com/role", "replica")
+                .build(),
+            PodBuilder::named("db-1")
+                .label("moco.cybozu.com/role", "primary")
+                .build(),
         ];
         let rule = Rule::Source {
             source: BackupSource::Primary,

@@ -108,7 +108,11 @@ mod tests {
         assert_eq!(parse_quantity_bytes("1G"), Ok(1_000_000_000));
         assert_eq!(parse_quantity_bytes("1.5Gi"), Ok(3 << 29));
         assert_eq!(parse_quantity_bytes("4096"), Ok(4096));
-        assert!(parse_quantity_bytes("10MB").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_quantity_bytes("10MB")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_quantity_bytes("0").is_err());
         assert!(parse_quantity_bytes("fast").is_err());
     }

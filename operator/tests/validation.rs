@@ -10,7 +10,16 @@ use serde_json::Value;
 
 fn schema_of<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn object(yaml: &str) -> Value {
@@ -60,7 +69,10 @@ fn a_well_formed_backup_is_accepted() {
 
 #[test]
 fn storage_must_be_exactly_one_of_four() {
-    let two = GOOD_BACKUP.replace("  compression: Zstd", "    pvc: {claimName: backups}\n  compression: Zstd");
+    let two = GOOD_BACKUP.replace(
+        "  compression: Zstd",
+        "    pvc: {claimName: backups}\n  compression: Zstd",
+    );
     refused_backup(&two, "storage: set exactly one of s3, gcs, azure or pvc");
     let none = r#"
 spec:
@@ -72,17 +84,29 @@ spec:
 
 #[test]
 fn the_mysql_is_a_statefulset_or_a_selector_not_both() {
-    let both = GOOD_BACKUP.replace("mysql: {statefulSetName: db}", "mysql: {statefulSetName: db, podSelector: {matchLabels: {app: db}}}");
-    refused_backup(&both, "mysql: set exactly one of statefulSetName or podSelector");
+    let both = GOOD_BACKUP.replace(
+        "mysql: {statefulSetName: db}",
+        "mysql: {statefulSetName: db, podSelector: {matchLabels: {app: db}}}",
+    );
+    refused_backup(
+        &both,
+        "mysql: set exactly one of statefulSetName or podSelector",
+    );
     let neither = GOOD_BACKUP.replace("mysql: {statefulSetName: db}", "mysql: {}");
-    refused_backup(&neither, "mysql: set exactly one of statefulSetName or podSelector");
+    refused_backup(
+        &neither,
+        "mysql: set exactly one of statefulSetName or podSelector",
+    );
 }
 
 #[test]
 fn a_named_pod_goes_with_source_pod() {
     let missing = GOOD_BACKUP.replace("source: PreferReplica", "source: Pod");
     refused_backup(&missing, "sourcePod names the pod to back up");
-    let stray = GOOD_BACKUP.replace("source: PreferReplica", "source: Primary\n  sourcePod: db-1");
+    let stray = GOOD_BACKUP.replace(
+        "source: PreferReplica",
+        "source: Primary\n  sourcePod: db-1",
+    );
     refused_backup(&stray, "sourcePod names the pod to back up");
     let named = GOOD_BACKUP.replace("source: PreferReplica", "source: Pod\n  sourcePod: db-1");
     create::<MySQLBackup>(&named).unwrap();
@@ -102,20 +126,35 @@ spec:
 
 #[test]
 fn paths_and_endpoints_are_checked() {
-    refused_backup(&GOOD_BACKUP.replace("prefix: prod/db", "prefix: /prod/db"), "prefix: no leading, trailing or double slash");
-    refused_backup(&GOOD_BACKUP.replace("http://minio.minio:9000", "minio.minio:9000"), "endpoint: a URL that starts with http://");
+    refused_backup(
+        &GOOD_BACKUP.replace("prefix: prod/db", "prefix: /prod/db"),
+        "prefix: no leading, trailing or double slash",
+    );
+    refused_backup(
+        &GOOD_BACKUP.replace("http://minio.minio:9000", "minio.minio:9000"),
+        "endpoint: a URL that starts with http://",
+    );
     let escape = r#"
 spec:
   mysql: {statefulSetName: db}
   storage: {pvc: {claimName: backups, path: a/../../etc}}
 "#;
-    refused_backup(escape, "path: a relative folder inside the volume, without '..'");
+    refused_backup(
+        escape,
+        "path: a relative folder inside the volume, without '..'",
+    );
 }
 
 #[test]
 fn throttle_is_a_quantity() {
-    refused_backup(&GOOD_BACKUP.replace("throttle: 200Mi", "throttle: 10MB"), "throttle: bytes per second as a quantity");
-    refused_backup(&GOOD_BACKUP.replace("throttle: 200Mi", "throttle: \"0\""), "throttle: bytes per second as a quantity");
+    refused_backup(
+        &GOOD_BACKUP.replace("throttle: 200Mi", "throttle: 10MB"),
+        "throttle: bytes per second as a quantity",
+    );
+    refused_backup(
+        &GOOD_BACKUP.replace("throttle: 200Mi", "throttle: \"0\""),
+        "throttle: bytes per second as a quantity",
+    );
     create::<MySQLBackup>(&GOOD_BACKUP.replace("throttle: 200Mi", "throttle: 1.5G")).unwrap();
 }
 
@@ -157,19 +196,34 @@ fn a_well_formed_schedule_is_accepted() {
 
 #[test]
 fn a_schedule_has_five_cron_fields() {
-    refused_schedule(&GOOD_SCHEDULE.replace("\"0 3 * * *\"", "\"0 3 * *\""), "schedule: five cron fields");
-    refused_schedule(&GOOD_SCHEDULE.replace("\"0 3 * * *\"", "\"every day\""), "schedule: five cron fields");
+    refused_schedule(
+        &GOOD_SCHEDULE.replace("\"0 3 * * *\"", "\"0 3 * *\""),
+        "schedule: five cron fields",
+    );
+    refused_schedule(
+        &GOOD_SCHEDULE.replace("\"0 3 * * *\"", "\"every day\""),
+        "schedule: five cron fields",
+    );
 }
 
 #[test]
 fn retention_says_something_and_ages_have_units() {
-    refused_schedule(&GOOD_SCHEDULE.replace("{keepLast: 7, maxAge: 30d}", "{}"), "retention: set keepLast, maxAge or both");
-    refused_schedule(&GOOD_SCHEDULE.replace("maxAge: 30d", "maxAge: 30 days"), "maxAge: a number and a unit");
+    refused_schedule(
+        &GOOD_SCHEDULE.replace("{keepLast: 7, maxAge: 30d}", "{}"),
+        "retention: set keepLast, maxAge or both",
+    );
+    refused_schedule(
+        &GOOD_SCHEDULE.replace("maxAge: 30d", "maxAge: 30 days"),
+        "maxAge: a number and a unit",
+    );
 }
 
 #[test]
 fn the_template_is_held_to_the_backup_s_rules() {
-    let two = GOOD_SCHEDULE.replace("storage: {s3: {bucket: backups}}", "storage: {s3: {bucket: backups}, gcs: {bucket: other}}");
+    let two = GOOD_SCHEDULE.replace(
+        "storage: {s3: {bucket: backups}}",
+        "storage: {s3: {bucket: backups}, gcs: {bucket: other}}",
+    );
     refused_schedule(&two, "storage: set exactly one of s3, gcs, azure or pvc");
 }
 

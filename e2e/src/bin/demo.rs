@@ -36,7 +36,10 @@ fn agent_binary() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let agent = me.with_file_name("innoxide-agent");
     if !agent.exists() {
-        bail!("{} not found: build it first (make demo does)", agent.display());
+        bail!(
+            "{} not found: build it first (make demo does)",
+            agent.display()
+        );
     }
     Ok(agent)
 }
@@ -70,7 +73,14 @@ async fn agent(args: &[&str]) -> Result<String> {
         .await
         .with_context(|| format!("running {}", binary.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev() {
+    for line in stderr
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         println!("      {line}");
     }
     if !out.status.success() {
@@ -85,7 +95,9 @@ async fn run() -> Result<bool> {
         started: Instant::now(),
         rows: Vec::new(),
     };
-    let work = tempfile::Builder::new().prefix("innoxide-demo-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("innoxide-demo-")
+        .tempdir()?;
     let backups = work.path().join("backups");
     let restored_datadir = work.path().join("restored-datadir");
 
@@ -118,7 +130,10 @@ async fn run() -> Result<bool> {
     let backup_dir = PathBuf::from(&location);
     let manifest = std::fs::read_to_string(backup_dir.join("innoxide.json"))?;
     let manifest: serde_json::Value = serde_json::from_str(&manifest)?;
-    let gtid = manifest["gtid_executed"].as_str().unwrap_or_default().to_owned();
+    let gtid = manifest["gtid_executed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     println!(
         "    backup at {} — binlog {}:{}, last_lsn {}",
         backup_dir.display(),

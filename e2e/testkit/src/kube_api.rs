@@ -39,9 +39,10 @@ use crate::testbed::kube_api_prefix;
 /// server: ours (and its subgroups, `*.innoxide.dev`) and CRDs themselves.
 pub const REAL_API_GROUPS: [&str; 2] = ["innoxide.dev", "apiextensions.k8s.io"];
 
-/// The admission plugins the apiserver enables by default that need core
+/// The admission plugins the apiserver enables by default; each needs core
 /// resources it does not serve (Namespaces, webhook configurations, admission
-/// policies): left on, every write fails or hangs.
+/// policies). Any one of them left on refuses writes with 403 "not yet ready
+/// to handle request" (after a 10 s wait) because its informers never sync.
 const DISABLED_ADMISSION_PLUGINS: &str = "NamespaceLifecycle,MutatingAdmissionWebhook,\
 ValidatingAdmissionWebhook,MutatingAdmissionPolicy,ValidatingAdmissionPolicy";
 
@@ -427,7 +428,7 @@ impl Processes {
                 format!("--authentication-kubeconfig={}", kubeconfig.display()),
                 format!("--authorization-kubeconfig={}", kubeconfig.display()),
                 format!("--kubeconfig={}", kubeconfig.display()),
-                format!("--disable-admission-plugins={}", std::env::var("KDIS").unwrap_or(DISABLED_ADMISSION_PLUGINS.into())),
+                format!("--disable-admission-plugins={DISABLED_ADMISSION_PLUGINS}"),
                 // Priority and fairness reads its configuration from the
                 // flowcontrol API, which this server does not serve.
                 "--enable-priority-and-fairness=false".into(),

@@ -49,6 +49,10 @@ pub struct S3Storage {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Put the bucket in the host name (AWS style) instead of the path
+    /// (what S3-compatible servers expect).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub virtual_hosted_style: bool,
     /// Access keys. Left out: whatever the agent's environment provides
     /// (an IAM role for service accounts, for example).
     #[serde(default, skip_serializing_if = "Option::is_none")]

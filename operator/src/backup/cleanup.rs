@@ -35,7 +35,10 @@ pub enum Step {
     /// its partial output.
     WaitForStop(String),
     /// Delete the backup from the repository.
-    DeleteData { repository: String, backup_name: String },
+    DeleteData {
+        repository: String,
+        backup_name: String,
+    },
     /// Nothing left to do: remove the finalizer.
     Release { warning: Option<String> },
 }
@@ -50,7 +53,12 @@ pub fn may_be_running(backup: &MySQLBackup) -> bool {
 /// The next step of the cleanup. `answer` is what the agent said after a
 /// cancel was asked (only looked at when the operation may be running);
 /// `data_deleted` is whether the data has been deleted in this cleanup.
-pub fn next_step(backup: &MySQLBackup, answer: &AgentAnswer, deleting_for: Duration, data_deleted: bool) -> Step {
+pub fn next_step(
+    backup: &MySQLBackup,
+    answer: &AgentAnswer,
+    deleting_for: Duration,
+    data_deleted: bool,
+) -> Step {
     let mut warning = None;
     if may_be_running(backup) {
         match answer {
@@ -65,7 +73,9 @@ pub fn next_step(backup: &MySQLBackup, answer: &AgentAnswer, deleting_for: Durat
             }
             AgentAnswer::Unreachable(message) => {
                 if deleting_for < GIVE_UP_ON_AGENT_AFTER {
-                    return Step::WaitForStop(format!("cannot reach the agent to cancel the backup: {message}"));
+                    return Step::WaitForStop(format!(
+                        "cannot reach the agent to cancel the backup: {message}"
+                    ));
                 }
                 warning = Some(format!(
                     "could not reach the agent to cancel the backup for {}: deleting anyway ({message})",
@@ -85,7 +95,9 @@ pub fn next_step(backup: &MySQLBackup, answer: &AgentAnswer, deleting_for: Durat
             .status
             .as_ref()
             .and_then(|s| s.backup_name.clone())
-            .unwrap_or_else(|| super::request::backup_name_for(backup.metadata.name.as_deref().unwrap_or_default()));
+            .unwrap_or_else(|| {
+                super::request::backup_name_for(backup.metadata.name.as_deref().unwrap_or_default())
+            });
         return Step::DeleteData {
             repository: backup.spec.storage.repository_url(),
             backup_name,
@@ -109,9 +121,16 @@ mod tests {
 
     #[test]
     fn a_retained_completed_backup_is_released_at_once() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).completed_on("db-0").build();
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .completed_on("db-0")
+            .build();
         assert!(!should_cancel(&backup));
-        assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
+        assert_eq!(
+            next_step(&backup, &AgentAnswer::Nothing, SOON, false),
+            Step::Release { warning: None }
+        );
     }
 
     #[test]
@@ -129,27 +148,54 @@ mod tests {
                 backup_name: "b".into()
             }
         );
-        assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, true), Step::Release { warning: None });
+        assert_eq!(
+            next_step(&backup, &AgentAnswer::Nothing, SOON, true),
+            Step::Release { warning: None }
+        );
     }
 
     #[test]
     fn a_running_backup_is_cancelled_and_waited_for() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).deleting_data().running_on("db-0").build();
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .deleting_data()
+            .running_on("db-0")
+            .build();
         assert!(should_cancel(&backup));
-        assert!(matches!(next_step(&backup, &AgentAnswer::Running, SOON, false), Step::WaitForStop(_)));
-        assert!(matches!(next_step(&backup, &AgentAnswer::Ended, SOON, false), Step::DeleteData { .. }));
+        assert!(matches!(
+            next_step(&backup, &AgentAnswer::Running, SOON, false),
+            Step::WaitForStop(_)
+        ));
+        assert!(matches!(
+            next_step(&backup, &AgentAnswer::Ended, SOON, false),
+            Step::DeleteData { .. }
+        ));
         assert!(
-            matches!(next_step(&backup, &AgentAnswer::PodGone, SOON, false), Step::DeleteData { .. }),
+            matches!(
+                next_step(&backup, &AgentAnswer::PodGone, SOON, false),
+                Step::DeleteData { .. }
+            ),
             "the pod is gone, nothing runs there: delete the partial data"
         );
     }
 
     #[test]
     fn an_unreachable_agent_holds_deletion_back_only_for_a_while() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).running_on("db-0").build();
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .running_on("db-0")
+            .build();
         let silent = AgentAnswer::Unreachable("connection refused".into());
-        assert!(matches!(next_step(&backup, &silent, SOON, false), Step::WaitForStop(_)));
-        let Step::Release { warning: Some(warning) } = next_step(&backup, &silent, LATE, false) else {
+        assert!(matches!(
+            next_step(&backup, &silent, SOON, false),
+            Step::WaitForStop(_)
+        ));
+        let Step::Release {
+            warning: Some(warning),
+        } = next_step(&backup, &silent, LATE, false)
+        else {
             panic!("released with a warning after the grace period");
         };
         assert!(warning.contains("connection refused"), "{warning}");
@@ -157,15 +203,29 @@ mod tests {
 
     #[test]
     fn a_backup_that_never_started_has_nothing_to_stop_or_delete() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("bk", None).deleting_data().build();
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .deleting_data()
+            .build();
         assert!(!should_cancel(&backup));
-        assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
+        assert_eq!(
+            next_step(&backup, &AgentAnswer::Nothing, SOON, false),
+            Step::Release { warning: None }
+        );
     }
 
     #[test]
     fn claims_are_never_deleted_from_by_the_operator() {
-        let mut backup = BackupBuilder::named("b").on_stateful_set("db").storing_on_claim("bk", None).completed_on("db-0").build();
+        let mut backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_on_claim("bk", None)
+            .completed_on("db-0")
+            .build();
         backup.spec.deletion_policy = DeletionPolicy::Delete; // refused by the CRD; pinned here anyway
-        assert_eq!(next_step(&backup, &AgentAnswer::Nothing, SOON, false), Step::Release { warning: None });
+        assert_eq!(
+            next_step(&backup, &AgentAnswer::Nothing, SOON, false),
+            Step::Release { warning: None }
+        );
     }
 }

@@ -42,7 +42,10 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The reconcile entry point, over a guard so one malformed object cannot
 /// stall the controller.
 #[instrument(skip_all, fields(namespace = %guard.namespace().unwrap_or_default(), name = %guard.name_any(), uid))]
-pub async fn reconcile<A: AgentApi>(guard: Arc<DeserializeGuard<MySQLBackup>>, ctx: Arc<Context<A>>) -> Result<Action> {
+pub async fn reconcile<A: AgentApi>(
+    guard: Arc<DeserializeGuard<MySQLBackup>>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let backup = match &guard.0 {
         Ok(backup) => backup.clone(),
@@ -75,18 +78,23 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
         .unwrap_or_else(|| request::backup_name_for(&backup.name_any()));
     let location = backup.spec.storage.location_of(&backup_name);
     let observed = observe(backup, &backup_name, ctx).await?;
-    let (new_status, transition) = next_status(backup, &observed, &backup_name, &location, ctx.clock.now());
+    let (new_status, transition) =
+        next_status(backup, &observed, &backup_name, &location, ctx.clock.now());
     if backup.status.as_ref() != Some(&new_status) {
-        let api: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+        let api: Api<MySQLBackup> =
+            Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
         apply_status(&api, backup, &new_status).await?;
     }
     if let Some(t) = transition {
         tracing::info!(from = ?t.from, to = ?t.to, "{}", t.message);
         ctx.metrics
             .backup_transitions
-            .get_or_create(&crate::metrics::PhaseLabels { phase: t.to.as_str() })
+            .get_or_create(&crate::metrics::PhaseLabels {
+                phase: t.to.as_str(),
+            })
             .inc();
-        ctx.event(backup, t.warning, t.reason, "Backup", t.message).await;
+        ctx.event(backup, t.warning, t.reason, "Backup", t.message)
+            .await;
     }
     Ok(match new_status.phase.unwrap_or_default() {
         BackupPhase::Completed | BackupPhase::Failed => Action::await_change(),
@@ -96,12 +104,20 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
 }
 
 /// Dereference and talk to the agent: everything the status is made from.
-async fn observe<A: AgentApi>(backup: &MySQLBackup, backup_name: &str, ctx: &Context<A>) -> Result<Observed> {
+async fn observe<A: AgentApi>(
+    backup: &MySQLBackup,
+    backup_name: &str,
+    ctx: &Context<A>,
+) -> Result<Observed> {
     let target = match find_target(backup, ctx).await? {
         Ok(target) => target,
         Err(e) => {
             return Ok(Observed::Waiting {
-                reason: if e.is_transient() { "PodNotReady" } else { "NoPod" },
+                reason: if e.is_transient() {
+                    "PodNotReady"
+                } else {
+                    "NoPod"
+                },
                 message: e.to_string(),
             });
         }
@@ -136,7 +152,8 @@ async fn observe<A: AgentApi>(backup: &MySQLBackup, backup_name: &str, ctx: &Con
             });
         }
     };
-    let request = match request::start_backup_request(&backup.spec, &id, backup_name, &credentials) {
+    let request = match request::start_backup_request(&backup.spec, &id, backup_name, &credentials)
+    {
         Ok(r) => r,
         Err(e) => {
             return Ok(Observed::Failed {
@@ -179,7 +196,11 @@ async fn find_target<A: AgentApi>(
 }
 
 /// The pods a MySQL reference names, and how to name the MySQL in messages.
-async fn list_pods(client: &kube::Client, ns: &str, mysql: &MysqlRef) -> Result<(Vec<Pod>, String)> {
+async fn list_pods(
+    client: &kube::Client,
+    ns: &str,
+    mysql: &MysqlRef,
+) -> Result<(Vec<Pod>, String)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     if let Some(name) = &mysql.stateful_set_name {
         let what = format!("StatefulSet {name}");
@@ -192,17 +213,32 @@ async fn list_pods(client: &kube::Client, ns: &str, mysql: &MysqlRef) -> Result<
             .as_ref()
             .map(|s| selector_string(&s.selector))
             .unwrap_or_default();
-        let listed = pods.list(&ListParams::default().labels(&selector)).await?.items;
-        let owned = target::owned_by(&sts, &listed).into_iter().cloned().collect();
+        let listed = pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        let owned = target::owned_by(&sts, &listed)
+            .into_iter()
+            .cloned()
+            .collect();
         return Ok((owned, what));
     }
-    let selector = mysql.pod_selector.as_ref().map(selector_string).unwrap_or_default();
-    let listed = pods.list(&ListParams::default().labels(&selector)).await?.items;
+    let selector = mysql
+        .pod_selector
+        .as_ref()
+        .map(selector_string)
+        .unwrap_or_default();
+    let listed = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
     Ok((listed, format!("pod selector {selector:?}")))
 }
 
 /// A label selector as the API's query string.
-pub fn selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+pub fn selector_string(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> String {
     let mut parts: Vec<String> = selector
         .match_labels
         .iter()
@@ -232,15 +268,22 @@ async fn read_credentials<A: AgentApi>(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut credentials = Credentials::default();
     let spec = &backup.spec;
-    if let Some(s3) = spec.storage.s3.as_ref().and_then(|s| s.credentials_secret_ref.as_ref()) {
-        credentials.s3_access_key_id = match secret_value(&secrets, &s3.name, &s3.access_key_id_key).await? {
-            Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
-            Err(m) => return Ok(Err(m)),
-        };
-        credentials.s3_secret_access_key = match secret_value(&secrets, &s3.name, &s3.secret_access_key_key).await? {
-            Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
-            Err(m) => return Ok(Err(m)),
-        };
+    if let Some(s3) = spec
+        .storage
+        .s3
+        .as_ref()
+        .and_then(|s| s.credentials_secret_ref.as_ref())
+    {
+        credentials.s3_access_key_id =
+            match secret_value(&secrets, &s3.name, &s3.access_key_id_key).await? {
+                Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
+                Err(m) => return Ok(Err(m)),
+            };
+        credentials.s3_secret_access_key =
+            match secret_value(&secrets, &s3.name, &s3.secret_access_key_key).await? {
+                Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
+                Err(m) => return Ok(Err(m)),
+            };
     }
     if let Some(key) = &spec.encryption_key_secret_ref {
         credentials.encryption_key = match secret_value(&secrets, &key.name, &key.key).await? {
@@ -254,14 +297,22 @@ async fn read_credentials<A: AgentApi>(
     if let Some(mysql) = &spec.mysql_credentials {
         let r = &mysql.password_secret_ref;
         credentials.mysql_password = match secret_value(&secrets, &r.name, &r.key).await? {
-            Ok(v) => Some(String::from_utf8_lossy(&v).trim_end_matches(['\r', '\n']).to_owned()),
+            Ok(v) => Some(
+                String::from_utf8_lossy(&v)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
             Err(m) => return Ok(Err(m)),
         };
     }
     Ok(Ok(credentials))
 }
 
-async fn secret_value(secrets: &Api<Secret>, name: &str, key: &str) -> Result<std::result::Result<Vec<u8>, String>> {
+async fn secret_value(
+    secrets: &Api<Secret>,
+    name: &str,
+    key: &str,
+) -> Result<std::result::Result<Vec<u8>, String>> {
     let Some(secret) = secrets.get_opt(name).await? else {
         return Ok(Err(format!("Secret {name} does not exist; create it")));
     };
@@ -293,7 +344,9 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
         match find_target(backup, ctx).await? {
             Err(_) => AgentAnswer::PodGone,
             Ok(target) => match ctx.agent.cancel(&target, &id).await {
-                Ok(op) if op.state == innoxide_proto::agent::v1::OperationState::Running as i32 => AgentAnswer::Running,
+                Ok(op) if op.state == innoxide_proto::agent::v1::OperationState::Running as i32 => {
+                    AgentAnswer::Running
+                }
                 Ok(_) => AgentAnswer::Ended,
                 Err(AgentError::NotFound { .. }) => AgentAnswer::Nothing,
                 Err(e) => AgentAnswer::Unreachable(e.to_string()),
@@ -306,7 +359,10 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
     loop {
         match cleanup::next_step(backup, &answer, deleting_for, data_deleted) {
             Step::WaitForStop(message) => return Err(Error::Waiting(message)),
-            Step::DeleteData { repository, backup_name } => {
+            Step::DeleteData {
+                repository,
+                backup_name,
+            } => {
                 let files = delete_data(backup, &repository, &backup_name, ctx).await?;
                 data_deleted = true;
                 ctx.event(
@@ -320,7 +376,8 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
             }
             Step::Release { warning } => {
                 if let Some(message) = warning {
-                    ctx.event(backup, true, "AgentUnresponsive", "Delete", message).await;
+                    ctx.event(backup, true, "AgentUnresponsive", "Delete", message)
+                        .await;
                 }
                 return Ok(Action::await_change());
             }
@@ -330,7 +387,12 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
 
 /// Deletes the backup from its object store with the repository code: no
 /// agent, no pod needed.
-async fn delete_data<A: AgentApi>(backup: &MySQLBackup, repository: &str, backup_name: &str, ctx: &Context<A>) -> Result<usize> {
+async fn delete_data<A: AgentApi>(
+    backup: &MySQLBackup,
+    repository: &str,
+    backup_name: &str,
+    ctx: &Context<A>,
+) -> Result<usize> {
     let storage_error = |message: String| Error::Storage {
         repository: repository.to_owned(),
         backup: backup_name.to_owned(),
@@ -340,15 +402,19 @@ async fn delete_data<A: AgentApi>(backup: &MySQLBackup, repository: &str, backup
     if let Some(s3) = &backup.spec.storage.s3 {
         options.s3_endpoint = s3.endpoint.clone();
         options.s3_region = s3.region.clone();
+        options.s3_virtual_hosted = s3.virtual_hosted_style;
         let credentials = read_credentials(backup, ctx).await?.map_err(|m| {
             storage_error(format!(
                 "{m}; restore the Secret, or remove the finalizer {BACKUP_FINALIZER} to keep the data"
             ))
         })?;
         options.s3_access_key_id = credentials.s3_access_key_id;
-        options.s3_secret_access_key = credentials.s3_secret_access_key.map(innoxide_agent::secret::Secret::new);
+        options.s3_secret_access_key = credentials
+            .s3_secret_access_key
+            .map(innoxide_agent::secret::Secret::new);
     }
-    let store = innoxide_agent::repo::open(repository, &options).map_err(|e| storage_error(e.to_string()))?;
+    let store = innoxide_agent::repo::open(repository, &options)
+        .map_err(|e| storage_error(e.to_string()))?;
     innoxide_agent::repo::lifecycle::delete(&store, backup_name)
         .await
         .map_err(|e| storage_error(e.to_string()))

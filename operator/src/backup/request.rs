@@ -41,9 +41,11 @@ pub fn backup_name_for(resource_name: &str) -> String {
     if resource_name.len() <= 128 {
         return resource_name.to_owned();
     }
-    let hash = resource_name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = resource_name
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
     format!("{}-{hash:016x}", &resource_name[..111])
 }
 
@@ -82,6 +84,9 @@ pub fn start_backup_request(
         if let Some(region) = &s3.region {
             options.insert("region".to_owned(), region.clone());
         }
+        if s3.virtual_hosted_style {
+            options.insert("virtual_hosted".to_owned(), "true".to_owned());
+        }
         if s3.credentials_secret_ref.is_some() {
             repository_credentials = Some(pb::repository::Credentials::S3(pb::S3Credentials {
                 access_key_id: secret(&credentials.s3_access_key_id),
@@ -90,8 +95,14 @@ pub fn start_backup_request(
             }));
         }
     }
-    if storage.gcs.as_ref().is_some_and(|g| g.credentials_secret_ref.is_some())
-        || storage.azure.as_ref().is_some_and(|a| a.credentials_secret_ref.is_some())
+    if storage
+        .gcs
+        .as_ref()
+        .is_some_and(|g| g.credentials_secret_ref.is_some())
+        || storage
+            .azure
+            .as_ref()
+            .is_some_and(|a| a.credentials_secret_ref.is_some())
     {
         // The agent's API carries S3 keys only; sending the backup without
         // the credentials the user named could write it to the wrong place.
@@ -104,13 +115,18 @@ pub fn start_backup_request(
         options.insert("storage_account".to_owned(), azure.storage_account.clone());
     }
     let throttle = match &spec.throttle {
-        Some(q) => units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("throttle: {e}")))?,
+        Some(q) => {
+            units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("throttle: {e}")))?
+        }
         None => 0,
     };
-    let mysql = spec.mysql_credentials.as_ref().map(|c| pb::MysqlCredentials {
-        user: c.user.clone(),
-        password: secret(&credentials.mysql_password),
-    });
+    let mysql = spec
+        .mysql_credentials
+        .as_ref()
+        .map(|c| pb::MysqlCredentials {
+            user: c.user.clone(),
+            password: secret(&credentials.mysql_password),
+        });
     Ok(pb::StartBackupRequest {
         operation_id: operation_id.to_owned(),
         repository: Some(pb::Repository {
@@ -168,30 +184,56 @@ mod tests {
         let options = request.options.unwrap();
         assert_eq!(options.throttle_bytes_per_second, 200 << 20);
         assert_eq!(options.compression, pb::Compression::Zstd as i32);
-        assert_eq!((request.operation_id.as_str(), request.backup_name.as_str()), ("uid-1", "nightly"));
+        assert_eq!(
+            (request.operation_id.as_str(), request.backup_name.as_str()),
+            ("uid-1", "nightly")
+        );
     }
 
     #[test]
     fn a_claim_becomes_a_folder_inside_the_sidecar() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_on_claim("backups", Some("db1")).build();
-        let request = start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap();
-        assert_eq!(request.repository.unwrap().url, "file:///innoxide/claims/backups/db1");
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_on_claim("backups", Some("db1"))
+            .build();
+        let request =
+            start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap();
+        assert_eq!(
+            request.repository.unwrap().url,
+            "file:///innoxide/claims/backups/db1"
+        );
         assert_eq!(backup.spec.storage.location_of("b"), "pvc://backups/db1/b");
     }
 
     #[test]
     fn a_bad_throttle_is_unusable_with_a_message() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("x", None).throttled("10MB").build();
-        let err = start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap_err();
-        assert!(err.0.starts_with("throttle:") && err.0.contains("200Mi"), "{err}");
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("x", None)
+            .throttled("10MB")
+            .build();
+        let err =
+            start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap_err();
+        assert!(
+            err.0.starts_with("throttle:") && err.0.contains("200Mi"),
+            "{err}"
+        );
     }
 
     #[test]
     fn raw_keys_travel_as_hex_and_bad_keys_are_refused() {
         assert_eq!(encryption_key_text(&[0xab; 32]).unwrap(), "ab".repeat(32));
         let hex = "01".repeat(32);
-        assert_eq!(encryption_key_text(format!("{hex}\n").as_bytes()).unwrap(), hex);
-        assert!(encryption_key_text(b"short").unwrap_err().0.contains("256-bit"));
+        assert_eq!(
+            encryption_key_text(format!("{hex}\n").as_bytes()).unwrap(),
+            hex
+        );
+        assert!(
+            encryption_key_text(b"short")
+                .unwrap_err()
+                .0
+                .contains("256-bit")
+        );
     }
 
     #[test]
@@ -200,7 +242,10 @@ mod tests {
         let b = backup_name_for(&format!("{}b", "a".repeat(199)));
         assert!(a.len() <= 128 && b.len() <= 128);
         assert_ne!(a, b);
-        assert_eq!(backup_name_for("nightly-202611210300"), "nightly-202611210300");
+        assert_eq!(
+            backup_name_for("nightly-202611210300"),
+            "nightly-202611210300"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use innoxide_proto::agent::v1 as pb;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{BackupPhase, BackupProgress, BinlogPosition, LsnRange, MySQLBackup, MySQLBackupStatus};
+use crate::api::{
+    BackupPhase, BackupProgress, BinlogPosition, LsnRange, MySQLBackup, MySQLBackupStatus,
+};
 use crate::conditions::{self, Wanted};
 use crate::units;
 
@@ -14,11 +16,20 @@ use crate::units;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
     /// The backup cannot start yet: a pod, a Secret, another backup.
-    Waiting { reason: &'static str, message: String },
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
     /// The backup can never work as specified, or the agent lost it.
-    Failed { reason: &'static str, message: String },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
     /// The agent's operation, on this pod.
-    Operation { pod: String, operation: Box<pb::Operation> },
+    Operation {
+        pod: String,
+        operation: Box<pb::Operation>,
+    },
 }
 
 /// A phase change, told as an Event.
@@ -32,7 +43,8 @@ pub struct Transition {
 }
 
 fn time_of(ts: Option<&innoxide_proto::prost_types::Timestamp>) -> Option<Time> {
-    ts.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(Time)
+    ts.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+        .map(Time)
 }
 
 /// The agent's step names, as the status shows them.
@@ -93,7 +105,12 @@ pub fn next_status(
             (
                 phase,
                 Wanted::new("Ready", false, reason, message.clone()),
-                Wanted::new("Progressing", phase == BackupPhase::Running, reason, message.clone()),
+                Wanted::new(
+                    "Progressing",
+                    phase == BackupPhase::Running,
+                    reason,
+                    message.clone(),
+                ),
                 message.clone(),
             )
         }
@@ -110,7 +127,8 @@ pub fn next_status(
                 .clone()
                 .or_else(|| time_of(operation.created_at.as_ref()))
                 .or(Some(Time(now)));
-            let state = pb::OperationState::try_from(operation.state).unwrap_or(pb::OperationState::Unspecified);
+            let state = pb::OperationState::try_from(operation.state)
+                .unwrap_or(pb::OperationState::Unspecified);
             let succeeded = state == pb::OperationState::Succeeded;
             if let Some(p) = &operation.progress {
                 status.progress = Some(progress_of(p, succeeded));
@@ -122,7 +140,11 @@ pub fn next_status(
                         .as_ref()
                         .and_then(|p| p.step.clone())
                         .unwrap_or_else(|| "Starting".into());
-                    let percent = status.progress.as_ref().and_then(|p| p.percent.clone()).unwrap_or_default();
+                    let percent = status
+                        .progress
+                        .as_ref()
+                        .and_then(|p| p.percent.clone())
+                        .unwrap_or_default();
                     let message = if operation.cancel_requested {
                         format!("stopping on pod {pod} (cancel requested)")
                     } else {
@@ -136,7 +158,8 @@ pub fn next_status(
                     )
                 }
                 pb::OperationState::Succeeded => {
-                    status.completion_time = time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
+                    status.completion_time =
+                        time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
                     if let Some(pb::operation::Result::Backup(result)) = &operation.result {
                         apply_result(&mut status, result);
                     }
@@ -152,10 +175,13 @@ pub fn next_status(
                     )
                 }
                 pb::OperationState::Failed | pb::OperationState::Cancelled => {
-                    status.completion_time = time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
+                    status.completion_time =
+                        time_of(operation.finished_at.as_ref()).or(Some(Time(now)));
                     let (reason, text) = match &operation.error {
                         Some(e) => (e.reason.as_str(), e.message.as_str()),
-                        None if state == pb::OperationState::Cancelled => ("CANCELLED", "the backup was cancelled"),
+                        None if state == pb::OperationState::Cancelled => {
+                            ("CANCELLED", "the backup was cancelled")
+                        }
                         None => ("UNKNOWN", "the agent gave no reason"),
                     };
                     let message = format!("backup on pod {pod} failed ({reason}): {text}");
@@ -176,7 +202,12 @@ pub fn next_status(
     };
     status.phase = Some(phase);
     status.message = Some(message.clone());
-    status.conditions = conditions::merge(&old.conditions, &[ready, progressing], backup.metadata.generation, now);
+    status.conditions = conditions::merge(
+        &old.conditions,
+        &[ready, progressing],
+        backup.metadata.generation,
+        now,
+    );
     let transition = (old.phase != Some(phase)).then(|| Transition {
         from: old.phase,
         to: phase,
@@ -222,29 +253,51 @@ mod tests {
         "2026-11-21T18:39:12Z".parse().unwrap()
     }
 
-    fn observe(backup: &MySQLBackup, observed: Observed) -> (MySQLBackupStatus, Option<Transition>) {
+    fn observe(
+        backup: &MySQLBackup,
+        observed: Observed,
+    ) -> (MySQLBackupStatus, Option<Transition>) {
         next_status(backup, &observed, "nightly", "s3://b/nightly", now())
     }
 
     #[test]
     fn a_running_operation_shows_its_progress() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).build();
+        let backup = BackupBuilder::named("nightly")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .build();
         let op = OperationBuilder::running().copying(42, 100).build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
+        let (status, transition) = observe(
+            &backup,
+            Observed::Operation {
+                pod: "db-0".into(),
+                operation: Box::new(op),
+            },
+        );
         assert_eq!(status.phase, Some(BackupPhase::Running));
         let progress = status.progress.unwrap();
         assert_eq!((progress.bytes_done, progress.bytes_total), (42, 100));
         assert_eq!(progress.percent.as_deref(), Some("42%"));
         assert_eq!(progress.step.as_deref(), Some("CopyingTablespaces"));
         assert_eq!(status.pod.as_deref(), Some("db-0"));
-        assert_eq!(find(&status.conditions, "Progressing").unwrap().status, "True");
+        assert_eq!(
+            find(&status.conditions, "Progressing").unwrap().status,
+            "True"
+        );
         let t = transition.unwrap();
-        assert_eq!((t.from, t.to, t.reason), (None, BackupPhase::Running, "Started"));
+        assert_eq!(
+            (t.from, t.to, t.reason),
+            (None, BackupPhase::Running, "Started")
+        );
     }
 
     #[test]
     fn a_succeeded_operation_records_positions_and_size() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
+        let backup = BackupBuilder::named("nightly")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .running_on("db-0")
+            .build();
         let op = OperationBuilder::succeeded()
             .result(|r| {
                 r.start_checkpoint_lsn = 1000;
@@ -256,24 +309,63 @@ mod tests {
                 r.bytes = 3 << 29;
             })
             .build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
+        let (status, transition) = observe(
+            &backup,
+            Observed::Operation {
+                pod: "db-0".into(),
+                operation: Box::new(op),
+            },
+        );
         assert_eq!(status.phase, Some(BackupPhase::Completed));
-        assert_eq!(status.lsn, Some(LsnRange { start: 1000, end: 2000, last: Some(2048) }));
-        assert_eq!(status.binlog, Some(BinlogPosition { file: "binlog.000003".into(), position: 157 }));
-        assert_eq!(status.gtid_executed.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77"));
+        assert_eq!(
+            status.lsn,
+            Some(LsnRange {
+                start: 1000,
+                end: 2000,
+                last: Some(2048)
+            })
+        );
+        assert_eq!(
+            status.binlog,
+            Some(BinlogPosition {
+                file: "binlog.000003".into(),
+                position: 157
+            })
+        );
+        assert_eq!(
+            status.gtid_executed.as_deref(),
+            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77")
+        );
         assert_eq!(status.size.as_deref(), Some("1.5Gi"));
         assert_eq!(status.progress.unwrap().percent.as_deref(), Some("100%"));
         assert!(status.completion_time.is_some());
         let ready = find(&status.conditions, "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Completed"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Completed")
+        );
         assert_eq!(transition.unwrap().from, Some(BackupPhase::Running));
     }
 
     #[test]
     fn a_failed_operation_says_why_and_warns() {
-        let backup = BackupBuilder::named("nightly").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
-        let op = OperationBuilder::failed("REDO_OVERWRITTEN", "the redo log wrapped around; raise innodb_redo_log_capacity").build();
-        let (status, transition) = observe(&backup, Observed::Operation { pod: "db-0".into(), operation: Box::new(op) });
+        let backup = BackupBuilder::named("nightly")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .running_on("db-0")
+            .build();
+        let op = OperationBuilder::failed(
+            "REDO_OVERWRITTEN",
+            "the redo log wrapped around; raise innodb_redo_log_capacity",
+        )
+        .build();
+        let (status, transition) = observe(
+            &backup,
+            Observed::Operation {
+                pod: "db-0".into(),
+                operation: Box::new(op),
+            },
+        );
         assert_eq!(status.phase, Some(BackupPhase::Failed));
         assert!(status.message.unwrap().contains("REDO_OVERWRITTEN"));
         let t = transition.unwrap();
@@ -287,36 +379,73 @@ mod tests {
             reason: "AgentUnreachable",
             message: "cannot reach the agent".into(),
         };
-        let fresh = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).build();
+        let fresh = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .build();
         let (status, transition) = observe(&fresh, waiting());
         assert_eq!(status.phase, Some(BackupPhase::Pending));
         assert_eq!(transition.unwrap().to, BackupPhase::Pending);
 
-        let started = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).running_on("db-0").build();
+        let started = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .running_on("db-0")
+            .build();
         let (status, transition) = observe(&started, waiting());
         assert_eq!(status.phase, Some(BackupPhase::Running));
         assert_eq!(transition, None, "no phase change, no event");
-        assert_eq!(find(&status.conditions, "Ready").unwrap().reason, "AgentUnreachable");
+        assert_eq!(
+            find(&status.conditions, "Ready").unwrap().reason,
+            "AgentUnreachable"
+        );
     }
 
     #[test]
     fn the_same_observation_twice_changes_nothing() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).build();
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .build();
         let op = OperationBuilder::running().copying(10, 100).build();
-        let observed = Observed::Operation { pod: "db-0".into(), operation: Box::new(op) };
+        let observed = Observed::Operation {
+            pod: "db-0".into(),
+            operation: Box::new(op),
+        };
         let (first, _) = observe(&backup, observed.clone());
         let mut again = backup.clone();
         again.status = Some(first.clone());
-        let (second, transition) = next_status(&again, &observed, "nightly", "s3://b/nightly", now() + jiff::SignedDuration::from_secs(30));
+        let (second, transition) = next_status(
+            &again,
+            &observed,
+            "nightly",
+            "s3://b/nightly",
+            now() + jiff::SignedDuration::from_secs(30),
+        );
         assert_eq!(first, second, "level-triggered: same input, same status");
         assert_eq!(transition, None);
     }
 
     #[test]
     fn conditions_carry_the_generation() {
-        let backup = BackupBuilder::named("b").on_stateful_set("db").storing_in_s3("b", None).generation(3).build();
-        let (status, _) = observe(&backup, Observed::Failed { reason: "InvalidSpec", message: "no".into() });
-        assert!(status.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .generation(3)
+            .build();
+        let (status, _) = observe(
+            &backup,
+            Observed::Failed {
+                reason: "InvalidSpec",
+                message: "no".into(),
+            },
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
         assert_eq!(status.observed_generation, Some(3));
     }
 }

@@ -52,7 +52,8 @@ pub async fn reconcile<A: AgentApi>(
                 apply_status(&schedules, schedule, &status).await?;
             }
             if was.as_deref() != Some(message.as_str()) {
-                ctx.event(schedule, true, "InvalidSpec", "Schedule", message).await;
+                ctx.event(schedule, true, "InvalidSpec", "Schedule", message)
+                    .await;
             }
             return Ok(Action::await_change());
         }
@@ -86,8 +87,14 @@ pub async fn reconcile<A: AgentApi>(
         apply_status(&schedules, schedule, &plan.status).await?;
     }
     for note in &plan.notes {
-        ctx.event(schedule, note.warning, note.reason, "Schedule", note.message.clone())
-            .await;
+        ctx.event(
+            schedule,
+            note.warning,
+            note.reason,
+            "Schedule",
+            note.message.clone(),
+        )
+        .await;
     }
     Ok(Action::requeue(plan.requeue_after))
 }
@@ -141,9 +148,15 @@ mod tests {
         );
         assert_eq!(backup.spec, schedule.spec.backup_template.spec);
         assert_eq!(backup.labels()[SCHEDULE_LABEL], "nightly");
-        assert_eq!(backup.annotations()[SCHEDULED_AT_ANNOTATION], "2026-11-21T03:00:00Z");
+        assert_eq!(
+            backup.annotations()[SCHEDULED_AT_ANNOTATION],
+            "2026-11-21T03:00:00Z"
+        );
         let owner = &backup.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("MySQLBackupSchedule", "uid-schedule", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("MySQLBackupSchedule", "uid-schedule", Some(true))
+        );
         assert_eq!(backup.namespace().as_deref(), Some("prod"));
     }
 }

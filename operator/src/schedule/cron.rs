@@ -25,7 +25,9 @@ pub struct CronError {
     pub reason: String,
 }
 
-const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 struct Field {
@@ -36,12 +38,37 @@ struct Field {
 }
 
 const FIELDS: [Field; 5] = [
-    Field { name: "minute", min: 0, max: 59, names: &[] },
-    Field { name: "hour", min: 0, max: 23, names: &[] },
-    Field { name: "day of month", min: 1, max: 31, names: &[] },
-    Field { name: "month", min: 1, max: 12, names: &MONTHS },
+    Field {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Field {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    Field {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    Field {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: &MONTHS,
+    },
     // 7 is Sunday too.
-    Field { name: "day of week", min: 0, max: 7, names: &WEEKDAYS },
+    Field {
+        name: "day of week",
+        min: 0,
+        max: 7,
+        names: &WEEKDAYS,
+    },
 ];
 
 impl Cron {
@@ -73,7 +100,8 @@ impl Cron {
         }
         let mut sets = [0u64; 5];
         for (i, (part, field)) in parts.iter().zip(FIELDS.iter()).enumerate() {
-            sets[i] = parse_field(part, field).map_err(|e| err(format!("{} field {part:?}: {e}", field.name)))?;
+            sets[i] = parse_field(part, field)
+                .map_err(|e| err(format!("{} field {part:?}: {e}", field.name)))?;
         }
         // Sunday is 0 and 7.
         if sets[4] & (1 << 7) != 0 {
@@ -93,7 +121,11 @@ impl Cron {
     fn day_matches(&self, date: Date) -> bool {
         let dom = self.days & (1 << date.day()) != 0;
         let dow = self.weekdays & (1 << date.weekday().to_sunday_zero_offset()) != 0;
-        if self.either_day { dom || dow } else { dom && dow }
+        if self.either_day {
+            dom || dow
+        } else {
+            dom && dow
+        }
     }
 
     /// The first time strictly after `after` that matches, read in `tz`.
@@ -117,11 +149,21 @@ impl Cron {
                 continue;
             }
             if !self.day_matches(t.date()) {
-                t = t.date().tomorrow().ok()?.to_datetime(jiff::civil::time(0, 0, 0, 0));
+                t = t
+                    .date()
+                    .tomorrow()
+                    .ok()?
+                    .to_datetime(jiff::civil::time(0, 0, 0, 0));
                 continue;
             }
             if self.hours & (1 << t.hour()) == 0 {
-                t = t.with().minute(0).build().ok()?.checked_add(1.hour()).ok()?;
+                t = t
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
                 continue;
             }
             if self.minutes & (1 << t.minute()) == 0 {
@@ -148,7 +190,9 @@ fn parse_field(text: &str, field: &Field) -> Result<u64, String> {
     for item in text.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => {
-                let step: u32 = step.parse().map_err(|_| format!("step {step:?} is not a number"))?;
+                let step: u32 = step
+                    .parse()
+                    .map_err(|_| format!("step {step:?} is not a number"))?;
                 if step == 0 {
                     return Err("a step of 0".into());
                 }
@@ -176,11 +220,17 @@ fn parse_field(text: &str, field: &Field) -> Result<u64, String> {
 }
 
 fn value(text: &str, field: &Field) -> Result<u32, String> {
-    if let Some(i) = field.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+    if let Some(i) = field
+        .names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(text))
+    {
         let first = if field.min == 1 { 1 } else { 0 };
         return Ok(i as u32 + first);
     }
-    let v: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let v: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     if v < field.min || v > field.max {
         return Err(format!("{v} is out of range {}-{}", field.min, field.max));
     }
@@ -197,45 +247,93 @@ mod tests {
 
     fn next(expr: &str, after: &str, zone: &str) -> String {
         let tz = TimeZone::get(zone).unwrap();
-        Cron::parse(expr).unwrap().next_after(ts(after), &tz).unwrap().to_string()
+        Cron::parse(expr)
+            .unwrap()
+            .next_after(ts(after), &tz)
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn daily_at_three_runs_at_three() {
-        assert_eq!(next("0 3 * * *", "2026-11-21T18:39:12Z", "UTC"), "2026-11-22T03:00:00Z");
-        assert_eq!(next("0 3 * * *", "2026-11-21T02:59:59Z", "UTC"), "2026-11-21T03:00:00Z");
-        assert_eq!(next("0 3 * * *", "2026-11-21T03:00:00Z", "UTC"), "2026-11-22T03:00:00Z", "strictly after");
+        assert_eq!(
+            next("0 3 * * *", "2026-11-21T18:39:12Z", "UTC"),
+            "2026-11-22T03:00:00Z"
+        );
+        assert_eq!(
+            next("0 3 * * *", "2026-11-21T02:59:59Z", "UTC"),
+            "2026-11-21T03:00:00Z"
+        );
+        assert_eq!(
+            next("0 3 * * *", "2026-11-21T03:00:00Z", "UTC"),
+            "2026-11-22T03:00:00Z",
+            "strictly after"
+        );
     }
 
     #[test]
     fn steps_ranges_lists_and_names() {
-        assert_eq!(next("*/15 * * * *", "2026-11-21T18:39:12Z", "UTC"), "2026-11-21T18:45:00Z");
-        assert_eq!(next("5/20 * * * *", "2026-11-21T18:46:00Z", "UTC"), "2026-11-21T19:05:00Z");
-        assert_eq!(next("0 9-17/4 * * *", "2026-11-21T14:00:00Z", "UTC"), "2026-11-21T17:00:00Z");
-        assert_eq!(next("30 2 * * MON,fri", "2026-11-21T00:00:00Z", "UTC"), "2026-11-23T02:30:00Z");
-        assert_eq!(next("0 0 1 JAN *", "2026-11-21T00:00:00Z", "UTC"), "2027-01-01T00:00:00Z");
-        assert_eq!(next("@weekly", "2026-11-21T00:00:00Z", "UTC"), "2026-11-22T00:00:00Z");
-        assert_eq!(next("0 0 * * 7", "2026-11-21T00:00:00Z", "UTC"), "2026-11-22T00:00:00Z", "7 is Sunday");
+        assert_eq!(
+            next("*/15 * * * *", "2026-11-21T18:39:12Z", "UTC"),
+            "2026-11-21T18:45:00Z"
+        );
+        assert_eq!(
+            next("5/20 * * * *", "2026-11-21T18:46:00Z", "UTC"),
+            "2026-11-21T19:05:00Z"
+        );
+        assert_eq!(
+            next("0 9-17/4 * * *", "2026-11-21T14:00:00Z", "UTC"),
+            "2026-11-21T17:00:00Z"
+        );
+        assert_eq!(
+            next("30 2 * * MON,fri", "2026-11-21T00:00:00Z", "UTC"),
+            "2026-11-23T02:30:00Z"
+        );
+        assert_eq!(
+            next("0 0 1 JAN *", "2026-11-21T00:00:00Z", "UTC"),
+            "2027-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            next("@weekly", "2026-11-21T00:00:00Z", "UTC"),
+            "2026-11-22T00:00:00Z"
+        );
+        assert_eq!(
+            next("0 0 * * 7", "2026-11-21T00:00:00Z", "UTC"),
+            "2026-11-22T00:00:00Z",
+            "7 is Sunday"
+        );
     }
 
     #[test]
     fn restricted_day_fields_match_either() {
         // The 1st of the month or any Monday: Monday 23 comes before Dec 1.
-        assert_eq!(next("0 0 1 * 1", "2026-11-21T00:00:00Z", "UTC"), "2026-11-23T00:00:00Z");
+        assert_eq!(
+            next("0 0 1 * 1", "2026-11-21T00:00:00Z", "UTC"),
+            "2026-11-23T00:00:00Z"
+        );
         // Only the day of month restricted: weekday is ignored.
-        assert_eq!(next("0 0 1 * *", "2026-11-21T00:00:00Z", "UTC"), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            next("0 0 1 * *", "2026-11-21T00:00:00Z", "UTC"),
+            "2026-12-01T00:00:00Z"
+        );
     }
 
     #[test]
     fn schedules_are_read_in_their_time_zone() {
         // 03:00 in Berlin is 02:00 UTC in winter.
-        assert_eq!(next("0 3 * * *", "2026-11-21T18:00:00Z", "Europe/Berlin"), "2026-11-22T02:00:00Z");
+        assert_eq!(
+            next("0 3 * * *", "2026-11-21T18:00:00Z", "Europe/Berlin"),
+            "2026-11-22T02:00:00Z"
+        );
     }
 
     #[test]
     fn a_time_skipped_by_dst_runs_right_after_the_gap() {
         // 2027-03-28: Berlin jumps from 02:00 to 03:00; 02:30 does not exist.
-        assert_eq!(next("30 2 * * *", "2027-03-27T12:00:00Z", "Europe/Berlin"), "2027-03-28T01:30:00Z");
+        assert_eq!(
+            next("30 2 * * *", "2027-03-27T12:00:00Z", "Europe/Berlin"),
+            "2027-03-28T01:30:00Z"
+        );
     }
 
     #[test]
@@ -243,20 +341,31 @@ mod tests {
         // 2026-10-25: Berlin goes from 03:00 back to 02:00; 02:30 happens twice.
         let first = next("30 2 * * *", "2026-10-24T12:00:00Z", "Europe/Berlin");
         assert_eq!(first, "2026-10-25T00:30:00Z");
-        assert_eq!(next("30 2 * * *", &first, "Europe/Berlin"), "2026-10-26T01:30:00Z");
+        assert_eq!(
+            next("30 2 * * *", &first, "Europe/Berlin"),
+            "2026-10-26T01:30:00Z"
+        );
     }
 
     #[test]
     fn an_impossible_date_never_runs() {
         let tz = TimeZone::UTC;
-        assert_eq!(Cron::parse("0 0 30 2 *").unwrap().next_after(ts("2026-01-01T00:00:00Z"), &tz), None);
+        assert_eq!(
+            Cron::parse("0 0 30 2 *")
+                .unwrap()
+                .next_after(ts("2026-01-01T00:00:00Z"), &tz),
+            None
+        );
     }
 
     #[test]
     fn bad_expressions_say_what_is_wrong() {
         let reason = |e: &str| Cron::parse(e).unwrap_err().to_string();
         assert!(reason("0 3 * *").contains("4 fields"));
-        assert!(reason("61 * * * *").contains("minute field") && reason("61 * * * *").contains("out of range 0-59"));
+        assert!(
+            reason("61 * * * *").contains("minute field")
+                && reason("61 * * * *").contains("out of range 0-59")
+        );
         assert!(reason("*/0 * * * *").contains("step of 0"));
         assert!(reason("0 5-3 * * *").contains("backwards"));
         assert!(reason("@sometimes").contains("unknown macro"));

@@ -11,7 +11,9 @@ use jiff::tz::TimeZone;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::cron::Cron;
-use crate::api::{BackupPhase, ConcurrencyPolicy, MySQLBackup, MySQLBackupSchedule, MySQLBackupScheduleStatus};
+use crate::api::{
+    BackupPhase, ConcurrencyPolicy, MySQLBackup, MySQLBackupSchedule, MySQLBackupScheduleStatus,
+};
 use crate::conditions::{self, Wanted};
 use crate::units;
 
@@ -42,13 +44,20 @@ pub fn check(schedule: &MySQLBackupSchedule, now: Timestamp) -> Result<Checked, 
             .map_err(|_| format!("timeZone {name:?} is not a known IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)"))?,
     };
     if cron.next_after(now, &tz).is_none() {
-        return Err(format!("schedule {:?} never runs (no such date within five years)", spec.schedule));
+        return Err(format!(
+            "schedule {:?} never runs (no such date within five years)",
+            spec.schedule
+        ));
     }
     let keep_within = match spec.retention.as_ref().and_then(|r| r.max_age.as_deref()) {
         Some(age) => Some(units::parse_age(age).map_err(|e| format!("retention.maxAge: {e}"))?),
         None => None,
     };
-    Ok(Checked { cron, tz, keep_within })
+    Ok(Checked {
+        cron,
+        tz,
+        keep_within,
+    })
 }
 
 /// A backup to create.
@@ -118,7 +127,10 @@ fn latest_due(checked: &Checked, earliest: Timestamp, now: Timestamp) -> Option<
     }
     // Very many runs missed: only the latest counts; look for it in the
     // last eight days (every schedule that runs this often runs weekly).
-    let recent = now.checked_sub(secs(8 * 86_400)).unwrap_or(earliest).max(earliest);
+    let recent = now
+        .checked_sub(secs(8 * 86_400))
+        .unwrap_or(earliest)
+        .max(earliest);
     if recent > cursor {
         return latest_due(checked, recent, now).or(due);
     }
@@ -126,7 +138,12 @@ fn latest_due(checked: &Checked, earliest: Timestamp, now: Timestamp) -> Option<
 }
 
 /// Decides what to do. `owned` are the MySQLBackups this schedule made.
-pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBackup], now: Timestamp) -> Plan {
+pub fn plan(
+    schedule: &MySQLBackupSchedule,
+    checked: &Checked,
+    owned: &[MySQLBackup],
+    now: Timestamp,
+) -> Plan {
     let spec = &schedule.spec;
     let schedule_name = schedule.metadata.name.clone().unwrap_or_default();
     let old = schedule.status.clone().unwrap_or_default();
@@ -139,19 +156,41 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
     let mut replace = Vec::new();
     let mut requeue_after = None;
 
-    let live: Vec<&MySQLBackup> = owned.iter().filter(|b| b.metadata.deletion_timestamp.is_none()).collect();
-    let active: Vec<&MySQLBackup> = live.iter().copied().filter(|b| !b.phase().is_terminal()).collect();
+    let live: Vec<&MySQLBackup> = owned
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .collect();
+    let active: Vec<&MySQLBackup> = live
+        .iter()
+        .copied()
+        .filter(|b| !b.phase().is_terminal())
+        .collect();
 
-    let created = schedule.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let created = schedule
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
     // The latest run since the last one is found even past its deadline,
     // so a missed run is told (and recorded) rather than silently passed.
-    let earliest = old.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created);
-    let due = if spec.suspend { None } else { latest_due(checked, earliest, now) };
+    let earliest = old
+        .last_schedule_time
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(created);
+    let due = if spec.suspend {
+        None
+    } else {
+        latest_due(checked, earliest, now)
+    };
 
     let mut held_back = None;
     if let Some(at) = due {
         let late = now.duration_since(at);
-        let missed = spec.starting_deadline_seconds.is_some_and(|d| late > secs(d));
+        let missed = spec
+            .starting_deadline_seconds
+            .is_some_and(|d| late > secs(d));
         let name = backup_name(&schedule_name, at);
         if missed {
             notes.push(Note {
@@ -163,7 +202,10 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
                 ),
             });
             status.last_schedule_time = Some(Time(at));
-        } else if owned.iter().any(|b| b.metadata.name.as_deref() == Some(name.as_str())) {
+        } else if owned
+            .iter()
+            .any(|b| b.metadata.name.as_deref() == Some(name.as_str()))
+        {
             // Made already (by an earlier reconcile whose status write was lost).
             status.last_schedule_time = Some(Time(at));
         } else {
@@ -192,7 +234,10 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
                         reason: "BackupCreated",
                         message: format!("created MySQLBackup {name} for the run of {at}"),
                     });
-                    create = Some(NewBackup { name: name.clone(), scheduled_at: at });
+                    create = Some(NewBackup {
+                        name: name.clone(),
+                        scheduled_at: at,
+                    });
                     status.last_schedule_time = Some(Time(at));
                 }
             }
@@ -219,8 +264,17 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
         completed.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         // The newest completed backup is always kept, whatever maxAge says.
         let keep_last = Some(retention.keep_last.unwrap_or(1).max(1) as usize);
-        prune = innoxide_agent::repo::lifecycle::plan_prune(&completed, keep_last, checked.keep_within, SystemTime::from(now));
-        let mut failed: Vec<&MySQLBackup> = live.iter().copied().filter(|b| b.phase() == BackupPhase::Failed).collect();
+        prune = innoxide_agent::repo::lifecycle::plan_prune(
+            &completed,
+            keep_last,
+            checked.keep_within,
+            SystemTime::from(now),
+        );
+        let mut failed: Vec<&MySQLBackup> = live
+            .iter()
+            .copied()
+            .filter(|b| b.phase() == BackupPhase::Failed)
+            .collect();
         failed.sort_by_key(|b| (started_at(b), name(b)));
         let extra = failed.len().saturating_sub(retention.keep_failed as usize);
         prune.extend(failed.iter().take(extra).map(|b| name(b)));
@@ -236,9 +290,17 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
     let newest_success = live
         .iter()
         .filter(|b| b.phase() == BackupPhase::Completed)
-        .filter_map(|b| b.status.as_ref().and_then(|s| s.completion_time.as_ref()).map(|t| t.0))
+        .filter_map(|b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.completion_time.as_ref())
+                .map(|t| t.0)
+        })
         .max();
-    status.last_successful_time = match (old.last_successful_time.as_ref().map(|t| t.0), newest_success) {
+    status.last_successful_time = match (
+        old.last_successful_time.as_ref().map(|t| t.0),
+        newest_success,
+    ) {
         (Some(a), Some(b)) => Some(Time(a.max(b))),
         (a, b) => a.or(b).map(Time),
     };
@@ -253,7 +315,11 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
     status.last_backup = create
         .as_ref()
         .map(|c| c.name.clone())
-        .or_else(|| live.iter().max_by_key(|b| (started_at(b), name(b))).map(|b| name(b)))
+        .or_else(|| {
+            live.iter()
+                .max_by_key(|b| (started_at(b), name(b)))
+                .map(|b| name(b))
+        })
         .or(old.last_backup.clone());
 
     let next = if spec.suspend {
@@ -264,11 +330,21 @@ pub fn plan(schedule: &MySQLBackupSchedule, checked: &Checked, owned: &[MySQLBac
     status.next_schedule_time = next.map(Time);
     let ready = match (&held_back, spec.suspend, next) {
         (Some(message), _, _) => Wanted::new("Ready", true, "HeldBack", message.clone()),
-        (None, true, _) => Wanted::new("Ready", true, "Suspended", "suspended: no new backups, no retention"),
-        (None, false, Some(next)) => Wanted::new("Ready", true, "Scheduled", format!("next run at {next}")),
-        (None, false, None) => Wanted::new("Ready", false, "NeverRuns", "the schedule has no next run"),
+        (None, true, _) => Wanted::new(
+            "Ready",
+            true,
+            "Suspended",
+            "suspended: no new backups, no retention",
+        ),
+        (None, false, Some(next)) => {
+            Wanted::new("Ready", true, "Scheduled", format!("next run at {next}"))
+        }
+        (None, false, None) => {
+            Wanted::new("Ready", false, "NeverRuns", "the schedule has no next run")
+        }
     };
-    status.conditions = conditions::merge(&old.conditions, &[ready], schedule.metadata.generation, now);
+    status.conditions =
+        conditions::merge(&old.conditions, &[ready], schedule.metadata.generation, now);
 
     let until_next = next
         .map(|n| n.duration_since(now).unsigned_abs())
@@ -289,7 +365,11 @@ fn name_of(backup: &MySQLBackup) -> String {
 }
 
 /// The conditions and status of a schedule whose spec cannot be followed.
-pub fn invalid_status(schedule: &MySQLBackupSchedule, message: &str, now: Timestamp) -> MySQLBackupScheduleStatus {
+pub fn invalid_status(
+    schedule: &MySQLBackupSchedule,
+    message: &str,
+    now: Timestamp,
+) -> MySQLBackupScheduleStatus {
     let old = schedule.status.clone().unwrap_or_default();
     MySQLBackupScheduleStatus {
         observed_generation: schedule.metadata.generation,
@@ -322,25 +402,38 @@ mod tests {
     }
 
     fn completed(name: &str, at: &str) -> MySQLBackup {
-        BackupBuilder::named(name).of_schedule("nightly", at).completed_at(at).build()
+        BackupBuilder::named(name)
+            .of_schedule("nightly", at)
+            .completed_at(at)
+            .build()
     }
 
     fn failed(name: &str, at: &str) -> MySQLBackup {
-        BackupBuilder::named(name).of_schedule("nightly", at).failed().build()
+        BackupBuilder::named(name)
+            .of_schedule("nightly", at)
+            .failed()
+            .build()
     }
 
     #[test]
     fn nothing_is_due_before_the_first_run() {
-        let schedule = ScheduleBuilder::cron("0 3 * * *").created_at("2026-11-21T12:00:00Z").build();
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .created_at("2026-11-21T12:00:00Z")
+            .build();
         let p = plan_at(&schedule, &[], "2026-11-21T18:00:00Z");
         assert_eq!(p.create, None);
-        assert_eq!(p.status.next_schedule_time, Some(Time(ts("2026-11-22T03:00:00Z"))));
+        assert_eq!(
+            p.status.next_schedule_time,
+            Some(Time(ts("2026-11-22T03:00:00Z")))
+        );
         assert_eq!(p.requeue_after, Duration::from_secs(9 * 3600));
     }
 
     #[test]
     fn a_due_run_creates_a_backup_named_after_its_time() {
-        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .build();
         let p = plan_at(&schedule, &[], "2026-11-21T03:00:05Z");
         assert_eq!(
             p.create,
@@ -349,14 +442,19 @@ mod tests {
                 scheduled_at: ts("2026-11-21T03:00:00Z"),
             })
         );
-        assert_eq!(p.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
+        assert_eq!(
+            p.status.last_schedule_time,
+            Some(Time(ts("2026-11-21T03:00:00Z")))
+        );
         assert_eq!(p.status.active, ["nightly-202611210300"]);
         assert!(p.notes.iter().any(|n| n.reason == "BackupCreated"));
     }
 
     #[test]
     fn after_an_outage_only_the_latest_missed_run_starts() {
-        let schedule = ScheduleBuilder::cron("0 * * * *").last_scheduled("2026-11-20T00:00:00Z").build();
+        let schedule = ScheduleBuilder::cron("0 * * * *")
+            .last_scheduled("2026-11-20T00:00:00Z")
+            .build();
         let p = plan_at(&schedule, &[], "2026-11-21T18:30:00Z");
         assert_eq!(p.create.unwrap().scheduled_at, ts("2026-11-21T18:00:00Z"));
     }
@@ -371,8 +469,15 @@ mod tests {
         assert!(on_time.create.is_some());
         let late = plan_at(&schedule, &[], "2026-11-21T03:11:00Z");
         assert_eq!(late.create, None);
-        assert_eq!(late.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
-        assert!(late.notes.iter().any(|n| n.warning && n.reason == "MissedSchedule"));
+        assert_eq!(
+            late.status.last_schedule_time,
+            Some(Time(ts("2026-11-21T03:00:00Z")))
+        );
+        assert!(
+            late.notes
+                .iter()
+                .any(|n| n.warning && n.reason == "MissedSchedule")
+        );
     }
 
     #[test]
@@ -391,8 +496,14 @@ mod tests {
 
     #[test]
     fn forbid_holds_the_run_back_while_a_backup_runs() {
-        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
-        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .build();
+        let p = plan_at(
+            &schedule,
+            &[running("nightly-202611200300")],
+            "2026-11-21T03:00:05Z",
+        );
         assert_eq!(p.create, None);
         assert_eq!(
             p.status.last_schedule_time,
@@ -400,9 +511,17 @@ mod tests {
             "not recorded: it starts once the running one ends"
         );
         assert_eq!(p.requeue_after, HELD_BACK_RECHECK);
-        assert!(p.status.conditions[0].message.contains("nightly-202611200300 still running"));
+        assert!(
+            p.status.conditions[0]
+                .message
+                .contains("nightly-202611200300 still running")
+        );
         // The running one ends: the held-back run starts.
-        let p = plan_at(&schedule, &[completed("nightly-202611200300", "2026-11-21T03:20:00Z")], "2026-11-21T03:20:05Z");
+        let p = plan_at(
+            &schedule,
+            &[completed("nightly-202611200300", "2026-11-21T03:20:00Z")],
+            "2026-11-21T03:20:05Z",
+        );
         assert_eq!(p.create.unwrap().scheduled_at, ts("2026-11-21T03:00:00Z"));
     }
 
@@ -412,7 +531,11 @@ mod tests {
             .last_scheduled("2026-11-20T03:00:00Z")
             .concurrency(ConcurrencyPolicy::Replace)
             .build();
-        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        let p = plan_at(
+            &schedule,
+            &[running("nightly-202611200300")],
+            "2026-11-21T03:00:05Z",
+        );
         assert_eq!(p.replace, ["nightly-202611200300"]);
         assert_eq!(p.create.unwrap().name, "nightly-202611210300");
         assert_eq!(p.status.active, ["nightly-202611210300"]);
@@ -424,17 +547,33 @@ mod tests {
             .last_scheduled("2026-11-20T03:00:00Z")
             .concurrency(ConcurrencyPolicy::Allow)
             .build();
-        let p = plan_at(&schedule, &[running("nightly-202611200300")], "2026-11-21T03:00:05Z");
+        let p = plan_at(
+            &schedule,
+            &[running("nightly-202611200300")],
+            "2026-11-21T03:00:05Z",
+        );
         assert!(p.replace.is_empty());
-        assert_eq!(p.status.active, ["nightly-202611200300", "nightly-202611210300"]);
+        assert_eq!(
+            p.status.active,
+            ["nightly-202611200300", "nightly-202611210300"]
+        );
     }
 
     #[test]
     fn a_backup_already_made_for_the_run_is_not_made_twice() {
-        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
-        let p = plan_at(&schedule, &[running("nightly-202611210300")], "2026-11-21T03:00:09Z");
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .build();
+        let p = plan_at(
+            &schedule,
+            &[running("nightly-202611210300")],
+            "2026-11-21T03:00:09Z",
+        );
         assert_eq!(p.create, None);
-        assert_eq!(p.status.last_schedule_time, Some(Time(ts("2026-11-21T03:00:00Z"))));
+        assert_eq!(
+            p.status.last_schedule_time,
+            Some(Time(ts("2026-11-21T03:00:00Z")))
+        );
     }
 
     #[test]
@@ -452,7 +591,10 @@ mod tests {
         ];
         let p = plan_at(&schedule, &owned, "2026-11-21T12:00:00Z");
         assert_eq!(p.prune, ["d18", "d19"]);
-        assert_eq!(p.status.last_successful_time, Some(Time(ts("2026-11-21T03:10:00Z"))));
+        assert_eq!(
+            p.status.last_successful_time,
+            Some(Time(ts("2026-11-21T03:10:00Z")))
+        );
     }
 
     #[test]
@@ -483,15 +625,27 @@ mod tests {
             failed("f21", "2026-11-21T03:00:00Z"),
             failed("f20", "2026-11-20T03:00:00Z"),
         ];
-        assert_eq!(plan_at(&schedule, &owned, "2026-11-21T12:00:00Z").prune, ["f19", "f20"]);
+        assert_eq!(
+            plan_at(&schedule, &owned, "2026-11-21T12:00:00Z").prune,
+            ["f19", "f20"]
+        );
     }
 
     #[test]
     fn backups_being_deleted_count_for_nothing() {
-        let schedule = ScheduleBuilder::cron("0 3 * * *").last_scheduled("2026-11-20T03:00:00Z").build();
-        let leaving = BackupBuilder::named("x").of_schedule("nightly", "2026-11-20T03:00:00Z").running_on("db-0").being_deleted().build();
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-20T03:00:00Z")
+            .build();
+        let leaving = BackupBuilder::named("x")
+            .of_schedule("nightly", "2026-11-20T03:00:00Z")
+            .running_on("db-0")
+            .being_deleted()
+            .build();
         let p = plan_at(&schedule, &[leaving], "2026-11-21T03:00:05Z");
-        assert!(p.create.is_some(), "a backup on its way out does not hold a Forbid schedule back");
+        assert!(
+            p.create.is_some(),
+            "a backup on its way out does not hold a Forbid schedule back"
+        );
     }
 
     #[test]
@@ -509,7 +663,14 @@ mod tests {
         let now = ts("2026-11-21T00:00:00Z");
         let message = |s: MySQLBackupSchedule| check(&s, now).unwrap_err();
         assert!(message(ScheduleBuilder::cron("0 25 * * *").build()).contains("hour field"));
-        assert!(message(ScheduleBuilder::cron("0 3 * * *").in_zone("Mars/Olympus").build()).contains("IANA"));
+        assert!(
+            message(
+                ScheduleBuilder::cron("0 3 * * *")
+                    .in_zone("Mars/Olympus")
+                    .build()
+            )
+            .contains("IANA")
+        );
         assert!(message(ScheduleBuilder::cron("0 0 31 2 *").build()).contains("never runs"));
         let invalid = invalid_status(&ScheduleBuilder::cron("x").build(), "bad", now);
         assert_eq!(invalid.conditions[0].reason, "InvalidSpec");

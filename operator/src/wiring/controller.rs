@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -33,22 +33,34 @@ pub struct Wiring<A: AgentApi> {
 }
 
 #[instrument(skip_all, fields(namespace = %sts.namespace().unwrap_or_default(), name = %sts.name_any()))]
-pub async fn reconcile<A: AgentApi>(sts: Arc<StatefulSet>, wiring: Arc<Wiring<A>>) -> Result<Action> {
+pub async fn reconcile<A: AgentApi>(
+    sts: Arc<StatefulSet>,
+    wiring: Arc<Wiring<A>>,
+) -> Result<Action> {
     let ctx = &wiring.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let ns = sts.namespace().unwrap_or_default();
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let params = PatchParams::apply(FIELD_MANAGER);
     if !opted_in(&sts) {
-        let ours = sts
-            .managed_fields()
-            .iter()
-            .any(|f| f.manager.as_deref() == Some(FIELD_MANAGER) && f.operation.as_deref() == Some("Apply"));
+        let ours = sts.managed_fields().iter().any(|f| {
+            f.manager.as_deref() == Some(FIELD_MANAGER) && f.operation.as_deref() == Some("Apply")
+        });
         if ours {
-            api.patch(&sts.name_any(), &params, &Patch::Apply(&patch::released(&sts)))
-                .await?;
-            ctx.event(&*sts, false, "AgentRemoved", "Wiring", "removed the innoxide agent sidecar".into())
-                .await;
+            api.patch(
+                &sts.name_any(),
+                &params,
+                &Patch::Apply(&patch::released(&sts)),
+            )
+            .await?;
+            ctx.event(
+                &*sts,
+                false,
+                "AgentRemoved",
+                "Wiring",
+                "removed the innoxide agent sidecar".into(),
+            )
+            .await;
         }
         return Ok(Action::await_change());
     }
@@ -56,16 +68,21 @@ pub async fn reconcile<A: AgentApi>(sts: Arc<StatefulSet>, wiring: Arc<Wiring<A>
         Ok(desired) => desired,
         Err(e) => {
             // Waits for the StatefulSet to change: no hot loop.
-            ctx.event(&*sts, true, "AgentNotAdded", "Wiring", e.to_string()).await;
+            ctx.event(&*sts, true, "AgentNotAdded", "Wiring", e.to_string())
+                .await;
             return Ok(Action::await_change());
         }
     };
     ensure_certificate(&ctx.client, &sts, &desired, &wiring.ca, ctx).await?;
     let was_wired = patch::is_wired(&sts, &desired);
-    let mut body = serde_json::to_value(&desired.patch).map_err(|e| Error::Secret(e.to_string()))?;
+    let mut body =
+        serde_json::to_value(&desired.patch).map_err(|e| Error::Secret(e.to_string()))?;
     body["apiVersion"] = "apps/v1".into();
     body["kind"] = "StatefulSet".into();
-    match api.patch(&sts.name_any(), &params, &Patch::Apply(&body)).await {
+    match api
+        .patch(&sts.name_any(), &params, &Patch::Apply(&body))
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             // Someone else owns a field we need: say so, do not force.
@@ -115,7 +132,13 @@ async fn ensure_certificate<A: AgentApi>(
         .as_ref()
         .and_then(|s| s.metadata.annotations.clone())
         .unwrap_or_default();
-    let Some(reason) = pki::renewal_reason(&data, &annotations, ca, &desired.server_names, ctx.clock.now()) else {
+    let Some(reason) = pki::renewal_reason(
+        &data,
+        &annotations,
+        ca,
+        &desired.server_names,
+        ctx.clock.now(),
+    ) else {
         return Ok(());
     };
     let issued = ca.issue_server(&desired.server_names, ctx.clock.now())?;
@@ -140,14 +163,21 @@ async fn ensure_certificate<A: AgentApi>(
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
     secrets
-        .patch(&desired.tls_secret, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .patch(
+            &desired.tls_secret,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await?;
     ctx.event(
         sts,
         false,
         "CertificateIssued",
         "Wiring",
-        format!("issued the agent's server certificate in Secret {} ({reason})", desired.tls_secret),
+        format!(
+            "issued the agent's server certificate in Secret {} ({reason})",
+            desired.tls_secret
+        ),
     )
     .await;
     Ok(())
@@ -155,7 +185,12 @@ async fn ensure_certificate<A: AgentApi>(
 
 /// The operator's CA from its Secret, made on first start. Two replicas
 /// starting at once both try to create it; the loser reads the winner's.
-pub async fn load_or_create_ca(client: &Client, namespace: &str, name: &str, now: jiff::Timestamp) -> Result<Ca> {
+pub async fn load_or_create_ca(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    now: jiff::Timestamp,
+) -> Result<Ca> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let read = |secret: Secret| {
         let data = secret

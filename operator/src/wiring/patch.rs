@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource,
-    Volume, VolumeMount,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -129,12 +129,19 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
     let name = sts.metadata.name.clone().unwrap_or_default();
     let namespace = sts.metadata.namespace.clone().unwrap_or_default();
     let annotations = sts.metadata.annotations.clone().unwrap_or_default();
-    let annotation = |key: &str| annotations.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let bad = |annotation: &'static str, value: &str, expected: &'static str| WiringError::BadAnnotation {
-        sts: name.clone(),
-        annotation,
-        value: value.to_owned(),
-        expected,
+    let annotation = |key: &str| {
+        annotations
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let bad = |annotation: &'static str, value: &str, expected: &'static str| {
+        WiringError::BadAnnotation {
+            sts: name.clone(),
+            annotation,
+            value: value.to_owned(),
+            expected,
+        }
     };
 
     let pod_spec = sts
@@ -156,7 +163,12 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             .containers
             .iter()
             .find(|c| c.name == "mysql")
-            .or_else(|| pod_spec.containers.iter().find(|c| c.name != AGENT_CONTAINER))
+            .or_else(|| {
+                pod_spec
+                    .containers
+                    .iter()
+                    .find(|c| c.name != AGENT_CONTAINER)
+            })
             .ok_or_else(|| WiringError::NoContainers { sts: name.clone() })?,
     };
     let image = mysql.image.clone().ok_or_else(|| WiringError::NoImage {
@@ -168,7 +180,13 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0 && *p != AGENT_METRICS_PORT)
-            .ok_or_else(|| bad(AGENT_PORT_ANNOTATION, text, "a port number (1-65535, not 9464)"))?,
+            .ok_or_else(|| {
+                bad(
+                    AGENT_PORT_ANNOTATION,
+                    text,
+                    "a port number (1-65535, not 9464)",
+                )
+            })?,
         None => AGENT_PORT,
     };
     let datadir = annotation(DATADIR_ANNOTATION).unwrap_or(DEFAULT_DATADIR);
@@ -179,11 +197,20 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         }
     }
     let claims: Vec<&str> = annotation(CLAIMS_ANNOTATION)
-        .map(|v| v.split(',').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     for claim in &claims {
         if !is_dns_label(claim) && !is_dns_subdomain(claim) {
-            return Err(bad(CLAIMS_ANNOTATION, claim, "a comma-separated list of claim names"));
+            return Err(bad(
+                CLAIMS_ANNOTATION,
+                claim,
+                "a comma-separated list of claim names",
+            ));
         }
     }
 
@@ -421,7 +448,11 @@ pub fn released(sts: &StatefulSet) -> StatefulSet {
 pub fn is_wired(sts: &StatefulSet, desired: &Desired) -> bool {
     let (Some(have), Some(want)) = (
         sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-        desired.patch.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        desired
+            .patch
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref()),
     ) else {
         return false;
     };
@@ -445,9 +476,11 @@ pub fn is_wired(sts: &StatefulSet, desired: &Desired) -> bool {
             have.init_containers.as_deref().unwrap_or_default(),
             want.init_containers.as_deref().unwrap_or_default(),
         )
-        && want.volumes.iter().flatten().all(|w| {
-            have.volumes.iter().flatten().any(|h| h == w)
-        })
+        && want
+            .volumes
+            .iter()
+            .flatten()
+            .all(|w| have.volumes.iter().flatten().any(|h| h == w))
 }
 
 fn claim_volume(claim: &str) -> String {
@@ -475,7 +508,11 @@ fn same_mount(m: &VolumeMount) -> VolumeMount {
 
 fn is_within(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
-    path == dir || dir.is_empty() || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    path == dir
+        || dir.is_empty()
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn parent(path: &str) -> String {
@@ -488,7 +525,8 @@ fn parent(path: &str) -> String {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -541,11 +579,22 @@ spec:
     }
 
     fn pod_spec(desired: &Desired) -> &PodSpec {
-        desired.patch.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+        desired
+            .patch
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
     }
 
     fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
-        spec.containers.iter().find(|c| c.name == name).expect("container")
+        spec.containers
+            .iter()
+            .find(|c| c.name == name)
+            .expect("container")
     }
 
     fn mounts(c: &Container) -> Vec<(String, String)> {
@@ -564,11 +613,22 @@ spec:
         assert_eq!(init.image.as_deref(), Some("innoxide/innoxide-agent:0.1.0"));
         assert_eq!(
             init.command.as_deref().unwrap(),
-            ["cp", "/usr/local/bin/innoxide-agent", "/innoxide/bin/innoxide-agent"]
+            [
+                "cp",
+                "/usr/local/bin/innoxide-agent",
+                "/innoxide/bin/innoxide-agent"
+            ]
         );
         let agent = container(spec, AGENT_CONTAINER);
-        assert_eq!(agent.image.as_deref(), Some("mysql:9.7.4"), "apply-log needs the exact mysqld");
-        assert_eq!(agent.command.as_deref().unwrap(), ["/innoxide/bin/innoxide-agent", "serve"]);
+        assert_eq!(
+            agent.image.as_deref(),
+            Some("mysql:9.7.4"),
+            "apply-log needs the exact mysqld"
+        );
+        assert_eq!(
+            agent.command.as_deref().unwrap(),
+            ["/innoxide/bin/innoxide-agent", "serve"]
+        );
         let args = agent.args.as_deref().unwrap();
         for expected in [
             "--listen=0.0.0.0:9443",
@@ -579,7 +639,11 @@ spec:
         ] {
             assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
         }
-        assert_eq!(agent.security_context.as_ref().unwrap().run_as_user, Some(999), "as mysqld's user");
+        assert_eq!(
+            agent.security_context.as_ref().unwrap().run_as_user,
+            Some(999),
+            "as mysqld's user"
+        );
     }
 
     #[test]
@@ -593,12 +657,28 @@ spec:
         // mysqld gets only the socket folder's mount; the rest of its
         // container stays the user's.
         let mysql = container(spec, "mysql");
-        assert_eq!(mounts(mysql), [(RUN_VOLUME.to_owned(), "/var/run/mysqld".to_owned())]);
+        assert_eq!(
+            mounts(mysql),
+            [(RUN_VOLUME.to_owned(), "/var/run/mysqld".to_owned())]
+        );
         assert_eq!(mysql.image, None);
-        let volumes: Vec<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
         assert_eq!(volumes, [BIN_VOLUME, TLS_VOLUME, RUN_VOLUME]);
-        let tls = spec.volumes.iter().flatten().find(|v| v.name == TLS_VOLUME).unwrap();
-        assert_eq!(tls.secret.as_ref().unwrap().secret_name.as_deref(), Some("db-innoxide-agent-tls"));
+        let tls = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == TLS_VOLUME)
+            .unwrap();
+        assert_eq!(
+            tls.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("db-innoxide-agent-tls")
+        );
     }
 
     #[test]
@@ -609,8 +689,17 @@ spec:
         assert_eq!(env[0].value.as_deref(), Some("root"));
         let pwd = &env[1];
         assert_eq!(pwd.name, "MYSQL_PWD");
-        let secret = pwd.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("db-root", "password"));
+        let secret = pwd
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("db-root", "password")
+        );
     }
 
     #[test]
@@ -621,7 +710,10 @@ spec:
         );
         let desired = desired(&sts(&yaml), &settings()).unwrap();
         let spec = pod_spec(&desired);
-        assert!(spec.containers.iter().all(|c| c.name != "mysql"), "mysqld's container is left alone");
+        assert!(
+            spec.containers.iter().all(|c| c.name != "mysql"),
+            "mysqld's container is left alone"
+        );
         assert!(spec.volumes.iter().flatten().all(|v| v.name != RUN_VOLUME));
     }
 
@@ -656,15 +748,52 @@ spec:
         let spec = pod_spec(&desired);
         let agent = container(spec, AGENT_CONTAINER);
         assert_eq!(agent.image.as_deref(), Some("percona/percona-server:9.7"));
-        assert!(agent.args.as_ref().unwrap().contains(&"--listen=0.0.0.0:7443".to_owned()));
-        let data = agent.volume_mounts.iter().flatten().find(|m| m.name == "data").unwrap();
-        assert_eq!((data.mount_path.as_str(), data.sub_path.as_deref()), ("/data", Some("mysql-root")));
+        assert!(
+            agent
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--listen=0.0.0.0:7443".to_owned())
+        );
+        let data = agent
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "data")
+            .unwrap();
+        assert_eq!(
+            (data.mount_path.as_str(), data.sub_path.as_deref()),
+            ("/data", Some("mysql-root"))
+        );
         let m = mounts(agent);
-        assert!(m.contains(&("run".into(), "/var/run/mysqld".into())), "mysqld's own socket volume is shared");
-        assert!(m.contains(&("innoxide-claim-backups".into(), "/innoxide/claims/backups".into())));
-        assert!(m.contains(&("innoxide-claim-archive".into(), "/innoxide/claims/archive".into())));
-        let annotations = desired.patch.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.clone().unwrap();
-        assert_eq!(annotations[AGENT_PORT_ANNOTATION], "7443", "pods say where their agent listens");
+        assert!(
+            m.contains(&("run".into(), "/var/run/mysqld".into())),
+            "mysqld's own socket volume is shared"
+        );
+        assert!(m.contains(&(
+            "innoxide-claim-backups".into(),
+            "/innoxide/claims/backups".into()
+        )));
+        assert!(m.contains(&(
+            "innoxide-claim-archive".into(),
+            "/innoxide/claims/archive".into()
+        )));
+        let annotations = desired
+            .patch
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap();
+        assert_eq!(
+            annotations[AGENT_PORT_ANNOTATION], "7443",
+            "pods say where their agent listens"
+        );
     }
 
     #[test]
@@ -677,9 +806,16 @@ spec:
 
     #[test]
     fn statefulsets_that_cannot_take_the_agent_say_why() {
-        let no_volume = OFFICIAL_IMAGE.replace("- {name: data, mountPath: /var/lib/mysql}", "- {name: data, mountPath: /srv}");
+        let no_volume = OFFICIAL_IMAGE.replace(
+            "- {name: data, mountPath: /var/lib/mysql}",
+            "- {name: data, mountPath: /srv}",
+        );
         let err = desired(&sts(&no_volume), &settings()).unwrap_err();
-        assert!(err.to_string().contains("mounts no volume at the datadir /var/lib/mysql"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("mounts no volume at the datadir /var/lib/mysql"),
+            "{err}"
+        );
         let wrong_container = OFFICIAL_IMAGE.replace(
             "labels: {innoxide.dev/agent: enabled}",
             "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/mysql-container: mariadb}",
@@ -692,7 +828,12 @@ spec:
             "labels: {innoxide.dev/agent: enabled}",
             "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/agent-port: http}",
         );
-        assert!(desired(&sts(&bad_port), &settings()).unwrap_err().to_string().contains("a port number"));
+        assert!(
+            desired(&sts(&bad_port), &settings())
+                .unwrap_err()
+                .to_string()
+                .contains("a port number")
+        );
     }
 
     #[test]
@@ -706,10 +847,16 @@ spec:
         let template = after.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
         let patch = pod_spec(&first).clone();
         template.init_containers = patch.init_containers.clone();
-        template.volumes.get_or_insert_with(Vec::new).extend(patch.volumes.clone().unwrap());
+        template
+            .volumes
+            .get_or_insert_with(Vec::new)
+            .extend(patch.volumes.clone().unwrap());
         for c in patch.containers {
             match template.containers.iter_mut().find(|t| t.name == c.name) {
-                Some(existing) => existing.volume_mounts.get_or_insert_with(Vec::new).extend(c.volume_mounts.unwrap()),
+                Some(existing) => existing
+                    .volume_mounts
+                    .get_or_insert_with(Vec::new)
+                    .extend(c.volume_mounts.unwrap()),
                 None => template.containers.push(c),
             }
         }

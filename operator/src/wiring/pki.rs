@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// How long an agent certificate is valid, and how long before its end it
@@ -62,7 +62,8 @@ pub struct Issued {
 }
 
 fn to_time(t: Timestamp) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(t.as_second())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 fn plus(now: Timestamp, d: Duration) -> Timestamp {
@@ -120,14 +121,25 @@ impl Ca {
         Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
     }
 
-    fn issue(&self, common_name: &str, names: &[String], server: bool, now: Timestamp) -> Result<Issued, PkiError> {
+    fn issue(
+        &self,
+        common_name: &str,
+        names: &[String],
+        server: bool,
+        now: Timestamp,
+    ) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.subject_alt_names = names
             .iter()
             .map(|n| n.clone().try_into().map(SanType::DnsName))
             .collect::<Result<_, _>>()?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![if server {
             ExtendedKeyUsagePurpose::ServerAuth
         } else {
@@ -147,7 +159,10 @@ impl Ca {
 
     /// An agent's server certificate for these names.
     pub fn issue_server(&self, names: &[String], now: Timestamp) -> Result<Issued, PkiError> {
-        let cn = names.first().map(String::as_str).unwrap_or("innoxide-agent");
+        let cn = names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("innoxide-agent");
         self.issue(cn, names, true, now)
     }
 
@@ -165,12 +180,18 @@ pub fn agent_secret_contents(
 ) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
     (
         BTreeMap::from([
-            (TLS_CERT_KEY.to_owned(), issued.cert_pem.clone().into_bytes()),
+            (
+                TLS_CERT_KEY.to_owned(),
+                issued.cert_pem.clone().into_bytes(),
+            ),
             (TLS_KEY_KEY.to_owned(), issued.key_pem.clone().into_bytes()),
             (CA_CERT_KEY.to_owned(), ca.cert_pem.clone().into_bytes()),
         ]),
         BTreeMap::from([
-            (NOT_AFTER_ANNOTATION.to_owned(), issued.not_after.to_string()),
+            (
+                NOT_AFTER_ANNOTATION.to_owned(),
+                issued.not_after.to_string(),
+            ),
             (NAMES_ANNOTATION.to_owned(), names.join(",")),
         ]),
     )
@@ -185,7 +206,10 @@ pub fn renewal_reason(
     names: &[String],
     now: Timestamp,
 ) -> Option<&'static str> {
-    if [TLS_CERT_KEY, TLS_KEY_KEY].iter().any(|k| data.get(*k).is_none_or(Vec::is_empty)) {
+    if [TLS_CERT_KEY, TLS_KEY_KEY]
+        .iter()
+        .any(|k| data.get(*k).is_none_or(Vec::is_empty))
+    {
         return Some("no certificate yet");
     }
     if data.get(CA_CERT_KEY).map(Vec::as_slice) != Some(ca.cert_pem.as_bytes()) {
@@ -221,7 +245,10 @@ mod tests {
         let ca = Ca::generate(now()).unwrap();
         let issued = ca.issue_server(&names(), now()).unwrap();
         let (data, annotations) = agent_secret_contents(&ca, &issued, &names());
-        assert_eq!(renewal_reason(&data, &annotations, &ca, &names(), now()), None);
+        assert_eq!(
+            renewal_reason(&data, &annotations, &ca, &names(), now()),
+            None
+        );
     }
 
     #[test]
@@ -229,8 +256,14 @@ mod tests {
         let ca = Ca::generate(now()).unwrap();
         let issued = ca.issue_server(&names(), now()).unwrap();
         let (data, annotations) = agent_secret_contents(&ca, &issued, &names());
-        let later = plus(now(), LEAF_VALIDITY - RENEW_BEFORE + Duration::from_secs(60));
-        assert_eq!(renewal_reason(&data, &annotations, &ca, &names(), later), Some("expires soon"));
+        let later = plus(
+            now(),
+            LEAF_VALIDITY - RENEW_BEFORE + Duration::from_secs(60),
+        );
+        assert_eq!(
+            renewal_reason(&data, &annotations, &ca, &names(), later),
+            Some("expires soon")
+        );
         let other_names = vec!["other.prod.innoxide-agent".to_owned()];
         assert_eq!(
             renewal_reason(&data, &annotations, &ca, &other_names, now()),
@@ -252,9 +285,14 @@ mod tests {
         let ca = Ca::generate(now()).unwrap();
         let again = Ca::from_secret_data(&ca.to_secret_data()).unwrap();
         assert_eq!(again.cert_pem, ca.cert_pem);
-        again.issue_client(now()).expect("a reloaded CA still signs");
+        again
+            .issue_client(now())
+            .expect("a reloaded CA still signs");
         let mut broken = ca.to_secret_data();
         broken.remove(CA_KEY_KEY);
-        assert!(matches!(Ca::from_secret_data(&broken), Err(PkiError::Incomplete("ca.key"))));
+        assert!(matches!(
+            Ca::from_secret_data(&broken),
+            Err(PkiError::Incomplete("ca.key"))
+        ));
     }
 }
