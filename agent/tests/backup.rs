@@ -9,47 +9,19 @@ use std::time::{Duration, Instant};
 use innoxide_agent::backup::{self, BackupOptions, BackupReport, Progress};
 use innoxide_agent::innodb::redo::{self, BLOCK_SIZE, BlockState, FILE_HDR_SIZE, FileHeader};
 use innoxide_agent::meta::{self, BinlogInfo, Checkpoints};
-use innoxide_agent::mysql::ConnectOptions;
 use innoxide_testkit::{MysqlServer, Sysbench};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::server_holds_backup_state;
+
 fn options(server: &MysqlServer, root: &Path) -> BackupOptions {
-    BackupOptions {
-        connect: ConnectOptions {
-            socket: Some(server.socket().to_owned()),
-            user: Some("root".into()),
-            ..Default::default()
-        },
-        repository: root.display().to_string(),
-        repo: Default::default(),
-        transform: Default::default(),
-        spool_dir: None,
-        timestamped: false,
-        parallel: 2,
-        throttle: None,
-        slave_info: false,
-        redo_consumer: true,
-    }
+    support::local_backup_options(server, root)
 }
 
 async fn take(options: &BackupOptions) -> Result<BackupReport, backup::Error> {
     backup::run(options, Progress::new(), CancellationToken::new()).await
-}
-
-/// Holds the server any backup lock, or a registered redo log consumer?
-async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
-    let locks: u64 = server
-        .query_scalar(
-            "SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'BACKUP LOCK'",
-        )
-        .await
-        .unwrap();
-    let mut conn = server.conn().await.unwrap();
-    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn)
-        .await
-        .unwrap();
-    (locks > 0, consumer)
 }
 
 /// Every file the manifest lists has exactly the listed size and SHA-256,

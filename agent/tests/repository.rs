@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use innoxide_agent::backup::{self, BackupOptions, BackupReport, Progress};
 use innoxide_agent::meta;
-use innoxide_agent::mysql::ConnectOptions;
 use innoxide_agent::repo::{self, Key, RepoOptions, Transform, lifecycle};
 use innoxide_agent::secret::Secret;
 use innoxide_testkit::{MysqlServer, S3Server, Sysbench};
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 fn s3_options(s3: &S3Server) -> RepoOptions {
     RepoOptions {
@@ -35,22 +36,7 @@ fn options(
     repo: RepoOptions,
     transform: Transform,
 ) -> BackupOptions {
-    BackupOptions {
-        connect: ConnectOptions {
-            socket: Some(server.socket().to_owned()),
-            user: Some("root".into()),
-            ..Default::default()
-        },
-        repository,
-        repo,
-        transform,
-        spool_dir: None,
-        timestamped: true,
-        parallel: 2,
-        throttle: None,
-        slave_info: false,
-        redo_consumer: true,
-    }
+    support::backup_options(server, repository, repo, transform, true)
 }
 
 async fn take(options: &BackupOptions) -> Result<BackupReport, backup::Error> {

@@ -23,6 +23,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+mod support;
+use support::server_holds_backup_state;
+
 /// A password that must never show up in the agent's logs or state.
 const CANARY: &str = "Canary-Pw-7d1f0a9e";
 
@@ -300,19 +303,6 @@ async fn get(client: &mut AgentClient<Channel>, id: &str) -> pb::Operation {
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Holds the server a backup lock, or a registered redo log consumer?
-async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
-    let locks: u64 = server
-        .query_scalar("SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'BACKUP LOCK'")
-        .await
-        .unwrap();
-    let mut conn = server.conn().await.unwrap();
-    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn)
-        .await
-        .unwrap();
-    (locks > 0, consumer)
 }
 
 /// A server with a little sysbench data (2 × 20k rows, ~10 MB of tables).

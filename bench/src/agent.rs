@@ -47,7 +47,13 @@ impl Agent {
     }
 
     /// `backup --socket=S --user=root --no-timestamp --parallel N [--compress] LOCATION`.
-    pub async fn backup(&self, runner: &Runner, label: &str, socket: &Path, target: &BackupTarget) -> Result<Run> {
+    pub async fn backup(
+        &self,
+        runner: &Runner,
+        label: &str,
+        socket: &Path,
+        target: &BackupTarget,
+    ) -> Result<Run> {
         let mut cmd = Cmd::new(&self.bin)
             .arg("backup")
             .arg(format!("--socket={}", socket.display()))
@@ -68,7 +74,13 @@ impl Agent {
     }
 
     /// `apply-log --backup-dir D --mysqld M`.
-    pub async fn apply_log(&self, runner: &Runner, label: &str, backup: &Path, mysqld: &Path) -> Result<Run> {
+    pub async fn apply_log(
+        &self,
+        runner: &Runner,
+        label: &str,
+        backup: &Path,
+        mysqld: &Path,
+    ) -> Result<Run> {
         let cmd = Cmd::new(&self.bin)
             .arg("apply-log")
             .arg("--backup-dir")
@@ -79,7 +91,13 @@ impl Agent {
     }
 
     /// `copy-back --backup-dir D --datadir T`.
-    pub async fn copy_back(&self, runner: &Runner, label: &str, backup: &Path, datadir: &Path) -> Result<Run> {
+    pub async fn copy_back(
+        &self,
+        runner: &Runner,
+        label: &str,
+        backup: &Path,
+        datadir: &Path,
+    ) -> Result<Run> {
         let cmd = Cmd::new(&self.bin)
             .arg("copy-back")
             .arg("--backup-dir")
@@ -104,15 +122,20 @@ pub struct ManifestFacts {
 
 pub fn manifest_facts(backup: &Path) -> Result<ManifestFacts> {
     let path = backup.join("innoxide.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(facts_of(&json))
 }
 
 /// Read loosely (the manifest format is still moving): missing fields give `None`.
 fn facts_of(json: &Value) -> ManifestFacts {
     let redo = &json["redo"];
-    let redo_bytes = match (redo["last_lsn"].as_u64(), redo["start_checkpoint_lsn"].as_u64()) {
+    let redo_bytes = match (
+        redo["last_lsn"].as_u64(),
+        redo["start_checkpoint_lsn"].as_u64(),
+    ) {
         (Some(last), Some(start)) if last >= start => Some(last - start),
         _ => redo["captured_bytes"].as_u64(),
     };
@@ -123,7 +146,9 @@ fn facts_of(json: &Value) -> ManifestFacts {
         if let Some(size) = file["size"].as_u64() {
             *all.get_or_insert(0) += size;
         }
-        if let (Some(size), Some(stored_size)) = (file["size"].as_u64(), file["stored_size"].as_u64()) {
+        if let (Some(size), Some(stored_size)) =
+            (file["size"].as_u64(), file["stored_size"].as_u64())
+        {
             original += size;
             stored += stored_size;
         }

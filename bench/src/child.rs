@@ -129,9 +129,8 @@ impl Runner {
             .stderr(File::create(&err_path)?)
             .kill_on_drop(true);
         match &cmd.stdin {
-            Some(path) => {
-                command.stdin(File::open(path).with_context(|| format!("opening {}", path.display()))?)
-            }
+            Some(path) => command
+                .stdin(File::open(path).with_context(|| format!("opening {}", path.display()))?),
             None => command.stdin(Stdio::null()),
         };
         if let Some(dir) = &cmd.cwd {
@@ -175,7 +174,11 @@ impl Runner {
 /// The line that says why a command failed: an `error:` line if it printed
 /// one (the agent prints `innoxide-agent: error: ...`), else its last lines.
 pub fn failure_text(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     if let Some(line) = text
         .lines()
         .rev()
@@ -195,7 +198,13 @@ pub fn failure_text(stderr: &str, stdout: &str) -> String {
 fn file_safe(label: &str) -> String {
     label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -215,7 +224,8 @@ fn children_cpu() -> Duration {
         return Duration::ZERO;
     };
     let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec().max(0) as u64) + Duration::from_micros(t.tv_usec().max(0) as u64)
+        Duration::from_secs(t.tv_sec().max(0) as u64)
+            + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
     tv(usage.user_time()) + tv(usage.system_time())
 }
@@ -278,7 +288,10 @@ mod tests {
         assert_eq!(ok.stdout.trim(), "hi");
         assert!(ok.peak_rss > 0, "sampled VmHWM of sh");
         let err = runner
-            .run("fail", &Cmd::new("sh").args(["-c", "echo 'x: error: nope' >&2; exit 3"]))
+            .run(
+                "fail",
+                &Cmd::new("sh").args(["-c", "echo 'x: error: nope' >&2; exit 3"]),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("x: error: nope"), "{err}");

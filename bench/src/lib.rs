@@ -48,7 +48,10 @@ pub const SCENARIOS: [&str; 7] = [
 ];
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "innoxide-bench", about = "Benchmark Innoxide on real servers (make bench)")]
+#[command(
+    name = "innoxide-bench",
+    about = "Benchmark Innoxide on real servers (make bench)"
+)]
 pub struct Args {
     /// sysbench dataset size: `smoke` (≈50 MB, a quick end-to-end check) or a size like 2G, 500M.
     #[arg(long, env = "BENCH_SIZE", default_value = "2G")]
@@ -99,7 +102,10 @@ pub async fn run(args: Args) -> Result<PathBuf> {
     }
     for id in &args.only {
         if !SCENARIOS.contains(&id.as_str()) {
-            bail!("--only {id:?}: not a scenario; the scenarios are {}", SCENARIOS.join(", "));
+            bail!(
+                "--only {id:?}: not a scenario; the scenarios are {}",
+                SCENARIOS.join(", ")
+            );
         }
     }
     let started = Instant::now();
@@ -138,7 +144,14 @@ pub async fn run(args: Args) -> Result<PathBuf> {
     let machine = Machine::describe(work.path());
     tracing::info!(machine = machine.summary(), size = %plan.label, repeat = opts.repeat, "starting");
 
-    let mut bench = Bench::setup(opts.clone(), plan.clone(), runner, agent.clone(), work.path().to_path_buf()).await?;
+    let mut bench = Bench::setup(
+        opts.clone(),
+        plan.clone(),
+        runner,
+        agent.clone(),
+        work.path().to_path_buf(),
+    )
+    .await?;
     let mut versions = versions(&bench).await;
     let mut done = Vec::new();
     for id in SCENARIOS {
@@ -171,18 +184,37 @@ pub async fn run(args: Args) -> Result<PathBuf> {
             machine::load_average(),
             std::thread::available_parallelism().map_or(1, |n| n.get())
         ));
-        tracing::info!(scenario = id, seconds = scenario_started.elapsed().as_secs(), "done");
+        tracing::info!(
+            scenario = id,
+            seconds = scenario_started.elapsed().as_secs(),
+            "done"
+        );
         done.push(scenario);
     }
     bench.source.stop().await?;
 
     let settings = BTreeMap::from([
-        ("innodb_buffer_pool_size".to_string(), format!("{}M", args.buffer_pool_mib)),
-        ("innodb_redo_log_capacity".to_string(), format!("{}M", args.redo_mib)),
+        (
+            "innodb_buffer_pool_size".to_string(),
+            format!("{}M", args.buffer_pool_mib),
+        ),
+        (
+            "innodb_redo_log_capacity".to_string(),
+            format!("{}M", args.redo_mib),
+        ),
         ("agent --parallel".to_string(), args.parallel.to_string()),
-        ("sysbench workload".to_string(), opts.workload_script().to_string()),
-        ("sysbench load threads".to_string(), opts.load_threads.to_string()),
-        ("page cache".to_string(), "warm (no drop_caches)".to_string()),
+        (
+            "sysbench workload".to_string(),
+            opts.workload_script().to_string(),
+        ),
+        (
+            "sysbench load threads".to_string(),
+            opts.load_threads.to_string(),
+        ),
+        (
+            "page cache".to_string(),
+            "warm (no drop_caches)".to_string(),
+        ),
     ]);
     let mut results = Results {
         date: started_at.date().to_string(),
@@ -207,9 +239,17 @@ pub async fn run(args: Args) -> Result<PathBuf> {
 
 async fn versions(b: &Bench) -> BTreeMap<String, String> {
     let first_line = |program: PathBuf, arg: &'static str| async move {
-        match tokio::process::Command::new(&program).arg(arg).output().await {
+        match tokio::process::Command::new(&program)
+            .arg(arg)
+            .output()
+            .await
+        {
             Ok(o) => {
-                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
                 text.lines().next().unwrap_or_default().trim().to_string()
             }
             Err(e) => format!("{}: {e}", program.display()),
@@ -217,9 +257,21 @@ async fn versions(b: &Bench) -> BTreeMap<String, String> {
     };
     let mut v = BTreeMap::new();
     v.insert("innoxide-agent".into(), b.agent.version().await);
-    v.insert("mysql".into(), b.source.version().await.unwrap_or_else(|e| format!("{e:#}")));
-    v.insert("sysbench".into(), first_line("sysbench".into(), "--version").await);
-    v.insert("mydumper".into(), first_line("mydumper".into(), "--version").await);
+    v.insert(
+        "mysql".into(),
+        b.source
+            .version()
+            .await
+            .unwrap_or_else(|e| format!("{e:#}")),
+    );
+    v.insert(
+        "sysbench".into(),
+        first_line("sysbench".into(), "--version").await,
+    );
+    v.insert(
+        "mydumper".into(),
+        first_line("mydumper".into(), "--version").await,
+    );
     v.insert("git".into(), git_revision().await);
     v
 }

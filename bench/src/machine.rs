@@ -94,7 +94,10 @@ fn disk_of(df: &str) -> String {
     }
     let rotational = read(block.join("queue/rotational"));
     if !rotational.trim().is_empty() {
-        parts.push(format!("rotational={} (as the VM reports it)", rotational.trim()));
+        parts.push(format!(
+            "rotational={} (as the VM reports it)",
+            rotational.trim()
+        ));
     }
     format!("{device} ({})", parts.join(", "))
 }

@@ -41,7 +41,9 @@ impl MariaDb {
             .tempdir()
             .context("creating the MariaDB folder")?;
         let b = base.path().to_path_buf();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut server = Self {
             datadir: b.join("data"),
             socket: b.join("mariadbd.sock"),
@@ -69,11 +71,18 @@ impl MariaDb {
         ] {
             let _ = writeln!(cnf, "{k}={v}");
         }
-        let _ = write!(cnf, "\n[client]\nsocket={}\nuser=root\n", server.socket.display());
+        let _ = write!(
+            cnf,
+            "\n[client]\nsocket={}\nuser=root\n",
+            server.socket.display()
+        );
         std::fs::write(&server.defaults_file, cnf)?;
 
         let out = tokio::process::Command::new("mariadb-install-db")
-            .arg(format!("--defaults-file={}", server.defaults_file.display()))
+            .arg(format!(
+                "--defaults-file={}",
+                server.defaults_file.display()
+            ))
             .arg("--auth-root-authentication-method=socket")
             .arg("--skip-test-db")
             .stdin(Stdio::null())
@@ -127,7 +136,9 @@ impl MariaDb {
     }
 
     pub async fn version(&self) -> String {
-        self.sql("SELECT VERSION()").await.unwrap_or_else(|e| format!("{e:#}"))
+        self.sql("SELECT VERSION()")
+            .await
+            .unwrap_or_else(|e| format!("{e:#}"))
     }
 
     /// Clean shutdown, waiting for the process to exit.
@@ -183,14 +194,20 @@ impl MariaDb {
                 && let Some(status) = child.try_wait()?
             {
                 self.child = None;
-                bail!("mariadbd exited during startup ({status}):\n{}", self.log_tail(30));
+                bail!(
+                    "mariadbd exited during startup ({status}):\n{}",
+                    self.log_tail(30)
+                );
             }
             if self.socket.exists() && self.sql("SELECT 1").await.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 self.kill();
-                bail!("mariadbd did not accept connections within {READY_TIMEOUT:?}:\n{}", self.log_tail(30));
+                bail!(
+                    "mariadbd did not accept connections within {READY_TIMEOUT:?}:\n{}",
+                    self.log_tail(30)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -219,7 +236,12 @@ pub struct PeerSysbench {
 }
 
 impl PeerSysbench {
-    pub async fn prepare(server: &MariaDb, script: &'static str, tables: u32, table_size: u64) -> Result<Self> {
+    pub async fn prepare(
+        server: &MariaDb,
+        script: &'static str,
+        tables: u32,
+        table_size: u64,
+    ) -> Result<Self> {
         server.sql("CREATE DATABASE IF NOT EXISTS sbtest").await?;
         let sb = Self {
             socket: server.socket().to_path_buf(),
@@ -237,7 +259,10 @@ impl PeerSysbench {
             bail!(
                 "sysbench prepare against MariaDB failed ({}): {}",
                 out.status,
-                crate::child::failure_text(&String::from_utf8_lossy(&out.stderr), &String::from_utf8_lossy(&out.stdout))
+                crate::child::failure_text(
+                    &String::from_utf8_lossy(&out.stderr),
+                    &String::from_utf8_lossy(&out.stdout)
+                )
             );
         }
         Ok(sb)
@@ -288,14 +313,18 @@ impl PeerRun {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGINT);
         }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
         let mut text = String::new();
         self.stdout.seek(SeekFrom::Start(0))?;
         self.stdout.read_to_string(&mut text)?;
-        interim_tps(&text).with_context(|| format!("sysbench printed no per-second report:\n{text}"))
+        interim_tps(&text)
+            .with_context(|| format!("sysbench printed no per-second report:\n{text}"))
     }
 }
 
@@ -304,7 +333,11 @@ impl PeerRun {
 fn interim_tps(stdout: &str) -> Option<f64> {
     let (mut seconds, mut transactions) = (0u64, 0.0);
     for line in stdout.lines() {
-        let Some((at, stats)) = line.trim().strip_prefix('[').and_then(|r| r.split_once(']')) else {
+        let Some((at, stats)) = line
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+        else {
             continue;
         };
         let Ok(at) = at.trim().trim_end_matches('s').parse::<u64>() else {

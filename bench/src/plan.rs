@@ -98,15 +98,28 @@ mod tests {
         assert_eq!((p.label.as_str(), p.tables), ("2G", 8));
         assert_eq!(p.rows_per_table, (2u64 << 30) / BYTES_PER_ROW / 8);
         let s = DatasetPlan::parse("smoke").unwrap();
-        assert_eq!((s.label.as_str(), s.tables, s.bytes), ("smoke", 4, 50 << 20));
+        assert_eq!(
+            (s.label.as_str(), s.tables, s.bytes),
+            ("smoke", 4, 50 << 20)
+        );
         assert_eq!(DatasetPlan::parse("1.5G").unwrap().bytes, 3 << 29);
         assert_eq!(DatasetPlan::parse("500m").unwrap().tables, 4);
     }
 
     #[test]
     fn bad_sizes_say_what_is_expected() {
-        assert!(DatasetPlan::parse("lots").unwrap_err().to_string().contains("smoke"));
-        assert!(DatasetPlan::parse("2X").unwrap_err().to_string().contains("unit"));
+        assert!(
+            DatasetPlan::parse("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("smoke")
+        );
+        assert!(
+            DatasetPlan::parse("2X")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
         assert!(DatasetPlan::parse("10K").is_err());
     }
 
@@ -115,6 +128,9 @@ mod tests {
         let p = DatasetPlan::parse("2G").unwrap().smaller(8);
         assert_eq!(p.label, "256M");
         assert_eq!(human_bytes_label(6_553_600), "6.2M");
-        assert_eq!(DatasetPlan::parse("smoke").unwrap().smaller(8).label, "6.2M");
+        assert_eq!(
+            DatasetPlan::parse("smoke").unwrap().smaller(8).label,
+            "6.2M"
+        );
     }
 }

@@ -76,12 +76,19 @@ impl Scenario {
 
     /// Adds `numerator / denominator` (by key) paired run by run; returns
     /// it to set its subject or direction.
-    pub fn ratio(&mut self, key: &str, label: &str, numerator: &str, denominator: &str) -> &mut Metric {
+    pub fn ratio(
+        &mut self,
+        key: &str,
+        label: &str,
+        numerator: &str,
+        denominator: &str,
+    ) -> &mut Metric {
         let outcome = match (self.metric(numerator), self.metric(denominator)) {
             (Some(a), Some(b)) => paired_ratio(&a.outcome, &b.outcome),
             _ => Outcome::unavailable(format!("no measurement {numerator} or {denominator}")),
         };
-        self.ratios.push(Metric::new(key, label, Unit::Ratio, outcome));
+        self.ratios
+            .push(Metric::new(key, label, Unit::Ratio, outcome));
         self.ratios.last_mut().expect("just pushed")
     }
 
@@ -189,7 +196,10 @@ impl Metric {
             label: label.into(),
             unit,
             subject: Subject::Innoxide,
-            higher_is_better: matches!(unit, Unit::Tps | Unit::BytesPerSecond | Unit::BytesPerCpuSecond),
+            higher_is_better: matches!(
+                unit,
+                Unit::Tps | Unit::BytesPerSecond | Unit::BytesPerCpuSecond
+            ),
             outcome,
             note: None,
         }
@@ -247,7 +257,12 @@ mod tests {
     fn ratios_refer_to_metrics_by_key() {
         let mut s = Scenario::new("idle_backup", "t", "a");
         let m = |k: &str, v: &[f64]| {
-            Metric::new(k, k, Unit::Seconds, Outcome::Measured(Stats::of(v).unwrap()))
+            Metric::new(
+                k,
+                k,
+                Unit::Seconds,
+                Outcome::Measured(Stats::of(v).unwrap()),
+            )
         };
         s.push(m("innoxide", &[4.0, 6.0]));
         s.push(m("cp", &[2.0, 3.0]));

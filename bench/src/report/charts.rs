@@ -64,7 +64,11 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         .iter()
         .flat_map(|s| &s.ratios)
         .map(|m| Bar {
-            label: format!("{}  {}", m.label, if m.higher_is_better { "↑" } else { "↓" }),
+            label: format!(
+                "{}  {}",
+                m.label,
+                if m.higher_is_better { "↑" } else { "↓" }
+            ),
             outcome: m.outcome.clone(),
             unit: m.unit,
             subject: m.subject,
@@ -101,14 +105,27 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         charts.push(Chart {
             name: id.into(),
             title: format!("{title} — {} dataset", r.size),
-            subtitle: format!("{runs}; {}", if higher { "higher is better" } else { "lower is better" }),
+            subtitle: format!(
+                "{runs}; {}",
+                if higher {
+                    "higher is better"
+                } else {
+                    "lower is better"
+                }
+            ),
             axis,
             higher_is_better: Some(higher),
             bars,
             reference: None,
         });
     };
-    add("idle_backup", &["innoxide", "clone", "cp"], &["idle", "cp"], "1. Idle full backup: wall time", false);
+    add(
+        "idle_backup",
+        &["innoxide", "clone", "cp"],
+        &["idle", "cp"],
+        "1. Idle full backup: wall time",
+        false,
+    );
     add(
         "under_load",
         &["tps_without", "tps_during"],
@@ -116,7 +133,13 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         "2. Server throughput during a backup",
         true,
     );
-    add("apply_log", &["apply_time"], &["prepare"], "3. Apply-log (prepare): wall time", false);
+    add(
+        "apply_log",
+        &["apply_time"],
+        &["prepare"],
+        "3. Apply-log (prepare): wall time",
+        false,
+    );
     add(
         "restore",
         &["restore", "copy_back", "start", "myloader", "mysqldump"],
@@ -126,7 +149,16 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
     );
     add(
         "throughput",
-        &["plain_wall", "plain_core", "zstd_wall", "zstd_core", "s3_wall", "s3_core", "s3_zstd_wall", "s3_zstd_core"],
+        &[
+            "plain_wall",
+            "plain_core",
+            "zstd_wall",
+            "zstd_core",
+            "s3_wall",
+            "s3_core",
+            "s3_zstd_wall",
+            "s3_zstd_core",
+        ],
         &[],
         "5. Backup throughput by storage",
         true,
@@ -189,14 +221,19 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
         .chain(chart.reference.iter().map(|(v, _)| *v))
         .fold(0.0_f64, f64::max);
     let (axis_max, step) = nice_axis(max);
-    let x_of = |v: f64| PLOT_LEFT + ((v / axis_max).clamp(0.0, 1.0) * f64::from(PLOT_RIGHT - PLOT_LEFT)) as i32;
+    let x_of = |v: f64| {
+        PLOT_LEFT + ((v / axis_max).clamp(0.0, 1.0) * f64::from(PLOT_RIGHT - PLOT_LEFT)) as i32
+    };
 
     // Grid and tick labels.
     let mut tick = 0.0;
     while tick <= axis_max * 1.0001 {
         let x = x_of(tick);
-        root.draw(&PathElement::new(vec![(x, TOP - 6), (x, plot_bottom)], GRID.stroke_width(1)))
-            .map_err(draw_err)?;
+        root.draw(&PathElement::new(
+            vec![(x, TOP - 6), (x, plot_bottom)],
+            GRID.stroke_width(1),
+        ))
+        .map_err(draw_err)?;
         write(
             &tick_label(tick, step),
             Style::new(14.0, MUTED).align(Align::Middle, Align::Start),
@@ -219,22 +256,36 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
         let x = x_of(*value);
         let mut y = TOP - 10;
         while y < plot_bottom {
-            root.draw(&PathElement::new(vec![(x, y), (x, (y + 8).min(plot_bottom))], REFERENCE.stroke_width(2)))
-                .map_err(draw_err)?;
+            root.draw(&PathElement::new(
+                vec![(x, y), (x, (y + 8).min(plot_bottom))],
+                REFERENCE.stroke_width(2),
+            ))
+            .map_err(draw_err)?;
             y += 14;
         }
-        write(label, Style::new(14.0, REFERENCE).bold().align(Align::Middle, Align::End), (x, TOP - 12))?;
+        write(
+            label,
+            Style::new(14.0, REFERENCE)
+                .bold()
+                .align(Align::Middle, Align::End),
+            (x, TOP - 12),
+        )?;
     }
     for (i, bar) in chart.bars.iter().enumerate() {
         let y = TOP + i as i32 * ROW + ROW / 2;
         // The peer's bars are a different server: set them apart.
         if bar.subject == Subject::Peer && i > 0 && chart.bars[i - 1].subject != Subject::Peer {
             let line = TOP + i as i32 * ROW;
-            root.draw(&PathElement::new(vec![(20, line), (WIDTH as i32 - 20, line)], MUTED.stroke_width(1)))
-                .map_err(draw_err)?;
+            root.draw(&PathElement::new(
+                vec![(20, line), (WIDTH as i32 - 20, line)],
+                MUTED.stroke_width(1),
+            ))
+            .map_err(draw_err)?;
             write(
                 "MariaDB 10.11 + mariadb-backup: a different server",
-                Style::new(12.0, PEER).bold().align(Align::Start, Align::Start),
+                Style::new(12.0, PEER)
+                    .bold()
+                    .align(Align::Start, Align::Start),
                 (22, line + 3),
             )?;
         }
@@ -252,25 +303,35 @@ pub fn render(chart: &Chart, path: &Path) -> Result<()> {
             Outcome::Measured(s) => {
                 let value = |v: f64| bar.unit.chart_value(v);
                 let end = x_of(value(s.median)).max(PLOT_LEFT + 2);
-                root.draw(&Rectangle::new([(PLOT_LEFT, y - BAR_HALF), (end, y + BAR_HALF)], color.filled()))
-                    .map_err(draw_err)?;
+                root.draw(&Rectangle::new(
+                    [(PLOT_LEFT, y - BAR_HALF), (end, y + BAR_HALF)],
+                    color.filled(),
+                ))
+                .map_err(draw_err)?;
                 let (xl, xh) = (x_of(value(s.min)), x_of(value(s.max)));
                 if s.samples.len() > 1 {
                     let whisker = BLACK.stroke_width(2);
-                    root.draw(&PathElement::new(vec![(xl, y), (xh, y)], whisker)).map_err(draw_err)?;
+                    root.draw(&PathElement::new(vec![(xl, y), (xh, y)], whisker))
+                        .map_err(draw_err)?;
                     for x in [xl, xh] {
-                        root.draw(&PathElement::new(vec![(x, y - 7), (x, y + 7)], whisker)).map_err(draw_err)?;
+                        root.draw(&PathElement::new(vec![(x, y - 7), (x, y + 7)], whisker))
+                            .map_err(draw_err)?;
                     }
                 }
                 write(
                     &bar.unit.format(s.median),
-                    Style::new(16.0, BLACK).bold().align(Align::Start, Align::Middle),
+                    Style::new(16.0, BLACK)
+                        .bold()
+                        .align(Align::Start, Align::Middle),
                     (end.max(xh) + 10, y),
                 )?;
             }
             Outcome::Unavailable { unavailable } => {
                 write(
-                    &fit(&format!("unavailable: {}", strip_tool_prefix(unavailable)), 95),
+                    &fit(
+                        &format!("unavailable: {}", strip_tool_prefix(unavailable)),
+                        95,
+                    ),
                     Style::new(14.0, MUTED).align(Align::Start, Align::Middle),
                     (PLOT_LEFT + 6, y),
                 )?;

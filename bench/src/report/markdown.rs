@@ -29,9 +29,17 @@ pub fn render(r: &Results) -> String {
         Unit::Bytes.format(d.datadir_bytes as f64),
         d.prepare_seconds
     );
-    let versions: Vec<String> = r.versions.iter().map(|(k, v)| format!("{k}: `{v}`")).collect();
+    let versions: Vec<String> = r
+        .versions
+        .iter()
+        .map(|(k, v)| format!("{k}: `{v}`"))
+        .collect();
     let _ = writeln!(md, "- **Versions:** {}", versions.join("; "));
-    let settings: Vec<String> = r.settings.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+    let settings: Vec<String> = r
+        .settings
+        .iter()
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect();
     let _ = writeln!(md, "- **Settings:** {}", settings.join(", "));
     let _ = writeln!(
         md,
@@ -54,18 +62,33 @@ pub fn render(r: &Results) -> String {
         if !s.notes.is_empty() {
             md.push('\n');
         }
-        if let Some(chart) = r.charts.iter().find(|c| c.ends_with(&format!("-{}.png", s.id))) {
+        if let Some(chart) = r
+            .charts
+            .iter()
+            .find(|c| c.ends_with(&format!("-{}.png", s.id)))
+        {
             let _ = writeln!(md, "![{}]({chart})\n", s.title);
         }
     }
 
-    let _ = writeln!(md, "## The machine\n\n```\n$ nproc\n{}\n$ free -h\n{}\n$ df -hT <work folder>\n{}\n```", r.machine.cores, r.machine.free, r.machine.df);
-    let _ = writeln!(md, "\nDisk: {}. CPU: {}.", r.machine.disk, r.machine.cpu_model);
+    let _ = writeln!(
+        md,
+        "## The machine\n\n```\n$ nproc\n{}\n$ free -h\n{}\n$ df -hT <work folder>\n{}\n```",
+        r.machine.cores, r.machine.free, r.machine.df
+    );
+    let _ = writeln!(
+        md,
+        "\nDisk: {}. CPU: {}.",
+        r.machine.disk, r.machine.cpu_model
+    );
     md
 }
 
 fn table(md: &mut String, first: &str, metrics: &[Metric]) {
-    let _ = writeln!(md, "| {first} | median | min | max | runs |\n|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| {first} | median | min | max | runs |\n|---|---:|---:|---:|---:|"
+    );
     for m in metrics {
         let label = match m.subject {
             Subject::Peer => format!("{} *(MariaDB 10.11)*", m.label),
@@ -84,7 +107,11 @@ fn table(md: &mut String, first: &str, metrics: &[Metric]) {
                 );
             }
             Outcome::Unavailable { unavailable } => {
-                let _ = writeln!(md, "| {label} | unavailable: {} | | | 0 |", cell(unavailable));
+                let _ = writeln!(
+                    md,
+                    "| {label} | unavailable: {} | | | 0 |",
+                    cell(unavailable)
+                );
             }
         }
         if let Some(note) = &m.note {
@@ -96,7 +123,11 @@ fn table(md: &mut String, first: &str, metrics: &[Metric]) {
 
 /// One line, no pipes, at most 300 characters: an error message in a cell.
 fn cell(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "/");
+    let one_line: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "/");
     match one_line.char_indices().nth(300) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
@@ -107,7 +138,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -123,7 +154,12 @@ mod tests {
     #[test]
     fn rows_show_median_min_max_or_why_not() {
         let mut md = String::new();
-        let measured = Metric::new("a", "Innoxide backup", Unit::Seconds, Outcome::Measured(Stats::of(&[2.0, 1.0, 3.0]).unwrap()));
+        let measured = Metric::new(
+            "a",
+            "Innoxide backup",
+            Unit::Seconds,
+            Outcome::Measured(Stats::of(&[2.0, 1.0, 3.0]).unwrap()),
+        );
         let missing = Metric::new(
             "b",
             "apply-log",
@@ -132,7 +168,10 @@ mod tests {
         )
         .peer();
         table(&mut md, "measurement", &[measured, missing]);
-        assert!(md.contains("| Innoxide backup | **2.00 s** | 1.00 s | 3.00 s | 3 |"), "{md}");
+        assert!(
+            md.contains("| Innoxide backup | **2.00 s** | 1.00 s | 3.00 s | 3 |"),
+            "{md}"
+        );
         assert!(
             md.contains("| apply-log *(MariaDB 10.11)* | unavailable: innoxide-agent: error: apply-log / not built yet second line | | | 0 |"),
             "{md}"

@@ -35,8 +35,10 @@ pub fn write_all(results: &mut Results, dir: &Path) -> Result<(PathBuf, PathBuf)
 /// Re-renders the markdown and charts of a JSON written earlier (after a
 /// change to the report code, without running the bench again).
 pub fn rerender(json: &Path) -> Result<(PathBuf, PathBuf)> {
-    let text = std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    let mut results: Results = serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let mut results: Results =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
     let dir = json.parent().unwrap_or(Path::new("."));
     write_all(&mut results, dir)
 }

@@ -94,9 +94,18 @@ impl Style {
 }
 
 /// Draws `text` with its anchor point (per `style`'s alignment) at `at`.
-pub fn draw(area: &DrawingArea<BitMapBackend<'_>, Shift>, text: &str, style: &Style, at: (i32, i32)) -> Result<()> {
+pub fn draw(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    text: &str,
+    style: &Style,
+    at: (i32, i32),
+) -> Result<()> {
     let fonts = fonts()?;
-    let font_ref = if style.bold { &fonts.bold } else { &fonts.regular };
+    let font_ref = if style.bold {
+        &fonts.bold
+    } else {
+        &fonts.regular
+    };
     let font = font_ref.as_scaled(PxScale::from(style.px));
 
     let mut glyphs = Vec::new();

@@ -30,7 +30,11 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             redo.push(bytes as f64);
         }
         let mysqld = b.mysqld();
-        match b.agent.apply_log(&b.runner, &format!("apply-log-{i}"), dir, &mysqld).await {
+        match b
+            .agent
+            .apply_log(&b.runner, &format!("apply-log-{i}"), dir, &mysqld)
+            .await
+        {
             Ok(run) => {
                 times.push(run.seconds());
                 if let Some(bytes) = redo_bytes {
@@ -58,7 +62,12 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         }
     }
 
-    s.push(Metric::from_series("apply_time", "Innoxide apply-log: time", Unit::Seconds, &times));
+    s.push(Metric::from_series(
+        "apply_time",
+        "Innoxide apply-log: time",
+        Unit::Seconds,
+        &times,
+    ));
     let rate = match times.outcome() {
         Outcome::Unavailable { unavailable } => Outcome::unavailable(unavailable),
         Outcome::Measured(_) => rates.outcome(),
@@ -69,7 +78,12 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         Unit::BytesPerSecond,
         rate,
     ));
-    s.push(Metric::from_series("redo_bytes", "Redo captured per backup", Unit::Bytes, &redo));
+    s.push(Metric::from_series(
+        "redo_bytes",
+        "Redo captured per backup",
+        Unit::Bytes,
+        &redo,
+    ));
     s.note(
         "The redo a backup holds is what the load wrote while it ran, so at this size the time is mostly \
          the recovery instance's start and clean shutdown, and the rate understates what replay alone does.",

@@ -23,7 +23,8 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         .source
         .exec("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
         .await;
-    let (mut inno, mut cpu, mut clone, mut copy) = (Series::new(), Series::new(), Series::new(), Series::new());
+    let (mut inno, mut cpu, mut clone, mut copy) =
+        (Series::new(), Series::new(), Series::new(), Series::new());
     let mut sizes = Vec::new();
     for i in 0..b.repeat() {
         tracing::info!(run = i + 1, of = b.repeat(), "1. idle backup");
@@ -32,13 +33,24 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             location: dir.display().to_string(),
             ..Default::default()
         };
-        match b.agent.backup(&b.runner, &format!("idle-backup-{i}"), b.source.socket(), &target).await {
+        match b
+            .agent
+            .backup(
+                &b.runner,
+                &format!("idle-backup-{i}"),
+                b.source.socket(),
+                &target,
+            )
+            .await
+        {
             Ok(run) => {
                 inno.push(run.seconds());
                 cpu.push(run.cpu.as_secs_f64());
                 let written = dir_bytes(&dir);
                 let held = manifest_facts(&dir).ok().and_then(|f| f.original_bytes);
-                b.kept.idle_backup_bytes.get_or_insert(held.unwrap_or(written));
+                b.kept
+                    .idle_backup_bytes
+                    .get_or_insert(held.unwrap_or(written));
                 if i == 0 {
                     sizes.push(format!("Innoxide {}", Unit::Bytes.format(written as f64)));
                 }
@@ -57,7 +69,10 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
                     Ok(()) => {
                         clone.push(started.elapsed().as_secs_f64());
                         if i == 0 {
-                            sizes.push(format!("CLONE {}", Unit::Bytes.format(dir_bytes(&clone_dir) as f64)));
+                            sizes.push(format!(
+                                "CLONE {}",
+                                Unit::Bytes.format(dir_bytes(&clone_dir) as f64)
+                            ));
                         }
                     }
                     Err(e) => clone.fail(format!("{e:#}")),
@@ -72,18 +87,39 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     b.source.stop().await?;
     for i in 0..b.repeat() {
         let dst = b.scratch(&format!("cp-{i}"));
-        let result = b.runner.run(&format!("cp-a-{i}"), &cp_a(b.source.datadir(), &dst)).await;
+        let result = b
+            .runner
+            .run(&format!("cp-a-{i}"), &cp_a(b.source.datadir(), &dst))
+            .await;
         if i == 0 && result.is_ok() {
-            sizes.push(format!("cp -a {}", Unit::Bytes.format(dir_bytes(&dst) as f64)));
+            sizes.push(format!(
+                "cp -a {}",
+                Unit::Bytes.format(dir_bytes(&dst) as f64)
+            ));
         }
         copy.record(result.map(|r| r.seconds()));
         remove_dir(&dst);
     }
     b.source.restart().await?;
 
-    s.push(Metric::from_series("innoxide", "Innoxide backup (file://)", Unit::Seconds, &inno));
-    s.push(Metric::from_series("clone", "CLONE LOCAL DATA DIRECTORY", Unit::Seconds, &clone).anchor());
-    s.push(Metric::from_series("cp", "cp -a, server stopped (+ fsync)", Unit::Seconds, &copy).anchor());
+    s.push(Metric::from_series(
+        "innoxide",
+        "Innoxide backup (file://)",
+        Unit::Seconds,
+        &inno,
+    ));
+    s.push(
+        Metric::from_series("clone", "CLONE LOCAL DATA DIRECTORY", Unit::Seconds, &clone).anchor(),
+    );
+    s.push(
+        Metric::from_series(
+            "cp",
+            "cp -a, server stopped (+ fsync)",
+            Unit::Seconds,
+            &copy,
+        )
+        .anchor(),
+    );
     s.push(Metric::from_series(
         "innoxide_cpu",
         "Innoxide backup: CPU time (user + sys)",

@@ -83,8 +83,17 @@ pub struct Kept {
 
 impl Bench {
     /// Starts the source server, loads the dataset and lets it settle.
-    pub async fn setup(opts: Options, plan: DatasetPlan, runner: Runner, agent: Agent, work: PathBuf) -> Result<Self> {
-        let source = server_builder(&opts).start().await.context("starting the source MySQL 9.7")?;
+    pub async fn setup(
+        opts: Options,
+        plan: DatasetPlan,
+        runner: Runner,
+        agent: Agent,
+        work: PathBuf,
+    ) -> Result<Self> {
+        let source = server_builder(&opts)
+            .start()
+            .await
+            .context("starting the source MySQL 9.7")?;
         tracing::info!(
             tables = plan.tables,
             rows_per_table = plan.rows_per_table,
@@ -147,7 +156,11 @@ pub fn server_builder(opts: &Options) -> MysqlBuilder {
 
 /// `sysbench prepare`, then binlogs purged (the load's binlog would otherwise
 /// be most of what `cp -a` copies) and dirty pages flushed, so "idle" is idle.
-pub async fn load_dataset(server: &MysqlServer, plan: &DatasetPlan, opts: &Options) -> Result<(Sysbench, f64)> {
+pub async fn load_dataset(
+    server: &MysqlServer,
+    plan: &DatasetPlan,
+    opts: &Options,
+) -> Result<(Sysbench, f64)> {
     let started = Instant::now();
     let sysbench = Sysbench::prepare(server, plan.tables, plan.rows_per_table)
         .await?
@@ -164,7 +177,9 @@ pub async fn load_dataset(server: &MysqlServer, plan: &DatasetPlan, opts: &Optio
 
 /// Waits until InnoDB has flushed every dirty page (at most 5 minutes).
 pub async fn settle(server: &MysqlServer) -> Result<()> {
-    server.exec("SET GLOBAL innodb_max_dirty_pages_pct = 0").await?;
+    server
+        .exec("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let dirty: u64 = server
@@ -178,7 +193,9 @@ pub async fn settle(server: &MysqlServer) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    server.exec("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT").await
+    server
+        .exec("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT")
+        .await
 }
 
 /// `cp -a SRC DST`, then an fsync of every copied file (the backup tools
@@ -195,7 +212,9 @@ pub fn cp_a(src: &Path, dst: &Path) -> Cmd {
 
 /// Rows of `sbtest.sbtest1`: the check that a restore or reload holds the data.
 pub async fn rows_of_first_table(server: &MysqlServer) -> Result<u64> {
-    server.query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1").await
+    server
+        .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1")
+        .await
 }
 
 /// The TPS windows are whole seconds of sysbench's per-second reports: a

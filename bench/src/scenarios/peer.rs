@@ -15,7 +15,10 @@ use crate::mariadb::{MariaDb, PeerSysbench};
 use crate::results::{Metric, Scenario, Unit};
 use crate::stats::Series;
 
-pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String, String>) -> Result<Scenario> {
+pub async fn run(
+    b: &mut Bench,
+    versions: &mut std::collections::BTreeMap<String, String>,
+) -> Result<Scenario> {
     let mut s = Scenario::new(
         "peer",
         "7. Peer reference: mariadb-backup on MariaDB 10.11 (a different server)",
@@ -32,12 +35,24 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
 
     tracing::info!("7. sysbench prepare on MariaDB");
     let started = Instant::now();
-    let sysbench = PeerSysbench::prepare(&server, b.opts.workload_script(), b.plan.tables, b.plan.rows_per_table).await?;
+    let sysbench = PeerSysbench::prepare(
+        &server,
+        b.opts.workload_script(),
+        b.plan.tables,
+        b.plan.rows_per_table,
+    )
+    .await?;
     let prepare_s = started.elapsed().as_secs_f64();
     server.sql("FLUSH BINARY LOGS").await?;
     let status = server.sql("SHOW MASTER STATUS").await?;
-    let current = status.split_whitespace().next().unwrap_or_default().to_string();
-    server.sql(&format!("PURGE BINARY LOGS TO '{current}'")).await?;
+    let current = status
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    server
+        .sql(&format!("PURGE BINARY LOGS TO '{current}'"))
+        .await?;
     settle(&server).await?;
     let datadir_bytes = dir_bytes(server.datadir());
     s.note(format!(
@@ -60,7 +75,10 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
     server.stop().await?;
     for i in 0..b.repeat() {
         let dst = b.scratch(&format!("mb-cp-{i}"));
-        let run = b.runner.run(&format!("mariadb-cp-a-{i}"), &cp_a(server.datadir(), &dst)).await;
+        let run = b
+            .runner
+            .run(&format!("mariadb-cp-a-{i}"), &cp_a(server.datadir(), &dst))
+            .await;
         copy.record(run.map(|r| r.seconds()));
         remove_dir(&dst);
     }
@@ -91,7 +109,11 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
                 kept.push(dir);
             }
             (run, tps) => {
-                let why = run.err().or(tps.err()).map(|e| format!("{e:#}")).unwrap_or_default();
+                let why = run
+                    .err()
+                    .or(tps.err())
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_default();
                 load_times.fail(why.clone());
                 during.fail(why);
                 remove_dir(&dir);
@@ -108,8 +130,14 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
     for (i, dir) in kept.iter().enumerate() {
         tracing::info!(run = i + 1, of = kept.len(), "7. mariadb-backup --prepare");
         let redo = redo_bytes(dir);
-        let cmd = Cmd::new("mariadb-backup").arg("--prepare").arg(format!("--target-dir={}", dir.display()));
-        match b.runner.run(&format!("mariadb-backup-prepare-{i}"), &cmd).await {
+        let cmd = Cmd::new("mariadb-backup")
+            .arg("--prepare")
+            .arg(format!("--target-dir={}", dir.display()));
+        match b
+            .runner
+            .run(&format!("mariadb-backup-prepare-{i}"), &cmd)
+            .await
+        {
             Ok(run) => {
                 prepare.push(run.seconds());
                 if let Some(bytes) = redo {
@@ -124,16 +152,86 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
         prepare.fail("no backup under load to prepare");
     }
 
-    s.push(Metric::from_series("idle", "mariadb-backup --backup, idle", Unit::Seconds, &idle).peer());
-    s.push(Metric::from_series("cp", "cp -a of the stopped MariaDB datadir (+ fsync)", Unit::Seconds, &copy).peer());
-    s.push(Metric::from_series("tps_without", "MariaDB: sysbench TPS, no backup", Unit::Tps, &without).peer());
-    s.push(Metric::from_series("tps_during", "MariaDB: TPS during mariadb-backup", Unit::Tps, &during).peer());
-    s.push(Metric::from_series("load_backup", "mariadb-backup under load: time", Unit::Seconds, &load_times).peer());
-    s.push(Metric::from_series("prepare", "mariadb-backup --prepare: time", Unit::Seconds, &prepare).peer());
-    s.push(Metric::from_series("redo_rate", "--prepare: redo replayed per second", Unit::BytesPerSecond, &rates).peer());
-    s.push(Metric::from_series("rss", "mariadb-backup --backup: peak RSS", Unit::Bytes, &rss).peer());
-    s.ratio("vs_cp", "MariaDB: backup time ÷ cp -a", "idle", "cp").subject = crate::results::Subject::Peer;
-    let r = s.ratio("tps_ratio", "MariaDB: TPS during backup ÷ without", "tps_during", "tps_without");
+    s.push(
+        Metric::from_series(
+            "idle",
+            "mariadb-backup --backup, idle",
+            Unit::Seconds,
+            &idle,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "cp",
+            "cp -a of the stopped MariaDB datadir (+ fsync)",
+            Unit::Seconds,
+            &copy,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "tps_without",
+            "MariaDB: sysbench TPS, no backup",
+            Unit::Tps,
+            &without,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "tps_during",
+            "MariaDB: TPS during mariadb-backup",
+            Unit::Tps,
+            &during,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "load_backup",
+            "mariadb-backup under load: time",
+            Unit::Seconds,
+            &load_times,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "prepare",
+            "mariadb-backup --prepare: time",
+            Unit::Seconds,
+            &prepare,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "redo_rate",
+            "--prepare: redo replayed per second",
+            Unit::BytesPerSecond,
+            &rates,
+        )
+        .peer(),
+    );
+    s.push(
+        Metric::from_series(
+            "rss",
+            "mariadb-backup --backup: peak RSS",
+            Unit::Bytes,
+            &rss,
+        )
+        .peer(),
+    );
+    s.ratio("vs_cp", "MariaDB: backup time ÷ cp -a", "idle", "cp")
+        .subject = crate::results::Subject::Peer;
+    let r = s.ratio(
+        "tps_ratio",
+        "MariaDB: TPS during backup ÷ without",
+        "tps_during",
+        "tps_without",
+    );
     r.subject = crate::results::Subject::Peer;
     r.higher_is_better = true;
     Ok(s)
@@ -141,7 +239,10 @@ pub async fn run(b: &mut Bench, versions: &mut std::collections::BTreeMap<String
 
 async fn backup(b: &Bench, server: &MariaDb, dir: &Path, label: &str) -> Result<Run> {
     let cmd = Cmd::new("mariadb-backup")
-        .arg(format!("--defaults-file={}", server.defaults_file().display()))
+        .arg(format!(
+            "--defaults-file={}",
+            server.defaults_file().display()
+        ))
         .arg("--backup")
         .arg(format!("--socket={}", server.socket().display()))
         .arg("--user=root")
@@ -162,9 +263,17 @@ fn redo_bytes(dir: &Path) -> Option<u64> {
 }
 
 async fn mariadb_backup_version() -> String {
-    match tokio::process::Command::new("mariadb-backup").arg("--version").output().await {
+    match tokio::process::Command::new("mariadb-backup")
+        .arg("--version")
+        .output()
+        .await
+    {
         Ok(o) => {
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
             text.lines().last().unwrap_or_default().trim().to_string()
         }
         Err(e) => format!("not installed ({e}): scripts/testbed.sh bench-peers"),
@@ -173,7 +282,9 @@ async fn mariadb_backup_version() -> String {
 
 /// As [`super::settle`], for MariaDB.
 async fn settle(server: &MariaDb) -> Result<()> {
-    server.sql("SET GLOBAL innodb_max_dirty_pages_pct = 0").await?;
+    server
+        .sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        .await?;
     let deadline = Instant::now() + std::time::Duration::from_secs(300);
     while Instant::now() < deadline {
         let dirty = server
@@ -184,7 +295,9 @@ async fn settle(server: &MariaDb) -> Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    server.sql("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT").await?;
+    server
+        .sql("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT")
+        .await?;
     Ok(())
 }
 

@@ -26,8 +26,18 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     );
     physical(b, &mut s).await;
     logical(b, &mut s).await?;
-    s.ratio("vs_myloader", "Restore ÷ myloader reload", "restore", "myloader");
-    s.ratio("vs_mysqldump", "Restore ÷ mysqldump reload", "restore", "mysqldump");
+    s.ratio(
+        "vs_myloader",
+        "Restore ÷ myloader reload",
+        "restore",
+        "myloader",
+    );
+    s.ratio(
+        "vs_mysqldump",
+        "Restore ÷ mysqldump reload",
+        "restore",
+        "mysqldump",
+    );
     Ok(s)
 }
 
@@ -49,7 +59,9 @@ async fn physical(b: &mut Bench, s: &mut Scenario) {
                     Err(e) => {
                         let mut why = format!("{e:#}");
                         if let Some(apply) = &b.kept.apply_log_error {
-                            why = format!("{why} (the backup is not prepared: apply-log failed: {apply})");
+                            why = format!(
+                                "{why} (the backup is not prepared: apply-log failed: {apply})"
+                            );
                         }
                         total.fail(why);
                     }
@@ -58,9 +70,24 @@ async fn physical(b: &mut Bench, s: &mut Scenario) {
             remove_dir(&backup);
         }
     }
-    s.push(Metric::from_series("restore", "Innoxide copy-back + server start", Unit::Seconds, &total));
-    s.push(Metric::from_series("copy_back", "  of which copy-back", Unit::Seconds, &copy));
-    s.push(Metric::from_series("start", "  of which server start", Unit::Seconds, &start));
+    s.push(Metric::from_series(
+        "restore",
+        "Innoxide copy-back + server start",
+        Unit::Seconds,
+        &total,
+    ));
+    s.push(Metric::from_series(
+        "copy_back",
+        "  of which copy-back",
+        Unit::Seconds,
+        &copy,
+    ));
+    s.push(Metric::from_series(
+        "start",
+        "  of which server start",
+        Unit::Seconds,
+        &start,
+    ));
     if let Some(rows) = checks.first() {
         s.note(format!(
             "Check: the restored server has {rows} rows in sbtest.sbtest1 ({} were loaded).",
@@ -74,7 +101,10 @@ async fn restore_once(b: &mut Bench, backup: &std::path::Path, i: u32) -> Result
     let datadir = b.scratch(&format!("restore-{i}"));
     std::fs::create_dir_all(&datadir)?;
     let result = async {
-        let run = b.agent.copy_back(&b.runner, &format!("copy-back-{i}"), backup, &datadir).await?;
+        let run = b
+            .agent
+            .copy_back(&b.runner, &format!("copy-back-{i}"), backup, &datadir)
+            .await?;
         let started = Instant::now();
         let mut server = b
             .server_builder()
@@ -105,23 +135,46 @@ async fn logical(b: &mut Bench, s: &mut Scenario) -> Result<()> {
             "mydumper",
             &Cmd::new("mydumper")
                 .arg(format!("--socket={}", b.source.socket().display()))
-                .args(["--user=root", "--database=sbtest", "--threads=2", "--trx-consistency-only"])
+                .args([
+                    "--user=root",
+                    "--database=sbtest",
+                    "--threads=2",
+                    "--trx-consistency-only",
+                ])
                 .arg(format!("--outputdir={}", dump_dir.display())),
         )
         .await;
-    dump_mydumper.record(dumped.as_ref().map(|r| r.seconds()).map_err(|e| anyhow::anyhow!("{e:#}")));
+    dump_mydumper.record(
+        dumped
+            .as_ref()
+            .map(|r| r.seconds())
+            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    );
     let dump_file = b.work.join("mysqldump.sql");
     let dumped_sql = b
         .runner
         .run(
             "mysqldump",
             &Cmd::new(b.source.bin("mysqldump"))
-                .arg(format!("--defaults-file={}", b.source.defaults_file().display()))
-                .args(["--single-transaction", "--set-gtid-purged=OFF", "--databases", "sbtest"])
+                .arg(format!(
+                    "--defaults-file={}",
+                    b.source.defaults_file().display()
+                ))
+                .args([
+                    "--single-transaction",
+                    "--set-gtid-purged=OFF",
+                    "--databases",
+                    "sbtest",
+                ])
                 .arg(format!("--result-file={}", dump_file.display())),
         )
         .await;
-    dump_mysqldump.record(dumped_sql.as_ref().map(|r| r.seconds()).map_err(|e| anyhow::anyhow!("{e:#}")));
+    dump_mysqldump.record(
+        dumped_sql
+            .as_ref()
+            .map(|r| r.seconds())
+            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    );
 
     for i in 0..b.opts.logical_repeat.max(1) {
         match &dumped {
@@ -143,7 +196,10 @@ async fn logical(b: &mut Bench, s: &mut Scenario) -> Result<()> {
                 tracing::info!(run = i + 1, "4. mysqldump reload");
                 let result = reload(b, &format!("mysqldump-reload-{i}"), |server| {
                     Cmd::new(server.bin("mysql"))
-                        .arg(format!("--defaults-file={}", server.defaults_file().display()))
+                        .arg(format!(
+                            "--defaults-file={}",
+                            server.defaults_file().display()
+                        ))
                         .stdin_file(&dump_file)
                 })
                 .await;
@@ -155,12 +211,41 @@ async fn logical(b: &mut Bench, s: &mut Scenario) -> Result<()> {
     remove_dir(&dump_dir);
     let _ = std::fs::remove_file(&dump_file);
 
-    s.push(Metric::from_series("myloader", "myloader reload (mydumper dump)", Unit::Seconds, &myloader).anchor());
-    s.push(Metric::from_series("mysqldump", "mysql < mysqldump dump", Unit::Seconds, &mysqldump).anchor());
-    s.push(Metric::from_series("dump_mydumper", "mydumper dump (not in the ratios)", Unit::Seconds, &dump_mydumper).anchor());
     s.push(
-        Metric::from_series("dump_mysqldump", "mysqldump dump (not in the ratios)", Unit::Seconds, &dump_mysqldump)
-            .anchor(),
+        Metric::from_series(
+            "myloader",
+            "myloader reload (mydumper dump)",
+            Unit::Seconds,
+            &myloader,
+        )
+        .anchor(),
+    );
+    s.push(
+        Metric::from_series(
+            "mysqldump",
+            "mysql < mysqldump dump",
+            Unit::Seconds,
+            &mysqldump,
+        )
+        .anchor(),
+    );
+    s.push(
+        Metric::from_series(
+            "dump_mydumper",
+            "mydumper dump (not in the ratios)",
+            Unit::Seconds,
+            &dump_mydumper,
+        )
+        .anchor(),
+    );
+    s.push(
+        Metric::from_series(
+            "dump_mysqldump",
+            "mysqldump dump (not in the ratios)",
+            Unit::Seconds,
+            &dump_mysqldump,
+        )
+        .anchor(),
     );
     if b.opts.logical_repeat < b.opts.repeat {
         s.note(format!(

@@ -53,7 +53,15 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
                             location: dir.display().to_string(),
                             ..Default::default()
                         };
-                        let run = b.agent.backup(&b.runner, &format!("rss-backup-{i}"), server.socket(), &target).await;
+                        let run = b
+                            .agent
+                            .backup(
+                                &b.runner,
+                                &format!("rss-backup-{i}"),
+                                server.socket(),
+                                &target,
+                            )
+                            .await;
                         second.record(run.map(|r| r.peak_rss as f64));
                         remove_dir(&dir);
                     }
@@ -65,13 +73,21 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
 
     s.push(Metric::from_series(
         "backup_main",
-        &format!("backup, {} dataset ({} datadir)", b.plan.label, Unit::Bytes.format(b.dataset.datadir_bytes as f64)),
+        &format!(
+            "backup, {} dataset ({} datadir)",
+            b.plan.label,
+            Unit::Bytes.format(b.dataset.datadir_bytes as f64)
+        ),
         Unit::Bytes,
         &main,
     ));
     s.push(Metric::from_series(
         "backup_small",
-        &format!("backup, {} dataset ({} datadir)", small.label, Unit::Bytes.format(second_datadir as f64)),
+        &format!(
+            "backup, {} dataset ({} datadir)",
+            small.label,
+            Unit::Bytes.format(second_datadir as f64)
+        ),
         Unit::Bytes,
         &second,
     ));
@@ -79,17 +95,26 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         "apply_log",
         "apply-log (agent only)",
         Unit::Bytes,
-        &peaks(&b.kept.apply_runs, "apply-log did not run successfully (scenario 3)"),
+        &peaks(
+            &b.kept.apply_runs,
+            "apply-log did not run successfully (scenario 3)",
+        ),
     ));
     s.push(Metric::from_series(
         "copy_back",
         "copy-back",
         Unit::Bytes,
-        &peaks(&b.kept.copy_back_runs, "copy-back did not run successfully (scenario 4)"),
+        &peaks(
+            &b.kept.copy_back_runs,
+            "copy-back did not run successfully (scenario 4)",
+        ),
     ));
     s.ratio(
         "growth",
-        &format!("Backup peak RSS, {} ÷ {} dataset", b.plan.label, small.label),
+        &format!(
+            "Backup peak RSS, {} ÷ {} dataset",
+            b.plan.label, small.label
+        ),
         "backup_main",
         "backup_small",
     );

@@ -38,7 +38,12 @@ impl Mode {
     }
 
     fn push_into(&self, s: &mut Scenario, key: &str, label: &str) {
-        s.push(Metric::from_series(&format!("{key}_wall"), &format!("{label}: MB/s"), Unit::BytesPerSecond, &self.wall));
+        s.push(Metric::from_series(
+            &format!("{key}_wall"),
+            &format!("{label}: MB/s"),
+            Unit::BytesPerSecond,
+            &self.wall,
+        ));
         s.push(Metric::from_series(
             &format!("{key}_core"),
             &format!("{label}: MB per CPU-second"),
@@ -70,7 +75,11 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     let mut zstd = Mode::default();
     let mut ratios = Vec::new();
     for i in 0..b.repeat() {
-        tracing::info!(run = i + 1, of = b.repeat(), "5. compressed backup to a folder");
+        tracing::info!(
+            run = i + 1,
+            of = b.repeat(),
+            "5. compressed backup to a folder"
+        );
         let dir = b.scratch(&format!("zstd-{i}"));
         let target = BackupTarget {
             location: dir.display().to_string(),
@@ -78,7 +87,15 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             ..Default::default()
         };
         let result = async {
-            let run = b.agent.backup(&b.runner, &format!("zstd-backup-{i}"), b.source.socket(), &target).await?;
+            let run = b
+                .agent
+                .backup(
+                    &b.runner,
+                    &format!("zstd-backup-{i}"),
+                    b.source.socket(),
+                    &target,
+                )
+                .await?;
             let facts = manifest_facts(&dir)?;
             let Some((original, stored)) = facts.transformed else {
                 bail!("the agent wrote no compressed file (no stored_size in innoxide.json)");
@@ -113,9 +130,13 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     s3_zstd.push_into(&mut s, "s3_zstd", "s3://, zstd");
     if !ratios.is_empty() {
         let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-        s.note(format!("zstd stored the data files {mean:.2}× smaller (sysbench rows are random strings)."));
+        s.note(format!(
+            "zstd stored the data files {mean:.2}× smaller (sysbench rows are random strings)."
+        ));
     }
-    s.note("The S3 server runs inside the bench process: its CPU is not in the agent's CPU-seconds.");
+    s.note(
+        "The S3 server runs inside the bench process: its CPU is not in the agent's CPU-seconds.",
+    );
     Ok(s)
 }
 
@@ -129,7 +150,11 @@ async fn to_s3(b: &Bench, s3: &S3Server, i: u32, compress: bool) -> Result<(Run,
     let target = BackupTarget {
         location: format!("s3://{}/{prefix}", s3.bucket()),
         compress,
-        env: s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        env: s3
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         cwd: Some(cwd.clone()),
     };
     let result = async {

@@ -24,7 +24,9 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         ),
     );
     tracing::info!("2. warming up the load (10 s)");
-    b.sysbench.run(threads, std::time::Duration::from_secs(10)).await?;
+    b.sysbench
+        .run(threads, std::time::Duration::from_secs(10))
+        .await?;
 
     let (mut during, mut without, mut times) = (Series::new(), Series::new(), Series::new());
     for i in 0..b.repeat() {
@@ -36,7 +38,15 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         };
         let load = b.sysbench.run_background(threads, OPEN_ENDED)?;
         let started = std::time::Instant::now();
-        let backup = b.agent.backup(&b.runner, &format!("load-backup-{i}"), b.source.socket(), &target).await;
+        let backup = b
+            .agent
+            .backup(
+                &b.runner,
+                &format!("load-backup-{i}"),
+                b.source.socket(),
+                &target,
+            )
+            .await;
         if let Some(rest) = MIN_LOAD_WINDOW.checked_sub(started.elapsed()) {
             tokio::time::sleep(rest).await;
         }
@@ -65,11 +75,34 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         without.record(load.stop().await.map(|r| r.tps));
     }
 
-    s.push(Metric::from_series("tps_without", "sysbench TPS, no backup", Unit::Tps, &without).anchor());
-    s.push(Metric::from_series("tps_during", "sysbench TPS during an Innoxide backup", Unit::Tps, &during));
-    s.push(Metric::from_series("backup_time", "Innoxide backup under load: time", Unit::Seconds, &times));
-    s.ratio("tps_ratio", "TPS during backup ÷ without", "tps_during", "tps_without")
-        .higher_is_better = true;
+    s.push(
+        Metric::from_series(
+            "tps_without",
+            "sysbench TPS, no backup",
+            Unit::Tps,
+            &without,
+        )
+        .anchor(),
+    );
+    s.push(Metric::from_series(
+        "tps_during",
+        "sysbench TPS during an Innoxide backup",
+        Unit::Tps,
+        &during,
+    ));
+    s.push(Metric::from_series(
+        "backup_time",
+        "Innoxide backup under load: time",
+        Unit::Seconds,
+        &times,
+    ));
+    s.ratio(
+        "tps_ratio",
+        "TPS during backup ÷ without",
+        "tps_during",
+        "tps_without",
+    )
+    .higher_is_better = true;
     s.note(format!(
         "On {} cores sysbench, mysqld and the agent share the CPUs: part of the TPS drop is plain CPU \
          contention, which a bigger machine would not show.",

@@ -22,6 +22,7 @@ use super::{BackupStorage, MysqlCredentials, SecretKeyRef};
     namespaced,
     status = "MySQLBackupStatus",
     derive = "PartialEq",
+    derive = "Default",
     doc = "A hot physical backup of one MySQL server, taken by the innoxide agent beside it.",
     validation = Rule::new("self.spec == oldSelf.spec").message(
         "spec is immutable: a MySQLBackup is one backup; create another MySQLBackup to take a new one"

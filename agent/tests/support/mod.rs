@@ -1,0 +1,63 @@
+//! Helpers shared by the agent's integration tests (each test file is its
+//! own crate and includes this module; not every file uses every helper).
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use innoxide_agent::backup::BackupOptions;
+use innoxide_agent::mysql::ConnectOptions;
+use innoxide_agent::repo::{RepoOptions, Transform};
+use innoxide_testkit::MysqlServer;
+
+/// Does the server hold a backup lock, or a registered redo log consumer?
+/// Asked of the server itself, not of the engine.
+pub async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
+    let locks: u64 = server
+        .query_scalar(
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'BACKUP LOCK'",
+        )
+        .await
+        .unwrap();
+    let mut conn = server.conn().await.unwrap();
+    let consumer = innoxide_agent::mysql::redo_consumer_registered(&mut conn)
+        .await
+        .unwrap();
+    (locks > 0, consumer)
+}
+
+/// Backup options for `server` as root over its socket, into `repository`.
+pub fn backup_options(
+    server: &MysqlServer,
+    repository: String,
+    repo: RepoOptions,
+    transform: Transform,
+    timestamped: bool,
+) -> BackupOptions {
+    BackupOptions {
+        connect: ConnectOptions {
+            socket: Some(server.socket().to_owned()),
+            user: Some("root".into()),
+            ..Default::default()
+        },
+        repository,
+        repo,
+        transform,
+        spool_dir: None,
+        timestamped,
+        parallel: 2,
+        throttle: None,
+        slave_info: false,
+        redo_consumer: true,
+    }
+}
+
+/// A plain, untimestamped backup into a local folder.
+pub fn local_backup_options(server: &MysqlServer, dir: &Path) -> BackupOptions {
+    backup_options(
+        server,
+        dir.display().to_string(),
+        RepoOptions::default(),
+        Transform::default(),
+        false,
+    )
+}
