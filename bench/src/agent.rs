@@ -23,6 +23,8 @@ pub struct BackupTarget {
     /// A folder, or a repository URL (`s3://bucket/prefix`).
     pub location: String,
     pub compress: bool,
+    /// `--throttle` (bytes per second of data file reads, e.g. `100M`).
+    pub throttle: Option<String>,
     /// Extra environment (the S3 server's endpoint and keys).
     pub env: Vec<(String, String)>,
     /// Working folder of the agent process: a stray relative path lands here.
@@ -62,6 +64,9 @@ impl Agent {
             .arg(format!("--parallel={}", self.parallel));
         if target.compress {
             cmd = cmd.arg("--compress");
+        }
+        if let Some(rate) = &target.throttle {
+            cmd = cmd.arg(format!("--throttle={rate}"));
         }
         cmd = cmd.arg(&target.location);
         for (k, v) in &target.env {

@@ -74,6 +74,9 @@ pub struct Args {
     /// sysbench threads of the write load.
     #[arg(long, default_value_t = 4)]
     pub load_threads: u32,
+    /// `--throttle` of the second series of backups under load (bytes/s, K/M/G suffixes).
+    #[arg(long, default_value = "100M")]
+    pub load_throttle: String,
     /// innodb_buffer_pool_size of every server, MiB.
     #[arg(long, default_value_t = 1024)]
     pub buffer_pool_mib: u64,
@@ -140,6 +143,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
         redo_capacity: args.redo_mib << 20,
         rss_divisor: args.rss_divisor.max(2),
         workload: Workload::WriteOnly,
+        load_throttle: args.load_throttle.clone(),
     };
     let machine = Machine::describe(work.path());
     tracing::info!(machine = machine.summary(), size = %plan.label, repeat = opts.repeat, "starting");

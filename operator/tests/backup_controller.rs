@@ -144,18 +144,40 @@ async fn a_backup_runs_on_the_replica_and_records_its_result() {
     let w = world(true).await;
     w.reconcile().await;
     let backup = w.backup().await;
-    assert!(backup.metadata.finalizers.unwrap().contains(&BACKUP_FINALIZER.to_owned()));
-    assert!(w.agent.requests().is_empty(), "the finalizer goes on before anything starts");
+    assert!(
+        backup
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&BACKUP_FINALIZER.to_owned())
+    );
+    assert!(
+        w.agent.requests().is_empty(),
+        "the finalizer goes on before anything starts"
+    );
 
     w.reconcile().await;
     let requests = w.agent.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].operation_id, "uid-nightly", "keyed by the resource's UID");
-    assert_eq!(requests[0].repository.as_ref().unwrap().url, "s3://backups/prod");
+    assert_eq!(
+        requests[0].operation_id, "uid-nightly",
+        "keyed by the resource's UID"
+    );
+    assert_eq!(
+        requests[0].repository.as_ref().unwrap().url,
+        "s3://backups/prod"
+    );
     let status = w.backup().await.status.unwrap();
     assert_eq!(status.phase, Some(BackupPhase::Running));
-    assert_eq!(status.pod.as_deref(), Some("db-1"), "PreferReplica picked the replica");
-    assert_eq!(status.location.as_deref(), Some("s3://backups/prod/nightly"));
+    assert_eq!(
+        status.pod.as_deref(),
+        Some("db-1"),
+        "PreferReplica picked the replica"
+    );
+    assert_eq!(
+        status.location.as_deref(),
+        Some("s3://backups/prod/nightly")
+    );
 
     w.agent.update("uid-nightly", |op| {
         op.progress = Some(pb::Progress {
@@ -168,7 +190,11 @@ async fn a_backup_runs_on_the_replica_and_records_its_result() {
     w.reconcile().await;
     let status = w.backup().await.status.unwrap();
     assert_eq!(status.progress.unwrap().percent.as_deref(), Some("25%"));
-    assert_eq!(w.agent.requests().len(), 1, "a running backup is polled, never started again");
+    assert_eq!(
+        w.agent.requests().len(),
+        1,
+        "a running backup is polled, never started again"
+    );
 
     w.agent.update("uid-nightly", |op| {
         op.state = pb::OperationState::Succeeded as i32;
@@ -184,13 +210,21 @@ async fn a_backup_runs_on_the_replica_and_records_its_result() {
         }));
     });
     w.reconcile().await;
-    let status = w.backup().await.status.unwrap();
+    let done = w.backup().await;
+    let status = done.status.unwrap();
     assert_eq!(status.phase, Some(BackupPhase::Completed));
     assert_eq!(status.size.as_deref(), Some("2Ki"));
     assert_eq!(status.binlog.unwrap().position, 4242);
     assert_eq!(status.gtid_executed.as_deref(), Some("uuid:1-10"));
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.observed_generation), ("True", Some(1)));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.observed_generation),
+        ("True", done.metadata.generation)
+    );
 }
 
 #[tokio::test]
@@ -200,7 +234,12 @@ async fn a_missing_secret_makes_the_backup_wait_and_say_so() {
     w.reconcile().await;
     let status = w.backup().await.status.unwrap();
     assert_eq!(status.phase, Some(BackupPhase::Pending));
-    assert!(status.message.unwrap().contains("Secret s3-keys does not exist"));
+    assert!(
+        status
+            .message
+            .unwrap()
+            .contains("Secret s3-keys does not exist")
+    );
     assert!(w.agent.requests().is_empty());
 }
 
@@ -210,9 +249,10 @@ async fn deleting_a_running_backup_cancels_it_and_releases_the_finalizer() {
     w.reconcile().await;
     w.reconcile().await;
     let mut deleting = w.backup().await;
-    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        "2026-11-21T03:00:00Z".parse().unwrap(),
-    ));
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-21T03:00:00Z".parse().unwrap(),
+        ));
     reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
         .await
         .expect("cleanup");

@@ -38,6 +38,8 @@ pub struct Options {
     pub rss_divisor: u64,
     /// sysbench workload of the write load.
     pub workload: Workload,
+    /// `--throttle` of the second series of backups under load.
+    pub load_throttle: String,
 }
 
 impl Options {

@@ -156,6 +156,7 @@ async fn to_s3(b: &Bench, s3: &S3Server, i: u32, compress: bool) -> Result<(Run,
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         cwd: Some(cwd.clone()),
+        ..Default::default()
     };
     let result = async {
         let run = b.agent.backup(&b.runner, &format!("s3-backup-{i}"), b.source.socket(), &target).await?;

@@ -1,7 +1,9 @@
 //! Scenario 2: what a backup costs the server. sysbench's write load runs
 //! during an Innoxide backup, then (same length, same threads) without one;
-//! the ratio of the two TPS figures is paired run by run. The backups are
-//! kept: scenario 3 prepares them.
+//! the ratio of the two TPS figures is paired run by run. The same again
+//! with the backup's reads throttled (`--throttle`), to show how much of the
+//! cost is the backup's I/O competing with the server's commits. The
+//! unthrottled backups are kept: scenario 3 prepares them.
 
 use anyhow::Result;
 
@@ -11,6 +13,14 @@ use crate::child::remove_dir;
 use crate::results::{Metric, Scenario, Unit};
 use crate::stats::Series;
 
+/// TPS with and without a backup, and the backups' times.
+#[derive(Default)]
+struct Windows {
+    during: Series,
+    without: Series,
+    times: Series,
+}
+
 pub async fn run(b: &mut Bench) -> Result<Scenario> {
     let threads = b.opts.load_threads;
     let mut s = Scenario::new(
@@ -19,8 +29,10 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         &format!(
             "sysbench `{}` with {threads} threads runs while `innoxide-agent backup` copies the server; \
              right after, the same load runs for as long as that backup took, without a backup. \
-             TPS are sysbench's per-second reports over each window; the ratio is paired run by run.",
-            b.opts.workload_script()
+             TPS are sysbench's per-second reports over each window; the ratio is paired run by run. \
+             Then the same with `--throttle={}`.",
+            b.opts.workload_script(),
+            b.opts.load_throttle
         ),
     );
     tracing::info!("2. warming up the load (10 s)");
@@ -28,12 +40,88 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         .run(threads, std::time::Duration::from_secs(10))
         .await?;
 
-    let (mut during, mut without, mut times) = (Series::new(), Series::new(), Series::new());
+    let plain = windows(b, None).await?;
+    let throttle = b.opts.load_throttle.clone();
+    let throttled = windows(b, Some(throttle.clone())).await?;
+
+    s.push(
+        Metric::from_series(
+            "tps_without",
+            "sysbench TPS, no backup",
+            Unit::Tps,
+            &plain.without,
+        )
+        .anchor(),
+    );
+    s.push(Metric::from_series(
+        "tps_during",
+        "sysbench TPS during an Innoxide backup",
+        Unit::Tps,
+        &plain.during,
+    ));
+    s.push(
+        Metric::from_series(
+            "tps_without_t",
+            "sysbench TPS, no backup (2nd series)",
+            Unit::Tps,
+            &throttled.without,
+        )
+        .anchor(),
+    );
+    s.push(Metric::from_series(
+        "tps_during_t",
+        &format!("TPS during a backup with --throttle={throttle}"),
+        Unit::Tps,
+        &throttled.during,
+    ));
+    s.push(Metric::from_series(
+        "backup_time",
+        "Innoxide backup under load: time",
+        Unit::Seconds,
+        &plain.times,
+    ));
+    s.push(Metric::from_series(
+        "backup_time_t",
+        &format!("Innoxide backup under load, --throttle={throttle}: time"),
+        Unit::Seconds,
+        &throttled.times,
+    ));
+    s.ratio(
+        "tps_ratio",
+        "TPS during backup ÷ without",
+        "tps_during",
+        "tps_without",
+    )
+    .higher_is_better = true;
+    s.ratio(
+        "tps_ratio_t",
+        &format!("TPS during backup ÷ without, --throttle={throttle}"),
+        "tps_during_t",
+        "tps_without_t",
+    )
+    .higher_is_better = true;
+    s.note(format!(
+        "On {} cores sysbench, mysqld and the agent share the CPUs, and every commit waits for an fsync \
+         (sync_binlog=1, innodb_flush_log_at_trx_commit=1) on the disk the backup writes to.",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
+    Ok(s)
+}
+
+/// `repeat` pairs of windows: the load during a backup, then without one.
+async fn windows(b: &mut Bench, throttle: Option<String>) -> Result<Windows> {
+    let threads = b.opts.load_threads;
+    let mut w = Windows::default();
     for i in 0..b.repeat() {
-        tracing::info!(run = i + 1, of = b.repeat(), "2. backup under load");
-        let dir = b.scratch(&format!("load-{i}"));
+        tracing::info!(run = i + 1, of = b.repeat(), throttle = ?throttle, "2. backup under load");
+        let name = match throttle {
+            None => format!("load-{i}"),
+            Some(_) => format!("load-throttled-{i}"),
+        };
+        let dir = b.scratch(&name);
         let target = BackupTarget {
             location: dir.display().to_string(),
+            throttle: throttle.clone(),
             ..Default::default()
         };
         let load = b.sysbench.run_background(threads, OPEN_ENDED)?;
@@ -42,7 +130,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             .agent
             .backup(
                 &b.runner,
-                &format!("load-backup-{i}"),
+                &format!("{name}-backup"),
                 b.source.socket(),
                 &target,
             )
@@ -54,59 +142,29 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         let report = load.stop().await;
         match (backup, report) {
             (Ok(run), Ok(report)) => {
-                times.push(run.seconds());
-                during.push(report.tps);
-                b.kept.load_backups.push(dir);
+                w.times.push(run.seconds());
+                w.during.push(report.tps);
+                if throttle.is_none() {
+                    b.kept.load_backups.push(dir);
+                } else {
+                    remove_dir(&dir);
+                }
             }
             (Err(e), _) => {
-                times.fail(format!("{e:#}"));
-                during.fail(format!("no backup: {e:#}"));
+                w.times.fail(format!("{e:#}"));
+                w.during.fail(format!("no backup: {e:#}"));
                 remove_dir(&dir);
                 continue;
             }
             (Ok(_), Err(e)) => {
-                during.fail(format!("sysbench: {e:#}"));
+                w.during.fail(format!("sysbench: {e:#}"));
                 remove_dir(&dir);
                 continue;
             }
         }
         let load = b.sysbench.run_background(threads, OPEN_ENDED)?;
         tokio::time::sleep(window).await;
-        without.record(load.stop().await.map(|r| r.tps));
+        w.without.record(load.stop().await.map(|r| r.tps));
     }
-
-    s.push(
-        Metric::from_series(
-            "tps_without",
-            "sysbench TPS, no backup",
-            Unit::Tps,
-            &without,
-        )
-        .anchor(),
-    );
-    s.push(Metric::from_series(
-        "tps_during",
-        "sysbench TPS during an Innoxide backup",
-        Unit::Tps,
-        &during,
-    ));
-    s.push(Metric::from_series(
-        "backup_time",
-        "Innoxide backup under load: time",
-        Unit::Seconds,
-        &times,
-    ));
-    s.ratio(
-        "tps_ratio",
-        "TPS during backup ÷ without",
-        "tps_during",
-        "tps_without",
-    )
-    .higher_is_better = true;
-    s.note(format!(
-        "On {} cores sysbench, mysqld and the agent share the CPUs: part of the TPS drop is plain CPU \
-         contention, which a bigger machine would not show.",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    ));
-    Ok(s)
+    Ok(w)
 }
