@@ -3,13 +3,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint testbed fmt build demo crds bench
+.PHONY: test lint testbed testbed-kube fmt build demo crds bench
 
-## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid) and
-## sysbench; etcd + apiextensions-apiserver built from Debian sid's Go sources
-## (about 7 min the first time on 2 cores, seconds after).
+## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid) and sysbench.
 testbed:
 	@bash scripts/testbed.sh all >/dev/null
+
+## etcd + apiextensions-apiserver built from Debian sid's Go sources, for the
+## operator's tests (about 7 min the first time on 2 cores, seconds after).
+testbed-kube:
 	@bash scripts/kube-apiserver.sh >/dev/null
 
 ## Lint: formatting and clippy with warnings as errors.
@@ -18,7 +20,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## All tests: installs the test bed when missing, then lint, then every test.
-test: testbed lint
+test: testbed testbed-kube lint
 	$(CARGO) test --workspace --locked --no-fail-fast
 
 ## The local demo: real MySQL 9.7 under sysbench load → hot backup → verify →
