@@ -236,7 +236,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
         scenarios: done,
         charts: Vec::new(),
     };
-    let (json, md) = report::write_all(&mut results, &args.out)?;
+    let (json, md) = report::write_all(&mut results, &args.out, true)?;
     tracing::info!(json = %json.display(), markdown = %md.display(), "results written");
     Ok(md)
 }

@@ -1,5 +1,5 @@
 //! Writing a run's results: `<date>-<size>.json`, `.md`, the charts, and
-//! `LATEST.md` (a copy of the newest markdown report).
+//! `LATEST.md` (a copy of the newest run's markdown report).
 
 pub mod charts;
 pub mod markdown;
@@ -11,8 +11,13 @@ use anyhow::{Context, Result};
 
 use crate::results::Results;
 
-/// Writes every output into `dir`; returns the JSON's and the markdown's paths.
-pub fn write_all(results: &mut Results, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+/// Writes every output into `dir`; returns the JSON's and the markdown's
+/// paths. `LATEST.md` only follows a new run, not a re-render of an old one.
+pub fn write_all(
+    results: &mut Results,
+    dir: &Path,
+    newest_run: bool,
+) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stem = format!("{}-{}", results.date, results.size);
     match charts::render_all(results, dir, &stem) {
@@ -28,7 +33,9 @@ pub fn write_all(results: &mut Results, dir: &Path) -> Result<(PathBuf, PathBuf)
     let text = markdown::render(results);
     let md = dir.join(format!("{stem}.md"));
     std::fs::write(&md, &text).with_context(|| format!("writing {}", md.display()))?;
-    std::fs::write(dir.join("LATEST.md"), &text).context("writing LATEST.md")?;
+    if newest_run {
+        std::fs::write(dir.join("LATEST.md"), &text).context("writing LATEST.md")?;
+    }
     Ok((json, md))
 }
 
@@ -40,5 +47,5 @@ pub fn rerender(json: &Path) -> Result<(PathBuf, PathBuf)> {
     let mut results: Results =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
     let dir = json.parent().unwrap_or(Path::new("."));
-    write_all(&mut results, dir)
+    write_all(&mut results, dir, false)
 }
