@@ -197,6 +197,21 @@ async fn a_flipped_bit_in_any_stored_object_is_caught() {
                 err.to_string().contains(file),
                 "flip in {file} not named: {err}"
             );
+            // A restore's fetch stops on it too, and leaves no manifest behind.
+            let dest = tempfile::tempdir().unwrap();
+            let (b, key, to) = (
+                backup.clone(),
+                transform.key.clone(),
+                dest.path().to_owned(),
+            );
+            let manifest = report.manifest.clone();
+            let fetched = tokio::task::spawn_blocking(move || {
+                lifecycle::fetch(&b, &manifest, key.as_ref(), &to, &mut |_| {})
+            })
+            .await
+            .unwrap();
+            assert!(fetched.is_err(), "fetch accepted a damaged {file}");
+            assert!(!dest.path().join(meta::MANIFEST).exists());
             std::fs::write(&path, &original).unwrap();
         }
         verify(&backup, transform.key.clone()).await.unwrap();
