@@ -30,8 +30,8 @@ const IDLE_PAUSE: Duration = Duration::from_millis(20);
 /// How long a block may stay torn (bad CRC) before it counts as damage.
 const TORN_PATIENCE: Duration = Duration::from_secs(10);
 /// Sync the captured log and publish progress this often while copying.
-const SYNC_EVERY_BYTES: u64 = 4 << 20;
-const SYNC_EVERY: Duration = Duration::from_millis(250);
+const SYNC_EVERY_BYTES: u64 = 1 << 20;
+const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 pub const CREATOR: &str = "innoxide";
 
