@@ -366,16 +366,10 @@ impl Backup<'_> {
             texts.push((meta::SLAVE_INFO, self.slave_info(sessions, &status).await?));
         }
         for (name, text) in &texts {
-            self.store.put(name, text.as_bytes()).await?;
-            files.push(FileEntry {
-                path: (*name).into(),
-                kind: FileKind::Metadata,
-                original_path: None,
-                size: text.len() as u64,
-                sha256: sha256_hex(text.as_bytes()),
-                stored_size: None,
-                stored_sha256: None,
-            });
+            files.push(
+                self.put_whole(name, FileKind::Metadata, text.as_bytes())
+                    .await?,
+            );
         }
         let manifest = Manifest {
             format_version: meta::manifest::FORMAT_VERSION,
@@ -425,6 +419,26 @@ impl Backup<'_> {
             .put(meta::MANIFEST, manifest.render().as_bytes())
             .await?;
         Ok(manifest)
+    }
+
+    /// Stores a small file whole and untransformed (metadata stays readable
+    /// text) and returns its manifest entry.
+    async fn put_whole(
+        &self,
+        name: &str,
+        kind: FileKind,
+        bytes: &[u8],
+    ) -> Result<FileEntry, Error> {
+        self.store.put(name, bytes).await?;
+        Ok(FileEntry {
+            path: name.into(),
+            kind,
+            original_path: None,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+            stored_size: None,
+            stored_sha256: None,
+        })
     }
 
     /// The captured redo, from the spool into the backup.
@@ -668,16 +682,10 @@ impl Backup<'_> {
                     .await?,
             );
             let (index_name, index) = binlog::index_for(&status.binlog_file);
-            self.store.put(&index_name, index.as_bytes()).await?;
-            files.push(FileEntry {
-                path: index_name,
-                kind: FileKind::Binlog,
-                original_path: None,
-                size: index.len() as u64,
-                sha256: sha256_hex(index.as_bytes()),
-                stored_size: None,
-                stored_sha256: None,
-            });
+            files.push(
+                self.put_whole(&index_name, FileKind::Binlog, index.as_bytes())
+                    .await?,
+            );
         }
         Ok((files, status))
     }
