@@ -199,6 +199,16 @@ pub async fn redo_consumer_registered(conn: &mut Conn) -> Result<bool> {
     }
 }
 
+/// `@@GLOBAL.gtid_executed`, normalised (one line, no spaces), so that a
+/// restore can be checked against the backup's set.
+pub async fn gtid_executed(conn: &mut Conn) -> Result<String> {
+    let set: Option<String> = conn
+        .query_first("SELECT @@GLOBAL.gtid_executed")
+        .await
+        .map_err(stmt("@@GLOBAL.gtid_executed"))?;
+    Ok(log_status::normalise_gtid_set(&set.unwrap_or_default()))
+}
+
 /// The source position a replica has executed up to, for `--slave-info`
 /// on servers without GTIDs. `None` when the server is not a replica.
 pub async fn replica_source_position(conn: &mut Conn) -> Result<Option<(String, u64)>> {

@@ -55,11 +55,13 @@ impl pb::agent_server::Agent for AgentService {
         let facts = async {
             let mut conn = mysql::connect(&connect).await?;
             let facts = mysql::facts::read(&mut conn).await;
+            let gtid_executed = mysql::gtid_executed(&mut conn).await;
             let _ = conn.disconnect().await;
-            facts
+            Ok::<_, mysql::Error>((facts?, gtid_executed?))
         }
         .await
         .map_err(|e| mysql_status(&e))?;
+        let (facts, gtid_executed) = facts;
         Ok(Response::new(pb::ServerInfoResponse {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             mysql_version: facts.version_string,
@@ -77,6 +79,9 @@ impl pb::agent_server::Agent for AgentService {
             checksum_algorithm: facts.checksum_algorithm,
             capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
             running_backup_id: self.ops.running(Kind::Backup).unwrap_or_default(),
+            gtid_executed,
+            // Reported once the datadir swap is built (ArmSwap).
+            swap: None,
         }))
     }
 
@@ -133,6 +138,24 @@ impl pb::agent_server::Agent for AgentService {
             self.ops
                 .start(new, move |job| jobs::run_stage_restore(plan, job)),
         )
+    }
+
+    async fn arm_swap(
+        &self,
+        _request: Request<pb::ArmSwapRequest>,
+    ) -> Result<Response<pb::SwapState>, Status> {
+        Err(Status::unimplemented(
+            "ArmSwap is not built yet in this agent (the datadir swap of a staged restore)",
+        ))
+    }
+
+    async fn disarm_swap(
+        &self,
+        _request: Request<pb::DisarmSwapRequest>,
+    ) -> Result<Response<pb::SwapState>, Status> {
+        Err(Status::unimplemented(
+            "DisarmSwap is not built yet in this agent (the datadir swap of a staged restore)",
+        ))
     }
 
     async fn get_operation(
