@@ -30,6 +30,8 @@ pub mod agent {
     }
 }
 
+pub mod restore_spec;
+
 /// Well-known types the API uses (`google.protobuf.Timestamp`).
 pub use prost_types;
 
