@@ -53,6 +53,10 @@ enum Command {
     Prune(PruneArgs),
     /// Run the gRPC agent next to mysqld.
     Serve(ServeArgs),
+    /// Before mysqld starts (the pod's init container): finish or run an armed
+    /// datadir swap, --revert one, or restore into an empty volume (--restore-spec).
+    /// Exits 0 when done or when there is nothing to do, 3 when refused (nothing touched).
+    Init(crate::swap::init::InitArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -393,6 +397,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// The exit status of a refusal: the situation is wrong and nothing was
+/// touched (a live server on the datadir, a restore over a non-empty one).
+const REFUSED: u8 = 3;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.log_json);
@@ -411,7 +419,11 @@ pub fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "failed");
             eprintln!("innoxide-agent: error: {e:#}");
-            ExitCode::FAILURE
+            if crate::swap::init::is_refusal(&e) {
+                ExitCode::from(REFUSED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -493,6 +505,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             "incremental backups are not built yet: this version takes and restores full backups only"
         ),
         Command::Serve(args) => crate::service::serve(args.config()?).await?,
+        Command::Init(args) => crate::swap::init::run(args).await?,
     }
     Ok(())
 }

@@ -19,4 +19,5 @@ pub mod repo;
 pub mod restore;
 pub mod secret;
 pub mod service;
+pub mod swap;
 pub mod verify;

@@ -246,7 +246,7 @@ fn folders_of(plan: &Plan, datadir: &Path) -> Vec<PathBuf> {
 /// (a packaged /var/lib/mysql is mysql:mysql), else its parent's. `None`
 /// when we are not root: then every file we create is ours anyway, and we
 /// could not give it away.
-fn target_owner(datadir: &Path) -> Result<Option<(Uid, Gid)>, Error> {
+pub(crate) fn target_owner(datadir: &Path) -> Result<Option<(Uid, Gid)>, Error> {
     use std::os::unix::fs::MetadataExt;
     if !Uid::effective().is_root() {
         return Ok(None);
@@ -266,7 +266,7 @@ fn target_owner(datadir: &Path) -> Result<Option<(Uid, Gid)>, Error> {
     Ok(Some((Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()))))
 }
 
-fn chown_tree(root: &Path, uid: Uid, gid: Gid) -> Result<(), Error> {
+pub(crate) fn chown_tree(root: &Path, uid: Uid, gid: Gid) -> Result<(), Error> {
     chown(root, uid, gid)?;
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {

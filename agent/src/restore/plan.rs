@@ -90,7 +90,9 @@ pub fn plan(
     out
 }
 
-fn is_left_out(file: &Path, new_server_uuid: bool) -> bool {
+/// Whether `file` (relative to a prepared datadir) stays out of a restore;
+/// `new_server_uuid` leaves `auto.cnf` out too.
+pub fn is_left_out(file: &Path, new_server_uuid: bool) -> bool {
     let first = file
         .components()
         .next()

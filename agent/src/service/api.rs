@@ -17,7 +17,7 @@ use super::Config;
 use super::jobs;
 use super::operations::{NewOperation, Operations, StartError, Started};
 use super::record::{Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
-use crate::mysql;
+use crate::{mysql, swap};
 
 /// What the agent can do, as ServerInfo reports it.
 const CAPABILITIES: &[&str] = &[
@@ -25,6 +25,8 @@ const CAPABILITIES: &[&str] = &[
     "backup.throttle",
     "repository.file",
     "restore.stage",
+    "restore.swap",
+    "restore.init",
     "operations.watch",
 ];
 /// How often a watch looks at live progress between changes of state.
@@ -80,8 +82,7 @@ impl pb::agent_server::Agent for AgentService {
             capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
             running_backup_id: self.ops.running(Kind::Backup).unwrap_or_default(),
             gtid_executed,
-            // Reported once the datadir swap is built (ArmSwap).
-            swap: None,
+            swap: Some(self.swap_state()?),
         }))
     }
 
@@ -140,22 +141,64 @@ impl pb::agent_server::Agent for AgentService {
         )
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "ArmSwap", operation_id = %request.get_ref().operation_id))]
     async fn arm_swap(
         &self,
-        _request: Request<pb::ArmSwapRequest>,
+        request: Request<pb::ArmSwapRequest>,
     ) -> Result<Response<pb::SwapState>, Status> {
-        Err(Status::unimplemented(
-            "ArmSwap is not built yet in this agent (the datadir swap of a staged restore)",
-        ))
+        let id = request.into_inner().operation_id;
+        check_name("operation_id", &id).map_err(Status::invalid_argument)?;
+        let record = self.ops.get(&id).ok_or_else(|| not_found(&id))?;
+        let staged = match (&record.kind, &record.state, &record.result) {
+            (Kind::StageRestore, State::Succeeded, Some(Outcome::StageRestore(staged))) => staged,
+            (Kind::StageRestore, state, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "StageRestore {id} is {}: only a succeeded one can be swapped in; wait for it \
+                     to succeed, or stage again",
+                    state_name(*state)
+                )));
+            }
+            (kind, _, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "operation {id} is a {}, not a StageRestore: only a staged restore can be \
+                     swapped in",
+                    kind.as_str()
+                )));
+            }
+        };
+        if !staged.prepared_dir.is_dir() {
+            return Err(Status::failed_precondition(format!(
+                "the prepared datadir of {id} ({}) is gone: stage the restore again",
+                staged.prepared_dir.display()
+            )));
+        }
+        let armed = swap::Armed {
+            operation_id: id,
+            prepared_dir: staged.prepared_dir.clone(),
+            gtid_executed: staged.gtid_executed.clone(),
+            armed_at: SystemTime::now(),
+        };
+        let state_dir = self.config.state_dir.clone();
+        let state = tokio::task::spawn_blocking(move || swap::arm(&state_dir, armed))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| swap_status(&e))?;
+        Ok(Response::new(swap_state(state)))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "DisarmSwap", operation_id = %request.get_ref().operation_id))]
     async fn disarm_swap(
         &self,
-        _request: Request<pb::DisarmSwapRequest>,
+        request: Request<pb::DisarmSwapRequest>,
     ) -> Result<Response<pb::SwapState>, Status> {
-        Err(Status::unimplemented(
-            "DisarmSwap is not built yet in this agent (the datadir swap of a staged restore)",
-        ))
+        let id = request.into_inner().operation_id;
+        check_name("operation_id", &id).map_err(Status::invalid_argument)?;
+        let state_dir = self.config.state_dir.clone();
+        let state = tokio::task::spawn_blocking(move || swap::disarm(&state_dir, &id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| swap_status(&e))?;
+        Ok(Response::new(swap_state(state)))
     }
 
     async fn get_operation(
@@ -226,6 +269,48 @@ impl pb::agent_server::Agent for AgentService {
         let id = request.into_inner().operation_id;
         let record = self.ops.cancel(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(operation(record)))
+    }
+}
+
+impl AgentService {
+    fn swap_state(&self) -> Result<pb::SwapState, Status> {
+        swap::state(&self.config.state_dir)
+            .map(swap_state)
+            .map_err(|e| swap_status(&e))
+    }
+}
+
+fn swap_state(state: swap::SwapState) -> pb::SwapState {
+    pb::SwapState {
+        armed_operation_id: state.armed_operation_id.unwrap_or_default(),
+        last_swap: state.last.map(|done| pb::SwapRecord {
+            operation_id: done.operation_id,
+            completed_at: Some(timestamp(done.completed_at)),
+            previous_datadir: done
+                .previous_datadir
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            gtid_executed: done.gtid_executed,
+        }),
+    }
+}
+
+fn swap_status(e: &swap::Error) -> Status {
+    match e {
+        swap::Error::File(_) => {
+            tracing::error!(error = %e, "cannot read or write the swap state");
+            Status::internal(format!("{e}; check the agent's volume"))
+        }
+        _ => Status::failed_precondition(e.to_string()),
+    }
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Running => "running",
+        State::Succeeded => "succeeded",
+        State::Failed => "failed",
+        State::Cancelled => "cancelled",
     }
 }
 

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use innoxide_proto::agent::v1 as pb;
+use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use super::Config;
-use super::operations::Job;
+use super::operations::{Job, Live};
 use super::record::{BackupOutcome, Failure, Outcome, Phase, StageOutcome, check_name};
 use crate::backup::{self, BackupOptions};
 use crate::mysql::{self, ConnectOptions};
@@ -215,6 +216,16 @@ pub struct StagePlan {
 }
 
 pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<StagePlan, Status> {
+    stage_plan_in(req, &config.staging_dir, config.mysqld.clone())
+}
+
+/// A StageRestore request checked, staging into `<staging_dir>/<operation id>`
+/// (the service's, or init's for a restore into a new volume).
+pub fn stage_plan_in(
+    req: &pb::StageRestoreRequest,
+    staging_dir: &Path,
+    mysqld: Option<PathBuf>,
+) -> Result<StagePlan, Status> {
     let repository = req
         .repository
         .as_ref()
@@ -222,7 +233,7 @@ pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<Stag
     let target = target(repository)?;
     check_name("backup_name", &req.backup_name).map_err(Status::invalid_argument)?;
     let key = encryption_key(req.encryption_key.as_ref(), "encryption_key")?;
-    let staging = config.staging_dir.join(&req.operation_id);
+    let staging = staging_dir.join(&req.operation_id);
     Ok(StagePlan {
         repository_url: repository.url.clone(),
         backup_name: req.backup_name.clone(),
@@ -232,7 +243,7 @@ pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<Stag
         apply_log: prepare::ApplyLogOptions {
             key: None,
             backup_dir: staging.join("backup"),
-            mysqld: config.mysqld.clone(),
+            mysqld,
             force: false,
             buffer_pool: match req.use_memory_bytes {
                 0 => DEFAULT_USE_MEMORY,
@@ -246,7 +257,21 @@ pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<Stag
 /// Fetch, verify, apply the log. A failure removes the staging folder: it
 /// holds only a copy, and the volume's space is the live server's.
 pub async fn run_stage_restore(plan: StagePlan, job: Job) -> Result<Outcome, Failure> {
-    let result = stage(&plan, &job).await;
+    job.update(|r| r.owns_destination = true);
+    stage(&plan, &job.live, &job.cancel)
+        .await
+        .map(Outcome::StageRestore)
+}
+
+/// Fetch, verify, apply the log into `plan.staging`: what a StageRestore
+/// runs, and what `init` runs to restore into a new volume. A failure
+/// removes the staging folder.
+pub async fn stage(
+    plan: &StagePlan,
+    live: &Live,
+    cancel: &CancellationToken,
+) -> Result<StageOutcome, Failure> {
+    let result = stage_into(plan, live, cancel).await;
     if result.is_err()
         && plan.staging.exists()
         && let Err(e) = std::fs::remove_dir_all(&plan.staging)
@@ -256,20 +281,23 @@ pub async fn run_stage_restore(plan: StagePlan, job: Job) -> Result<Outcome, Fai
     result
 }
 
-async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
+async fn stage_into(
+    plan: &StagePlan,
+    live: &Live,
+    cancel: &CancellationToken,
+) -> Result<StageOutcome, Failure> {
     if plan.staging.exists() {
         // Left by an operation of this id whose record is gone: ours to replace.
         std::fs::remove_dir_all(&plan.staging)
             .map_err(|e| io_failure("remove", &plan.staging, &e))?;
     }
     std::fs::create_dir_all(&plan.staging).map_err(|e| io_failure("create", &plan.staging, &e))?;
-    job.update(|r| r.owns_destination = true);
 
-    job.live.set_phase(Phase::Fetching);
+    live.set_phase(Phase::Fetching);
     let fetched = plan.apply_log.backup_dir.clone();
-    let manifest = fetch(plan, &fetched, job).await?;
+    let manifest = fetch(plan, &fetched, live, cancel).await?;
 
-    job.live.set_phase(Phase::Verifying);
+    live.set_phase(Phase::Verifying);
     let to_verify = fetched.clone();
     let verified = tokio::task::spawn_blocking(move || verify::verify_dir(&to_verify))
         .await
@@ -286,16 +314,16 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
         bytes = verified.bytes,
         "backup verified"
     );
-    if job.cancel.is_cancelled() {
+    if cancel.is_cancelled() {
         return Err(cancelled());
     }
 
-    job.live.set_phase(Phase::ApplyingLog);
-    let report = prepare::apply_log(&plan.apply_log, job.cancel.clone())
+    live.set_phase(Phase::ApplyingLog);
+    let report = prepare::apply_log(&plan.apply_log, cancel.clone())
         .await
         .map_err(|e| apply_log_failure(&e))?;
-    job.live.set_phase(Phase::Done);
-    Ok(Outcome::StageRestore(StageOutcome {
+    live.set_phase(Phase::Done);
+    Ok(StageOutcome {
         prepared_dir: report.prepared_dir,
         backup_location: plan.source.clone(),
         server_version: manifest.server_version,
@@ -303,13 +331,18 @@ async fn stage(plan: &StagePlan, job: &Job) -> Result<Outcome, Failure> {
         binlog_file: manifest.binlog_file,
         binlog_position: manifest.binlog_position,
         gtid_executed: manifest.gtid_executed,
-    }))
+    })
 }
 
 /// Copies a backup from its repository into `to` as plain files (decrypted,
 /// decompressed), verifying every file against the manifest as it streams;
 /// the manifest is written last. Progress counts the bytes.
-async fn fetch(plan: &StagePlan, to: &Path, job: &Job) -> Result<meta::Manifest, Failure> {
+async fn fetch(
+    plan: &StagePlan,
+    to: &Path,
+    live: &Live,
+    cancel: &CancellationToken,
+) -> Result<meta::Manifest, Failure> {
     let invalid = |e: &dyn std::fmt::Display| {
         Failure::new(
             Code::FailedPrecondition,
@@ -322,7 +355,8 @@ async fn fetch(plan: &StagePlan, to: &Path, job: &Job) -> Result<meta::Manifest,
         .await
         .map_err(|e| invalid(&e))?;
     lifecycle::check_key(&manifest, plan.key.as_ref()).map_err(|e| invalid(&e))?;
-    let progress = job.live.engine.clone();
+    check_space(&plan.staging, &manifest)?;
+    let progress = live.engine.clone();
     progress.bytes_total.store(
         manifest.files.iter().map(|f| f.size).sum(),
         Ordering::Relaxed,
@@ -347,9 +381,48 @@ async fn fetch(plan: &StagePlan, to: &Path, job: &Job) -> Result<meta::Manifest,
     });
     tokio::select! {
         copied = copy => copied.map_err(|e| internal(&e))??,
-        _ = job.cancel.cancelled() => return Err(cancelled()),
+        _ = cancel.cancelled() => return Err(cancelled()),
     }
     Ok(manifest)
+}
+
+/// Room a staged restore takes beyond its files: the redo the mini
+/// instance creates and the slack a filesystem needs.
+const SPACE_MARGIN: u64 = 512 << 20;
+
+/// Bytes a staged restore of `manifest` needs on its volume: the fetched
+/// backup (plain files, whatever the stored size) plus apply-log's working
+/// copy of it (a full copy where the filesystem cannot reflink), plus a
+/// margin. Pure, so the estimate is testable.
+pub fn space_needed(manifest: &meta::Manifest) -> u64 {
+    let files: u64 = manifest.files.iter().map(|f| f.size).sum();
+    files
+        .saturating_mul(2)
+        .saturating_add(files / 10)
+        .saturating_add(SPACE_MARGIN)
+}
+
+/// Refuses, before a byte is fetched, a staged restore the volume has no
+/// room for: running the live server's volume full is worse than no restore.
+fn check_space(staging: &Path, manifest: &meta::Manifest) -> Result<(), Failure> {
+    let stat = nix::sys::statvfs::statvfs(staging)
+        .map_err(|e| io_failure("measure the free space of", staging, &e.into()))?;
+    let available = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
+    let needed = space_needed(manifest);
+    if available < needed {
+        return Err(Failure::new(
+            Code::FailedPrecondition,
+            "INSUFFICIENT_SPACE",
+            format!(
+                "INSUFFICIENT_SPACE: staging this backup needs about {} MiB on the volume of {} \
+                 ({} MiB free): grow the volume or free space, then stage again",
+                needed >> 20,
+                staging.display(),
+                available >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The local folder of a repository URL, or why there is none.

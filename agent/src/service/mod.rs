@@ -17,10 +17,14 @@ mod server;
 mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use innoxide_proto::agent::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
 use crate::mysql::ConnectOptions;
+pub use record::check_name;
 pub use tls::TlsFiles;
 
 /// Everything `serve` needs, resolved from the command line.
@@ -63,4 +67,32 @@ impl Config {
 /// Runs the agent until SIGTERM or SIGINT, then cancels what runs and stops.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     server::run(config).await
+}
+
+/// A backup fetched, verified and prepared outside the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub prepared_dir: PathBuf,
+    pub gtid_executed: String,
+}
+
+/// Runs what a StageRestore runs (same checks, same code) into
+/// `<staging_dir>/<operation id>`, without the service: `init` restoring
+/// into a new volume. Errors carry the operation's reason code.
+pub async fn stage_without_service(
+    request: &pb::StageRestoreRequest,
+    staging_dir: &Path,
+    mysqld: Option<PathBuf>,
+    cancel: CancellationToken,
+) -> anyhow::Result<Staged> {
+    let plan = jobs::stage_plan_in(request, staging_dir, mysqld)
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+    let live = operations::Live::default();
+    let outcome = jobs::stage(&plan, &live, &cancel)
+        .await
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.reason, f.message))?;
+    Ok(Staged {
+        prepared_dir: outcome.prepared_dir,
+        gtid_executed: outcome.gtid_executed,
+    })
 }
