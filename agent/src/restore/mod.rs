@@ -266,8 +266,12 @@ pub(crate) fn target_owner(datadir: &Path) -> Result<Option<(Uid, Gid)>, Error> 
     Ok(Some((Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()))))
 }
 
+/// Gives `root` and, when it is a folder, everything below it to uid:gid.
 pub(crate) fn chown_tree(root: &Path, uid: Uid, gid: Gid) -> Result<(), Error> {
     chown(root, uid, gid)?;
+    if !root.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| FileError::at("list", &dir, e))?;

@@ -60,6 +60,12 @@ pub fn run(layout: &Layout, mut journal: Journal) -> Result<Done, Error> {
             )?;
             fix_up(layout, &journal)?;
             sync_if_there(&journal.incoming)?;
+            if !prepared {
+                // All of it moved: the empty folder goes too (rmdir refuses
+                // if anything is left), so "previous/<id> exists" keeps
+                // meaning "there is a datadir to go back to".
+                remove_empty_dir(&journal.incoming)?;
+            }
             fileops::sync_dir(&journal.datadir)?;
             failpoint("before-record");
             let done = Done {
@@ -202,6 +208,14 @@ fn sync_if_there(dir: &Path) -> Result<(), FileError> {
         }
     }
     Ok(())
+}
+
+fn remove_empty_dir(dir: &Path) -> Result<(), FileError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => dir.parent().map_or(Ok(()), fileops::sync_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FileError::at("remove", dir, e)),
+    }
 }
 
 fn remove_dir_if_there(dir: &PathBuf) -> Result<(), FileError> {

@@ -120,9 +120,9 @@ async fn restore(
     crate::service::check_name("operation_id", &id).map_err(anyhow::Error::msg)?;
 
     // A run killed while placing files finishes first, whatever else.
-    let finish = layout.clone();
-    if let Some(report) = blocking(move || super::run_armed(&finish)).await? {
-        return Ok(Some(report));
+    if super::has_begun(layout)? {
+        let finish = layout.clone();
+        return blocking(move || super::run_armed(&finish)).await;
     }
     if !layout.datadir_is_empty()? {
         if let Some(done) = super::restore_done(layout, &id)? {

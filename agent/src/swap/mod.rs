@@ -380,6 +380,12 @@ pub fn place_restore(
     begin(layout, journal)
 }
 
+/// Whether an exchange has begun and not finished (read only: a refusal
+/// must not even create the state dir).
+pub fn has_begun(layout: &Layout) -> Result<bool, Error> {
+    Ok(journal::read::<Journal>(&layout.swap_dir().join(journal::JOURNAL))?.is_some())
+}
+
 /// Whether a restore with this id was completed on this volume.
 pub fn restore_done(layout: &Layout, operation_id: &str) -> Result<Option<Done>, Error> {
     Ok(journal::read::<Done>(&layout.done_path(operation_id))?.filter(|d| d.kind == Kind::Restore))
