@@ -36,7 +36,7 @@ fmt:
 ## `make test` fails when they drift (operator/tests/crds.rs).
 crds:
 	$(CARGO) run --locked -q -p innoxide-operator --bin crdgen -- crds
-	cp crds/mysqlbackups.yaml crds/mysqlbackupschedules.yaml charts/innoxide-operator/crds/
+	cp crds/mysqlbackups.yaml crds/mysqlbackupschedules.yaml crds/mysqlrestores.yaml charts/innoxide-operator/crds/
 
 build:
 	$(CARGO) build --workspace --release --locked

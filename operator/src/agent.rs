@@ -30,7 +30,7 @@ pub enum AgentError {
     #[error("the agent in pod {pod} has no record of operation {id}")]
     NotFound { pod: String, id: String },
     /// The agent refused the request for good: retrying will not help.
-    #[error("the agent in pod {pod} refused the backup ({code}): {message}")]
+    #[error("the agent in pod {pod} refused the request ({code}): {message}")]
     Refused {
         pod: String,
         code: String,
@@ -85,7 +85,7 @@ impl AgentError {
     }
 }
 
-/// The three calls a MySQLBackup needs.
+/// The calls a MySQLBackup and a MySQLRestore need.
 pub trait AgentApi: Send + Sync + 'static {
     /// Starts the backup, or returns the operation that has this id.
     fn start_backup(
@@ -105,6 +105,36 @@ pub trait AgentApi: Send + Sync + 'static {
         target: &AgentTarget,
         id: &str,
     ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+
+    /// Stages a restore beside the live server, or returns the operation
+    /// that has this id.
+    fn stage_restore(
+        &self,
+        target: &AgentTarget,
+        request: pb::StageRestoreRequest,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send;
+
+    /// Arms the datadir swap of a succeeded staged restore (a no-op when
+    /// it is armed already).
+    fn arm_swap(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::SwapState, AgentError>> + Send;
+
+    /// Withdraws an armed swap that has not begun.
+    fn disarm_swap(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::SwapState, AgentError>> + Send;
+
+    /// What the agent knows about its server, with the agent's own MySQL
+    /// credentials.
+    fn server_info(
+        &self,
+        target: &AgentTarget,
+    ) -> impl Future<Output = Result<pb::ServerInfoResponse, AgentError>> + Send;
 }
 
 /// The real agent, over gRPC with mTLS: the operator presents its client
@@ -261,6 +291,58 @@ impl AgentApi for TonicAgent {
             .map(tonic::Response::into_inner)
             .map_err(|s| self.fail(target, &s, id))
     }
+
+    async fn stage_restore(
+        &self,
+        target: &AgentTarget,
+        request: pb::StageRestoreRequest,
+    ) -> Result<pb::Operation, AgentError> {
+        let id = request.operation_id.clone();
+        let mut client = self.client(target)?;
+        client
+            .stage_restore(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, &id))
+    }
+
+    async fn arm_swap(&self, target: &AgentTarget, id: &str) -> Result<pb::SwapState, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .arm_swap(pb::ArmSwapRequest {
+                operation_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
+    async fn disarm_swap(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> Result<pb::SwapState, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .disarm_swap(pb::DisarmSwapRequest {
+                operation_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
+    async fn server_info(
+        &self,
+        target: &AgentTarget,
+    ) -> Result<pb::ServerInfoResponse, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .server_info(pb::ServerInfoRequest { mysql: None })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, ""))
+    }
 }
 
 impl<A: AgentApi> AgentApi for Arc<A> {
@@ -287,6 +369,37 @@ impl<A: AgentApi> AgentApi for Arc<A> {
     ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
         (**self).cancel(target, id)
     }
+
+    fn stage_restore(
+        &self,
+        target: &AgentTarget,
+        request: pb::StageRestoreRequest,
+    ) -> impl Future<Output = Result<pb::Operation, AgentError>> + Send {
+        (**self).stage_restore(target, request)
+    }
+
+    fn arm_swap(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::SwapState, AgentError>> + Send {
+        (**self).arm_swap(target, id)
+    }
+
+    fn disarm_swap(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::SwapState, AgentError>> + Send {
+        (**self).disarm_swap(target, id)
+    }
+
+    fn server_info(
+        &self,
+        target: &AgentTarget,
+    ) -> impl Future<Output = Result<pb::ServerInfoResponse, AgentError>> + Send {
+        (**self).server_info(target)
+    }
 }
 
 pub mod fake {
@@ -300,7 +413,12 @@ pub mod fake {
     struct State {
         operations: HashMap<String, (String, pb::Operation)>,
         requests: Vec<pb::StartBackupRequest>,
+        stage_requests: Vec<pb::StageRestoreRequest>,
         cancelled: Vec<String>,
+        /// What ServerInfo answers, per pod.
+        servers: HashMap<String, pb::ServerInfoResponse>,
+        /// Every ArmSwap/DisarmSwap call, as `arm <id>` / `disarm <id>`.
+        swap_calls: Vec<String>,
         fail_next: Option<AgentError>,
     }
 
@@ -339,6 +457,55 @@ pub mod fake {
         /// The next call fails with this error.
         pub fn fail_next(&self, error: AgentError) {
             self.state().fail_next = Some(error);
+        }
+
+        /// Every StageRestore request seen, in order.
+        pub fn stage_requests(&self) -> Vec<pb::StageRestoreRequest> {
+            self.state().stage_requests.clone()
+        }
+
+        /// Every ArmSwap/DisarmSwap call, as `arm <id>` / `disarm <id>`.
+        pub fn swap_calls(&self) -> Vec<String> {
+            self.state().swap_calls.clone()
+        }
+
+        /// Changes what ServerInfo answers for this pod.
+        pub fn server(&self, pod: &str, change: impl FnOnce(&mut pb::ServerInfoResponse)) {
+            change(self.state().servers.entry(pod.to_owned()).or_default());
+        }
+
+        pub fn server_state(&self, pod: &str) -> pb::ServerInfoResponse {
+            self.state().servers.get(pod).cloned().unwrap_or_default()
+        }
+
+        /// What the init container does at the pod's next start: the armed
+        /// swap is done, and the server runs on the restored data.
+        pub fn perform_swap(&self, pod: &str) {
+            let mut state = self.state();
+            let staged: HashMap<String, String> = state
+                .operations
+                .iter()
+                .filter_map(|(id, (_, op))| match &op.result {
+                    Some(pb::operation::Result::StageRestore(r)) => {
+                        Some((id.clone(), r.gtid_executed.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let server = state.servers.entry(pod.to_owned()).or_default();
+            let swap = server.swap.get_or_insert_with(pb::SwapState::default);
+            let id = std::mem::take(&mut swap.armed_operation_id);
+            if id.is_empty() {
+                return;
+            }
+            let gtid = staged.get(&id).cloned().unwrap_or_default();
+            swap.last_swap = Some(pb::SwapRecord {
+                operation_id: id.clone(),
+                completed_at: None,
+                previous_datadir: format!("/var/lib/mysql/.innoxide-agent/previous/{id}"),
+                gtid_executed: gtid.clone(),
+            });
+            server.gtid_executed = gtid;
         }
     }
 
@@ -427,6 +594,102 @@ pub mod fake {
                 op.state = pb::OperationState::Cancelled as i32;
             }
             Ok(op.clone())
+        }
+
+        async fn stage_restore(
+            &self,
+            target: &AgentTarget,
+            request: pb::StageRestoreRequest,
+        ) -> Result<pb::Operation, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.stage_requests.push(request.clone());
+            if let Some((_, op)) = state.operations.get(&request.operation_id) {
+                return Ok(op.clone());
+            }
+            let op = pb::Operation {
+                operation_id: request.operation_id.clone(),
+                kind: pb::OperationKind::StageRestore as i32,
+                state: pb::OperationState::Running as i32,
+                progress: Some(pb::Progress {
+                    phase: pb::Phase::Fetching as i32,
+                    ..pb::Progress::default()
+                }),
+                repository_url: request
+                    .repository
+                    .as_ref()
+                    .map(|r| r.url.clone())
+                    .unwrap_or_default(),
+                backup_name: request.backup_name.clone(),
+                ..pb::Operation::default()
+            };
+            state.operations.insert(
+                request.operation_id.clone(),
+                (target.pod.clone(), op.clone()),
+            );
+            Ok(op)
+        }
+
+        async fn arm_swap(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::SwapState, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.swap_calls.push(format!("arm {id}"));
+            let refused = |message: &str| AgentError::Refused {
+                pod: target.pod.clone(),
+                code: "FailedPrecondition".into(),
+                message: message.into(),
+            };
+            let staged = state.operations.get(id).is_some_and(|(_, op)| {
+                op.kind == pb::OperationKind::StageRestore as i32
+                    && op.state == pb::OperationState::Succeeded as i32
+            });
+            if !staged {
+                return Err(refused("not a succeeded StageRestore"));
+            }
+            let server = state.servers.entry(target.pod.clone()).or_default();
+            let swap = server.swap.get_or_insert_with(pb::SwapState::default);
+            if !swap.armed_operation_id.is_empty() && swap.armed_operation_id != id {
+                return Err(refused("another swap is armed"));
+            }
+            swap.armed_operation_id = id.to_owned();
+            Ok(swap.clone())
+        }
+
+        async fn disarm_swap(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::SwapState, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.swap_calls.push(format!("disarm {id}"));
+            let server = state.servers.entry(target.pod.clone()).or_default();
+            let swap = server.swap.get_or_insert_with(pb::SwapState::default);
+            if swap.armed_operation_id == id {
+                swap.armed_operation_id.clear();
+            }
+            Ok(swap.clone())
+        }
+
+        async fn server_info(
+            &self,
+            target: &AgentTarget,
+        ) -> Result<pb::ServerInfoResponse, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            Ok(state.servers.get(&target.pod).cloned().unwrap_or_default())
         }
     }
 }

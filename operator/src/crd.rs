@@ -4,13 +4,14 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{MySQLBackup, MySQLBackupSchedule};
+use crate::api::{MySQLBackup, MySQLBackupSchedule, MySQLRestore};
 
 /// Every CRD this operator serves, with the file name it has in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("mysqlbackups.yaml", MySQLBackup::crd()),
         ("mysqlbackupschedules.yaml", MySQLBackupSchedule::crd()),
+        ("mysqlrestores.yaml", MySQLRestore::crd()),
     ]
 }
 

@@ -229,6 +229,19 @@ impl BackupBuilder {
         self
     }
 
+    pub fn with_gtid(mut self, gtid: &str) -> Self {
+        self.status().gtid_executed = Some(gtid.into());
+        self
+    }
+
+    pub fn encrypted_with(mut self, secret: &str, key: &str) -> Self {
+        self.backup.spec.encryption_key_secret_ref = Some(SecretKeyRef {
+            name: secret.into(),
+            key: key.into(),
+        });
+        self
+    }
+
     pub fn completed_at(mut self, at: &str) -> Self {
         let status = self.status();
         status.phase = Some(BackupPhase::Completed);
@@ -419,5 +432,123 @@ impl ScheduleBuilder {
 
     pub fn build(self) -> MySQLBackupSchedule {
         self.schedule
+    }
+}
+
+pub struct RestoreBuilder {
+    restore: MySQLRestore,
+}
+
+impl RestoreBuilder {
+    fn with_source(name: &str, source: RestoreSource) -> RestoreBuilder {
+        let mut restore = MySQLRestore::new(
+            name,
+            MySQLRestoreSpec {
+                source,
+                ..MySQLRestoreSpec::default()
+            },
+        );
+        restore.metadata.namespace = Some(NAMESPACE.into());
+        restore.metadata.uid = Some(format!("uid-{name}"));
+        restore.metadata.generation = Some(1);
+        restore.metadata.creation_timestamp = Some(Time(ts("2026-11-21T10:00:00Z")));
+        restore.spec.target.role_label = DEFAULT_ROLE_LABEL.into();
+        RestoreBuilder { restore }
+    }
+
+    /// Restore `name` of MySQLBackup `backup`, in namespace `prod`.
+    pub fn from_backup(name: &str, backup: &str) -> RestoreBuilder {
+        Self::with_source(
+            name,
+            RestoreSource {
+                backup_name: Some(backup.into()),
+                location: None,
+            },
+        )
+    }
+
+    /// Restore `name` of backup `backup_name` in s3://bucket/prefix.
+    pub fn from_location(
+        name: &str,
+        bucket: &str,
+        prefix: &str,
+        backup_name: &str,
+    ) -> RestoreBuilder {
+        let storage = BackupBuilder::named("x")
+            .storing_in_s3(bucket, Some(prefix))
+            .build()
+            .spec
+            .storage;
+        Self::with_source(
+            name,
+            RestoreSource {
+                backup_name: None,
+                location: Some(BackupLocation {
+                    storage,
+                    backup_name: backup_name.into(),
+                }),
+            },
+        )
+    }
+
+    fn s3(&mut self) -> Option<&mut S3Storage> {
+        self.restore
+            .spec
+            .source
+            .location
+            .as_mut()
+            .and_then(|l| l.storage.s3.as_mut())
+    }
+
+    pub fn with_s3_endpoint(mut self, endpoint: &str) -> Self {
+        if let Some(s3) = self.s3() {
+            s3.endpoint = Some(endpoint.into());
+        }
+        self
+    }
+
+    pub fn with_s3_credentials(mut self, secret: &str) -> Self {
+        if let Some(s3) = self.s3() {
+            s3.credentials_secret_ref = Some(S3CredentialsRef {
+                name: secret.into(),
+                access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
+                secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
+            });
+        }
+        self
+    }
+
+    pub fn in_place(mut self, sts: &str) -> Self {
+        self.restore.spec.target.stateful_set_name = sts.into();
+        self.restore.spec.target.mode = RestoreMode::InPlace;
+        self
+    }
+
+    pub fn new_stateful_set(mut self, sts: &str) -> Self {
+        self.restore.spec.target.stateful_set_name = sts.into();
+        self.restore.spec.target.mode = RestoreMode::NewStatefulSet;
+        self
+    }
+
+    pub fn use_memory(mut self, quantity: &str) -> Self {
+        self.restore.spec.use_memory = Some(Quantity(quantity.into()));
+        self
+    }
+
+    pub fn created_at(mut self, at: &str) -> Self {
+        self.restore.metadata.creation_timestamp = Some(Time(ts(at)));
+        self
+    }
+
+    pub fn phase(mut self, phase: RestorePhase) -> Self {
+        self.restore
+            .status
+            .get_or_insert_with(MySQLRestoreStatus::default)
+            .phase = Some(phase);
+        self
+    }
+
+    pub fn build(self) -> MySQLRestore {
+        self.restore
     }
 }

@@ -3,16 +3,20 @@
 //! them, and `crdgen` prints it. No Kubernetes I/O here.
 //!
 //! - [`MySQLBackup`]: one backup, with an immutable spec;
+//! - [`MySQLRestore`]: one restore of a backup into a StatefulSet, in
+//!   place or into a new one's empty volumes;
 //! - [`MySQLBackupSchedule`]: makes MySQLBackups on a cron schedule and
 //!   applies retention to them.
 
 mod backup;
 mod common;
+mod restore;
 mod schedule;
 mod storage;
 
 pub use backup::*;
 pub use common::*;
+pub use restore::*;
 pub use schedule::*;
 pub use storage::*;
 

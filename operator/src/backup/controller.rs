@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -264,71 +264,15 @@ async fn read_credentials<A: AgentApi>(
     backup: &MySQLBackup,
     ctx: &Context<A>,
 ) -> Result<std::result::Result<Credentials, String>> {
-    let ns = backup.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut credentials = Credentials::default();
     let spec = &backup.spec;
-    if let Some(s3) = spec
-        .storage
-        .s3
-        .as_ref()
-        .and_then(|s| s.credentials_secret_ref.as_ref())
-    {
-        credentials.s3_access_key_id =
-            match secret_value(&secrets, &s3.name, &s3.access_key_id_key).await? {
-                Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
-                Err(m) => return Ok(Err(m)),
-            };
-        credentials.s3_secret_access_key =
-            match secret_value(&secrets, &s3.name, &s3.secret_access_key_key).await? {
-                Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
-                Err(m) => return Ok(Err(m)),
-            };
-    }
-    if let Some(key) = &spec.encryption_key_secret_ref {
-        credentials.encryption_key = match secret_value(&secrets, &key.name, &key.key).await? {
-            Ok(v) => match request::encryption_key_text(&v) {
-                Ok(text) => Some(text),
-                Err(e) => return Ok(Err(e.0)),
-            },
-            Err(m) => return Ok(Err(m)),
-        };
-    }
-    if let Some(mysql) = &spec.mysql_credentials {
-        let r = &mysql.password_secret_ref;
-        credentials.mysql_password = match secret_value(&secrets, &r.name, &r.key).await? {
-            Ok(v) => Some(
-                String::from_utf8_lossy(&v)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
-            Err(m) => return Ok(Err(m)),
-        };
-    }
-    Ok(Ok(credentials))
-}
-
-async fn secret_value(
-    secrets: &Api<Secret>,
-    name: &str,
-    key: &str,
-) -> Result<std::result::Result<Vec<u8>, String>> {
-    let Some(secret) = secrets.get_opt(name).await? else {
-        return Ok(Err(format!("Secret {name} does not exist; create it")));
-    };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| v.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|v| v.clone().into_bytes())
-        });
-    Ok(value.ok_or_else(|| format!("Secret {name} has no key {key:?}")))
+    crate::secrets::read_credentials(
+        &ctx.client,
+        &backup.namespace().unwrap_or_default(),
+        &spec.storage,
+        spec.encryption_key_secret_ref.as_ref(),
+        spec.mysql_credentials.as_ref(),
+    )
+    .await
 }
 
 async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Action> {

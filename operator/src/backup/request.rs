@@ -3,7 +3,7 @@
 
 use innoxide_proto::agent::v1 as pb;
 
-use crate::api::{Compression, MySQLBackupSpec};
+use crate::api::{BackupStorage, Compression, MySQLBackupSpec};
 use crate::units;
 
 /// The Secret values a backup needs, read by the controller.
@@ -61,20 +61,18 @@ pub fn encryption_key_text(bytes: &[u8]) -> Result<String, Unusable> {
     }
 }
 
-fn secret(value: &Option<String>) -> Option<pb::SecretRef> {
+pub fn secret(value: &Option<String>) -> Option<pb::SecretRef> {
     value.as_ref().map(|v| pb::SecretRef {
         source: Some(pb::secret_ref::Source::Value(v.clone())),
     })
 }
 
-/// The StartBackup request for this spec.
-pub fn start_backup_request(
-    spec: &MySQLBackupSpec,
-    operation_id: &str,
-    backup_name: &str,
+/// The repository as the agent opens it: URL, object store options and the
+/// S3 keys the controller read. Shared by backups and restores.
+pub fn repository(
+    storage: &BackupStorage,
     credentials: &Credentials,
-) -> Result<pb::StartBackupRequest, Unusable> {
-    let storage = &spec.storage;
+) -> Result<pb::Repository, Unusable> {
     let mut options = std::collections::HashMap::new();
     let mut repository_credentials = None;
     if let Some(s3) = &storage.s3 {
@@ -104,8 +102,8 @@ pub fn start_backup_request(
             .as_ref()
             .is_some_and(|a| a.credentials_secret_ref.is_some())
     {
-        // The agent's API carries S3 keys only; sending the backup without
-        // the credentials the user named could write it to the wrong place.
+        // The agent's API carries S3 keys only; sending the request without
+        // the credentials the user named could reach the wrong place.
         return Err(Unusable(
             "storage credentialsSecretRef for gcs/azure cannot be passed to the agent yet; leave it out and give the agent workload identity"
                 .into(),
@@ -114,6 +112,21 @@ pub fn start_backup_request(
     if let Some(azure) = &storage.azure {
         options.insert("storage_account".to_owned(), azure.storage_account.clone());
     }
+    Ok(pb::Repository {
+        url: storage.repository_url(),
+        options,
+        credentials: repository_credentials,
+    })
+}
+
+/// The StartBackup request for this spec.
+pub fn start_backup_request(
+    spec: &MySQLBackupSpec,
+    operation_id: &str,
+    backup_name: &str,
+    credentials: &Credentials,
+) -> Result<pb::StartBackupRequest, Unusable> {
+    let repository = repository(&spec.storage, credentials)?;
     let throttle = match &spec.throttle {
         Some(q) => {
             units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("throttle: {e}")))?
@@ -129,11 +142,7 @@ pub fn start_backup_request(
         });
     Ok(pb::StartBackupRequest {
         operation_id: operation_id.to_owned(),
-        repository: Some(pb::Repository {
-            url: storage.repository_url(),
-            options,
-            credentials: repository_credentials,
-        }),
+        repository: Some(repository),
         backup_name: backup_name.to_owned(),
         mysql,
         options: Some(pb::BackupOptions {

@@ -63,7 +63,7 @@ pub fn step_name(phase: i32) -> Option<&'static str> {
     })
 }
 
-fn progress_of(p: &pb::Progress, done: bool) -> BackupProgress {
+pub fn progress_of(p: &pb::Progress, done: bool) -> BackupProgress {
     BackupProgress {
         step: step_name(p.phase).map(str::to_owned),
         bytes_done: p.bytes_done,

@@ -1,0 +1,9 @@
+//! The MySQLRestore controller: [`controller`] is the I/O around the pure
+//! steps ([`source`]: what is restored and whether it may start;
+//! [`request`]: the agent's request and the init container's spec;
+//! [`step`]: what happens next).
+
+pub mod controller;
+pub mod request;
+pub mod source;
+pub mod step;
