@@ -859,6 +859,11 @@ async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_serv
     assert!(!state_dir.path().join("staging/r0").exists());
 
     client.stage_restore(stage("r1", "full")).await.unwrap();
+    // Still fetching or preparing: nothing to swap in yet.
+    assert_eq!(
+        arm(&mut client, "r1").await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
     let events = watch_to_end(&mut client, "r1").await;
     let ready = events.last().unwrap();
     assert_eq!(state(ready), pb::OperationState::Succeeded, "{ready:?}");
@@ -880,6 +885,71 @@ async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_serv
     // The repository's copy was only read.
     innoxide_agent::verify::verify_dir(&repo.path().join("full")).unwrap();
     assert!(!repo.path().join("full/prepared").exists());
+
+    // Only a succeeded StageRestore is armed.
+    assert_eq!(
+        arm(&mut client, "nope").await.unwrap_err().code(),
+        Code::NotFound
+    );
+    for not_staged in ["r0", "full"] {
+        let refused = arm(&mut client, not_staged).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::FailedPrecondition,
+            "{not_staged}: {refused:?}"
+        );
+    }
+    let armed = arm(&mut client, "r1").await.unwrap();
+    assert_eq!(armed.armed_operation_id, "r1");
+    assert_eq!(
+        arm(&mut client, "r1").await.unwrap(),
+        armed,
+        "arming twice is a no-op"
+    );
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.path().join("swap/armed.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk["prepared_dir"], result.prepared_dir.as_str());
+    assert_eq!(on_disk["gtid_executed"], result.gtid_executed.as_str());
+    let info = server_info(&mut client).await;
+    assert_eq!(info.swap.unwrap().armed_operation_id, "r1");
+    assert!(info.capabilities.iter().any(|c| c == "restore.swap"));
+    assert!(info.capabilities.iter().any(|c| c == "restore.init"));
+
+    let disarmed = client
+        .disarm_swap(pb::DisarmSwapRequest {
+            operation_id: "r1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(disarmed.armed_operation_id, "");
+    assert!(!state_dir.path().join("swap/armed.json").exists());
+    assert_eq!(
+        server_info(&mut client)
+            .await
+            .swap
+            .unwrap()
+            .armed_operation_id,
+        ""
+    );
+}
+
+async fn arm(client: &mut AgentClient<Channel>, id: &str) -> Result<pb::SwapState, tonic::Status> {
+    client
+        .arm_swap(pb::ArmSwapRequest {
+            operation_id: id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn server_info(client: &mut AgentClient<Channel>) -> pb::ServerInfoResponse {
+    client
+        .server_info(pb::ServerInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// The repository of a request for the in-process S3 server, with the

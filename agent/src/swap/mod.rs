@@ -490,3 +490,95 @@ fn staging_of(prepared_dir: &Path, operation_id: &str) -> Option<PathBuf> {
     let staging = prepared_dir.parent()?.parent()?;
     (staging.file_name()? == operation_id).then(|| staging.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{BackupType, Checkpoints};
+
+    /// A folder that reads as apply-log's finished output.
+    fn prepared(root: &Path, name: &str) -> PathBuf {
+        let dir = root.join(name).join("backup/prepared");
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = Checkpoints {
+            backup_type: BackupType::FullPrepared,
+            from_lsn: 0,
+            to_lsn: 1,
+            last_lsn: 2,
+            flushed_lsn: 2,
+        };
+        std::fs::write(dir.join(crate::meta::CHECKPOINTS), marker.render()).unwrap();
+        dir
+    }
+
+    fn armed(id: &str, dir: &Path) -> Armed {
+        Armed {
+            operation_id: id.into(),
+            prepared_dir: dir.to_owned(),
+            gtid_executed: String::new(),
+            armed_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn one_swap_is_armed_at_a_time_and_a_begun_one_cannot_be_disarmed() {
+        let volume = tempfile::tempdir().unwrap();
+        let state_dir = volume.path().join(STATE_DIR_NAME);
+        let (a, b) = (prepared(volume.path(), "a"), prepared(volume.path(), "b"));
+        let raw = volume.path().join("raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        assert!(matches!(
+            arm(&state_dir, armed("r", &raw)),
+            Err(Error::NotPrepared { .. })
+        ));
+
+        let now = arm(&state_dir, armed("a", &a)).unwrap();
+        assert_eq!(now.armed_operation_id.as_deref(), Some("a"));
+        assert_eq!(arm(&state_dir, armed("a", &a)).unwrap(), now);
+        assert!(matches!(
+            arm(&state_dir, armed("b", &b)),
+            Err(Error::OtherArmed { .. })
+        ));
+        // Disarming what is not armed changes nothing.
+        assert_eq!(disarm(&state_dir, "b").unwrap(), now);
+        assert_eq!(disarm(&state_dir, "a").unwrap().armed_operation_id, None);
+        arm(&state_dir, armed("b", &b)).unwrap();
+
+        // init has begun b: it must finish, so disarm and re-arm are refused.
+        let journal = Journal {
+            kind: Kind::Swap,
+            operation_id: "b".into(),
+            datadir: volume.path().to_owned(),
+            incoming: b.clone(),
+            incoming_is_prepared: true,
+            aside: state_dir.join("previous/b"),
+            keep_auto_cnf: true,
+            remove_after: None,
+            gtid_executed: String::new(),
+            begun_at: SystemTime::now(),
+            phase: journal::Phase::MovingOut,
+        };
+        journal::write(&state_dir.join("swap"), journal::JOURNAL, &journal).unwrap();
+        assert!(matches!(disarm(&state_dir, "b"), Err(Error::Begun(_))));
+        assert!(matches!(
+            arm(&state_dir, armed("a", &a)),
+            Err(Error::Begun(_))
+        ));
+        let begun = state(&state_dir).unwrap();
+        assert!(begun.begun && begun.armed_operation_id.as_deref() == Some("b"));
+    }
+
+    #[test]
+    fn the_state_dir_and_lost_found_are_the_volumes_not_the_servers() {
+        let layout = Layout::new(Path::new("/data"), None).unwrap();
+        assert_eq!(layout.state_dir, Path::new("/data/.innoxide-agent"));
+        assert!(layout.keeps(Path::new("/data/.innoxide-agent")));
+        assert!(layout.keeps(Path::new("/data/lost+found")));
+        assert!(!layout.keeps(Path::new("/data/ibdata1")));
+        assert_eq!(
+            staging_of(Path::new("/s/staging/r1/backup/prepared"), "r1"),
+            Some(PathBuf::from("/s/staging/r1"))
+        );
+        assert_eq!(staging_of(Path::new("/elsewhere/prepared"), "r1"), None);
+    }
+}
