@@ -208,6 +208,18 @@ async fn an_armed_swap_replaces_the_datadir_keeps_the_old_one_and_reverts() {
     source.server.stop().await.unwrap();
     let out = assert_success(&init(&datadir, &[], None).await);
     assert!(out.contains("swap of r1 done"), "{out}");
+    // Only the server's files came in: apply-log's own stay behind.
+    for own in [
+        "xtrabackup_checkpoints",
+        "mysql-stderr",
+        "innoxide-mysqld.cnf",
+    ] {
+        assert!(
+            !datadir.join(own).exists(),
+            "{own} was moved into the datadir"
+        );
+    }
+    assert!(datadir.join("#innodb_redo").is_dir());
     let previous = state.join("previous/r1");
     assert!(previous.join("ibdata1").is_file() && previous.join("auto.cnf").is_file());
     assert!(

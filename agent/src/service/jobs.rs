@@ -390,12 +390,12 @@ async fn fetch(
 /// instance creates and the slack a filesystem needs.
 const SPACE_MARGIN: u64 = 512 << 20;
 
-/// Bytes a staged restore of `manifest` needs on its volume: the fetched
-/// backup (plain files, whatever the stored size) plus apply-log's working
-/// copy of it (a full copy where the filesystem cannot reflink), plus a
-/// margin. Pure, so the estimate is testable.
-pub fn space_needed(manifest: &meta::Manifest) -> u64 {
-    let files: u64 = manifest.files.iter().map(|f| f.size).sum();
+/// Bytes a staged restore needs on its volume, from the manifest's file
+/// sizes (plain, whatever was stored): the fetched backup plus apply-log's
+/// working copy of it (a full copy where the filesystem cannot reflink),
+/// plus a tenth and a margin.
+pub fn space_needed(file_sizes: impl IntoIterator<Item = u64>) -> u64 {
+    let files: u64 = file_sizes.into_iter().sum();
     files
         .saturating_mul(2)
         .saturating_add(files / 10)
@@ -408,9 +408,16 @@ fn check_space(staging: &Path, manifest: &meta::Manifest) -> Result<(), Failure>
     let stat = nix::sys::statvfs::statvfs(staging)
         .map_err(|e| io_failure("measure the free space of", staging, &e.into()))?;
     let available = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
-    let needed = space_needed(manifest);
+    let needed = space_needed(manifest.files.iter().map(|f| f.size));
+    match space_refusal(staging, needed, available) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+fn space_refusal(staging: &Path, needed: u64, available: u64) -> Option<Failure> {
     if available < needed {
-        return Err(Failure::new(
+        return Some(Failure::new(
             Code::FailedPrecondition,
             "INSUFFICIENT_SPACE",
             format!(
@@ -422,7 +429,7 @@ fn check_space(staging: &Path, manifest: &meta::Manifest) -> Result<(), Failure>
             ),
         ));
     }
-    Ok(())
+    None
 }
 
 /// The local folder of a repository URL, or why there is none.
@@ -693,6 +700,21 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_stage_without_room_for_two_copies_is_refused_with_the_space_it_needs() {
+        let needed = space_needed([600 << 20, 400 << 20]);
+        assert_eq!(needed, (2000 << 20) + (100 << 20) + SPACE_MARGIN);
+        assert!(space_refusal(Path::new("/data/s"), needed, needed).is_none());
+        let refused = space_refusal(Path::new("/data/s"), needed, 1 << 30).unwrap();
+        assert_eq!(refused.reason, "INSUFFICIENT_SPACE");
+        assert_eq!(refused.code, Code::FailedPrecondition as i32);
+        assert!(
+            refused.message.contains("2612 MiB") && refused.message.contains("1024 MiB free"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]
