@@ -20,8 +20,11 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## All tests: installs the test bed when missing, then lint, then every test.
+## Integration tests each run their own mysqld (and often sysbench): at most
+## TEST_THREADS of them at once, so a 2-core machine is busy, not thrashing.
+TEST_THREADS ?= 4
 test: testbed testbed-kube lint
-	$(CARGO) test --workspace --locked --no-fail-fast
+	RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --workspace --locked --no-fail-fast
 
 ## The local demo: real MySQL 9.7 under sysbench load → hot backup → verify →
 ## apply-log → copy-back → restored server judged by the consistency oracle.
