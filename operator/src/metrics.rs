@@ -1,6 +1,6 @@
 //! The operator's Prometheus metrics, one registry, prefix
 //! `innoxide_operator_`: reconciles (count, failures by error, duration,
-//! timed by a drop guard), backup phase transitions, leadership.
+//! timed by a drop guard), backup and restore phase transitions, leadership.
 
 use std::sync::atomic::AtomicI64;
 use std::time::Instant;
@@ -34,6 +34,7 @@ pub struct Metrics {
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
     pub backup_transitions: Family<PhaseLabels, Counter>,
+    pub restore_transitions: Family<PhaseLabels, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
 }
 
@@ -52,6 +53,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let backup_transitions = Family::<PhaseLabels, Counter>::default();
+        let restore_transitions = Family::<PhaseLabels, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
@@ -70,6 +72,11 @@ impl Metrics {
             backup_transitions.clone(),
         );
         registry.register(
+            "restore_transitions",
+            "MySQLRestores entering a phase",
+            restore_transitions.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -80,6 +87,7 @@ impl Metrics {
             failures,
             duration,
             backup_transitions,
+            restore_transitions,
             leader,
         }
     }

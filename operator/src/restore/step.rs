@@ -78,6 +78,8 @@ pub struct World {
     /// ordinal 0), or None with `no_pod` saying why.
     pub pod: Option<PodView>,
     pub no_pod: Option<String>,
+    /// How to call the pod's agent (set when the pod is ready).
+    pub agent: Option<crate::target::AgentTarget>,
     /// NewStatefulSet: pods of the StatefulSet created before this restore.
     pub older_pods: Vec<String>,
     /// NewStatefulSet: the restore-spec Secret exists.

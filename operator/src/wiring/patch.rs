@@ -32,6 +32,9 @@ pub const AGENT_LABEL_VALUE: &str = "enabled";
 /// The agent sidecar's container name.
 pub const AGENT_CONTAINER: &str = "innoxide-agent";
 pub const INSTALL_CONTAINER: &str = "innoxide-agent-install";
+/// The init container that runs `innoxide-agent init` before mysqld: the
+/// armed datadir swap of an InPlace restore, or a NewStatefulSet restore.
+pub const INIT_CONTAINER: &str = "innoxide-agent-init";
 /// The agent's gRPC port unless `innoxide.dev/agent-port` says otherwise.
 pub const AGENT_PORT: u16 = 9443;
 pub const AGENT_METRICS_PORT: u16 = 9464;
