@@ -399,8 +399,15 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
     let volume = tempfile::tempdir().unwrap();
     let datadir = volume.path().join("data");
     std::fs::create_dir_all(datadir.join("lost+found")).unwrap();
+    // Killed halfway through placing the files: the next run finishes.
+    let killed = init(&datadir, &[&spec_arg, &mysqld_arg], Some("move-in-3")).await;
+    assert_eq!(killed.status.signal(), Some(9), "{}", text(&killed.stderr));
     let out = assert_success(&init(&datadir, &[&spec_arg, &mysqld_arg], None).await);
-    assert!(out.contains("restore of new-1 done"), "{out}");
+    assert!(
+        out.contains("restore of new-1 done (finished an interrupted run)"),
+        "{out}"
+    );
+    assert!(datadir.join("lost+found").is_dir());
     assert!(
         !datadir.join("auto.cnf").exists(),
         "a clone gets its own server UUID"
