@@ -27,7 +27,13 @@ pub struct Settings {
     pub namespace: String,
     pub ca_secret: String,
     pub wiring: WiringSettings,
+    /// How long a running backup's agent may stay out of reach before the
+    /// backup is marked Failed.
+    pub agent_lost_timeout: Duration,
 }
+
+/// How long a running backup's agent may stay out of reach by default.
+pub const DEFAULT_AGENT_LOST_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Context<A: AgentApi> {
     pub client: Client,

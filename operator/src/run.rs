@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::TonicAgent;
+use crate::agent::{AgentApi, TonicAgent};
 use crate::api::{MySQLBackup, MySQLBackupSchedule};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, error_policy};
@@ -22,6 +22,7 @@ use crate::leader::{LeaderElection, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::wiring::WiringSettings;
 use crate::wiring::controller::{Wiring, load_or_create_ca};
+use crate::wiring::pki::Ca;
 use crate::{backup, schedule, wiring};
 
 #[derive(clap::Parser, Debug, Clone)]
@@ -58,6 +59,10 @@ pub struct Config {
     /// Logs as JSON lines (`json`) or for people (`text`).
     #[arg(long, env = "INNOXIDE_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     pub log_format: String,
+    /// How long a running backup's agent may stay out of reach (pod gone,
+    /// not ready, not answering) before the backup is marked Failed.
+    #[arg(long, env = "INNOXIDE_AGENT_LOST_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub agent_lost_timeout: Duration,
 }
 
 pub fn init_logging(format: &str) {
@@ -168,6 +173,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wiring: WiringSettings {
             agent_image: config.agent_image.clone(),
         },
+        agent_lost_timeout: config.agent_lost_timeout,
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -176,11 +182,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         settings,
     ));
-    let wiring_ctx = Arc::new(Wiring {
-        ctx: ctx.clone(),
-        ca,
-    });
-
     let shutdown = {
         let lost = lost.clone();
         async move {
@@ -191,12 +192,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    tracing::info!("controllers running");
+    run_controllers(ctx, ca, shutdown).await;
+    metrics.leader.set(0);
+    if lost.is_cancelled() {
+        anyhow::bail!("lost leadership; exiting so a fresh replica can compete");
+    }
+    Ok(())
+}
+
+/// The three controllers, until `shutdown` completes: what [`run`] does
+/// once it leads, and what tests run in-process against their own API
+/// server, agent client and clock. A clock that jumps (a test's) makes
+/// every controller look at everything again.
+pub async fn run_controllers<A: AgentApi>(
+    ctx: Arc<Context<A>>,
+    ca: Ca,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = ctx.client.clone();
+    let wiring_ctx = Arc::new(Wiring {
+        ctx: ctx.clone(),
+        ca,
+    });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let jumps = || {
+        ctx.clock
+            .jumps()
+            .unwrap_or_else(|| futures::stream::pending().boxed())
+    };
 
     let backups = Controller::new(
         Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
+    .reconcile_all_on(jumps())
     .graceful_shutdown_on(shutdown.clone())
     .run(
         backup::controller::reconcile,
@@ -212,6 +242,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
         watcher::Config::default().labels(crate::api::SCHEDULE_LABEL),
     )
+    .reconcile_all_on(jumps())
     .graceful_shutdown_on(shutdown.clone())
     .run(
         schedule::controller::reconcile,
@@ -230,13 +261,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wiring_ctx,
     )
     .for_each(|_| futures::future::ready(()));
-    tracing::info!("controllers running");
     futures::join!(backups, schedules, statefulsets);
-    metrics.leader.set(0);
-    if lost.is_cancelled() {
-        anyhow::bail!("lost leadership; exiting so a fresh replica can compete");
-    }
-    Ok(())
 }
 
 async fn sigterm() {

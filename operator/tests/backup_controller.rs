@@ -117,6 +117,7 @@ async fn world(with_keys: bool) -> World {
             wiring: WiringSettings {
                 agent_image: "innoxide/innoxide-agent:test".into(),
             },
+            agent_lost_timeout: innoxide_operator::context::DEFAULT_AGENT_LOST_TIMEOUT,
         },
     ));
     World { client, agent, ctx }

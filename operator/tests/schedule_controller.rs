@@ -88,6 +88,7 @@ async fn world(schedule: &str, backups: Vec<MySQLBackup>) -> World {
             wiring: WiringSettings {
                 agent_image: "innoxide/innoxide-agent:test".into(),
             },
+            agent_lost_timeout: innoxide_operator::context::DEFAULT_AGENT_LOST_TIMEOUT,
         },
     ));
     World { client, clock, ctx }

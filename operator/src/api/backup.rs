@@ -75,7 +75,17 @@ pub struct MySQLBackupSpec {
     /// What happens to the backup's data when this resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// How long the backup may wait to start (for its pod, its agent, a
+    /// Secret, another backup on the same server), counted from its
+    /// creation, before it is marked Failed. Default 3600: a backup that
+    /// starts hours late is rarely the one that was wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_deadline_seconds: Option<u32>,
 }
+
+/// How long a backup may wait to start unless `startDeadlineSeconds` says.
+pub const DEFAULT_START_DEADLINE_SECONDS: u32 = 3600;
 
 /// The MySQL server: a StatefulSet in this namespace, or a pod selector.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -197,6 +207,11 @@ pub struct MySQLBackupStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Since when a running backup's agent has been out of reach; the
+    /// backup fails when that lasts longer than the operator's
+    /// agent-lost timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_unreachable_since: Option<Time>,
     /// What is happening, or what went wrong and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -116,6 +116,10 @@ pub struct PvcStorage {
     pub claim_name: String,
     /// Folder inside the volume that holds the backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Bounded so the API server accepts the rule's cost (split is linear
+    // in the length; unbounded, it exceeds the CEL budget and the CRD is
+    // refused).
+    #[schemars(length(max = 512))]
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(s, s == '..')")
         .message("path: a relative folder inside the volume, without '..'"))]
     pub path: Option<String>,

@@ -26,7 +26,7 @@ use tracing::instrument;
 
 use super::cleanup::{self, AgentAnswer, Step};
 use super::request::{self, Credentials};
-use super::status::{Observed, next_status};
+use super::status::{Observed, next_status, past_deadline, until_start_deadline};
 use crate::agent::{AgentApi, AgentError};
 use crate::api::{BACKUP_FINALIZER, BackupPhase, MySQLBackup, MysqlRef};
 use crate::context::{Context, Error, Result, apply_status};
@@ -77,9 +77,10 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
         .clone()
         .unwrap_or_else(|| request::backup_name_for(&backup.name_any()));
     let location = backup.spec.storage.location_of(&backup_name);
+    let now = ctx.clock.now();
     let observed = observe(backup, &backup_name, ctx).await?;
-    let (new_status, transition) =
-        next_status(backup, &observed, &backup_name, &location, ctx.clock.now());
+    let observed = past_deadline(backup, observed, now, ctx.settings.agent_lost_timeout);
+    let (new_status, transition) = next_status(backup, &observed, &backup_name, &location, now);
     if backup.status.as_ref() != Some(&new_status) {
         let api: Api<MySQLBackup> =
             Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
@@ -99,7 +100,10 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
     Ok(match new_status.phase.unwrap_or_default() {
         BackupPhase::Completed | BackupPhase::Failed => Action::await_change(),
         BackupPhase::Running => Action::requeue(POLL),
-        BackupPhase::Pending => Action::requeue(WAIT),
+        // Looked at again by the start deadline at the latest.
+        BackupPhase::Pending => Action::requeue(
+            WAIT.min(until_start_deadline(backup, now) + Duration::from_millis(500)),
+        ),
     })
 }
 

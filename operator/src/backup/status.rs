@@ -6,8 +6,11 @@ use innoxide_proto::agent::v1 as pb;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use std::time::Duration;
+
 use crate::api::{
-    BackupPhase, BackupProgress, BinlogPosition, LsnRange, MySQLBackup, MySQLBackupStatus,
+    BackupPhase, BackupProgress, BinlogPosition, DEFAULT_START_DEADLINE_SECONDS, LsnRange,
+    MySQLBackup, MySQLBackupStatus,
 };
 use crate::conditions::{self, Wanted};
 use crate::units;
@@ -102,6 +105,10 @@ pub fn next_status(
                 Some(BackupPhase::Running) => BackupPhase::Running,
                 _ => BackupPhase::Pending,
             };
+            if phase == BackupPhase::Running {
+                status.agent_unreachable_since =
+                    old.agent_unreachable_since.clone().or(Some(Time(now)));
+            }
             (
                 phase,
                 Wanted::new("Ready", false, reason, message.clone()),
@@ -114,13 +121,17 @@ pub fn next_status(
                 message.clone(),
             )
         }
-        Observed::Failed { reason, message } => (
-            BackupPhase::Failed,
-            Wanted::new("Ready", false, reason, message.clone()),
-            Wanted::new("Progressing", false, reason, message.clone()),
-            message.clone(),
-        ),
+        Observed::Failed { reason, message } => {
+            status.agent_unreachable_since = None;
+            (
+                BackupPhase::Failed,
+                Wanted::new("Ready", false, reason, message.clone()),
+                Wanted::new("Progressing", false, reason, message.clone()),
+                message.clone(),
+            )
+        }
         Observed::Operation { pod, operation } => {
+            status.agent_unreachable_since = None;
             status.pod = Some(pod.clone());
             status.start_time = old
                 .start_time
@@ -221,6 +232,77 @@ pub fn next_status(
         message,
     });
     (status, transition)
+}
+
+/// A wait that has lasted too long, as the failure it becomes: a backup
+/// that could not start within its start deadline (counted from its
+/// creation), or a started one whose agent stayed out of reach longer than
+/// `agent_lost_timeout`. Anything else is returned unchanged.
+pub fn past_deadline(
+    backup: &MySQLBackup,
+    observed: Observed,
+    now: Timestamp,
+    agent_lost_timeout: Duration,
+) -> Observed {
+    let Observed::Waiting { message, .. } = &observed else {
+        return observed;
+    };
+    let waited = |since: Option<&Time>| since.map(|t| elapsed_since(t.0, now)).unwrap_or_default();
+    let status = backup.status.clone().unwrap_or_default();
+    if backup.phase() == BackupPhase::Running {
+        let lost_for = waited(status.agent_unreachable_since.as_ref());
+        if lost_for > agent_lost_timeout {
+            return Observed::Failed {
+                reason: "AgentLost",
+                message: format!(
+                    "lost the agent of pod {} for over {} while the backup ran ({message}); the backup did not finish: create a new MySQLBackup once the pod is back",
+                    status.pod.as_deref().unwrap_or("?"),
+                    humantime::format_duration(agent_lost_timeout),
+                ),
+            };
+        }
+        return observed;
+    }
+    let deadline = start_deadline(backup);
+    if waited(backup.metadata.creation_timestamp.as_ref()) > deadline {
+        return Observed::Failed {
+            reason: "StartDeadlineExceeded",
+            message: format!(
+                "the backup could not start within startDeadlineSeconds ({}s): {message}; fix that and create a new MySQLBackup",
+                deadline.as_secs()
+            ),
+        };
+    }
+    observed
+}
+
+/// Time from `then` to `now`; zero when `then` is later (another clock's
+/// stamp, a little ahead of ours).
+fn elapsed_since(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(then)).unwrap_or_default()
+}
+
+/// The backup's start deadline (the spec's or the default).
+pub fn start_deadline(backup: &MySQLBackup) -> Duration {
+    Duration::from_secs(u64::from(
+        backup
+            .spec
+            .start_deadline_seconds
+            .unwrap_or(DEFAULT_START_DEADLINE_SECONDS),
+    ))
+}
+
+/// How long until a waiting backup that has not started reaches its start
+/// deadline (zero once it has).
+pub fn until_start_deadline(backup: &MySQLBackup, now: Timestamp) -> Duration {
+    let created = backup
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let waited = elapsed_since(created, now);
+    start_deadline(backup).saturating_sub(waited)
 }
 
 fn apply_result(status: &mut MySQLBackupStatus, result: &pb::BackupResult) {
@@ -424,6 +506,83 @@ mod tests {
         );
         assert_eq!(first, second, "level-triggered: same input, same status");
         assert_eq!(transition, None);
+    }
+
+    fn waiting() -> Observed {
+        Observed::Waiting {
+            reason: "AgentUnreachable",
+            message: "cannot reach the agent in pod db-0: connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn a_backup_that_cannot_start_fails_at_its_start_deadline() {
+        let mut backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .build();
+        backup.spec.start_deadline_seconds = Some(30);
+        backup.metadata.creation_timestamp =
+            Some(Time(now() - jiff::SignedDuration::from_secs(20)));
+        let lost = Duration::from_secs(600);
+        assert_eq!(past_deadline(&backup, waiting(), now(), lost), waiting());
+        let ahead = now() - jiff::SignedDuration::from_secs(3600);
+        assert_eq!(
+            past_deadline(&backup, waiting(), ahead, lost),
+            waiting(),
+            "a creation stamp ahead of our clock is no wait at all"
+        );
+        assert_eq!(
+            until_start_deadline(&backup, now()),
+            Duration::from_secs(10)
+        );
+        let later = now() + jiff::SignedDuration::from_secs(11);
+        let Observed::Failed { reason, message } = past_deadline(&backup, waiting(), later, lost)
+        else {
+            panic!("failed at the deadline");
+        };
+        assert_eq!(reason, "StartDeadlineExceeded");
+        assert!(
+            message.contains("(30s)") && message.contains("connection refused"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_running_backup_fails_when_its_agent_stays_lost() {
+        let backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .running_on("db-0")
+            .build();
+        let (status, _) = observe(&backup, waiting());
+        assert_eq!(status.phase, Some(BackupPhase::Running));
+        assert_eq!(status.agent_unreachable_since, Some(Time(now())));
+        let mut lost = backup.clone();
+        lost.status = Some(status);
+        let timeout = Duration::from_secs(60);
+        let soon = now() + jiff::SignedDuration::from_secs(30);
+        assert_eq!(past_deadline(&lost, waiting(), soon, timeout), waiting());
+        let late = now() + jiff::SignedDuration::from_secs(61);
+        let Observed::Failed { reason, message } = past_deadline(&lost, waiting(), late, timeout)
+        else {
+            panic!("failed after the timeout");
+        };
+        assert_eq!(reason, "AgentLost");
+        assert!(message.contains("db-0"), "{message}");
+        // The agent answering again clears the mark.
+        let op = OperationBuilder::running().copying(1, 2).build();
+        let (status, _) = next_status(
+            &lost,
+            &Observed::Operation {
+                pod: "db-0".into(),
+                operation: Box::new(op),
+            },
+            "b",
+            "s3://b/b",
+            soon,
+        );
+        assert_eq!(status.agent_unreachable_since, None);
     }
 
     #[test]
