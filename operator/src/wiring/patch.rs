@@ -8,7 +8,12 @@
 //! - the agent sidecar, running that binary with the MySQL container's own
 //!   image (apply-log later needs the exact mysqld of the source), sharing
 //!   the data volume at the datadir's path and the MySQL socket's folder;
-//! - its server certificate (a Secret) and any backup claims, mounted.
+//! - its server certificate (a Secret) and any backup claims, mounted;
+//! - an init container after the install one that runs `innoxide-agent
+//!   init` on the data volume before mysqld starts: a no-op unless a
+//!   restore armed a datadir swap, or, when the StatefulSet names a
+//!   MySQLRestore (`innoxide.dev/restore-from`), the restore of a new,
+//!   empty volume from that restore's spec Secret.
 //!
 //! Settings come from the StatefulSet's annotations, with defaults that fit
 //! the official MySQL image.
@@ -24,7 +29,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::CLAIM_MOUNT_ROOT;
+use crate::api::{
+    CLAIM_MOUNT_ROOT, RESTORE_FROM_ANNOTATION, RESTORE_SPEC_KEY, restore_spec_secret_name,
+};
 
 /// The label a StatefulSet opts in with (value `enabled`).
 pub const AGENT_LABEL: &str = "innoxide.dev/agent";
@@ -59,6 +66,8 @@ const BIN_DIR: &str = "/innoxide/bin";
 const TLS_VOLUME: &str = "innoxide-agent-tls";
 const TLS_DIR: &str = "/innoxide/tls";
 const RUN_VOLUME: &str = "innoxide-mysql-run";
+const RESTORE_SPEC_VOLUME: &str = "innoxide-restore-spec";
+const RESTORE_SPEC_DIR: &str = "/innoxide/restore-spec";
 /// Where the agent binary is inside the agent image.
 pub const AGENT_IMAGE_BINARY: &str = "/usr/local/bin/innoxide-agent";
 
@@ -217,6 +226,17 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         }
     }
 
+    let restore_from = annotation(RESTORE_FROM_ANNOTATION);
+    if let Some(restore) = restore_from
+        && (!is_dns_subdomain(restore) || restore.len() > 240)
+    {
+        return Err(bad(
+            RESTORE_FROM_ANNOTATION,
+            restore,
+            "the name of a MySQLRestore in this namespace",
+        ));
+    }
+
     let mysql_mounts = mysql.volume_mounts.clone().unwrap_or_default();
     // The mount that holds a path: the deepest one at or above it.
     let holder = |path: &str| {
@@ -294,8 +314,24 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             });
         }
     }
+    let mut init_mounts = vec![
+        same_mount(&data_mount),
+        VolumeMount {
+            name: BIN_VOLUME.into(),
+            mount_path: BIN_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
     for claim in &claims {
         let volume = claim_volume(claim);
+        // A restore's init container reads `pvc` backups from the claim too.
+        init_mounts.push(VolumeMount {
+            name: volume.clone(),
+            mount_path: format!("{CLAIM_MOUNT_ROOT}/{claim}"),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
         volumes.push(Volume {
             name: volume.clone(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -341,6 +377,42 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         period_seconds: Some(10),
         ..Probe::default()
     };
+    let mut init_args = vec![
+        format!("--datadir={datadir}"),
+        format!("--state-dir={state_dir}"),
+    ];
+    if let Some(restore) = restore_from {
+        volumes.push(Volume {
+            name: RESTORE_SPEC_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(restore_spec_secret_name(restore)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        init_mounts.push(VolumeMount {
+            name: RESTORE_SPEC_VOLUME.into(),
+            mount_path: RESTORE_SPEC_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        init_args.push(format!(
+            "--restore-spec={RESTORE_SPEC_DIR}/{RESTORE_SPEC_KEY}"
+        ));
+    }
+    // With mysqld's image (a restore's apply-log needs its exact mysqld)
+    // and its user (the files it moves keep their owner).
+    let init = Container {
+        name: INIT_CONTAINER.into(),
+        image: Some(image.clone()),
+        image_pull_policy: mysql.image_pull_policy.clone(),
+        command: Some(vec![format!("{BIN_DIR}/innoxide-agent"), "init".into()]),
+        args: Some(init_args),
+        security_context: mysql.security_context.clone(),
+        volume_mounts: Some(init_mounts),
+        ..Container::default()
+    };
     containers.push(Container {
         name: AGENT_CONTAINER.into(),
         image: Some(image),
@@ -379,21 +451,24 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         volume_mounts: Some(agent_mounts),
         ..Container::default()
     });
-    let init_containers = vec![Container {
-        name: INSTALL_CONTAINER.into(),
-        image: Some(settings.agent_image.clone()),
-        command: Some(vec![
-            "cp".into(),
-            AGENT_IMAGE_BINARY.into(),
-            format!("{BIN_DIR}/innoxide-agent"),
-        ]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: BIN_VOLUME.into(),
-            mount_path: BIN_DIR.into(),
-            ..VolumeMount::default()
-        }]),
-        ..Container::default()
-    }];
+    let init_containers = vec![
+        Container {
+            name: INSTALL_CONTAINER.into(),
+            image: Some(settings.agent_image.clone()),
+            command: Some(vec![
+                "cp".into(),
+                AGENT_IMAGE_BINARY.into(),
+                format!("{BIN_DIR}/innoxide-agent"),
+            ]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: BIN_VOLUME.into(),
+                mount_path: BIN_DIR.into(),
+                ..VolumeMount::default()
+            }]),
+            ..Container::default()
+        },
+        init,
+    ];
 
     let patch = StatefulSet {
         metadata: ObjectMeta {
@@ -796,6 +871,118 @@ spec:
         assert_eq!(
             annotations[AGENT_PORT_ANNOTATION], "7443",
             "pods say where their agent listens"
+        );
+    }
+
+    fn init_container(spec: &PodSpec) -> &Container {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == INIT_CONTAINER)
+            .expect("the init container")
+    }
+
+    #[test]
+    fn the_init_container_runs_init_on_the_data_volume_after_the_install() {
+        let desired = desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        let names: Vec<&str> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [INSTALL_CONTAINER, INIT_CONTAINER],
+            "the binary is copied first"
+        );
+        let init = init_container(spec);
+        assert_eq!(
+            init.image.as_deref(),
+            Some("mysql:9.7.4"),
+            "mysqld's own image"
+        );
+        assert_eq!(
+            init.command.as_deref().unwrap(),
+            ["/innoxide/bin/innoxide-agent", "init"]
+        );
+        assert_eq!(
+            init.args.as_deref().unwrap(),
+            [
+                "--datadir=/var/lib/mysql",
+                "--state-dir=/var/lib/mysql/.innoxide-agent"
+            ],
+            "a no-op unless a swap is armed"
+        );
+        assert_eq!(
+            init.security_context.as_ref().unwrap().run_as_user,
+            Some(999),
+            "the files keep mysqld's owner"
+        );
+        let m = mounts(init);
+        assert!(m.contains(&("data".into(), "/var/lib/mysql".into())));
+        assert!(m.contains(&(BIN_VOLUME.into(), BIN_DIR.into())));
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .all(|v| v.name != RESTORE_SPEC_VOLUME),
+            "no restore, no spec"
+        );
+    }
+
+    #[test]
+    fn a_statefulset_that_names_a_restore_mounts_its_spec_into_init() {
+        let yaml = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/restore-from: clone-of-prod, innoxide.dev/backup-claims: backups}",
+        );
+        let desired = desired(&sts(&yaml), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        let init = init_container(spec);
+        assert!(
+            init.args
+                .as_ref()
+                .unwrap()
+                .contains(&"--restore-spec=/innoxide/restore-spec/restore-spec.json".to_owned())
+        );
+        let m = mounts(init);
+        assert!(m.contains(&(RESTORE_SPEC_VOLUME.into(), RESTORE_SPEC_DIR.into())));
+        assert!(
+            m.contains(&(
+                "innoxide-claim-backups".into(),
+                "/innoxide/claims/backups".into()
+            )),
+            "pvc backups are read by init too"
+        );
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == RESTORE_SPEC_VOLUME)
+            .unwrap();
+        assert_eq!(
+            volume.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("clone-of-prod-restore-spec")
+        );
+        let agent = container(spec, AGENT_CONTAINER);
+        assert!(
+            mounts(agent).iter().all(|(n, _)| n != RESTORE_SPEC_VOLUME),
+            "the sidecar never sees the spec's credentials"
+        );
+    }
+
+    #[test]
+    fn a_restore_annotation_must_name_a_restore() {
+        let yaml = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/restore-from: \"../etc\"}",
+        );
+        let err = desired(&sts(&yaml), &settings()).unwrap_err();
+        assert!(
+            err.to_string().contains("the name of a MySQLRestore"),
+            "{err}"
         );
     }
 
