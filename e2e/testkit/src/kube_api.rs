@@ -183,18 +183,25 @@ impl KubeApi {
     /// A client that sends [`REAL_API_GROUPS`] to the real server and every
     /// other request (core/v1, apps, batch, events, coordination, ...) to the
     /// in-memory fake that [`Self::fake`] shows: what an operator under test
-    /// should get. The fake has no watch: a controller over core resources
-    /// needs a list-polling stream.
+    /// should get. The fake has no watch of its own; a watch through this
+    /// client is answered by listing the fake every [`FAKE_WATCH_POLL`] and
+    /// streaming what changed, so kube's `Controller` and `watcher` work on
+    /// core resources unchanged (events arrive up to a poll late, and the
+    /// first poll of each watch reports every object as ADDED).
     pub fn routed_client(&self) -> Client {
         let real = self.client.clone();
         let fake = self.fake.clone();
         let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-            let target = if serves_on_real(request.uri().path()) {
-                real.clone()
-            } else {
-                fake.clone()
-            };
-            async move { target.send(request).await }
+            let (real, fake) = (real.clone(), fake.clone());
+            async move {
+                if serves_on_real(request.uri().path()) {
+                    return real.send(request).await.map(boxed_response);
+                }
+                if is_watch(request.uri()) {
+                    return Ok(polled_watch(fake, request.uri()));
+                }
+                fake.send(request).await.map(boxed_response)
+            }
         });
         Client::new(service, "default")
     }
@@ -519,6 +526,148 @@ impl Drop for Processes {
             }
         }
     }
+}
+
+/// How often a watch on the fake lists it to find changes.
+pub const FAKE_WATCH_POLL: Duration = Duration::from_millis(200);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type RoutedBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+
+fn boxed_response(response: http::Response<kube::client::Body>) -> http::Response<RoutedBody> {
+    use http_body_util::BodyExt;
+    response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+}
+
+fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_watch(uri: &http::Uri) -> bool {
+    query_pairs(uri)
+        .iter()
+        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+}
+
+/// A watch on the fake, by polling: lists what the watch selects every
+/// [`FAKE_WATCH_POLL`] and streams `ADDED`/`MODIFIED`/`DELETED` lines as an
+/// API server would, until the watch's `timeoutSeconds` (the client then
+/// watches again).
+fn polled_watch(fake: Client, uri: &http::Uri) -> http::Response<RoutedBody> {
+    use http_body_util::BodyExt;
+    let pairs = query_pairs(uri);
+    let timeout = pairs
+        .iter()
+        .find(|(k, _)| k == "timeoutSeconds")
+        .and_then(|(_, v)| v.parse().ok())
+        .map_or(Duration::from_secs(290), Duration::from_secs);
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "labelSelector" || k == "fieldSelector")
+        .collect();
+    let mut list_uri = uri.path().to_owned();
+    if !kept.is_empty() {
+        list_uri.push('?');
+        list_uri.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        );
+    }
+    struct Poll {
+        fake: Client,
+        list_uri: String,
+        known: std::collections::BTreeMap<String, serde_json::Value>,
+        first: bool,
+        until: Instant,
+        pending: std::collections::VecDeque<bytes::Bytes>,
+    }
+    let state = Poll {
+        fake,
+        list_uri,
+        known: Default::default(),
+        first: true,
+        until: Instant::now() + timeout,
+        pending: Default::default(),
+    };
+    let lines = futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(line) = state.pending.pop_front() {
+                return Some((Ok::<_, BoxError>(http_body::Frame::data(line)), state));
+            }
+            if Instant::now() >= state.until {
+                return None;
+            }
+            if !state.first {
+                tokio::time::sleep(FAKE_WATCH_POLL).await;
+            }
+            state.first = false;
+            let Ok(request) = http::Request::get(&state.list_uri).body(Vec::new()) else {
+                return None;
+            };
+            let Ok(list) = state.fake.request::<serde_json::Value>(request).await else {
+                continue;
+            };
+            let api_version = list["apiVersion"].clone();
+            let kind = list["kind"]
+                .as_str()
+                .and_then(|k| k.strip_suffix("List"))
+                .map(serde_json::Value::from);
+            let mut seen = std::collections::BTreeMap::new();
+            for mut object in list["items"].as_array().cloned().unwrap_or_default() {
+                if object.get("apiVersion").is_none() {
+                    object["apiVersion"] = api_version.clone();
+                }
+                if let (None, Some(kind)) = (object.get("kind"), &kind) {
+                    object["kind"] = kind.clone();
+                }
+                let key = format!(
+                    "{}/{}",
+                    object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                );
+                let event = match state.known.get(&key) {
+                    None => Some("ADDED"),
+                    Some(old)
+                        if old["metadata"]["resourceVersion"]
+                            != object["metadata"]["resourceVersion"] =>
+                    {
+                        Some("MODIFIED")
+                    }
+                    Some(_) => None,
+                };
+                if let Some(kind) = event {
+                    state.pending.push_back(watch_line(kind, &object));
+                }
+                seen.insert(key, object);
+            }
+            for (key, object) in &state.known {
+                if !seen.contains_key(key) {
+                    state.pending.push_back(watch_line("DELETED", object));
+                }
+            }
+            state.known = seen;
+        }
+    });
+    let body = http_body_util::StreamBody::new(lines).boxed_unsync();
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn watch_line(kind: &str, object: &serde_json::Value) -> bytes::Bytes {
+    let mut line = serde_json::json!({"type": kind, "object": object}).to_string();
+    line.push('\n');
+    bytes::Bytes::from(line)
 }
 
 /// True when `path` (`/apis/<group>/...`) belongs to one of [`REAL_API_GROUPS`]

@@ -15,6 +15,8 @@
 //! sweeps servers left behind by test processes that died without running
 //! `Drop` (see [`sweep_orphans`]).
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod gtid;
 pub mod kube_api;
 mod mysql;
@@ -27,6 +29,8 @@ mod testbed;
 /// The MySQL driver the servers' helpers use, for tests that need more.
 pub use mysql_async;
 
+#[cfg(feature = "cluster")]
+pub use cluster::{Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, Pods};
 pub use gtid::gtid_count;
 pub use kube_api::KubeApi;
 pub use mysql::{MysqlBuilder, MysqlServer};

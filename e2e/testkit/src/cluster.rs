@@ -1,0 +1,784 @@
+//! A Kubernetes cluster on loopback for the operator's end-to-end tests: a
+//! [`KubeApi`] with our CRDs installed, the operator's controllers running
+//! in-process through its real entry point ([`run_controllers`]) against
+//! the routed client, and a small stand-in for the StatefulSet controller
+//! and the kubelet: it makes the pods of a StatefulSet from its template (so
+//! they carry the agent sidecar the operator's wiring added), marks them
+//! Running and Ready on `127.0.0.1`, and runs a REAL `innoxide-agent serve`
+//! per pod with the server certificate the operator issued into the
+//! StatefulSet's TLS Secret, so the operator reaches it over real gRPC +
+//! mTLS exactly as in a cluster.
+//!
+//! All pods share one IP here, so each pod carries its own agent's port in
+//! the `innoxide.dev/agent-port` annotation (which the operator reads per
+//! pod); the TLS server name is the StatefulSet's, as the operator expects.
+//!
+//! When the operator (or a test) deletes a pod, the pod's agent dies with
+//! it and the [`PodDeletedHook`] decides what happens next: by default the
+//! pod comes back (a new agent, a new Ready pod), as a StatefulSet would; a
+//! restore test can stop mysqld, swap a datadir, start it again and then
+//! let the pod come back, or keep it gone.
+//!
+//! Dropping a [`Cluster`] stops the controllers, kills every agent (also
+//! while a test panics) and then the API server; agents are registered for
+//! the orphan sweep like every server here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::future::BoxFuture;
+use innoxide_operator::api::MySQLBackup;
+use innoxide_operator::clock::{Clock, ManualClock, SystemClock};
+use innoxide_operator::context::{Context, DEFAULT_AGENT_LOST_TIMEOUT, Settings};
+use innoxide_operator::metrics::Metrics;
+use innoxide_operator::run::run_controllers;
+use innoxide_operator::wiring::{self, WiringSettings};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::kube_api::KubeApi;
+use crate::mysql::MysqlServer;
+use crate::registry::{KUBE_BASE_DIR_PREFIX, RunEntry};
+use crate::s3::S3Server;
+
+/// Where the operator itself runs: its CA Secret lives there.
+pub const OPERATOR_NAMESPACE: &str = "innoxide-system";
+pub const CA_SECRET: &str = "innoxide-operator-ca";
+/// The image the MySQL container names (only the wiring reads it).
+const MYSQL_IMAGE: &str = "mysql:9.7.4";
+/// How often the kubelet stand-in looks for deleted pods.
+const KUBELET_POLL: Duration = Duration::from_millis(200);
+const WIRING_TIMEOUT: Duration = Duration::from_secs(30);
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The MySQL a pod runs: how its agent reaches it.
+#[derive(Debug, Clone)]
+pub struct PodMysql {
+    pub socket: PathBuf,
+    pub datadir: PathBuf,
+    /// The exact mysqld of the server, for apply-log in the agent.
+    pub mysqld: PathBuf,
+    /// The agent's default user (requests may bring their own credentials).
+    pub user: String,
+}
+
+impl PodMysql {
+    /// The MySQL of a test server, reached as root over its socket.
+    pub fn of(server: &MysqlServer) -> PodMysql {
+        PodMysql {
+            socket: server.socket().to_owned(),
+            datadir: server.datadir().to_owned(),
+            mysqld: server.bin("mysqld"),
+            user: "root".into(),
+        }
+    }
+}
+
+/// What becomes of a deleted pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodFate {
+    /// It comes back, Ready, with a fresh agent (a StatefulSet's pod).
+    Recreate,
+    /// It stays gone (a node that died).
+    Gone,
+}
+
+/// A deleted pod, as a [`PodDeletedHook`] sees it.
+#[derive(Clone)]
+pub struct PodDeleted {
+    pub pod: String,
+    pub stateful_set: String,
+    /// The cluster, to start or stop agents and pods from the hook.
+    pub pods: Pods,
+}
+
+/// Called when a pod disappears from the API (its agent has been stopped
+/// already); returns what becomes of it. Runs on the kubelet stand-in's
+/// task: other deletions wait for it.
+pub type PodDeletedHook = Arc<dyn Fn(PodDeleted) -> BoxFuture<'static, PodFate> + Send + Sync>;
+
+/// Builds a [`Cluster`].
+pub struct ClusterBuilder {
+    namespace: String,
+    agent_binary: Option<PathBuf>,
+    manual_clock: Option<jiff::Timestamp>,
+    agent_lost_timeout: Duration,
+}
+
+impl ClusterBuilder {
+    /// The `innoxide-agent` to run per pod (default: `$INNOXIDE_AGENT_BIN`,
+    /// else `innoxide-agent` in the test binary's target folder).
+    pub fn agent_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent_binary = Some(path.into());
+        self
+    }
+
+    /// The namespace the test's objects live in (default `db`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The operator's clock stands still at `now` until [`Cluster::advance_clock`].
+    pub fn manual_clock(mut self, now: jiff::Timestamp) -> Self {
+        self.manual_clock = Some(now);
+        self
+    }
+
+    /// The operator's `--agent-lost-timeout`.
+    pub fn agent_lost_timeout(mut self, timeout: Duration) -> Self {
+        self.agent_lost_timeout = timeout;
+        self
+    }
+
+    /// Starts the API server, installs the CRDs, starts the controllers and
+    /// the kubelet stand-in.
+    pub async fn start(self) -> Result<Cluster> {
+        let agent_binary = match self.agent_binary {
+            Some(path) => path,
+            None => default_agent_binary()?,
+        };
+        if !agent_binary.exists() {
+            bail!(
+                "{} not found: build it (cargo build -p innoxide-agent)",
+                agent_binary.display()
+            );
+        }
+        let kube = KubeApi::start().await?;
+        let crds: Vec<_> = innoxide_operator::crd::all()
+            .into_iter()
+            .map(|(_, crd)| crd)
+            .collect();
+        kube.install_crds(&crds).await?;
+        let client = kube.routed_client();
+
+        let manual = self.manual_clock.map(ManualClock::at);
+        let clock: Arc<dyn Clock> = match &manual {
+            Some(clock) => Arc::new(clock.clone()),
+            None => Arc::new(SystemClock),
+        };
+        let ca = innoxide_operator::wiring::controller::load_or_create_ca(
+            &client,
+            OPERATOR_NAMESPACE,
+            CA_SECRET,
+            clock.now(),
+        )
+        .await
+        .map_err(|e| anyhow!("creating the operator's CA: {e}"))?;
+        let agent = Arc::new(
+            innoxide_operator::agent::TonicAgent::new(ca.clone())
+                .map_err(|e| anyhow!("issuing the operator's client certificate: {e}"))?,
+        );
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            agent,
+            clock,
+            Arc::new(Metrics::new()),
+            Settings {
+                namespace: OPERATOR_NAMESPACE.into(),
+                ca_secret: CA_SECRET.into(),
+                wiring: WiringSettings {
+                    agent_image: "innoxide/innoxide-agent:test".into(),
+                },
+                agent_lost_timeout: self.agent_lost_timeout,
+            },
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let operator = tokio::spawn(run_controllers(ctx, ca, async move {
+            let _ = stopped.await;
+        }));
+
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{KUBE_BASE_DIR_PREFIX}cluster-"))
+            .tempdir()
+            .context("creating the cluster's temp folder")?;
+        let run = RunEntry::create(dir.path())?;
+        let pods = Pods(Arc::new(Shared {
+            agent_binary,
+            dir: dir.path().to_owned(),
+            namespace: self.namespace.clone(),
+            fake: kube.fake(),
+            run,
+            pods: Mutex::new(BTreeMap::new()),
+            hook: Mutex::new(None),
+        }));
+        let kubelet = tokio::spawn(kubelet(pods.clone()));
+        Ok(Cluster {
+            stop: Some(stop),
+            operator,
+            kubelet,
+            pods,
+            namespace: self.namespace,
+            clock: manual,
+            client,
+            kube,
+            _dir: dir,
+        })
+    }
+}
+
+/// A running cluster; see the module docs.
+pub struct Cluster {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    operator: tokio::task::JoinHandle<()>,
+    kubelet: tokio::task::JoinHandle<()>,
+    pods: Pods,
+    namespace: String,
+    clock: Option<ManualClock>,
+    client: Client,
+    kube: KubeApi,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder {
+            namespace: "db".into(),
+            agent_binary: None,
+            manual_clock: None,
+            agent_lost_timeout: DEFAULT_AGENT_LOST_TIMEOUT,
+        }
+    }
+
+    /// The routed client (our resources on the real server, the rest in
+    /// the fake): what the operator uses.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn kube(&self) -> &KubeApi {
+        &self.kube
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Typed API of a namespaced resource in the test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The pods and their agents.
+    pub fn pods(&self) -> &Pods {
+        &self.pods
+    }
+
+    /// Moves the operator's clock (a manual one, see
+    /// [`ClusterBuilder::manual_clock`]); the controllers look at
+    /// everything again.
+    pub fn advance_clock(&self, by: Duration) -> Result<()> {
+        self.clock
+            .as_ref()
+            .context("the cluster runs on the real clock")?
+            .advance(by);
+        Ok(())
+    }
+
+    /// What to do when a pod is deleted (replaces the default, which
+    /// recreates it).
+    pub fn on_pod_deleted(&self, hook: PodDeletedHook) {
+        *lock(&self.pods.0.hook) = Some(hook);
+    }
+
+    /// Creates an opted-in StatefulSet with one pod per MySQL, waits for the
+    /// operator to wire it (certificate Secret, agent sidecar in the
+    /// template), then starts each pod's agent and makes the pod Ready.
+    pub async fn add_stateful_set(&self, name: &str, mysqls: &[PodMysql]) -> Result<StatefulSet> {
+        let ns = &self.namespace;
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.kube.fake(), ns);
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {"app": name, wiring::AGENT_LABEL: wiring::AGENT_LABEL_VALUE},
+            },
+            "spec": {
+                "replicas": mysqls.len(),
+                "serviceName": name,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{
+                        "name": "mysql",
+                        "image": MYSQL_IMAGE,
+                        "volumeMounts": [{"name": "data", "mountPath": wiring::DEFAULT_DATADIR}],
+                    }]},
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }],
+            },
+        }))?;
+        statefulsets
+            .create(&PostParams::default(), &sts)
+            .await
+            .with_context(|| format!("creating StatefulSet {name}"))?;
+
+        // The operator's wiring: the certificate Secret and the sidecar.
+        let secrets: Api<Secret> = Api::namespaced(self.kube.fake(), ns);
+        let tls_secret = wiring::tls_secret_name(name);
+        let deadline = Instant::now() + WIRING_TIMEOUT;
+        let (sts, secret) = loop {
+            let sts = statefulsets.get(name).await?;
+            let wired = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| {
+                    p.containers
+                        .iter()
+                        .chain(p.init_containers.iter().flatten())
+                        .any(|c| c.name == wiring::AGENT_CONTAINER)
+                });
+            if wired && let Some(secret) = secrets.get_opt(&tls_secret).await? {
+                break (sts, secret);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the operator did not wire StatefulSet {name} within {WIRING_TIMEOUT:?} (sidecar in template: {wired})"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let tls_dir = self.pods.0.dir.join("tls").join(name);
+        std::fs::create_dir_all(&tls_dir)?;
+        let data = secret.data.unwrap_or_default();
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            let value = data
+                .get(key)
+                .with_context(|| format!("Secret {tls_secret} has no {key}"))?;
+            std::fs::write(tls_dir.join(key), &value.0)?;
+        }
+        for (i, mysql) in mysqls.iter().enumerate() {
+            let pod = format!("{name}-{i}");
+            lock(&self.pods.0.pods).insert(
+                pod.clone(),
+                PodRecord {
+                    stateful_set: name.to_owned(),
+                    mysql: mysql.clone(),
+                    agent: None,
+                    present: false,
+                },
+            );
+            self.pods.start_agent(&pod).await?;
+            self.pods.create_pod(&pod).await?;
+        }
+        Ok(sts)
+    }
+
+    /// A Secret in the test's namespace.
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &[u8])]) -> Result<()> {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.kube.fake(), &self.namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .with_context(|| format!("creating Secret {name}"))?;
+        Ok(())
+    }
+
+    /// A Secret with the S3 server's keys under the operator's default
+    /// key names (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    pub async fn create_s3_secret(&self, name: &str, s3: &S3Server) -> Result<()> {
+        self.create_secret(
+            name,
+            &[
+                ("AWS_ACCESS_KEY_ID", s3.access_key().as_bytes()),
+                ("AWS_SECRET_ACCESS_KEY", s3.secret_key().as_bytes()),
+            ],
+        )
+        .await
+    }
+
+    /// Waits until the MySQLBackup satisfies `done`; the error shows its
+    /// last status.
+    pub async fn wait_backup(
+        &self,
+        name: &str,
+        within: Duration,
+        done: impl Fn(&MySQLBackup) -> bool,
+    ) -> Result<MySQLBackup> {
+        let api: Api<MySQLBackup> = self.api();
+        let deadline = Instant::now() + within;
+        loop {
+            let backup = api.get_opt(name).await?;
+            if let Some(backup) = &backup
+                && done(backup)
+            {
+                return Ok(backup.clone());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "MySQLBackup {name} not as expected within {within:?}; last seen: {}",
+                    serde_json::to_string_pretty(&backup.map(|b| b.status))?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the MySQLBackup is Completed or Failed.
+    pub async fn wait_backup_finished(&self, name: &str, within: Duration) -> Result<MySQLBackup> {
+        self.wait_backup(name, within, |b| b.phase().is_terminal())
+            .await
+    }
+
+    /// Waits until the MySQLBackup is gone from the API (its finalizer ran).
+    pub async fn wait_backup_gone(&self, name: &str, within: Duration) -> Result<()> {
+        let api: Api<MySQLBackup> = self.api();
+        let deadline = Instant::now() + within;
+        while api.get_opt(name).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("MySQLBackup {name} still exists after {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// The Events about an object of the test's namespace, oldest first.
+    pub async fn events_about(&self, name: &str) -> Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.kube.fake(), &self.namespace);
+        let mut found: Vec<Event> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        found.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        Ok(found)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.operator.abort();
+        self.kubelet.abort();
+        self.pods.kill_all();
+    }
+}
+
+fn default_agent_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("INNOXIDE_AGENT_BIN") {
+        return Ok(path.into());
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/innoxide-agent
+    let me = std::env::current_exe()?;
+    let profile = me
+        .parent()
+        .and_then(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
+        .context("no folder around the test binary")?;
+    Ok(profile.join("innoxide-agent"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct PodRecord {
+    stateful_set: String,
+    mysql: PodMysql,
+    agent: Option<AgentProcess>,
+    /// The pod exists in the API (as far as the kubelet stand-in knows).
+    present: bool,
+}
+
+struct Shared {
+    agent_binary: PathBuf,
+    dir: PathBuf,
+    namespace: String,
+    fake: Client,
+    run: RunEntry,
+    pods: Mutex<BTreeMap<String, PodRecord>>,
+    hook: Mutex<Option<PodDeletedHook>>,
+}
+
+/// The pods of a [`Cluster`] and their agents; cheap to clone (hooks get one).
+#[derive(Clone)]
+pub struct Pods(Arc<Shared>);
+
+/// One `innoxide-agent serve` process; killed when dropped.
+struct AgentProcess {
+    child: tokio::process::Child,
+    grpc: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pods {
+    /// The pod's agent's gRPC address while it runs.
+    pub fn agent_address(&self, pod: &str) -> Option<SocketAddr> {
+        lock(&self.0.pods)
+            .get(pod)
+            .and_then(|r| r.agent.as_ref())
+            .map(|a| a.grpc)
+    }
+
+    /// The pod's agent's log lines so far (JSON), for failure messages.
+    pub fn agent_log(&self, pod: &str) -> String {
+        lock(&self.0.pods)
+            .get(pod)
+            .and_then(|r| r.agent.as_ref())
+            .map(|a| lock(&a.log).join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// Starts the pod's agent (stopping a running one first). The pod, if
+    /// it exists, keeps the port it was made with: call
+    /// [`Self::create_pod`] after deleting it to point it at the new agent.
+    pub async fn start_agent(&self, pod: &str) -> Result<SocketAddr> {
+        self.stop_agent(pod);
+        let (sts, mysql) = {
+            let pods = lock(&self.0.pods);
+            let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
+            (record.stateful_set.clone(), record.mysql.clone())
+        };
+        let tls = self.0.dir.join("tls").join(&sts);
+        let state = self.0.dir.join("state").join(pod);
+        std::fs::create_dir_all(&state)?;
+        let mut command = tokio::process::Command::new(&self.0.agent_binary);
+        command
+            .args([
+                "serve",
+                "--listen=127.0.0.1:0",
+                "--metrics-listen=127.0.0.1:0",
+                "--shutdown-grace=5s",
+            ])
+            .arg(format!("--user={}", mysql.user))
+            .arg(format!("--socket={}", mysql.socket.display()))
+            .arg(format!("--datadir={}", mysql.datadir.display()))
+            .arg(format!("--mysqld={}", mysql.mysqld.display()))
+            .arg(format!("--state-dir={}", state.display()))
+            .arg(format!("--tls-cert={}", tls.join("tls.crt").display()))
+            .arg(format!("--tls-key={}", tls.join("tls.key").display()))
+            .arg(format!("--tls-client-ca={}", tls.join("ca.crt").display()))
+            .env_remove("MYSQL_PWD")
+            .env("INNOXIDE_LOG_JSON", "true")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", self.0.agent_binary.display()))?;
+        if let Some(pid) = child.id() {
+            self.0.run.record(&format!("agent-{pod}"), pid as i32)?;
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stderr = child.stderr.take().context("agent stderr")?;
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && event["message"] == "listening"
+                {
+                    let _ = tx.send(event["grpc"].as_str().map(str::to_owned));
+                }
+                lock(&sink).push(line);
+            }
+        });
+        let grpc: SocketAddr = match tokio::time::timeout(AGENT_START_TIMEOUT, rx.recv()).await {
+            Ok(Some(Some(addr))) => addr.parse()?,
+            _ => {
+                let _ = child.start_kill();
+                bail!(
+                    "the agent of pod {pod} did not start listening:\n{}",
+                    lock(&log).join("\n")
+                );
+            }
+        };
+        if let Some(record) = lock(&self.0.pods).get_mut(pod) {
+            record.agent = Some(AgentProcess { child, grpc, log });
+        }
+        Ok(grpc)
+    }
+
+    /// Kills the pod's agent (SIGKILL); the pod stays as it is, so the
+    /// operator finds it Ready with nobody answering.
+    pub fn stop_agent(&self, pod: &str) {
+        let agent = lock(&self.0.pods).get_mut(pod).and_then(|r| r.agent.take());
+        if let Some(mut agent) = agent {
+            let _ = agent.child.start_kill();
+            self.0.run.clear(&format!("agent-{pod}"));
+        }
+    }
+
+    /// Creates the pod from its StatefulSet's current template, Running and
+    /// Ready on 127.0.0.1, its annotation naming its agent's port (a port
+    /// nobody listens on when the agent is stopped).
+    pub async fn create_pod(&self, pod: &str) -> Result<Pod> {
+        let (sts_name, port) = {
+            let pods = lock(&self.0.pods);
+            let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
+            let port = match &record.agent {
+                Some(agent) => agent.grpc.port(),
+                None => closed_port()?,
+            };
+            (record.stateful_set.clone(), port)
+        };
+        let ns = &self.0.namespace;
+        let sts = Api::<StatefulSet>::namespaced(self.0.fake.clone(), ns)
+            .get(&sts_name)
+            .await?;
+        let template = sts
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        let mut metadata = template.metadata.unwrap_or_default();
+        metadata.name = Some(pod.to_owned());
+        metadata.namespace = Some(ns.clone());
+        metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(wiring::AGENT_PORT_ANNOTATION.into(), port.to_string());
+        metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+                name: sts_name.clone(),
+                uid: sts.uid().context("the StatefulSet has no uid")?,
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        let pods: Api<Pod> = Api::namespaced(self.0.fake.clone(), ns);
+        pods.create(
+            &PostParams::default(),
+            &Pod {
+                metadata,
+                spec: template.spec,
+                status: None,
+            },
+        )
+        .await
+        .with_context(|| format!("creating pod {pod}"))?;
+        let status = serde_json::json!({"status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        }});
+        let ready = pods
+            .patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .with_context(|| format!("marking pod {pod} Ready"))?;
+        if let Some(record) = lock(&self.0.pods).get_mut(pod) {
+            record.present = true;
+        }
+        Ok(ready)
+    }
+
+    /// Deletes the pod from the API, as `kubectl delete pod` would; the
+    /// kubelet stand-in then stops its agent and runs the hook.
+    pub async fn delete_pod(&self, pod: &str) -> Result<()> {
+        Api::<Pod>::namespaced(self.0.fake.clone(), &self.0.namespace)
+            .delete(pod, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting pod {pod}"))?;
+        Ok(())
+    }
+
+    fn kill_all(&self) {
+        let names: Vec<String> = lock(&self.0.pods).keys().cloned().collect();
+        for pod in names {
+            self.stop_agent(&pod);
+        }
+    }
+}
+
+/// A loopback port nobody listens on now.
+fn closed_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The kubelet and StatefulSet controller, as far as tests need them: a
+/// pod that vanished from the API loses its agent, then the hook (default:
+/// recreate) says what follows.
+async fn kubelet(pods: Pods) {
+    let api: Api<Pod> = Api::namespaced(pods.0.fake.clone(), &pods.0.namespace);
+    loop {
+        tokio::time::sleep(KUBELET_POLL).await;
+        let Ok(listed) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        let existing: Vec<String> = listed.items.iter().map(|p| p.name_any()).collect();
+        let vanished: Vec<(String, String)> = lock(&pods.0.pods)
+            .iter_mut()
+            .filter(|(name, r)| r.present && !existing.contains(name))
+            .map(|(name, r)| {
+                r.present = false;
+                (name.clone(), r.stateful_set.clone())
+            })
+            .collect();
+        for (pod, stateful_set) in vanished {
+            pods.stop_agent(&pod);
+            let hook = lock(&pods.0.hook).clone();
+            let fate = match hook {
+                Some(hook) => {
+                    hook(PodDeleted {
+                        pod: pod.clone(),
+                        stateful_set,
+                        pods: pods.clone(),
+                    })
+                    .await
+                }
+                None => PodFate::Recreate,
+            };
+            if fate == PodFate::Recreate {
+                let recreated = match pods.start_agent(&pod).await {
+                    Ok(_) => pods.create_pod(&pod).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recreated {
+                    tracing::error!(pod, "cannot recreate the pod: {e:#}");
+                }
+            }
+        }
+    }
+}
