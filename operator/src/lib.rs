@@ -1,17 +1,19 @@
-//! The Kubernetes operator of Innoxide: MySQLBackup and MySQLBackupSchedule
-//! controllers driving the innoxide agent over gRPC + mTLS, and the wiring
+//! The Kubernetes operator of Innoxide: MySQLBackup, MySQLRestore and
+//! MySQLBackupSchedule controllers driving the innoxide agent over gRPC + mTLS, and the wiring
 //! that adds the agent to StatefulSets that opt in.
 //!
 //! Pure steps (no client) beside the I/O that uses them:
 //! - `api`: the CRD types; `crd`: their YAML;
 //! - `target`: which pod a backup runs on; `backup::{request, status,
 //!   cleanup}`: the agent request, the status, the finalizer's decisions;
+//! - `restore::{source, request, step}`: what is restored, the agent's
+//!   request and the init container's spec, and what happens next;
 //! - `schedule::{cron, plan}`: when runs are due, concurrency, retention;
 //! - `wiring::{patch, pki}`: what a StatefulSet needs for the agent, and
 //!   the certificates;
 //! - `leader`: who leads.
 //!
-//! I/O: `backup::controller`, `schedule::controller`, `wiring::controller`,
+//! I/O: `backup::controller`, `restore::controller`, `schedule::controller`, `wiring::controller`,
 //! `agent` (gRPC + mTLS, behind the `AgentApi` trait), `run`.
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,5 @@
 //! The operator process: its settings (clap), logs, the /metrics and
-//! /healthz endpoint, leader election, the CA, and the three controllers.
+//! /healthz endpoint, leader election, the CA, and the four controllers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentApi, TonicAgent};
-use crate::api::{MySQLBackup, MySQLBackupSchedule};
+use crate::api::{MySQLBackup, MySQLBackupSchedule, MySQLRestore};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, error_policy};
 use crate::leader::{LeaderElection, LeaseSettings};
@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::wiring::WiringSettings;
 use crate::wiring::controller::{Wiring, load_or_create_ca};
 use crate::wiring::pki::Ca;
-use crate::{backup, schedule, wiring};
+use crate::{backup, restore, schedule, wiring};
 
 #[derive(clap::Parser, Debug, Clone)]
 #[command(
@@ -201,7 +201,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The three controllers, until `shutdown` completes: what [`run`] does
+/// The four controllers, until `shutdown` completes: what [`run`] does
 /// once it leads, and what tests run in-process against their own API
 /// server, agent client and clock. A clock that jumps (a test's) makes
 /// every controller look at everything again.
@@ -250,6 +250,20 @@ pub async fn run_controllers<A: AgentApi>(
         ctx.clone(),
     )
     .for_each(|_| futures::future::ready(()));
+    // A restore polls its pod and agent while it runs (every few seconds
+    // while the pod restarts), so it needs no pod watch.
+    let restores = Controller::new(
+        Api::<DeserializeGuard<MySQLRestore>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .reconcile_all_on(jumps())
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        restore::controller::reconcile,
+        |obj, err, ctx| error_policy(restore::controller::CONTROLLER, obj.as_ref(), err, &ctx),
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()));
     let statefulsets = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -261,7 +275,7 @@ pub async fn run_controllers<A: AgentApi>(
         wiring_ctx,
     )
     .for_each(|_| futures::future::ready(()));
-    futures::join!(backups, schedules, statefulsets);
+    futures::join!(backups, schedules, restores, statefulsets);
 }
 
 async fn sigterm() {
