@@ -37,7 +37,7 @@ pub fn failpoint(point: &str) {
 pub fn run(layout: &Layout, mut journal: Journal) -> Result<Done, Error> {
     let swap_dir = layout.swap_dir();
     let already = journal::read::<Done>(&layout.done_path(&journal.operation_id))?
-        .filter(|d| d.kind == journal.kind && d.completed_at >= journal.begun_at);
+        .filter(|d| d.kind == journal.kind && d.begun_at == journal.begun_at);
     let done = match already {
         // Recorded before a crash: only the cleanup is left.
         Some(done) => done,
@@ -71,6 +71,7 @@ pub fn run(layout: &Layout, mut journal: Journal) -> Result<Done, Error> {
             let done = Done {
                 kind: journal.kind,
                 operation_id: journal.operation_id.clone(),
+                begun_at: journal.begun_at,
                 completed_at: SystemTime::now(),
                 previous_datadir: journal.aside.exists().then(|| journal.aside.clone()),
                 gtid_executed: journal.gtid_executed.clone(),
@@ -165,13 +166,23 @@ fn fix_up(layout: &Layout, journal: &Journal) -> Result<(), Error> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+/// Creates `dir` and its missing parents (0750, as mysqld makes its
+/// datadir) and makes each new entry durable in its parent: a rename into
+/// a folder that a crash forgets is a rename lost.
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     use std::os::unix::fs::DirBuilderExt;
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
         .create(dir)
-        .map_err(|e| FileError::at("create", dir, e))
+        .map_err(|e| FileError::at("create", dir, e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            fileops::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// The names in `dir`, sorted; none when it does not exist.

@@ -97,6 +97,8 @@ pub struct Journal {
 pub struct Done {
     pub kind: Kind,
     pub operation_id: String,
+    /// The journal's: tells this exchange's record from an older one's.
+    pub begun_at: SystemTime,
     pub completed_at: SystemTime,
     /// Where the replaced datadir is kept; `None` when there was none.
     pub previous_datadir: Option<PathBuf>,
@@ -108,7 +110,7 @@ pub struct Done {
 
 /// Writes `value` as `dir/name`, durably; creates `dir`.
 pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), FileError> {
-    std::fs::create_dir_all(dir).map_err(|e| FileError::at("create", dir, e))?;
+    super::exchange::create_private_dir(dir)?;
     let mut text = serde_json::to_vec_pretty(value).expect("swap files serialise");
     text.push(b'\n');
     crate::meta::write_atomically(dir, name, &text).map_err(|e| match e {
