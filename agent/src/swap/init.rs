@@ -171,3 +171,30 @@ async fn blocking<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     Ok(tokio::task::spawn_blocking(work).await??)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Command {
+        #[command(flatten)]
+        init: InitArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<InitArgs, clap::Error> {
+        Command::try_parse_from(std::iter::once("init").chain(args.iter().copied())).map(|c| c.init)
+    }
+
+    #[test]
+    fn init_takes_a_datadir_and_at_most_one_of_revert_and_restore_spec() {
+        let plain = parse(&["--datadir=/var/lib/mysql"]).unwrap();
+        assert_eq!(plain.datadir, Path::new("/var/lib/mysql"));
+        assert_eq!((plain.revert, plain.restore_spec), (None, None));
+        let revert = parse(&["--datadir=/d", "--state-dir=/d/.s", "--revert", "uid-1"]).unwrap();
+        assert_eq!(revert.revert.as_deref(), Some("uid-1"));
+        assert!(parse(&["--revert=a", "--datadir=/d", "--restore-spec=/f"]).is_err());
+        assert!(parse(&["--revert=a"]).is_err(), "--datadir is required");
+    }
+}
