@@ -207,6 +207,7 @@ async fn an_armed_swap_replaces_the_datadir_keeps_the_old_one_and_reverts() {
 
     source.server.stop().await.unwrap();
     let out = assert_success(&init(&datadir, &[], None).await);
+    println!("{out}");
     assert!(out.contains("swap of r1 done"), "{out}");
     // Only the server's files came in: apply-log's own stay behind.
     for own in [

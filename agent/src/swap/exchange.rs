@@ -133,6 +133,22 @@ fn move_entries(
         tracing::debug!(from = %source.display(), to = %target.display(), "moved");
         failpoint(&format!("{point}-{}", i + 1));
     }
+    // What moved, for the pod's log; a datadir has one entry per schema,
+    // so a long list is cut.
+    const SHOWN: usize = 40;
+    let shown: Vec<_> = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| n.to_string_lossy())
+        .collect();
+    tracing::info!(
+        from = %from.display(),
+        to = %to.display(),
+        count = names.len(),
+        entries = %shown.join(" "),
+        more = names.len().saturating_sub(SHOWN),
+        "moved"
+    );
     Ok(names.len())
 }
 
