@@ -379,7 +379,7 @@ async fn backups_that_cannot_work_end_failed_with_a_message_and_no_manifest() {
     assert_eq!(phase(&refused), BackupPhase::Failed);
     let text = message(&refused);
     assert!(
-        text.contains("storage-refused") || text.contains("refused/"),
+        text.contains("failed (IO): cannot write s3://") && text.contains("db-0"),
         "{text}"
     );
     assert!(s3.faults().injected() > 0);
