@@ -299,8 +299,26 @@ impl Cluster {
     /// operator to wire it (certificate Secret, agent sidecar in the
     /// template), then starts each pod's agent and makes the pod Ready.
     pub async fn add_stateful_set(&self, name: &str, mysqls: &[PodMysql]) -> Result<StatefulSet> {
+        let sts = self.create_stateful_set(name, mysqls.len(), &[]).await?;
+        for (i, mysql) in mysqls.iter().enumerate() {
+            self.start_pod(name, i, mysql).await?;
+        }
+        Ok(sts)
+    }
+
+    /// Creates an opted-in StatefulSet of `replicas` pods with these
+    /// annotations and waits for the operator to wire it, without starting
+    /// any pod: a test that restores into a new StatefulSet runs the init
+    /// container's work first, then [`Self::start_pod`].
+    pub async fn create_stateful_set(
+        &self,
+        name: &str,
+        replicas: usize,
+        annotations: &[(&str, &str)],
+    ) -> Result<StatefulSet> {
         let ns = &self.namespace;
         let statefulsets: Api<StatefulSet> = Api::namespaced(self.kube.fake(), ns);
+        let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
         let sts: StatefulSet = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -308,9 +326,10 @@ impl Cluster {
                 "name": name,
                 "namespace": ns,
                 "labels": {"app": name, wiring::AGENT_LABEL: wiring::AGENT_LABEL_VALUE},
+                "annotations": annotations,
             },
             "spec": {
-                "replicas": mysqls.len(),
+                "replicas": replicas,
                 "serviceName": name,
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
@@ -367,21 +386,26 @@ impl Cluster {
                 .with_context(|| format!("Secret {tls_secret} has no {key}"))?;
             std::fs::write(tls_dir.join(key), &value.0)?;
         }
-        for (i, mysql) in mysqls.iter().enumerate() {
-            let pod = format!("{name}-{i}");
-            lock(&self.pods.0.pods).insert(
-                pod.clone(),
-                PodRecord {
-                    stateful_set: name.to_owned(),
-                    mysql: mysql.clone(),
-                    agent: None,
-                    present: false,
-                },
-            );
-            self.pods.start_agent(&pod).await?;
-            self.pods.create_pod(&pod).await?;
-        }
         Ok(sts)
+    }
+
+    /// Starts pod `<name>-<ordinal>` of a StatefulSet made by
+    /// [`Self::create_stateful_set`]: its agent beside `mysql`, then the pod,
+    /// Running and Ready.
+    pub async fn start_pod(&self, name: &str, ordinal: usize, mysql: &PodMysql) -> Result<()> {
+        let pod = format!("{name}-{ordinal}");
+        lock(&self.pods.0.pods).insert(
+            pod.clone(),
+            PodRecord {
+                stateful_set: name.to_owned(),
+                mysql: mysql.clone(),
+                agent: None,
+                present: false,
+            },
+        );
+        self.pods.start_agent(&pod).await?;
+        self.pods.create_pod(&pod).await?;
+        Ok(())
     }
 
     /// A Secret in the test's namespace.
@@ -552,6 +576,12 @@ impl Pods {
             .map(|a| a.grpc)
     }
 
+    /// The pod's agent's `--state-dir` (what `innoxide-agent init` needs to
+    /// find an armed swap).
+    pub fn state_dir(&self, pod: &str) -> PathBuf {
+        self.0.dir.join("state").join(pod)
+    }
+
     /// The pod's agent's log lines so far (JSON), for failure messages.
     pub fn agent_log(&self, pod: &str) -> String {
         lock(&self.0.pods)
@@ -572,7 +602,7 @@ impl Pods {
             (record.stateful_set.clone(), record.mysql.clone())
         };
         let tls = self.0.dir.join("tls").join(&sts);
-        let state = self.0.dir.join("state").join(pod);
+        let state = self.state_dir(pod);
         std::fs::create_dir_all(&state)?;
         let mut command = tokio::process::Command::new(&self.0.agent_binary);
         command

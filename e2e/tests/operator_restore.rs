@@ -1,0 +1,435 @@
+//! MySQLRestore end to end, on loopback: the operator's controllers
+//! in-process on a real API server, a real `innoxide-agent serve` per pod
+//! over gRPC + mTLS, real MySQL 9.7 with sysbench data, the in-process S3
+//! server, and the test as the kubelet: when the operator deletes the pod,
+//! it stops mysqld, runs the real `innoxide-agent init` (what the pod's
+//! init container runs) on the datadir, starts mysqld again and lets the
+//! pod come back. The consistency oracle judges the restored server.
+//!
+//! InPlace restores the pod of a replica (server B of primary A): the
+//! oracle needs a source that still has every transaction after the
+//! backup, and it makes the restored server a replica of it to check that
+//! it catches up. Each test prints its timings: staging (while B serves),
+//! the unavailability the operator measured (pod deletion → its agent
+//! answering), and mysqld stop → ready as the kubelet saw it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use innoxide_operator::api::{
+    MySQLBackup, MySQLRestore, RESTORE_FROM_ANNOTATION, RESTORE_SPEC_KEY, RestorePhase,
+};
+use innoxide_testkit::oracle::{self, OracleInput};
+use innoxide_testkit::{Cluster, MysqlServer, PodDeleted, PodFate, PodMysql, S3Server, Sysbench};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+
+const DONE_WITHIN: Duration = Duration::from_secs(240);
+const REPL_USER: &str = "e2e_repl";
+const REPL_PASSWORD: &str = "Repl-Pw-4c1a";
+
+async fn cluster() -> Cluster {
+    Cluster::builder()
+        .agent_binary(env!("CARGO_BIN_EXE_e2e-agent"))
+        .start()
+        .await
+        .unwrap()
+}
+
+fn backup(s3: &S3Server, sts: &str) -> MySQLBackup {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "innoxide.dev/v1alpha1",
+        "kind": "MySQLBackup",
+        "metadata": {"name": "nightly"},
+        "spec": {
+            "mysql": {"statefulSetName": sts},
+            "storage": {"s3": {
+                "bucket": s3.bucket(),
+                "prefix": "prod/db",
+                "endpoint": s3.endpoint(),
+                "region": s3.region(),
+                "credentialsSecretRef": {"name": "s3-keys"},
+            }},
+            "compression": "Zstd",
+        },
+    }))
+    .unwrap()
+}
+
+fn restore(name: &str, sts: &str, mode: &str) -> MySQLRestore {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "innoxide.dev/v1alpha1",
+        "kind": "MySQLRestore",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"backupName": "nightly"},
+            "target": {"statefulSetName": sts, "mode": mode},
+            "useMemory": "256Mi",
+        },
+    }))
+    .unwrap()
+}
+
+/// Takes a MySQLBackup of StatefulSet `sts` and waits for it.
+async fn take_backup(cluster: &Cluster, s3: &S3Server, sts: &str) -> MySQLBackup {
+    cluster
+        .api::<MySQLBackup>()
+        .create(&PostParams::default(), &backup(s3, sts))
+        .await
+        .unwrap();
+    let done = cluster
+        .wait_backup_finished("nightly", DONE_WITHIN)
+        .await
+        .unwrap();
+    assert!(
+        done.phase() == innoxide_operator::api::BackupPhase::Completed,
+        "{:?}",
+        done.status
+    );
+    done
+}
+
+async fn wait_restore(cluster: &Cluster, name: &str) -> MySQLRestore {
+    let api = cluster.api::<MySQLRestore>();
+    let deadline = Instant::now() + DONE_WITHIN;
+    loop {
+        let restore = api.get(name).await.unwrap();
+        if restore.phase().is_terminal() {
+            return restore;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MySQLRestore {name} did not finish within {DONE_WITHIN:?}: {:?}",
+            restore.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Makes `replica` a GTID replica of `source` and waits until it has
+/// everything the source has.
+async fn replicate(replica: &MysqlServer, source: &MysqlServer) {
+    source
+        .exec(&format!(
+            "SET sql_log_bin = 0; \
+             CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED WITH caching_sha2_password BY '{REPL_PASSWORD}'; \
+             GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'; \
+             SET sql_log_bin = 1"
+        ))
+        .await
+        .unwrap();
+    replica
+        .exec(&format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
+             SOURCE_USER='{REPL_USER}', SOURCE_PASSWORD='{REPL_PASSWORD}', \
+             SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1; START REPLICA",
+            source.port()
+        ))
+        .await
+        .unwrap();
+    caught_up(replica, source).await;
+}
+
+async fn caught_up(replica: &MysqlServer, source: &MysqlServer) {
+    let set = source.gtid_executed().await.unwrap();
+    let timed_out: i64 = replica
+        .query_scalar(&format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{set}', 120)"))
+        .await
+        .unwrap();
+    assert_eq!(timed_out, 0, "the replica did not catch up to {set}");
+}
+
+/// Runs the real `innoxide-agent init` as the pod's init container would.
+async fn agent_init(args: &[String]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
+        .arg("init")
+        .args(args)
+        .env("INNOXIDE_LOG_JSON", "false")
+        .env("RUST_LOG", "warn")
+        .env_remove("INNOXIDE_STATE_DIR")
+        .env_remove("INNOXIDE_RESTORE_SPEC")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "innoxide-agent init {args:?}: {stderr}"
+    );
+    stderr
+}
+
+/// What the kubelet saw of the restart.
+#[derive(Debug, Default, Clone)]
+struct Restart {
+    /// mysqld stop → init done → mysqld ready.
+    stop_to_ready: Option<Duration>,
+    init: Option<Duration>,
+    init_output: String,
+}
+
+async fn in_place(tables: u32, rows: u64) {
+    let started = Instant::now();
+    let (s3, (source, bench)) = tokio::join!(async { S3Server::start().await.unwrap() }, async {
+        let source = MysqlServer::builder().server_id(1).start().await.unwrap();
+        let bench = Sysbench::prepare(&source, tables, rows).await.unwrap();
+        (source, bench)
+    });
+    // B, the pod's server: a replica of A that does not reconnect by itself
+    // at start (a restored B must show exactly the backup's set).
+    let replica = MysqlServer::builder()
+        .server_id(2)
+        .extra("skip_replica_start=ON")
+        .start()
+        .await
+        .unwrap();
+    replicate(&replica, &source).await;
+    let cluster = cluster().await;
+    cluster.create_s3_secret("s3-keys", &s3).await.unwrap();
+    cluster
+        .add_stateful_set("db", &[PodMysql::of(&replica)])
+        .await
+        .unwrap();
+
+    let backed_up = take_backup(&cluster, &s3, "db").await;
+    let backup_gtid = backed_up.status.unwrap().gtid_executed.unwrap();
+
+    // Writes after the backup, on A and so on B: the restore must undo them.
+    bench.run(2, Duration::from_secs(3)).await.unwrap();
+    caught_up(&replica, &source).await;
+    assert_ne!(replica.gtid_executed().await.unwrap(), backup_gtid);
+
+    // The kubelet: a deleted pod's mysqld stops, init swaps, mysqld starts.
+    let datadir = replica.datadir().to_owned();
+    let replica = Arc::new(tokio::sync::Mutex::new(replica));
+    let seen = Arc::new(Mutex::new(Restart::default()));
+    cluster.on_pod_deleted({
+        let (replica, seen, datadir) = (replica.clone(), seen.clone(), datadir.clone());
+        Arc::new(move |deleted: PodDeleted| {
+            let (replica, seen, datadir) = (replica.clone(), seen.clone(), datadir.clone());
+            Box::pin(async move {
+                let t0 = Instant::now();
+                let mut server = replica.lock().await;
+                server.stop().await.unwrap();
+                let state = deleted.pods.state_dir(&deleted.pod);
+                let init_started = Instant::now();
+                let output = agent_init(&[
+                    format!("--datadir={}", datadir.display()),
+                    format!("--state-dir={}", state.display()),
+                ])
+                .await;
+                let init = init_started.elapsed();
+                server.restart().await.unwrap();
+                let mut seen = seen.lock().unwrap();
+                seen.stop_to_ready = Some(t0.elapsed());
+                seen.init = Some(init);
+                seen.init_output = output;
+                PodFate::Recreate
+            })
+        })
+    });
+
+    cluster
+        .api::<MySQLRestore>()
+        .create(&PostParams::default(), &restore("back", "db", "InPlace"))
+        .await
+        .unwrap();
+    let done = wait_restore(&cluster, "back").await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(done.phase(), RestorePhase::Completed, "{status:?}");
+    assert_eq!(status.gtid_executed.as_deref(), Some(backup_gtid.as_str()));
+    assert_eq!(
+        status
+            .backup
+            .as_ref()
+            .and_then(|b| b.gtid_executed.as_deref()),
+        Some(backup_gtid.as_str())
+    );
+    assert!(status.previous_datadir.is_some(), "{status:?}");
+    let restart = seen.lock().unwrap().clone();
+    assert!(
+        restart.init_output.contains("done"),
+        "{}",
+        restart.init_output
+    );
+    let events: Vec<String> = cluster
+        .events_about("back")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["Staging", "Staged", "Switching", "Restarting", "Completed"] {
+        assert!(events.iter().any(|r| r == reason), "{reason} in {events:?}");
+    }
+
+    let server = replica.lock().await;
+    assert_eq!(server.gtid_executed().await.unwrap(), backup_gtid);
+    let verdict = oracle::check(OracleInput {
+        source: &source,
+        restored: &server,
+        backup_gtid_set: &backup_gtid,
+        tables: &bench.table_names(),
+    })
+    .await
+    .unwrap();
+    assert!(verdict.passed(), "{verdict}");
+    eprintln!(
+        "in-place restore of {tables}x{rows} rows: staging {:.1}s while serving; unavailable {:.1}s (operator: pod deletion → agent answering); mysqld stop → ready {:.1?} (init {:.1?}); {:.1?} wall time",
+        status.staging_seconds.unwrap_or_default(),
+        status.unavailability_seconds.unwrap_or_default(),
+        restart.stop_to_ready.unwrap_or_default(),
+        restart.init.unwrap_or_default(),
+        started.elapsed(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_place_restore_of_2x10k_rows_swaps_at_one_restart_and_passes_the_oracle() {
+    in_place(2, 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_place_restore_of_4x50k_rows_swaps_at_one_restart_and_passes_the_oracle() {
+    in_place(4, 50_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
+    let started = Instant::now();
+    let (s3, (source, bench)) = tokio::join!(async { S3Server::start().await.unwrap() }, async {
+        let source = MysqlServer::builder().server_id(1).start().await.unwrap();
+        let bench = Sysbench::prepare(&source, 2, 10_000).await.unwrap();
+        (source, bench)
+    });
+    let cluster = cluster().await;
+    cluster.create_s3_secret("s3-keys", &s3).await.unwrap();
+    cluster
+        .add_stateful_set("db", &[PodMysql::of(&source)])
+        .await
+        .unwrap();
+    let backed_up = take_backup(&cluster, &s3, "db").await;
+    let backup_gtid = backed_up.status.unwrap().gtid_executed.unwrap();
+    bench.run(2, Duration::from_secs(2)).await.unwrap();
+
+    cluster
+        .api::<MySQLRestore>()
+        .create(
+            &PostParams::default(),
+            &restore("clone", "db2", "NewStatefulSet"),
+        )
+        .await
+        .unwrap();
+    cluster
+        .create_stateful_set("db2", 1, &[(RESTORE_FROM_ANNOTATION, "clone")])
+        .await
+        .unwrap();
+
+    // The wiring mounts the restore's spec into the init container.
+    let wired = wait_wired_init(&cluster, "db2").await;
+    assert!(
+        wired.contains(&"--restore-spec=/innoxide/restore-spec/restore-spec.json".to_owned()),
+        "{wired:?}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(cluster.kube().fake(), cluster.namespace());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let secret = loop {
+        if let Some(secret) = secrets.get_opt("clone-restore-spec").await.unwrap() {
+            break secret;
+        }
+        assert!(Instant::now() < deadline, "no spec Secret");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let spec = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(RESTORE_SPEC_KEY))
+        .map(|v| v.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(RESTORE_SPEC_KEY))
+                .map(|v| v.clone().into_bytes())
+        })
+        .expect("the spec in the Secret");
+
+    // The init container: restore into the new pod's empty volume.
+    let volume = tempfile::tempdir().unwrap();
+    let spec_file = volume.path().join("restore-spec.json");
+    std::fs::write(&spec_file, &spec).unwrap();
+    let datadir = volume.path().join("data");
+    std::fs::create_dir(&datadir).unwrap();
+    let init_started = Instant::now();
+    agent_init(&[
+        format!("--datadir={}", datadir.display()),
+        format!("--state-dir={}", datadir.join(".innoxide-agent").display()),
+        format!("--restore-spec={}", spec_file.display()),
+        format!("--mysqld={}", source.bin("mysqld").display()),
+    ])
+    .await;
+    let init = init_started.elapsed();
+    let restored = MysqlServer::builder()
+        .server_id(3)
+        .existing_datadir(&datadir)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .start_pod("db2", 0, &PodMysql::of(&restored))
+        .await
+        .unwrap();
+
+    let done = wait_restore(&cluster, "clone").await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(done.phase(), RestorePhase::Completed, "{status:?}");
+    assert_eq!(status.gtid_executed.as_deref(), Some(backup_gtid.as_str()));
+    let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
+    let restored_uuid: String = restored.query_scalar("SELECT @@server_uuid").await.unwrap();
+    assert_ne!(
+        source_uuid, restored_uuid,
+        "a clone has its own server_uuid"
+    );
+    let verdict = oracle::check(OracleInput {
+        source: &source,
+        restored: &restored,
+        backup_gtid_set: &backup_gtid,
+        tables: &bench.table_names(),
+    })
+    .await
+    .unwrap();
+    assert!(verdict.passed(), "{verdict}");
+    eprintln!(
+        "new StatefulSet from 2x10k rows: init restore {init:.1?}; {:.1?} wall time",
+        started.elapsed()
+    );
+}
+
+/// The args of the wired `innoxide-agent-init` container of a StatefulSet.
+async fn wait_wired_init(cluster: &Cluster, name: &str) -> Vec<String> {
+    let api: Api<StatefulSet> = Api::namespaced(cluster.kube().fake(), cluster.namespace());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sts = api.get(name).await.unwrap();
+        let args = sts
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.init_containers)
+            .and_then(|cs| {
+                cs.into_iter()
+                    .find(|c| c.name == innoxide_operator::wiring::INIT_CONTAINER)
+            })
+            .and_then(|c| c.args);
+        if let Some(args) = args
+            && args.iter().any(|a| a.starts_with("--restore-spec="))
+        {
+            return args;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "StatefulSet {name} not wired for the restore"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
