@@ -613,7 +613,10 @@ fn backup_failure(e: &backup::Error) -> Failure {
         "MYSQL_UNAVAILABLE" => {
             "; check that mysqld runs and accepts the agent's credentials, then start a new backup"
         }
-        "IO" => "; check the repository volume (space, permissions), then start a new backup",
+        "IO" | "REPOSITORY" => {
+            "; check the repository (a volume: free space and permissions; an object store: \
+             endpoint, credentials, bucket policy and quota), then start a new backup"
+        }
         _ => "",
     };
     Failure::new(code, reason, format!("{e}{advice}"))
