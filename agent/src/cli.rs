@@ -309,10 +309,11 @@ struct ServeArgs {
     /// Plaintext gRPC without client authentication: for a local demo only.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca"])]
     insecure: bool,
-    /// Where operation records live: on the data volume (beside, not inside, the datadir).
+    /// Where operation records and staged restores live, on the data volume
+    /// (default: `<datadir>/.innoxide-agent`, where `init` looks for them).
     #[arg(long, env = "INNOXIDE_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// The server's datadir; without --state-dir, records go to `<its parent>/innoxide-agent`.
+    /// The server's datadir; without --state-dir, records go to `<datadir>/.innoxide-agent`.
     #[arg(long, env = "INNOXIDE_DATADIR")]
     datadir: Option<PathBuf>,
     /// Where staged restores are fetched and prepared (default: <state-dir>/staging).
@@ -330,15 +331,10 @@ impl ServeArgs {
     fn config(self) -> anyhow::Result<crate::service::Config> {
         let state_dir = match (self.state_dir, &self.datadir) {
             (Some(dir), _) => dir,
-            (None, Some(datadir)) => datadir
-                .parent()
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--datadir {} has no parent folder; give --state-dir",
-                        datadir.display()
-                    )
-                })?
-                .join("innoxide-agent"),
+            // Inside the datadir, hidden: a StatefulSet's volume is the
+            // datadir, and MySQL's startup scan skips dot-directories (see
+            // the swap module).
+            (None, Some(datadir)) => datadir.join(crate::swap::STATE_DIR_NAME),
             (None, None) => anyhow::bail!(
                 "say where the agent keeps its operation records: --state-dir (a folder on the data volume) or --datadir"
             ),
@@ -723,11 +719,11 @@ mod tests {
         assert!(config.tls.is_none());
         assert_eq!(
             config.state_dir,
-            std::path::Path::new("/data/innoxide-agent")
+            std::path::Path::new("/data/mysql/.innoxide-agent")
         );
         assert_eq!(
             config.staging_dir,
-            std::path::Path::new("/data/innoxide-agent/staging")
+            std::path::Path::new("/data/mysql/.innoxide-agent/staging")
         );
     }
 }

@@ -152,6 +152,23 @@ fn move_entries(
     Ok(names.len())
 }
 
+/// What an in-place restore keeps of the server it replaces: not data but
+/// who the server is — its UUID (`auto.cnf`), its `SET PERSIST` settings
+/// (`mysqld-auto.cnf`) and the TLS and RSA keys mysqld generated for itself,
+/// which clients may have pinned.
+const SERVER_IDENTITY: [&str; 10] = [
+    plan::AUTO_CNF,
+    "mysqld-auto.cnf",
+    "ca.pem",
+    "ca-key.pem",
+    "server-cert.pem",
+    "server-key.pem",
+    "client-cert.pem",
+    "client-key.pem",
+    "private_key.pem",
+    "public_key.pem",
+];
+
 /// What a prepared datadir lacks and the server needs, and what the
 /// datadir keeps of the server it replaces.
 fn fix_up(layout: &Layout, journal: &Journal) -> Result<(), Error> {
@@ -160,15 +177,20 @@ fn fix_up(layout: &Layout, journal: &Journal) -> Result<(), Error> {
         // files at its first start, in a folder that must exist.
         create_private_dir(&journal.datadir.join(plan::REDO_DIR))?;
     }
-    let kept_uuid = journal.aside.join(plan::AUTO_CNF);
-    if journal.keep_auto_cnf && kept_uuid.is_file() {
-        // A copy, not a move: previous/ stays a whole datadir to revert to.
-        let temporary = journal.datadir.join(".auto.cnf.innoxide");
-        let _ = std::fs::remove_file(&temporary);
-        fileops::copy_file(&kept_uuid, &temporary)?;
-        let target = journal.datadir.join(plan::AUTO_CNF);
-        std::fs::rename(&temporary, &target)
-            .map_err(|e| FileError::new("move", &temporary, &target, e))?;
+    if journal.keep_auto_cnf {
+        for name in SERVER_IDENTITY {
+            let kept = journal.aside.join(name);
+            if !kept.is_file() {
+                continue;
+            }
+            // A copy, not a move: previous/ stays a whole datadir to revert to.
+            let temporary = journal.datadir.join(format!(".{name}.innoxide"));
+            let _ = std::fs::remove_file(&temporary);
+            fileops::copy_file(&kept, &temporary)?;
+            let target = journal.datadir.join(name);
+            std::fs::rename(&temporary, &target)
+                .map_err(|e| FileError::new("move", &temporary, &target, e))?;
+        }
     }
     // Renames keep owners: files staged by the agent become mysqld's.
     if let Some((uid, gid)) = crate::restore::target_owner(&journal.datadir)? {

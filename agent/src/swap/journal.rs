@@ -81,8 +81,9 @@ pub struct Journal {
     pub incoming_is_prepared: bool,
     /// Where the datadir's entries go.
     pub aside: PathBuf,
-    /// Copy `aside/auto.cnf` into the new datadir: an in-place restore
-    /// keeps the server's UUID.
+    /// Copy the replaced server's identity (`auto.cnf`, `mysqld-auto.cnf`,
+    /// its generated keys) into the new datadir: an in-place restore keeps
+    /// the server's UUID, persisted settings and certificates.
     pub keep_auto_cnf: bool,
     /// Removed once the exchange is done (the operation's staging folder,
     /// with the raw backup fetched into it).
