@@ -504,6 +504,7 @@ pub mod fake {
                 completed_at: None,
                 previous_datadir: format!("/var/lib/mysql/.innoxide-agent/previous/{id}"),
                 gtid_executed: gtid.clone(),
+                kind: "swap".into(),
             });
             server.gtid_executed = gtid;
         }

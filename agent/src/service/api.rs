@@ -291,6 +291,7 @@ fn swap_state(state: swap::SwapState) -> pb::SwapState {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             gtid_executed: done.gtid_executed,
+            kind: done.kind.as_str().to_owned(),
         }),
     }
 }

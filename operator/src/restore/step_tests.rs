@@ -125,6 +125,7 @@ fn server(armed: &str, last: Option<&str>, gtid: &str) -> Answer<pb::ServerInfoR
                 completed_at: None,
                 previous_datadir: format!("/var/lib/mysql/.innoxide-agent/previous/{id}"),
                 gtid_executed: GTID.into(),
+                kind: "swap".into(),
             }),
         }),
         ..pb::ServerInfoResponse::default()
