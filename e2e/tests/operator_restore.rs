@@ -433,3 +433,79 @@ async fn wait_wired_init(cluster: &Cluster, name: &str) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The real API server (our CRD's schema and CEL rules) refuses impossible
+/// restores with the message the CRD gives, and keeps a spec as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_impossible_restores() {
+    let cluster = cluster().await;
+    let api = cluster.api::<MySQLRestore>();
+    // Untyped, so a spec the Rust types could not even hold is sent too.
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        cluster.client(),
+        cluster.namespace(),
+        &kube::api::ApiResource::erase::<MySQLRestore>(&()),
+    );
+    let refused = |spec: serde_json::Value| {
+        let raw = raw.clone();
+        async move {
+            let restore: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "innoxide.dev/v1alpha1",
+                "kind": "MySQLRestore",
+                "metadata": {"name": "bad"},
+                "spec": spec,
+            }))
+            .unwrap();
+            match raw.create(&PostParams::default(), &restore).await {
+                Err(kube::Error::Api(e)) => e.message,
+                other => panic!("accepted: {other:?}"),
+            }
+        }
+    };
+    let location = serde_json::json!({
+        "backupName": "nightly",
+        "storage": {"s3": {"bucket": "backups", "endpoint": "http://minio:9000"}},
+    });
+    let both = refused(serde_json::json!({
+        "source": {"backupName": "nightly", "location": location.clone()},
+        "target": {"statefulSetName": "db", "mode": "InPlace"},
+    }))
+    .await;
+    assert!(
+        both.contains("source: set exactly one of backupName"),
+        "{both}"
+    );
+    let keyless = refused(serde_json::json!({
+        "source": {"location": location},
+        "target": {"statefulSetName": "db", "mode": "InPlace"},
+    }))
+    .await;
+    assert!(
+        keyless.contains("an S3-compatible endpoint needs credentialsSecretRef"),
+        "{keyless}"
+    );
+    let pod_for_new = refused(serde_json::json!({
+        "source": {"backupName": "nightly"},
+        "target": {"statefulSetName": "db", "mode": "NewStatefulSet", "pod": "db-0"},
+    }))
+    .await;
+    assert!(pod_for_new.contains("target.pod"), "{pod_for_new}");
+    let unknown_mode = refused(serde_json::json!({
+        "source": {"backupName": "nightly"},
+        "target": {"statefulSetName": "db", "mode": "Overwrite"},
+    }))
+    .await;
+    assert!(unknown_mode.contains("Unsupported value"), "{unknown_mode}");
+
+    // A good one is kept as written: its spec cannot change.
+    let created = api
+        .create(&PostParams::default(), &restore("good", "db", "InPlace"))
+        .await
+        .unwrap();
+    let mut moved = created.clone();
+    moved.spec.source.backup_name = Some("weekly".into());
+    match api.replace("good", &PostParams::default(), &moved).await {
+        Err(kube::Error::Api(e)) => assert!(e.message.contains("spec is immutable"), "{e:?}"),
+        other => panic!("the spec changed: {other:?}"),
+    }
+}

@@ -710,7 +710,7 @@ fn new_pod_progress(d: &mut Draft<'_>, world: &World) {
             RestorePhase::Completed,
             "Completed",
             format!(
-                "pod {pod_name} started on the restored data: gtid_executed is the backup's {}",
+                "pod {pod_name} started on the restored data: gtid_executed is the backup's {}. The StatefulSet's pods mount this restore's spec Secret at every start: remove its {RESTORE_FROM_ANNOTATION} annotation before deleting this MySQLRestore",
                 shown(&expected)
             ),
         );
