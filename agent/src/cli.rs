@@ -57,6 +57,12 @@ enum Command {
     /// datadir swap, --revert one, or restore into an empty volume (--restore-spec).
     /// Exits 0 when done or when there is nothing to do, 3 when refused (nothing touched).
     Init(crate::swap::init::InitArgs),
+    /// Copy this executable into DIR (the operator's init container puts the
+    /// agent into a volume the MySQL container's image runs it from).
+    Install {
+        /// The folder to put `innoxide-agent` in.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -502,6 +508,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         ),
         Command::Serve(args) => crate::service::serve(args.config()?).await?,
         Command::Init(args) => crate::swap::init::run(args).await?,
+        Command::Install { dir } => {
+            let installed = crate::install::install(&dir)?;
+            eprintln!("installed {}", installed.display());
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod cli;
 pub mod fileops;
 pub mod innodb;
+pub mod install;
 pub mod logging;
 pub mod meta;
 pub mod mycnf;
