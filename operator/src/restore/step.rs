@@ -440,11 +440,7 @@ fn switching(d: &mut Draft<'_>, world: &World) {
         Answer::Found(info) => info.swap.clone().unwrap_or_default(),
         _ => pb::SwapState::default(),
     };
-    if swap
-        .last_swap
-        .as_ref()
-        .is_some_and(|s| s.operation_id == uid)
-    {
+    if swap.last_swap.as_ref().is_some_and(|s| swapped_in(s, &uid)) {
         // The pod restarted (by us or by itself) and the swap is done.
         d.set(
             RestorePhase::Restarting,
@@ -553,7 +549,17 @@ fn restarting(d: &mut Draft<'_>, world: &World) {
         }
     };
     let swap = info.swap.clone().unwrap_or_default();
-    let Some(last) = swap.last_swap.filter(|s| s.operation_id == uid) else {
+    if swap
+        .last_swap
+        .as_ref()
+        .is_some_and(|s| s.operation_id == uid && s.kind == REVERTED)
+    {
+        return d.fail(
+            "Reverted",
+            format!("the swap on pod {pod_name} was reverted (innoxide-agent init --revert {uid}): the server runs on its previous data; create a new MySQLRestore to restore again"),
+        );
+    }
+    let Some(last) = swap.last_swap.filter(|s| swapped_in(s, &uid)) else {
         let armed = swap.armed_operation_id == uid;
         d.fail(
             "SwapNotDone",
@@ -724,6 +730,14 @@ fn new_pod_progress(d: &mut Draft<'_>, world: &World) {
             ),
         );
     }
+}
+
+/// What a swap record says of an exchange that put the previous datadir back.
+const REVERTED: &str = "revert";
+
+/// This restore's staged datadir went in (and was not reverted since).
+fn swapped_in(record: &pb::SwapRecord, uid: &str) -> bool {
+    record.operation_id == uid && record.kind != REVERTED
 }
 
 /// Two GTID sets as MySQL prints them are the same set: whitespace and

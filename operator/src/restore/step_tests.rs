@@ -316,6 +316,23 @@ fn a_gtid_mismatch_fails_and_says_how_to_revert() {
 }
 
 #[test]
+fn a_reverted_swap_is_not_taken_for_the_restore() {
+    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
+    let mut w = running();
+    w.pod = Some(pod("pod-b"));
+    w.server = server("", Some("uid-back"), "old:1-5");
+    if let Answer::Found(info) = &mut w.server {
+        info.swap.as_mut().unwrap().last_swap.as_mut().unwrap().kind = "revert".into();
+    }
+    let d = step(&r, &w, now());
+    assert_eq!(d.status.phase, Some(Failed));
+    assert_eq!(
+        find(&d.status.conditions, "Ready").unwrap().reason,
+        "Reverted"
+    );
+}
+
+#[test]
 fn a_restart_without_the_swap_fails_and_disarms() {
     let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
     let mut w = running();
