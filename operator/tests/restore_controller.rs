@@ -4,12 +4,19 @@
 //! then, and completes once the replacement pod's agent reports the swap and
 //! the backup's GTID set; a second restore of the same StatefulSet is
 //! refused; a NewStatefulSet restore writes its spec Secret and completes
-//! when the new pod serves the backup's GTID set.
+//! when the new pod serves the backup's GTID set; deleting a restore
+//! withdraws its armed swap before the finalizer goes.
+//!
+//! The seeded restores carry someone else's finalizer: the fake API stores
+//! an empty finalizer list as absent, which trips kube's JSON-patch test
+//! when the list starts empty (a real API server does not).
 
 use std::sync::Arc;
 
 use innoxide_operator::agent::fake::FakeAgent;
-use innoxide_operator::api::{MySQLBackup, MySQLRestore, RESTORE_SPEC_KEY, RestorePhase};
+use innoxide_operator::api::{
+    MySQLBackup, MySQLRestore, RESTORE_FINALIZER, RESTORE_SPEC_KEY, RestorePhase,
+};
 use innoxide_operator::clock::ManualClock;
 use innoxide_operator::context::{Context, Settings};
 use innoxide_operator::metrics::Metrics;
@@ -21,7 +28,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::PostParams;
 use kube::core::DeserializeGuard;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
 
 const GTID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77";
@@ -93,7 +100,7 @@ fn restore(name: &str, target: &str, mode: &str, created: &str) -> MySQLRestore 
         r#"
 apiVersion: innoxide.dev/v1alpha1
 kind: MySQLRestore
-metadata: {{name: {name}, namespace: prod, uid: uid-{name}, generation: 1, creationTimestamp: "{created}"}}
+metadata: {{name: {name}, namespace: prod, uid: uid-{name}, generation: 1, creationTimestamp: "{created}", finalizers: [example.com/keep]}}
 spec:
   source: {{backupName: nightly}}
   target: {{statefulSetName: {target}, mode: {mode}, roleLabel: innoxide.dev/role}}
@@ -179,11 +186,24 @@ impl World {
             .unwrap()
     }
 
+    /// One reconcile (two the first time: the finalizer goes on first).
     async fn reconcile(&self, name: &str) -> MySQLRestore {
         let restore = self.restore(name).await;
+        let fresh = !restore.finalizers().iter().any(|f| f == RESTORE_FINALIZER);
         reconcile(Arc::new(DeserializeGuard(Ok(restore))), self.ctx.clone())
             .await
             .expect("reconcile");
+        if fresh {
+            let restore = self.restore(name).await;
+            assert!(restore.finalizers().iter().any(|f| f == RESTORE_FINALIZER));
+            assert_eq!(
+                restore.status, None,
+                "the finalizer goes on before anything starts"
+            );
+            reconcile(Arc::new(DeserializeGuard(Ok(restore))), self.ctx.clone())
+                .await
+                .expect("reconcile");
+        }
         self.restore(name).await
     }
 
@@ -470,5 +490,63 @@ async fn a_new_statefulset_that_already_runs_is_refused() {
             .message
             .unwrap()
             .contains("already runs pods")
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_restore_with_an_armed_swap_withdraws_it() {
+    let w = world(
+        vec![restore("back", "db", "InPlace", "2026-11-21T09:59:00Z")],
+        None,
+    )
+    .await;
+    w.reconcile("back").await;
+    // Staged, and the swap armed, but the pod not deleted yet (the status
+    // says Switching without a recorded deletion).
+    w.agent.update("uid-back", |op| {
+        op.state = pb::OperationState::Succeeded as i32;
+        op.result = Some(pb::operation::Result::StageRestore(
+            pb::StageRestoreResult::default(),
+        ));
+    });
+    let api = Api::<MySQLRestore>::namespaced(w.client.clone(), "prod");
+    let switching = w.restore("back").await;
+    let mut status = switching.status.clone().unwrap();
+    status.phase = Some(RestorePhase::Switching);
+    innoxide_operator::context::apply_status(&api, &switching, &status)
+        .await
+        .unwrap();
+    w.agent.server("db-0", |s| {
+        s.swap = Some(pb::SwapState {
+            armed_operation_id: "uid-back".into(),
+            last_swap: None,
+        })
+    });
+    let mut deleting = w.restore("back").await;
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-21T10:00:00Z".parse().unwrap(),
+        ));
+    reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
+        .await
+        .expect("cleanup");
+    assert_eq!(w.agent.swap_calls(), ["disarm uid-back"]);
+    assert_eq!(
+        w.agent
+            .server_state("db-0")
+            .swap
+            .unwrap()
+            .armed_operation_id,
+        "",
+        "nothing is armed any more"
+    );
+    assert_eq!(
+        w.restore("back").await.finalizers(),
+        ["example.com/keep"],
+        "ours is released"
+    );
+    assert_eq!(
+        w.pods().get("db-0").await.unwrap().metadata.uid.as_deref(),
+        Some("pod-a")
     );
 }

@@ -257,6 +257,10 @@ pub struct SwitchRecord {
     pub deleted_at: Time,
 }
 
+/// The finalizer that keeps a MySQLRestore until what it started in the
+/// agent is stopped (a staging) or withdrawn (a swap armed, not begun).
+pub const RESTORE_FINALIZER: &str = "innoxide.dev/restore";
+
 impl MySQLRestore {
     pub fn phase(&self) -> RestorePhase {
         self.status

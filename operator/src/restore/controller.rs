@@ -14,19 +14,21 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use tracing::instrument;
 
+use super::cleanup;
 use super::request::{restore_spec, spec_secret};
 use super::source::{self, Source, Unresolved};
 use super::step::{Act, Answer, PodView, StatefulSetView, World, step};
 use crate::agent::{AgentApi, AgentError};
 use crate::api::{
-    BackupSource, MySQLBackup, MySQLRestore, RESTORE_FROM_ANNOTATION, RestoreMode, RestorePhase,
-    restore_spec_secret_name,
+    BackupSource, MySQLBackup, MySQLRestore, RESTORE_FINALIZER, RESTORE_FROM_ANNOTATION,
+    RestoreMode, RestorePhase, restore_spec_secret_name,
 };
 use crate::backup::controller::selector_string;
-use crate::context::{Context, FIELD_MANAGER, Result, apply_status};
+use crate::context::{Context, Error, FIELD_MANAGER, Result, apply_status};
 use crate::target::{self, AgentTarget, Rule, SelectError};
 use crate::wiring::INIT_CONTAINER;
 
@@ -42,7 +44,7 @@ pub async fn reconcile<A: AgentApi>(
     ctx: Arc<Context<A>>,
 ) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let mut restore = match &guard.0 {
+    let restore = match &guard.0 {
         Ok(restore) => restore.clone(),
         Err(invalid) => {
             tracing::warn!(error = %invalid.error, "MySQLRestore cannot be read; waiting for a change");
@@ -50,6 +52,21 @@ pub async fn reconcile<A: AgentApi>(
         }
     };
     tracing::Span::current().record("uid", restore.uid().unwrap_or_default());
+    let api: Api<MySQLRestore> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    finalizer(&api, RESTORE_FINALIZER, Arc::new(restore), |event| async {
+        match event {
+            Finalizer::Apply(restore) => apply((*restore).clone(), &ctx).await,
+            Finalizer::Cleanup(restore) => cleanup(&restore, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from)
+}
+
+/// Runs the restore on: step → status → action, until nothing is left
+/// to do now.
+async fn apply<A: AgentApi>(mut restore: MySQLRestore, ctx: &Arc<Context<A>>) -> Result<Action> {
     let status = restore.status.clone().unwrap_or_default();
     if restore.phase().is_terminal() && status.observed_generation == restore.metadata.generation {
         return Ok(Action::await_change());
@@ -91,6 +108,69 @@ pub async fn reconcile<A: AgentApi>(
         RestorePhase::Pending => Action::requeue(Duration::from_secs(10)),
         _ => Action::requeue(Duration::from_secs(5)),
     })
+}
+
+/// Before the finalizer goes: stop a staging, withdraw an armed swap.
+async fn cleanup<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Result<Action> {
+    let deleting_for = restore
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| ctx.clock.now().duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    let id = restore.uid().unwrap_or_default();
+    let ask = cleanup::ask(restore);
+    let answer = if ask == cleanup::Ask::Nothing {
+        cleanup::Answer::Done
+    } else {
+        let world = observe(restore, ctx).await?;
+        match agent_target(&world) {
+            // No agent to ask: an armed swap would still run when the pod
+            // starts again, so wait for it (and give up after a while).
+            None => cleanup::Answer::Unreachable(
+                world
+                    .no_pod
+                    .clone()
+                    .unwrap_or_else(|| "the pod is not ready".into()),
+            ),
+            Some(target) => {
+                let result = if ask == cleanup::Ask::Cancel {
+                    ctx.agent.cancel(&target, &id).await.map(|op| {
+                        op.state == innoxide_proto::agent::v1::OperationState::Running as i32
+                    })
+                } else {
+                    ctx.agent.disarm_swap(&target, &id).await.map(|_| false)
+                };
+                match result {
+                    Ok(true) => cleanup::Answer::Stopping,
+                    Ok(false) | Err(AgentError::NotFound { .. }) => cleanup::Answer::Done,
+                    Err(e) => cleanup::Answer::Unreachable(e.to_string()),
+                }
+            }
+        }
+    };
+    match cleanup::next_step(restore, &answer, deleting_for) {
+        cleanup::Step::Wait(message) => Err(Error::Waiting(message)),
+        cleanup::Step::Release { warning } => {
+            if let Some(message) = warning {
+                ctx.event(restore, true, "AgentUnresponsive", "Delete", message)
+                    .await;
+            } else if ask != cleanup::Ask::Nothing {
+                ctx.event(
+                    restore,
+                    false,
+                    "Withdrawn",
+                    "Delete",
+                    match ask {
+                        cleanup::Ask::Cancel => "the staging was stopped".to_owned(),
+                        _ => "the armed swap was withdrawn; the pod keeps its data".to_owned(),
+                    },
+                )
+                .await;
+            }
+            Ok(Action::await_change())
+        }
+    }
 }
 
 /// What an action answered, for the next round's step (the agent's answer

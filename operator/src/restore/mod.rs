@@ -1,8 +1,9 @@
 //! The MySQLRestore controller: [`controller`] is the I/O around the pure
 //! steps ([`source`]: what is restored and whether it may start;
 //! [`request`]: the agent's request and the init container's spec;
-//! [`step`]: what happens next).
+//! [`step`]: what happens next; [`cleanup`]: what a deletion must stop).
 
+pub mod cleanup;
 pub mod controller;
 pub mod request;
 pub mod source;

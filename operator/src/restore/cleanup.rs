@@ -1,0 +1,147 @@
+//! What deleting a MySQLRestore must do before its finalizer goes, so a
+//! deleted restore never acts later: stop a staging that may run (its
+//! partial copy is removed by the agent), and withdraw a swap that is armed
+//! but not begun (else the pod's next restart, maybe weeks later, would
+//! swap the datadir). A swap whose pod was already deleted is under way and
+//! always finishes: nothing is undone then. Pure decisions here; the
+//! controller does the I/O.
+
+use std::time::Duration;
+
+use crate::api::{MySQLRestore, RestoreMode, RestorePhase};
+use crate::backup::cleanup::GIVE_UP_ON_AGENT_AFTER;
+
+/// What the agent must be asked before the finalizer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Nothing: the restore never reached the agent, ended, or its swap is
+    /// under way.
+    Nothing,
+    /// CancelOperation of the staging.
+    Cancel,
+    /// DisarmSwap (a no-op on the agent when nothing is armed).
+    Disarm,
+}
+
+/// What the agent answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Done, or nothing to do (no such operation, pod gone: nothing can
+    /// run or swap there).
+    Done,
+    /// The staging is still stopping.
+    Stopping,
+    /// The pod is there but its agent does not answer.
+    Unreachable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Wait(String),
+    Release { warning: Option<String> },
+}
+
+pub fn ask(restore: &MySQLRestore) -> Ask {
+    if restore.spec.target.mode == RestoreMode::NewStatefulSet {
+        // The init containers act on the spec Secret, which goes with the
+        // restore (owner reference).
+        return Ask::Nothing;
+    }
+    let switched = restore.status.as_ref().is_some_and(|s| s.switch.is_some());
+    match restore.phase() {
+        RestorePhase::Fetching | RestorePhase::Preparing => Ask::Cancel,
+        RestorePhase::Ready | RestorePhase::Switching if !switched => Ask::Disarm,
+        _ => Ask::Nothing,
+    }
+}
+
+pub fn next_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration) -> Step {
+    let what = match ask(restore) {
+        Ask::Nothing => return Step::Release { warning: None },
+        Ask::Cancel => "stop the staging",
+        Ask::Disarm => "withdraw the armed swap",
+    };
+    match answer {
+        Answer::Done => Step::Release { warning: None },
+        Answer::Stopping if deleting_for < GIVE_UP_ON_AGENT_AFTER => {
+            Step::Wait("the staging is stopping in its agent".into())
+        }
+        Answer::Unreachable(message) if deleting_for < GIVE_UP_ON_AGENT_AFTER => {
+            Step::Wait(format!("cannot reach the agent to {what}: {message}"))
+        }
+        Answer::Stopping | Answer::Unreachable(_) => Step::Release {
+            warning: Some(format!(
+                "could not {what} within {}; deleting anyway. If a swap was armed, run `innoxide-agent init` only after checking {}",
+                humantime::format_duration(GIVE_UP_ON_AGENT_AFTER),
+                restore
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod.clone())
+                    .unwrap_or_default()
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SwitchRecord;
+    use crate::fixtures::RestoreBuilder;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn in_phase(phase: RestorePhase) -> MySQLRestore {
+        RestoreBuilder::from_backup("r", "nightly")
+            .in_place("db")
+            .phase(phase)
+            .build()
+    }
+
+    #[test]
+    fn a_staging_is_stopped_and_an_armed_swap_withdrawn() {
+        assert_eq!(ask(&in_phase(RestorePhase::Fetching)), Ask::Cancel);
+        assert_eq!(ask(&in_phase(RestorePhase::Preparing)), Ask::Cancel);
+        assert_eq!(ask(&in_phase(RestorePhase::Ready)), Ask::Disarm);
+        assert_eq!(ask(&in_phase(RestorePhase::Switching)), Ask::Disarm);
+        for phase in [
+            RestorePhase::Pending,
+            RestorePhase::Restarting,
+            RestorePhase::Completed,
+            RestorePhase::Failed,
+        ] {
+            assert_eq!(ask(&in_phase(phase)), Ask::Nothing, "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn a_swap_under_way_is_never_undone() {
+        let mut r = in_phase(RestorePhase::Switching);
+        r.status.as_mut().unwrap().switch = Some(SwitchRecord {
+            pod_uid: "pod-a".into(),
+            deleted_at: Time("2026-11-21T10:00:00Z".parse().unwrap()),
+        });
+        assert_eq!(ask(&r), Ask::Nothing);
+        assert_eq!(
+            next_step(&r, &Answer::Unreachable("x".into()), Duration::ZERO),
+            Step::Release { warning: None }
+        );
+    }
+
+    #[test]
+    fn an_unreachable_agent_is_waited_for_then_given_up_on_with_a_warning() {
+        let r = in_phase(RestorePhase::Switching);
+        let answer = Answer::Unreachable("connection refused".into());
+        assert!(matches!(
+            next_step(&r, &answer, Duration::from_secs(30)),
+            Step::Wait(m) if m.contains("withdraw the armed swap")
+        ));
+        assert!(matches!(
+            next_step(&r, &answer, GIVE_UP_ON_AGENT_AFTER),
+            Step::Release { warning: Some(_) }
+        ));
+        assert_eq!(
+            next_step(&r, &Answer::Done, Duration::ZERO),
+            Step::Release { warning: None }
+        );
+    }
+}
