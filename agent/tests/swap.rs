@@ -429,9 +429,27 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
     // The pod restarts: the restore is done, nothing happens.
     let again = assert_success(&init(&datadir, &[&spec_arg, &mysqld_arg], None).await);
     assert!(again.contains("done on this volume already"), "{again}");
+    // The MySQLRestore and its spec Secret are deleted later: the pod still
+    // starts on the volume the restore filled.
+    let gone_spec = format!(
+        "--restore-spec={}",
+        datadir.join("no-such-spec.json").display()
+    );
+    let without_spec = assert_success(&init(&datadir, &[&gone_spec, &mysqld_arg], None).await);
+    assert!(without_spec.contains("nothing to do"), "{without_spec}");
     restored.restart().await.unwrap();
     assert_eq!(restored.gtid_executed().await.unwrap(), gtid);
     drop(restored);
+
+    // ... but an empty volume without its spec is not started as an empty server.
+    let empty = tempfile::tempdir().unwrap();
+    let no_spec = init(empty.path(), &[&gone_spec, &mysqld_arg], None).await;
+    assert!(!no_spec.status.success());
+    assert!(
+        text(&no_spec.stderr).contains("is missing and the datadir"),
+        "{}",
+        text(&no_spec.stderr)
+    );
 
     // A volume with data and no record of this restore: refused, untouched.
     let used = tempfile::tempdir().unwrap();

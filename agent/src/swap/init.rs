@@ -51,8 +51,28 @@ pub async fn run(args: InitArgs) -> anyhow::Result<()> {
         crate::service::check_name("--revert", &id).map_err(anyhow::Error::msg)?;
         let layout = layout.clone();
         Some(blocking(move || super::revert(&layout, &id)).await?)
-    } else if let Some(spec) = &args.restore_spec {
+    } else if let Some(spec) = args.restore_spec.as_ref().filter(|spec| spec.exists()) {
         restore(&layout, spec, args.mysqld.clone()).await?
+    } else if let Some(spec) = &args.restore_spec {
+        // The spec Secret is mounted optionally: once the restore resource
+        // (and its Secret) is deleted, pods must still start on the volume
+        // it filled. An empty volume without its spec is the one case to
+        // stop: mysqld would initialise an empty server in its place.
+        let empty = {
+            let layout = layout.clone();
+            blocking(move || layout.datadir_is_empty()).await?
+        };
+        if empty && !super::has_begun(&layout)? {
+            anyhow::bail!(
+                "the restore spec {} is missing and the datadir {} is empty: the MySQLRestore \
+                 that should fill it (and its spec Secret) is gone; recreate it, or remove the \
+                 innoxide.dev/restore-from annotation to start an empty server",
+                spec.display(),
+                layout.datadir.display()
+            );
+        }
+        let layout = layout.clone();
+        blocking(move || super::run_armed(&layout)).await?
     } else {
         let layout = layout.clone();
         blocking(move || super::run_armed(&layout)).await?

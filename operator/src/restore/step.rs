@@ -716,7 +716,7 @@ fn new_pod_progress(d: &mut Draft<'_>, world: &World) {
             RestorePhase::Completed,
             "Completed",
             format!(
-                "pod {pod_name} started on the restored data: gtid_executed is the backup's {}. The StatefulSet's pods mount this restore's spec Secret at every start: remove its {RESTORE_FROM_ANNOTATION} annotation before deleting this MySQLRestore",
+                "pod {pod_name} started on the restored data: gtid_executed is the backup's {}. This MySQLRestore may be deleted: its pods keep starting on the restored volumes (the {RESTORE_FROM_ANNOTATION} annotation can stay or go)",
                 shown(&expected)
             ),
         );

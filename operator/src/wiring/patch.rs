@@ -387,6 +387,9 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             secret: Some(SecretVolumeSource {
                 secret_name: Some(restore_spec_secret_name(restore)),
                 default_mode: Some(0o440),
+                // Pods must still start after the restore (and its Secret)
+                // is deleted; init stops only an empty volume without it.
+                optional: Some(true),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
@@ -455,10 +458,11 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         Container {
             name: INSTALL_CONTAINER.into(),
             image: Some(settings.agent_image.clone()),
+            // The agent copies itself: the agent image needs no shell or cp.
             command: Some(vec![
-                "cp".into(),
                 AGENT_IMAGE_BINARY.into(),
-                format!("{BIN_DIR}/innoxide-agent"),
+                "install".into(),
+                BIN_DIR.into(),
             ]),
             volume_mounts: Some(vec![VolumeMount {
                 name: BIN_VOLUME.into(),
@@ -691,11 +695,7 @@ spec:
         assert_eq!(init.image.as_deref(), Some("innoxide/innoxide-agent:0.1.0"));
         assert_eq!(
             init.command.as_deref().unwrap(),
-            [
-                "cp",
-                "/usr/local/bin/innoxide-agent",
-                "/innoxide/bin/innoxide-agent"
-            ]
+            ["/usr/local/bin/innoxide-agent", "install", "/innoxide/bin"]
         );
         let agent = container(spec, AGENT_CONTAINER);
         assert_eq!(
