@@ -126,6 +126,8 @@ impl RepoArgs {
             s3_access_key_id: self.s3_access_key_id.clone(),
             s3_secret_access_key: self.s3_secret_access_key.clone().map(Secret::new),
             s3_virtual_hosted: self.s3_virtual_hosted,
+            // gs:// and az:// sign in from GOOGLE_* / AZURE_* variables.
+            ..Default::default()
         }
     }
 }

@@ -22,7 +22,7 @@ fn s3_options(s3: &S3Server) -> RepoOptions {
         s3_region: Some(s3.region().to_owned()),
         s3_access_key_id: Some(s3.access_key().to_owned()),
         s3_secret_access_key: Some(Secret::new(s3.secret_key())),
-        s3_virtual_hosted: false,
+        ..RepoOptions::default()
     }
 }
 

@@ -357,7 +357,7 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
         s3_region: Some(s3.region().to_owned()),
         s3_access_key_id: Some(s3.access_key().to_owned()),
         s3_secret_access_key: Some(innoxide_agent::secret::Secret::new(s3.secret_key())),
-        s3_virtual_hosted: false,
+        ..RepoOptions::default()
     };
     let location = format!("s3://{}/cluster-a/full-1", s3.bucket());
     let options = support::backup_options(&server, location, repo, Transform::default(), false);
@@ -386,6 +386,8 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
                 secret_access_key: Some(SecretSource::File(secret.display().to_string())),
                 session_token: None,
             }),
+            gcs_service_account_key: None,
+            azure_access_key: None,
         },
         backup_name: "full-1".into(),
         encryption_key: None,

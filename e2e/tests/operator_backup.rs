@@ -39,7 +39,7 @@ fn s3_options(s3: &S3Server) -> RepoOptions {
         s3_secret_access_key: Some(innoxide_agent::secret::Secret::new(
             s3.secret_key().to_owned(),
         )),
-        s3_virtual_hosted: false,
+        ..RepoOptions::default()
     }
 }
 

@@ -37,6 +37,26 @@ pub async fn read_credentials(
                 Err(m) => return Ok(Err(m)),
             };
     }
+    let gcs = storage
+        .gcs
+        .as_ref()
+        .and_then(|g| g.credentials_secret_ref.as_ref());
+    if let Some(r) = gcs {
+        credentials.gcs_service_account_key = match secret_value(&secrets, &r.name, &r.key).await? {
+            Ok(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+            Err(m) => return Ok(Err(m)),
+        };
+    }
+    let azure = storage
+        .azure
+        .as_ref()
+        .and_then(|a| a.credentials_secret_ref.as_ref());
+    if let Some(r) = azure {
+        credentials.azure_access_key = match secret_value(&secrets, &r.name, &r.key).await? {
+            Ok(v) => Some(String::from_utf8_lossy(&v).trim().to_owned()),
+            Err(m) => return Ok(Err(m)),
+        };
+    }
     if let Some(key) = encryption_key {
         credentials.encryption_key = match secret_value(&secrets, &key.name, &key.key).await? {
             Ok(v) => match request::encryption_key_text(&v) {

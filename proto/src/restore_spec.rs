@@ -42,6 +42,12 @@ pub struct RepositorySpec {
     pub options: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3CredentialsSpec>,
+    /// A Google Cloud service account key (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs_service_account_key: Option<SecretSource>,
+    /// An Azure storage account's access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_access_key: Option<SecretSource>,
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
@@ -96,13 +102,24 @@ impl RestoreSpec {
     /// The StageRestore request that fetches, verifies and prepares the
     /// backup this spec names.
     pub fn stage_request(&self) -> pb::StageRestoreRequest {
-        let credentials = self.repository.s3.as_ref().map(|s3| {
-            pb::repository::Credentials::S3(pb::S3Credentials {
+        let repository = &self.repository;
+        let credentials = if let Some(s3) = &repository.s3 {
+            Some(pb::repository::Credentials::S3(pb::S3Credentials {
                 access_key_id: s3.access_key_id.as_ref().map(SecretSource::secret_ref),
                 secret_access_key: s3.secret_access_key.as_ref().map(SecretSource::secret_ref),
                 session_token: s3.session_token.as_ref().map(SecretSource::secret_ref),
+            }))
+        } else if let Some(key) = &repository.gcs_service_account_key {
+            Some(pb::repository::Credentials::Gcs(pb::GcsCredentials {
+                service_account_key: Some(key.secret_ref()),
+            }))
+        } else {
+            repository.azure_access_key.as_ref().map(|key| {
+                pb::repository::Credentials::Azure(pb::AzureCredentials {
+                    access_key: Some(key.secret_ref()),
+                })
             })
-        });
+        };
         pb::StageRestoreRequest {
             operation_id: self.operation_id.clone(),
             repository: Some(pb::Repository {

@@ -34,6 +34,13 @@ pub struct RepoOptions {
     /// Virtual-hosted-style requests (bucket in the host name). Off by
     /// default, which is what S3-compatible servers (MinIO, Ceph…) expect.
     pub s3_virtual_hosted: bool,
+    /// gs://: a service account key (JSON). None: the environment's
+    /// credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS).
+    pub gcs_service_account_key: Option<Secret>,
+    /// az://: the storage account (else from the URL or the environment)
+    /// and its access key (else the environment: workload identity).
+    pub azure_account: Option<String>,
+    pub azure_access_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,18 +104,25 @@ pub fn open(location: &str, options: &RepoOptions) -> Result<Store, RepoError> {
             }
             Arc::new(builder.build().map_err(open_err)?)
         }
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(location)
-                .build()
-                .map_err(open_err)?,
-        ),
-        "az" | "azure" | "abfs" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(location)
-                .build()
-                .map_err(open_err)?,
-        ),
+        "gs" => {
+            let mut builder =
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(location);
+            if let Some(key) = &options.gcs_service_account_key {
+                builder = builder.with_service_account_key(key.expose());
+            }
+            Arc::new(builder.build().map_err(open_err)?)
+        }
+        "az" | "azure" | "abfs" => {
+            let mut builder =
+                object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
+            if let Some(account) = &options.azure_account {
+                builder = builder.with_account(account);
+            }
+            if let Some(key) = &options.azure_access_key {
+                builder = builder.with_access_key(key.expose());
+            }
+            Arc::new(builder.build().map_err(open_err)?)
+        }
         other => {
             return Err(bad(format!(
                 "unknown scheme {other}://; use a path, file://, s3://, gs:// or az://"

@@ -88,8 +88,24 @@ fn target(repository: &pb::Repository) -> Result<Target, Status> {
         s3_endpoint: option("endpoint"),
         s3_region: option("region"),
         s3_virtual_hosted: option("virtual_hosted").is_some_and(|v| v == "true"),
+        azure_account: option("storage_account"),
         ..RepoOptions::default()
     };
+    match &repository.credentials {
+        Some(pb::repository::Credentials::Gcs(creds)) => {
+            if let Some(key) = &creds.service_account_key {
+                options.gcs_service_account_key =
+                    Some(resolve_secret(key, "repository.gcs.service_account_key")?);
+            }
+        }
+        Some(pb::repository::Credentials::Azure(creds)) => {
+            if let Some(key) = &creds.access_key {
+                options.azure_access_key =
+                    Some(resolve_secret(key, "repository.azure.access_key")?);
+            }
+        }
+        Some(pb::repository::Credentials::S3(_)) | None => {}
+    }
     if let Some(pb::repository::Credentials::S3(creds)) = &repository.credentials {
         if let Some(id) = &creds.access_key_id {
             options.s3_access_key_id = Some(
@@ -703,6 +719,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn gcs_and_azure_credentials_reach_the_object_store_options_and_never_its_debug() {
+        let value = |v: &str| pb::SecretRef {
+            source: Some(pb::secret_ref::Source::Value(v.into())),
+        };
+        let gcs = pb::Repository {
+            url: "gs://bucket/db".into(),
+            credentials: Some(pb::repository::Credentials::Gcs(pb::GcsCredentials {
+                service_account_key: Some(value("{\"private_key\": \"gcs-secret\"}")),
+            })),
+            ..Default::default()
+        };
+        let options = target(&gcs).unwrap().options;
+        assert!(
+            options
+                .gcs_service_account_key
+                .as_ref()
+                .is_some_and(|k| k.expose().contains("gcs-secret"))
+        );
+        assert!(!format!("{options:?}").contains("gcs-secret"));
+
+        let azure = pb::Repository {
+            url: "az://container/db".into(),
+            options: [("storage_account".to_owned(), "acct1".to_owned())].into(),
+            credentials: Some(pb::repository::Credentials::Azure(pb::AzureCredentials {
+                access_key: Some(value("azure-secret")),
+            })),
+        };
+        let options = target(&azure).unwrap().options;
+        assert_eq!(options.azure_account.as_deref(), Some("acct1"));
+        assert_eq!(
+            options.azure_access_key.as_ref().map(|k| k.expose()),
+            Some("azure-secret")
+        );
+        assert!(!format!("{options:?}").contains("azure-secret"));
     }
 
     #[test]

@@ -346,21 +346,12 @@ async fn delete_data<A: AgentApi>(
         backup: backup_name.to_owned(),
         message,
     };
-    let mut options = innoxide_agent::repo::RepoOptions::default();
-    if let Some(s3) = &backup.spec.storage.s3 {
-        options.s3_endpoint = s3.endpoint.clone();
-        options.s3_region = s3.region.clone();
-        options.s3_virtual_hosted = s3.virtual_hosted_style;
-        let credentials = read_credentials(backup, ctx).await?.map_err(|m| {
-            storage_error(format!(
-                "{m}; restore the Secret, or remove the finalizer {BACKUP_FINALIZER} to keep the data"
-            ))
-        })?;
-        options.s3_access_key_id = credentials.s3_access_key_id;
-        options.s3_secret_access_key = credentials
-            .s3_secret_access_key
-            .map(innoxide_agent::secret::Secret::new);
-    }
+    let credentials = read_credentials(backup, ctx).await?.map_err(|m| {
+        storage_error(format!(
+            "{m}; restore the Secret, or remove the finalizer {BACKUP_FINALIZER} to keep the data"
+        ))
+    })?;
+    let options = request::repo_options(&backup.spec.storage, credentials);
     let store = innoxide_agent::repo::open(repository, &options)
         .map_err(|e| storage_error(e.to_string()))?;
     innoxide_agent::repo::lifecycle::delete(&store, backup_name)

@@ -11,6 +11,9 @@ use crate::units;
 pub struct Credentials {
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// gcs: a service account key (JSON); azure: the account's access key.
+    pub gcs_service_account_key: Option<String>,
+    pub azure_access_key: Option<String>,
     /// The key as the agent reads a key file: 64 hex characters or base64.
     pub encryption_key: Option<String>,
     pub mysql_password: Option<String>,
@@ -22,6 +25,11 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("s3_access_key_id", &shown(&self.s3_access_key_id))
             .field("s3_secret_access_key", &shown(&self.s3_secret_access_key))
+            .field(
+                "gcs_service_account_key",
+                &shown(&self.gcs_service_account_key),
+            )
+            .field("azure_access_key", &shown(&self.azure_access_key))
             .field("encryption_key", &shown(&self.encryption_key))
             .field("mysql_password", &shown(&self.mysql_password))
             .finish()
@@ -97,17 +105,19 @@ pub fn repository(
         .gcs
         .as_ref()
         .is_some_and(|g| g.credentials_secret_ref.is_some())
-        || storage
-            .azure
-            .as_ref()
-            .is_some_and(|a| a.credentials_secret_ref.is_some())
     {
-        // The agent's API carries S3 keys only; sending the request without
-        // the credentials the user named could reach the wrong place.
-        return Err(Unusable(
-            "storage credentialsSecretRef for gcs/azure cannot be passed to the agent yet; leave it out and give the agent workload identity"
-                .into(),
-        ));
+        repository_credentials = Some(pb::repository::Credentials::Gcs(pb::GcsCredentials {
+            service_account_key: secret(&credentials.gcs_service_account_key),
+        }));
+    }
+    if storage
+        .azure
+        .as_ref()
+        .is_some_and(|a| a.credentials_secret_ref.is_some())
+    {
+        repository_credentials = Some(pb::repository::Credentials::Azure(pb::AzureCredentials {
+            access_key: secret(&credentials.azure_access_key),
+        }));
     }
     if let Some(azure) = &storage.azure {
         options.insert("storage_account".to_owned(), azure.storage_account.clone());
@@ -117,6 +127,31 @@ pub fn repository(
         options,
         credentials: repository_credentials,
     })
+}
+
+/// How the operator itself opens the repository (to delete a backup's data
+/// or read its manifest): the same settings and keys the agent gets.
+pub fn repo_options(
+    storage: &BackupStorage,
+    credentials: Credentials,
+) -> innoxide_agent::repo::RepoOptions {
+    use innoxide_agent::secret::Secret;
+    let mut options = innoxide_agent::repo::RepoOptions::default();
+    if let Some(s3) = &storage.s3 {
+        options.s3_endpoint = s3.endpoint.clone();
+        options.s3_region = s3.region.clone();
+        options.s3_virtual_hosted = s3.virtual_hosted_style;
+        options.s3_access_key_id = credentials.s3_access_key_id;
+        options.s3_secret_access_key = credentials.s3_secret_access_key.map(Secret::new);
+    }
+    if storage.gcs.is_some() {
+        options.gcs_service_account_key = credentials.gcs_service_account_key.map(Secret::new);
+    }
+    if let Some(azure) = &storage.azure {
+        options.azure_account = Some(azure.storage_account.clone());
+        options.azure_access_key = credentials.azure_access_key.map(Secret::new);
+    }
+    options
 }
 
 /// The StartBackup request for this spec.
@@ -163,6 +198,64 @@ pub fn start_backup_request(
 mod tests {
     use super::*;
     use crate::fixtures::BackupBuilder;
+
+    #[test]
+    fn gcs_and_azure_keys_reach_the_agent_and_the_operators_own_store() {
+        use crate::api::{AzureStorage, GcsStorage, SecretKeyRef};
+        let key_ref = Some(SecretKeyRef {
+            name: "cloud-keys".into(),
+            key: "key".into(),
+        });
+        let gcs = BackupStorage {
+            gcs: Some(GcsStorage {
+                bucket: "backups".into(),
+                prefix: Some("db".into()),
+                credentials_secret_ref: key_ref.clone(),
+            }),
+            ..BackupStorage::default()
+        };
+        let credentials = Credentials {
+            gcs_service_account_key: Some("{\"private_key\": \"sa-secret\"}".into()),
+            azure_access_key: Some("azure-secret".into()),
+            ..Credentials::default()
+        };
+        let to_gcs = repository(&gcs, &credentials).unwrap();
+        assert_eq!(to_gcs.url, "gs://backups/db");
+        let Some(pb::repository::Credentials::Gcs(keys)) = to_gcs.credentials else {
+            panic!("the service account key is passed")
+        };
+        assert_eq!(
+            keys.service_account_key.unwrap().source,
+            Some(pb::secret_ref::Source::Value(
+                "{\"private_key\": \"sa-secret\"}".into()
+            ))
+        );
+        let own = repo_options(&gcs, credentials.clone());
+        assert!(own.gcs_service_account_key.is_some());
+        assert!(!format!("{own:?}{credentials:?}").contains("sa-secret"));
+
+        let azure = BackupStorage {
+            azure: Some(AzureStorage {
+                storage_account: "acct1".into(),
+                container: "backups".into(),
+                prefix: None,
+                credentials_secret_ref: key_ref,
+            }),
+            ..BackupStorage::default()
+        };
+        let to_azure = repository(&azure, &credentials).unwrap();
+        assert_eq!(to_azure.options["storage_account"], "acct1");
+        let Some(pb::repository::Credentials::Azure(keys)) = to_azure.credentials else {
+            panic!("the access key is passed")
+        };
+        assert_eq!(
+            keys.access_key.unwrap().source,
+            Some(pb::secret_ref::Source::Value("azure-secret".into()))
+        );
+        let own = repo_options(&azure, credentials);
+        assert_eq!(own.azure_account.as_deref(), Some("acct1"));
+        assert!(!format!("{own:?}").contains("azure-secret"));
+    }
 
     #[test]
     fn an_s3_backup_carries_its_bucket_endpoint_and_keys() {

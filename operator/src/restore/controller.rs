@@ -415,16 +415,7 @@ async fn manifest_gtid<A: AgentApi>(
             }));
         }
     };
-    let mut options = innoxide_agent::repo::RepoOptions::default();
-    if let Some(s3) = &source.storage.s3 {
-        options.s3_endpoint = s3.endpoint.clone();
-        options.s3_region = s3.region.clone();
-        options.s3_virtual_hosted = s3.virtual_hosted_style;
-        options.s3_access_key_id = credentials.s3_access_key_id;
-        options.s3_secret_access_key = credentials
-            .s3_secret_access_key
-            .map(innoxide_agent::secret::Secret::new);
-    }
+    let options = crate::backup::request::repo_options(&source.storage, credentials);
     let unreadable = |message: String| Unresolved::Wait {
         reason: "BackupUnreadable",
         message: format!(

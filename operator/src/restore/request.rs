@@ -29,20 +29,31 @@ pub fn restore_spec(
         }
         None => 0,
     };
-    let s3 = match repository.credentials {
-        Some(pb::repository::Credentials::S3(keys)) => Some(S3CredentialsSpec {
-            access_key_id: keys.access_key_id.as_ref().and_then(value_of),
-            secret_access_key: keys.secret_access_key.as_ref().and_then(value_of),
-            session_token: keys.session_token.as_ref().and_then(value_of),
-        }),
-        None => None,
-    };
+    let (mut s3, mut gcs_service_account_key, mut azure_access_key) = (None, None, None);
+    match repository.credentials {
+        Some(pb::repository::Credentials::S3(keys)) => {
+            s3 = Some(S3CredentialsSpec {
+                access_key_id: keys.access_key_id.as_ref().and_then(value_of),
+                secret_access_key: keys.secret_access_key.as_ref().and_then(value_of),
+                session_token: keys.session_token.as_ref().and_then(value_of),
+            });
+        }
+        Some(pb::repository::Credentials::Gcs(keys)) => {
+            gcs_service_account_key = keys.service_account_key.as_ref().and_then(value_of);
+        }
+        Some(pb::repository::Credentials::Azure(keys)) => {
+            azure_access_key = keys.access_key.as_ref().and_then(value_of);
+        }
+        None => {}
+    }
     Ok(RestoreSpec {
         operation_id: restore.uid().unwrap_or_default(),
         repository: RepositorySpec {
             url: repository.url,
             options: repository.options.into_iter().collect::<BTreeMap<_, _>>(),
             s3,
+            gcs_service_account_key,
+            azure_access_key,
         },
         backup_name: source.backup_name.clone(),
         encryption_key: credentials.encryption_key.clone().map(SecretSource::Value),
