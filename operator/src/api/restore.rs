@@ -61,6 +61,13 @@ pub struct MySQLRestoreSpec {
         "string(self).matches('^[0-9]+(\\\\.[0-9]+)?(k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$') && string(self).matches('[1-9]')"
     ).message("useMemory: bytes as a quantity, e.g. 1Gi or 512Mi"))]
     pub use_memory: Option<Quantity>,
+    /// How long an in-place restore may wait to start staging (for its pod,
+    /// its agent, the backup, a Secret), counted from its creation, before
+    /// it is marked Failed. Default 3600. Once staging began, nothing times
+    /// out: a swap in progress is never abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_deadline_seconds: Option<u32>,
 }
 
 /// Exactly one of a MySQLBackup of this namespace or a raw location.

@@ -145,7 +145,10 @@ pub fn step(restore: &MySQLRestore, world: &World, now: Timestamp) -> Decision {
     };
     if !draft.phase.is_terminal() {
         match restore.spec.target.mode {
-            RestoreMode::InPlace => in_place(&mut draft, world),
+            RestoreMode::InPlace => {
+                in_place(&mut draft, world);
+                fail_past_start_deadline(&mut draft);
+            }
             RestoreMode::NewStatefulSet => new_stateful_set(&mut draft, world),
         }
     } else {
@@ -303,6 +306,35 @@ fn admit(d: &mut Draft<'_>, world: &World) -> Option<Source> {
             });
             Some(source)
         }
+    }
+}
+
+/// An in-place restore still Pending, with nothing to do but wait, past its
+/// start deadline: it fails, saying what it waited for. The server was not
+/// touched, so giving up loses nothing.
+fn fail_past_start_deadline(d: &mut Draft<'_>) {
+    if d.phase != RestorePhase::Pending || d.action.is_some() {
+        return;
+    }
+    let deadline = std::time::Duration::from_secs(u64::from(
+        d.restore
+            .spec
+            .start_deadline_seconds
+            .unwrap_or(crate::api::DEFAULT_START_DEADLINE_SECONDS),
+    ));
+    let Some(created) = d.restore.metadata.creation_timestamp.as_ref() else {
+        return;
+    };
+    let waited = std::time::Duration::try_from(d.now.duration_since(created.0)).unwrap_or_default();
+    if waited > deadline {
+        let why = d.message.clone();
+        d.fail(
+            "StartDeadlineExceeded",
+            format!(
+                "the restore could not start within startDeadlineSeconds ({}s): {why}; the server was not touched. Fix that and create a new MySQLRestore",
+                deadline.as_secs()
+            ),
+        );
     }
 }
 

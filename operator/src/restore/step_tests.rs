@@ -396,6 +396,32 @@ fn an_unreachable_agent_keeps_the_phase_and_says_so() {
 // ---- refusals and waiting before the start ----
 
 #[test]
+fn a_restore_that_cannot_start_fails_at_its_start_deadline_and_never_once_staging() {
+    let short = IN_PLACE.replace(
+        "  target: {statefulSetName: db, mode: InPlace}",
+        "  target: {statefulSetName: db, mode: InPlace}\n  startDeadlineSeconds: 60",
+    );
+    let mut w = running();
+    w.operation = Answer::Unreachable("cannot reach the agent in pod db-0: refused".into());
+    // Five minutes after creation, a minute of deadline: Failed, saying why.
+    let pending = restore(&short, "");
+    let d = step(&pending, &w, now());
+    assert_eq!(d.status.phase, Some(Failed));
+    let message = d.status.message.unwrap();
+    assert!(
+        message.contains("startDeadlineSeconds (60s)")
+            && message.contains("cannot reach the agent"),
+        "{message}"
+    );
+    // The default hour has not passed: still waiting.
+    let d = step(&restore(IN_PLACE, ""), &w, now());
+    assert_eq!(d.status.phase, Some(Pending));
+    // Once staging began, waiting for the agent never times out.
+    let fetching = restore(&short, "  phase: Fetching\n  pod: db-0\n");
+    assert_eq!(step(&fetching, &w, now()).status.phase, Some(Fetching));
+}
+
+#[test]
 fn a_second_restore_of_the_statefulset_is_refused() {
     let mut w = running();
     w.blocked_by = Some("MySQLRestore first is restoring StatefulSet db (Fetching)".into());
