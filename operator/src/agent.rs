@@ -422,6 +422,37 @@ pub mod fake {
         fail_next: Option<AgentError>,
     }
 
+    impl State {
+        /// Records a new operation on `target`'s pod and returns it.
+        fn start(&mut self, target: &AgentTarget, op: pb::Operation) -> pb::Operation {
+            self.operations
+                .insert(op.operation_id.clone(), (target.pod.clone(), op.clone()));
+            op
+        }
+    }
+
+    /// An operation as the agent answers right after starting it.
+    fn started(
+        id: &str,
+        kind: pb::OperationKind,
+        phase: pb::Phase,
+        repository: Option<&pb::Repository>,
+        backup_name: &str,
+    ) -> pb::Operation {
+        pb::Operation {
+            operation_id: id.to_owned(),
+            kind: kind as i32,
+            state: pb::OperationState::Running as i32,
+            progress: Some(pb::Progress {
+                phase: phase as i32,
+                ..pb::Progress::default()
+            }),
+            repository_url: repository.map(|r| r.url.clone()).unwrap_or_default(),
+            backup_name: backup_name.to_owned(),
+            ..pb::Operation::default()
+        }
+    }
+
     #[derive(Debug, Default, Clone)]
     pub struct FakeAgent(Arc<Mutex<State>>);
 
@@ -532,27 +563,16 @@ pub mod fake {
                     running: id.clone(),
                 });
             }
-            let op = pb::Operation {
-                operation_id: request.operation_id.clone(),
-                kind: pb::OperationKind::Backup as i32,
-                state: pb::OperationState::Running as i32,
-                progress: Some(pb::Progress {
-                    phase: pb::Phase::Connecting as i32,
-                    ..pb::Progress::default()
-                }),
-                repository_url: request
-                    .repository
-                    .as_ref()
-                    .map(|r| r.url.clone())
-                    .unwrap_or_default(),
-                backup_name: request.backup_name.clone(),
-                ..pb::Operation::default()
-            };
-            state.operations.insert(
-                request.operation_id.clone(),
-                (target.pod.clone(), op.clone()),
-            );
-            Ok(op)
+            Ok(state.start(
+                target,
+                started(
+                    &request.operation_id,
+                    pb::OperationKind::Backup,
+                    pb::Phase::Connecting,
+                    request.repository.as_ref(),
+                    &request.backup_name,
+                ),
+            ))
         }
 
         async fn get_operation(
@@ -610,27 +630,16 @@ pub mod fake {
             if let Some((_, op)) = state.operations.get(&request.operation_id) {
                 return Ok(op.clone());
             }
-            let op = pb::Operation {
-                operation_id: request.operation_id.clone(),
-                kind: pb::OperationKind::StageRestore as i32,
-                state: pb::OperationState::Running as i32,
-                progress: Some(pb::Progress {
-                    phase: pb::Phase::Fetching as i32,
-                    ..pb::Progress::default()
-                }),
-                repository_url: request
-                    .repository
-                    .as_ref()
-                    .map(|r| r.url.clone())
-                    .unwrap_or_default(),
-                backup_name: request.backup_name.clone(),
-                ..pb::Operation::default()
-            };
-            state.operations.insert(
-                request.operation_id.clone(),
-                (target.pod.clone(), op.clone()),
-            );
-            Ok(op)
+            Ok(state.start(
+                target,
+                started(
+                    &request.operation_id,
+                    pb::OperationKind::StageRestore,
+                    pb::Phase::Fetching,
+                    request.repository.as_ref(),
+                    &request.backup_name,
+                ),
+            ))
         }
 
         async fn arm_swap(
