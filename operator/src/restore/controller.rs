@@ -398,22 +398,9 @@ async fn manifest_gtid<A: AgentApi>(
     source: &Source,
     ctx: &Context<A>,
 ) -> Result<std::result::Result<String, Unresolved>> {
-    let credentials = match crate::secrets::read_credentials(
-        &ctx.client,
-        &restore.namespace().unwrap_or_default(),
-        &source.storage,
-        None,
-        None,
-    )
-    .await?
-    {
+    let credentials = match source_credentials(restore, source, None, ctx).await? {
         Ok(c) => c,
-        Err(message) => {
-            return Ok(Err(Unresolved::Wait {
-                reason: "SecretMissing",
-                message,
-            }));
-        }
+        Err(wait) => return Ok(Err(wait)),
     };
     let options = crate::backup::request::repo_options(&source.storage, credentials);
     let unreadable = |message: String| Unresolved::Wait {
@@ -448,29 +435,40 @@ async fn manifest_gtid<A: AgentApi>(
     )
 }
 
+/// The Secret values the source's storage (and, when given, its key)
+/// needs; a missing Secret makes the restore wait, saying which.
+async fn source_credentials<A: AgentApi>(
+    restore: &MySQLRestore,
+    source: &Source,
+    encryption_key: Option<&crate::api::SecretKeyRef>,
+    ctx: &Context<A>,
+) -> Result<std::result::Result<crate::backup::request::Credentials, Unresolved>> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let read = crate::secrets::read_credentials(
+        &ctx.client,
+        &namespace,
+        &source.storage,
+        encryption_key,
+        None,
+    )
+    .await?;
+    Ok(read.map_err(|message| Unresolved::Wait {
+        reason: "SecretMissing",
+        message,
+    }))
+}
+
 /// The restore spec with its Secret values, or why it cannot be made now.
 async fn build_spec<A: AgentApi>(
     restore: &MySQLRestore,
     source: &Source,
     ctx: &Context<A>,
 ) -> Result<std::result::Result<innoxide_proto::restore_spec::RestoreSpec, Unresolved>> {
-    let credentials = match crate::secrets::read_credentials(
-        &ctx.client,
-        &restore.namespace().unwrap_or_default(),
-        &source.storage,
-        source.encryption_key.as_ref(),
-        None,
-    )
-    .await?
-    {
-        Ok(c) => c,
-        Err(message) => {
-            return Ok(Err(Unresolved::Wait {
-                reason: "SecretMissing",
-                message,
-            }));
-        }
-    };
+    let credentials =
+        match source_credentials(restore, source, source.encryption_key.as_ref(), ctx).await? {
+            Ok(c) => c,
+            Err(wait) => return Ok(Err(wait)),
+        };
     Ok(
         restore_spec(restore, source, &credentials).map_err(|e| Unresolved::Fail {
             reason: "InvalidSpec",
