@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use innoxide_testkit::{KubeApi, pid_is_running, sweep_orphans_in};
+use innoxide_testkit::{KubeApi, orphan, pid_is_running, sweep_orphans_in};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -17,8 +17,7 @@ use kube::api::{
 use kube::client::Body;
 use kube::runtime::watcher;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -402,45 +401,29 @@ async fn kube_orphan_helper() {
         return;
     }
     let kube = KubeApi::start().await.expect("the Kubernetes API starts");
-    println!(
-        "ORPHAN {} {} {}",
-        kube.etcd_pid().unwrap(),
-        kube.apiserver_pid().unwrap(),
-        kube.base_dir().display()
-    );
-    use std::io::Write as _;
-    std::io::stdout().flush().unwrap();
-    kill(Pid::this(), Signal::SIGKILL).unwrap();
+    orphan::report_and_die(&[
+        kube.etcd_pid().unwrap().to_string(),
+        kube.apiserver_pid().unwrap().to_string(),
+        kube.base_dir().display().to_string(),
+    ]);
 }
 
 #[tokio::test]
 async fn the_sweep_kills_the_servers_of_a_dead_test_process() -> Result<()> {
-    // A registry of its own, so concurrent tests' sweeps cannot get there first.
     let runs = tempfile::tempdir()?;
-    let out = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["--exact", "kube_orphan_helper", "--ignored", "--nocapture"])
-        .env(ORPHAN_HELPER, "1")
-        .env("INNOXIDE_RUNS_DIR", runs.path())
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ORPHAN "))
-        .with_context(|| {
-            format!(
-                "the helper did not report its servers ({}):\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    let mut fields = line.split(' ');
+    let out = orphan::run_child("kube_orphan_helper", ORPHAN_HELPER, runs.path()).await?;
+    let fields = out.fields.with_context(|| {
+        format!(
+            "the helper did not report its servers ({}):\n{}\n{}",
+            out.status, out.stdout, out.stderr
+        )
+    })?;
+    let mut fields = fields.iter();
     let etcd: i32 = fields.next().context("no etcd pid")?.parse()?;
     let apiserver: i32 = fields.next().context("no apiserver pid")?.parse()?;
     let base_dir = std::path::PathBuf::from(fields.next().context("no base dir")?);
     // In case an assertion below fails first.
-    let _guard = KillOnDrop(vec![etcd, apiserver]);
+    let _guard = orphan::KillOnDrop(vec![etcd, apiserver]);
     assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
     assert!(pid_is_running(etcd) && pid_is_running(apiserver));
 
@@ -456,16 +439,4 @@ async fn the_sweep_kills_the_servers_of_a_dead_test_process() -> Result<()> {
     );
     assert!(!base_dir.exists(), "{} was not removed", base_dir.display());
     Ok(())
-}
-
-struct KillOnDrop(Vec<i32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if pid_is_running(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-    }
 }

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use innoxide_testkit::mysql_async::prelude::Queryable;
 use innoxide_testkit::{
-    Fault, MysqlServer, S3Server, Sysbench, Workload, gtid_count, pid_is_running, sweep_orphans_in,
+    Fault, MysqlServer, S3Server, Sysbench, Workload, gtid_count, orphan, pid_is_running,
+    sweep_orphans_in,
 };
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -370,40 +371,28 @@ async fn orphan_helper() {
         return;
     }
     let server = MysqlServer::start().await.expect("server starts");
-    println!(
-        "ORPHAN {} {}",
-        server.pid().unwrap(),
-        server.base_dir().display()
-    );
-    use std::io::Write as _;
-    std::io::stdout().flush().unwrap();
-    kill(Pid::this(), Signal::SIGKILL).unwrap();
+    orphan::report_and_die(&[
+        server.pid().unwrap().to_string(),
+        server.base_dir().display().to_string(),
+    ]);
 }
 
 #[tokio::test]
 async fn the_sweep_kills_servers_of_dead_test_processes() -> Result<()> {
-    // A registry of its own, so concurrent tests' sweeps cannot get there first.
     let runs = tempfile::tempdir()?;
-    let out = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["--exact", "orphan_helper", "--ignored", "--nocapture"])
-        .env(ORPHAN_HELPER, "1")
-        .env("INNOXIDE_RUNS_DIR", runs.path())
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = orphan::run_child("orphan_helper", ORPHAN_HELPER, runs.path()).await?;
     assert_eq!(
         out.status.signal(),
         Some(Signal::SIGKILL as i32),
-        "helper: {}\n{stdout}\n{}",
+        "helper: {}\n{}\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout,
+        out.stderr
     );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ORPHAN "))
-        .context("the helper did not report its server")?;
-    let (pid, base_dir) = line.split_once(' ').context("malformed helper line")?;
+    let fields = out.fields.context("the helper did not report its server")?;
+    let [pid, base_dir] = fields.as_slice() else {
+        anyhow::bail!("malformed helper line: {fields:?}");
+    };
     let pid: i32 = pid.parse()?;
     let base_dir = PathBuf::from(base_dir);
 
@@ -412,7 +401,7 @@ async fn the_sweep_kills_servers_of_dead_test_processes() -> Result<()> {
         pid_is_running(pid),
         "the orphaned mysqld {pid} should still run"
     );
-    let _guard = KillOnDrop(pid); // in case an assertion below fails
+    let _guard = orphan::KillOnDrop(vec![pid]); // in case an assertion below fails
 
     let swept = sweep_orphans_in(runs.path())?;
     assert_eq!(swept.len(), 1, "{swept:?}");
@@ -422,14 +411,4 @@ async fn the_sweep_kills_servers_of_dead_test_processes() -> Result<()> {
     assert!(!base_dir.exists(), "{} was not removed", base_dir.display());
     assert_eq!(std::fs::read_dir(runs.path())?.count(), 0);
     Ok(())
-}
-
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if pid_is_running(self.0) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
-        }
-    }
 }

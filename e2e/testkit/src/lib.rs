@@ -21,6 +21,7 @@ mod gtid;
 pub mod kube_api;
 mod mysql;
 pub mod oracle;
+pub mod orphan;
 mod registry;
 mod s3;
 mod sysbench;
