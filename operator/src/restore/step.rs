@@ -635,7 +635,7 @@ fn restarting(d: &mut Draft<'_>, world: &World) {
                 shown(&expected),
                 shown(&last.previous_datadir),
                 datadir_of(info),
-                state_dir_of(&datadir_of(info)),
+                crate::wiring::agent_state_dir(&datadir_of(info)),
             ),
         );
     }
@@ -806,10 +806,6 @@ fn datadir_of(info: &pb::ServerInfoResponse) -> String {
     } else {
         info.datadir.trim_end_matches('/').to_owned()
     }
-}
-
-fn state_dir_of(datadir: &str) -> String {
-    format!("{}/.innoxide-agent", datadir.trim_end_matches('/'))
 }
 
 fn seconds_between(

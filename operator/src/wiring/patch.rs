@@ -78,6 +78,16 @@ pub struct WiringSettings {
     pub agent_image: String,
 }
 
+/// Where the agent keeps its records and staged restores: inside the
+/// datadir, hidden, where the agent's `init` looks for an armed swap.
+pub fn agent_state_dir(datadir: &str) -> String {
+    format!(
+        "{}/{}",
+        datadir.trim_end_matches('/'),
+        innoxide_agent::swap::STATE_DIR_NAME
+    )
+}
+
 /// What must exist for one StatefulSet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
@@ -274,14 +284,16 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             ..Volume::default()
         },
     ];
+    // The installed agent, read-only in both containers that run it.
+    let bin_mount = VolumeMount {
+        name: BIN_VOLUME.into(),
+        mount_path: BIN_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
     let mut agent_mounts = vec![
         same_mount(&data_mount),
-        VolumeMount {
-            name: BIN_VOLUME.into(),
-            mount_path: BIN_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
+        bin_mount.clone(),
         VolumeMount {
             name: TLS_VOLUME.into(),
             mount_path: TLS_DIR.into(),
@@ -314,15 +326,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             });
         }
     }
-    let mut init_mounts = vec![
-        same_mount(&data_mount),
-        VolumeMount {
-            name: BIN_VOLUME.into(),
-            mount_path: BIN_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-    ];
+    let mut init_mounts = vec![same_mount(&data_mount), bin_mount];
     for claim in &claims {
         let volume = claim_volume(claim);
         // A restore's init container reads `pvc` backups from the claim too.
@@ -347,7 +351,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         });
     }
 
-    let state_dir = format!("{}/.innoxide-agent", datadir.trim_end_matches('/'));
+    let state_dir = agent_state_dir(datadir);
     let mut env = vec![];
     // The agent logs in as root with mysqld's own root password, when the
     // MySQL container gets one the official image's way; a backup can name
