@@ -10,21 +10,12 @@ use std::time::Duration;
 use innoxide_agent::backup::{self, BackupOptions, BackupReport, Progress};
 use innoxide_agent::meta;
 use innoxide_agent::repo::{self, Key, RepoOptions, Transform, lifecycle};
-use innoxide_agent::secret::Secret;
 use innoxide_testkit::{MysqlServer, S3Server, Sysbench};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
-fn s3_options(s3: &S3Server) -> RepoOptions {
-    RepoOptions {
-        s3_endpoint: Some(s3.endpoint()),
-        s3_region: Some(s3.region().to_owned()),
-        s3_access_key_id: Some(s3.access_key().to_owned()),
-        s3_secret_access_key: Some(Secret::new(s3.secret_key())),
-        ..RepoOptions::default()
-    }
-}
+use support::s3_options;
 
 fn key(byte: u8) -> Key {
     Key::from_file_contents(&[byte; 32]).unwrap()

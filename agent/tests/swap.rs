@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use innoxide_agent::backup::{self, Progress};
 use innoxide_agent::prepare::{self, ApplyLogOptions};
-use innoxide_agent::repo::{RepoOptions, Transform};
+use innoxide_agent::repo::Transform;
 use innoxide_agent::swap::{self, Armed};
 use innoxide_proto::restore_spec::{RepositorySpec, RestoreSpec, S3CredentialsSpec, SecretSource};
 use innoxide_testkit::{MysqlServer, S3Server, Sysbench};
@@ -352,13 +352,7 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
     let bench = Sysbench::prepare(&server, 2, 2_000).await.unwrap();
     let tables = bench.table_names();
     let names: Vec<&str> = tables.iter().map(String::as_str).collect();
-    let repo = RepoOptions {
-        s3_endpoint: Some(s3.endpoint()),
-        s3_region: Some(s3.region().to_owned()),
-        s3_access_key_id: Some(s3.access_key().to_owned()),
-        s3_secret_access_key: Some(innoxide_agent::secret::Secret::new(s3.secret_key())),
-        ..RepoOptions::default()
-    };
+    let repo = support::s3_options(&s3);
     let location = format!("s3://{}/cluster-a/full-1", s3.bucket());
     let options = support::backup_options(&server, location, repo, Transform::default(), false);
     let report = backup::run(&options, Progress::new(), CancellationToken::new())

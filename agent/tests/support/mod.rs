@@ -25,6 +25,17 @@ pub async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
     (locks > 0, consumer)
 }
 
+/// The repository options that sign in to the in-process S3 server.
+pub fn s3_options(s3: &innoxide_testkit::S3Server) -> RepoOptions {
+    RepoOptions {
+        s3_endpoint: Some(s3.endpoint()),
+        s3_region: Some(s3.region().to_owned()),
+        s3_access_key_id: Some(s3.access_key().to_owned()),
+        s3_secret_access_key: Some(innoxide_agent::secret::Secret::new(s3.secret_key())),
+        ..RepoOptions::default()
+    }
+}
+
 /// Backup options for `server` as root over its socket, into `repository`.
 pub fn backup_options(
     server: &MysqlServer,
