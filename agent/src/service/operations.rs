@@ -483,16 +483,19 @@ impl Operations {
                 tracing::warn!(?state, reason = %f.reason, error = %f.message, "operation ended")
             }
         }
-        let id = self.update(&entry, |r| {
-            r.state = state;
-            r.progress = progress;
-            r.result = result;
-            r.error = error;
-            r.finished_at = Some(SystemTime::now());
-            r.id.clone()
-        });
         {
+            // The slot is freed under the same lock as the final record is
+            // published: a watcher that sees the end and at once starts the
+            // next operation must find the server free.
             let mut inner = lock(&self.inner);
+            let id = self.update(&entry, |r| {
+                r.state = state;
+                r.progress = progress;
+                r.result = result;
+                r.error = error;
+                r.finished_at = Some(SystemTime::now());
+                r.id.clone()
+            });
             if inner.running.get(&kind) == Some(&id) {
                 inner.running.remove(&kind);
             }
@@ -708,6 +711,25 @@ mod tests {
         let b = wait_terminal(&ops, "b").await;
         assert_eq!(b.state, State::Cancelled);
         assert_eq!(b.error.unwrap().reason, "CANCELLED");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operation_seen_ended_has_freed_the_server_for_the_next() {
+        let state = tempfile::tempdir().unwrap();
+        let ops = Operations::open(state.path(), Arc::new(Metrics::new())).unwrap();
+        for i in 0..300 {
+            let id = format!("op{i}");
+            let fails_at_once = |_: Job| async {
+                Err::<Outcome, _>(Failure::new(
+                    Code::NotFound,
+                    "BACKUP_INVALID",
+                    "no such backup",
+                ))
+            };
+            ops.start(new_backup(&id, None), fails_at_once)
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(wait_terminal(&ops, &id).await.state, State::Failed);
+        }
     }
 
     #[test]
