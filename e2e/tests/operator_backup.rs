@@ -565,7 +565,7 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
     assert!(text.contains("lost the agent of pod db-0"), "{text}");
     assert!(!manifest_exists(&s3, "slow", "slow"));
     assert!(
-        lost_after < Duration::from_secs(30),
+        lost_after < Duration::from_secs(60),
         "failed {lost_after:?} after the pod went (agent-lost timeout 5s)"
     );
     eprintln!("agent lost: Failed {lost_after:.1?} after its pod was deleted");

@@ -78,8 +78,9 @@ async fn a_sysbench_run_stopped_early_still_reports() -> Result<()> {
     let started = std::time::Instant::now();
     let report = run.stop().await?;
     println!("stopped sysbench: {report:?}");
+    // Stopped, not run to its 600 s end (the bound is loose: CI is busy).
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(60),
         "stop took {:?}",
         started.elapsed()
     );

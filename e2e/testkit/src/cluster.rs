@@ -59,8 +59,8 @@ pub const CA_SECRET: &str = "innoxide-operator-ca";
 const MYSQL_IMAGE: &str = "mysql:9.7.4";
 /// How often the kubelet stand-in looks for deleted pods.
 const KUBELET_POLL: Duration = Duration::from_millis(200);
-const WIRING_TIMEOUT: Duration = Duration::from_secs(30);
-const AGENT_START_TIMEOUT: Duration = Duration::from_secs(30);
+const WIRING_TIMEOUT: Duration = Duration::from_secs(60);
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The MySQL a pod runs: how its agent reaches it.
 #[derive(Debug, Clone)]

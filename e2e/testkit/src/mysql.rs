@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use crate::registry::{BASE_DIR_PREFIX, RunEntry, sweep_orphans};
 use crate::testbed::mysql_prefix;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 const LOG_TAIL_LINES: usize = 40;
 
