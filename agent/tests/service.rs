@@ -943,6 +943,31 @@ async fn a_staged_restore_fetches_verifies_and_prepares_a_backup_beside_the_serv
             .armed_operation_id,
         ""
     );
+
+    // Withdrawn, the staged datadir is only a copy taking the volume's
+    // space: discarding it gives the space back, and a second time finds
+    // nothing.
+    let discard = |id: &str| pb::DiscardRestoreRequest {
+        operation_id: id.into(),
+        keep_previous_datadir: false,
+    };
+    let discarded = client
+        .discard_restore(discard("r1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        discarded.removed,
+        vec![state_dir.path().join("staging/r1").display().to_string()]
+    );
+    assert!(discarded.freed_bytes > 10 << 20, "{discarded:?}");
+    assert!(!state_dir.path().join("staging/r1").exists());
+    let again = client
+        .discard_restore(discard("r1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, pb::DiscardRestoreResponse::default());
 }
 
 async fn arm(client: &mut AgentClient<Channel>, id: &str) -> Result<pb::SwapState, tonic::Status> {

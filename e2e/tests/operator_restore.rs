@@ -23,7 +23,7 @@ use innoxide_testkit::oracle::{self, OracleInput};
 use innoxide_testkit::{Cluster, MysqlServer, PodDeleted, PodFate, PodMysql, S3Server, Sysbench};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 const DONE_WITHIN: Duration = Duration::from_secs(240);
 const REPL_USER: &str = "e2e_repl";
@@ -275,6 +275,31 @@ async fn in_place(tables: u32, rows: u64) {
     .await
     .unwrap();
     assert!(verdict.passed(), "{verdict}");
+    drop(server);
+
+    // Deleting the restore gives back the space of the datadir it replaced.
+    let previous = std::path::PathBuf::from(status.previous_datadir.clone().unwrap());
+    assert!(previous.join("ibdata1").is_file(), "{previous:?}");
+    let restores = cluster.api::<MySQLRestore>();
+    restores
+        .delete("back", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DONE_WITHIN;
+    while restores.get_opt("back").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "MySQLRestore back not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!previous.exists(), "{previous:?} kept");
+    let discarded = cluster
+        .events_about("back")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("Discarded"))
+        .and_then(|e| e.note)
+        .unwrap_or_default();
+    assert!(discarded.contains("previous/"), "{discarded}");
     eprintln!(
         "in-place restore of {tables}x{rows} rows: staging {:.1}s while serving; unavailable {:.1}s (operator: pod deletion → agent answering); mysqld stop → ready {:.1?} (init {:.1?}); {:.1?} wall time",
         status.staging_seconds.unwrap_or_default(),

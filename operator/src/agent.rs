@@ -129,6 +129,15 @@ pub trait AgentApi: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<pb::SwapState, AgentError>> + Send;
 
+    /// Removes what a restore left on the pod's volume (its staging folder,
+    /// `reverted/<id>`, and `previous/<id>` unless `keep_previous`).
+    fn discard_restore(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+        keep_previous: bool,
+    ) -> impl Future<Output = Result<pb::DiscardRestoreResponse, AgentError>> + Send;
+
     /// What the agent knows about its server, with the agent's own MySQL
     /// credentials.
     fn server_info(
@@ -332,6 +341,23 @@ impl AgentApi for TonicAgent {
             .map_err(|s| self.fail(target, &s, id))
     }
 
+    async fn discard_restore(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+        keep_previous: bool,
+    ) -> Result<pb::DiscardRestoreResponse, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .discard_restore(pb::DiscardRestoreRequest {
+                operation_id: id.to_owned(),
+                keep_previous_datadir: keep_previous,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
     async fn server_info(
         &self,
         target: &AgentTarget,
@@ -394,6 +420,15 @@ impl<A: AgentApi> AgentApi for Arc<A> {
         (**self).disarm_swap(target, id)
     }
 
+    fn discard_restore(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+        keep_previous: bool,
+    ) -> impl Future<Output = Result<pb::DiscardRestoreResponse, AgentError>> + Send {
+        (**self).discard_restore(target, id, keep_previous)
+    }
+
     fn server_info(
         &self,
         target: &AgentTarget,
@@ -417,7 +452,8 @@ pub mod fake {
         cancelled: Vec<String>,
         /// What ServerInfo answers, per pod.
         servers: HashMap<String, pb::ServerInfoResponse>,
-        /// Every ArmSwap/DisarmSwap call, as `arm <id>` / `disarm <id>`.
+        /// Every ArmSwap/DisarmSwap/DiscardRestore call, as `arm <id>` /
+        /// `disarm <id>` / `discard <id>[ keeping previous]`.
         swap_calls: Vec<String>,
         fail_next: Option<AgentError>,
     }
@@ -495,7 +531,8 @@ pub mod fake {
             self.state().stage_requests.clone()
         }
 
-        /// Every ArmSwap/DisarmSwap call, as `arm <id>` / `disarm <id>`.
+        /// Every ArmSwap/DisarmSwap/DiscardRestore call, as `arm <id>` /
+        /// `disarm <id>` / `discard <id>[ keeping previous]`.
         pub fn swap_calls(&self) -> Vec<String> {
             self.state().swap_calls.clone()
         }
@@ -689,6 +726,24 @@ pub mod fake {
                 swap.armed_operation_id.clear();
             }
             Ok(swap.clone())
+        }
+
+        async fn discard_restore(
+            &self,
+            _target: &AgentTarget,
+            id: &str,
+            keep_previous: bool,
+        ) -> Result<pb::DiscardRestoreResponse, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.swap_calls.push(if keep_previous {
+                format!("discard {id} keeping previous")
+            } else {
+                format!("discard {id}")
+            });
+            Ok(pb::DiscardRestoreResponse::default())
         }
 
         async fn server_info(

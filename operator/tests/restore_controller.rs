@@ -334,6 +334,17 @@ async fn an_in_place_restore_stages_swaps_at_a_restart_and_checks_the_gtid_set()
     let again = w.reconcile("back").await;
     assert_eq!(again.status, r.status);
     assert_eq!(w.agent.swap_calls(), ["arm uid-back"]);
+
+    // Deleting it gives back the space of the datadir it replaced.
+    let mut deleting = again;
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-22T10:00:00Z".parse().unwrap(),
+        ));
+    reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
+        .await
+        .expect("cleanup");
+    assert_eq!(w.agent.swap_calls(), ["arm uid-back", "discard uid-back"]);
 }
 
 #[tokio::test]
@@ -530,7 +541,11 @@ async fn deleting_a_restore_with_an_armed_swap_withdraws_it() {
     reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
         .await
         .expect("cleanup");
-    assert_eq!(w.agent.swap_calls(), ["disarm uid-back"]);
+    // Then the staged copy goes; the pod's own previous datadirs stay.
+    assert_eq!(
+        w.agent.swap_calls(),
+        ["disarm uid-back", "discard uid-back keeping previous"]
+    );
     assert_eq!(
         w.agent
             .server_state("db-0")

@@ -27,6 +27,7 @@ const CAPABILITIES: &[&str] = &[
     "restore.stage",
     "restore.swap",
     "restore.init",
+    "restore.discard",
     "operations.watch",
 ];
 /// How often a watch looks at live progress between changes of state.
@@ -199,6 +200,44 @@ impl pb::agent_server::Agent for AgentService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| swap_status(&e))?;
         Ok(Response::new(swap_state(state)))
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "DiscardRestore", operation_id = %request.get_ref().operation_id))]
+    async fn discard_restore(
+        &self,
+        request: Request<pb::DiscardRestoreRequest>,
+    ) -> Result<Response<pb::DiscardRestoreResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.operation_id;
+        check_name("operation_id", &id).map_err(Status::invalid_argument)?;
+        if let Some(record) = self.ops.get(&id)
+            && record.state == State::Running
+        {
+            return Err(Status::failed_precondition(format!(
+                "{} {id} is running: cancel it (CancelOperation) and wait for it to end, then \
+                 discard",
+                record.kind.as_str()
+            )));
+        }
+        let (state_dir, staging_dir) = (
+            self.config.state_dir.clone(),
+            self.config.staging_dir.clone(),
+        );
+        let keep_previous = req.keep_previous_datadir;
+        let discarded = tokio::task::spawn_blocking(move || {
+            swap::discard(&state_dir, &staging_dir, &id, keep_previous)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| swap_status(&e))?;
+        Ok(Response::new(pb::DiscardRestoreResponse {
+            removed: discarded
+                .removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            freed_bytes: discarded.freed_bytes,
+        }))
     }
 
     async fn get_operation(

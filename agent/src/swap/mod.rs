@@ -22,6 +22,7 @@
 //! `<datadir>/innoxide-agent/` abort startup). agent/tests/swap.rs starts a
 //! server with `previous/` in place.
 
+mod discard;
 pub mod exchange;
 pub mod init;
 pub mod journal;
@@ -35,6 +36,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::fileops::FileError;
 use crate::prepare;
+pub use discard::{Discarded, discard};
 pub use journal::{Armed, Done, Journal, Kind};
 
 /// The state dir's name inside the datadir; see the module doc for why it
@@ -79,6 +81,11 @@ pub enum Error {
          cannot be disarmed or replaced"
     )]
     Begun(String),
+    #[error(
+        "the swap of {0} is armed: withdraw it (DisarmSwap) before discarding the datadir it \
+         would swap in"
+    )]
+    StillArmed(String),
     #[error(
         "the backup in {dir} has files that lived outside the source's datadir ({example}): the \
          swap places one volume; restore it with copy-back"
@@ -492,12 +499,12 @@ fn staging_of(prepared_dir: &Path, operation_id: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::meta::{BackupType, Checkpoints};
 
     /// A folder that reads as apply-log's finished output.
-    fn prepared(root: &Path, name: &str) -> PathBuf {
+    pub(in crate::swap) fn prepared(root: &Path, name: &str) -> PathBuf {
         let dir = root.join(name).join("backup/prepared");
         std::fs::create_dir_all(&dir).unwrap();
         let marker = Checkpoints {
@@ -511,7 +518,7 @@ mod tests {
         dir
     }
 
-    fn armed(id: &str, dir: &Path) -> Armed {
+    pub(in crate::swap) fn armed(id: &str, dir: &Path) -> Armed {
         Armed {
             operation_id: id.into(),
             prepared_dir: dir.to_owned(),

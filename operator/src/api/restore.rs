@@ -217,7 +217,8 @@ pub struct MySQLRestoreStatus {
     /// pod is deleted, so a restarted operator knows whether it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchRecord>,
-    /// InPlace: where the replaced datadir is kept on the pod's volume.
+    /// InPlace: where the replaced datadir is kept on the pod's volume;
+    /// removed when a Completed restore is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_datadir: Option<String>,
     /// Seconds spent fetching, verifying and preparing while the server

@@ -3,8 +3,14 @@
 //! partial copy is removed by the agent), and withdraw a swap that is armed
 //! but not begun (else the pod's next restart, maybe weeks later, would
 //! swap the datadir). A swap whose pod was already deleted is under way and
-//! always finishes: nothing is undone then. Pure decisions here; the
-//! controller does the I/O.
+//! always finishes: nothing is undone then.
+//!
+//! Then what the restore left on the pod's volume goes (DiscardRestore): a
+//! staged datadir never swapped in, and, once the restore is Completed, the
+//! datadir its swap replaced (`previous/<uid>`, as large as the database).
+//! A failed restore keeps that one: it may be the way back (the failure
+//! message says how to revert). Pure decisions here; the controller does
+//! the I/O.
 
 use std::time::Duration;
 
@@ -33,6 +39,16 @@ pub enum Answer {
     Stopping,
     /// The pod is there but its agent does not answer.
     Unreachable(String),
+    /// The agent said no for good (an agent too old for the call, say).
+    Refused(String),
+}
+
+/// What to remove from the pod's volume once nothing runs or is armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discard {
+    /// Keep `previous/<uid>`: the restore did not complete, so the datadir
+    /// it replaced may be the way back.
+    pub keep_previous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +71,61 @@ pub fn ask(restore: &MySQLRestore) -> Ask {
     }
 }
 
+/// After [`ask`]: what the restore left on the pod's volume to remove.
+pub fn discard(restore: &MySQLRestore) -> Option<Discard> {
+    if restore.spec.target.mode == RestoreMode::NewStatefulSet {
+        // Staged and swapped by the new pods' init containers, which keep
+        // nothing (an empty volume has no previous datadir).
+        return None;
+    }
+    let switched = restore.status.as_ref().is_some_and(|s| s.switch.is_some());
+    match restore.phase() {
+        RestorePhase::Completed => Some(Discard {
+            keep_previous: false,
+        }),
+        RestorePhase::Fetching | RestorePhase::Preparing | RestorePhase::Ready => Some(Discard {
+            keep_previous: true,
+        }),
+        RestorePhase::Switching if !switched => Some(Discard {
+            keep_previous: true,
+        }),
+        // A swap under way finishes and is judged first; a failed one
+        // keeps its previous datadir (and a revert's leftovers are small
+        // next to the cost of guessing wrong).
+        _ => None,
+    }
+}
+
+/// What to do with the agent's answer to DiscardRestore.
+pub fn discard_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration) -> Step {
+    let pod = restore
+        .status
+        .as_ref()
+        .and_then(|s| s.pod.clone())
+        .unwrap_or_default();
+    let leftovers = |why: &str| Step::Release {
+        warning: Some(format!(
+            "could not remove what the restore left on pod {pod}'s volume ({why}); it stays under the \
+             agent's state dir (staging/, previous/ and reverted/ named by this restore's uid): \
+             remove it by hand"
+        )),
+    };
+    match answer {
+        Answer::Done => Step::Release { warning: None },
+        Answer::Refused(message) => leftovers(message),
+        Answer::Stopping | Answer::Unreachable(_) if deleting_for >= GIVE_UP_ON_AGENT_AFTER => {
+            leftovers(&format!(
+                "no answer within {}",
+                humantime::format_duration(GIVE_UP_ON_AGENT_AFTER)
+            ))
+        }
+        Answer::Stopping => Step::Wait("the staging is stopping in its agent".into()),
+        Answer::Unreachable(message) => Step::Wait(format!(
+            "cannot reach the agent to remove what the restore left on the volume: {message}"
+        )),
+    }
+}
+
 pub fn next_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration) -> Step {
     let what = match ask(restore) {
         Ask::Nothing => return Step::Release { warning: None },
@@ -69,7 +140,7 @@ pub fn next_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration
         Answer::Unreachable(message) if deleting_for < GIVE_UP_ON_AGENT_AFTER => {
             Step::Wait(format!("cannot reach the agent to {what}: {message}"))
         }
-        Answer::Stopping | Answer::Unreachable(_) => Step::Release {
+        Answer::Stopping | Answer::Unreachable(_) | Answer::Refused(_) => Step::Release {
             warning: Some(format!(
                 "could not {what} within {}; deleting anyway. If a swap was armed, run `innoxide-agent init` only after checking {}",
                 humantime::format_duration(GIVE_UP_ON_AGENT_AFTER),
@@ -111,6 +182,55 @@ mod tests {
         ] {
             assert_eq!(ask(&in_phase(phase)), Ask::Nothing, "{phase:?}");
         }
+    }
+
+    #[test]
+    fn a_completed_restore_gives_back_the_replaced_datadir_and_a_failed_one_keeps_it() {
+        let keep = |keep_previous| Some(Discard { keep_previous });
+        assert_eq!(discard(&in_phase(RestorePhase::Completed)), keep(false));
+        for phase in [
+            RestorePhase::Fetching,
+            RestorePhase::Preparing,
+            RestorePhase::Ready,
+            RestorePhase::Switching,
+        ] {
+            assert_eq!(discard(&in_phase(phase)), keep(true), "{phase:?}");
+        }
+        for phase in [
+            RestorePhase::Pending,
+            RestorePhase::Restarting,
+            RestorePhase::Failed,
+        ] {
+            assert_eq!(discard(&in_phase(phase)), None, "{phase:?}");
+        }
+        let new_sts = RestoreBuilder::from_backup("r", "nightly")
+            .new_stateful_set("db2")
+            .phase(RestorePhase::Completed)
+            .build();
+        assert_eq!(discard(&new_sts), None);
+    }
+
+    #[test]
+    fn leftovers_that_cannot_be_removed_are_named_not_waited_on_forever() {
+        let r = in_phase(RestorePhase::Completed);
+        let gone = Answer::Unreachable("connection refused".into());
+        assert!(matches!(
+            discard_step(&r, &gone, Duration::from_secs(5)),
+            Step::Wait(m) if m.contains("connection refused")
+        ));
+        for (answer, after) in [
+            (gone, GIVE_UP_ON_AGENT_AFTER),
+            (Answer::Refused("unimplemented".into()), Duration::ZERO),
+        ] {
+            let Step::Release { warning: Some(w) } = discard_step(&r, &answer, after) else {
+                panic!("{answer:?}: not released with a warning")
+            };
+            assert!(w.contains("remove it by hand"), "{w}");
+        }
+        assert_eq!(
+            discard_step(&r, &Answer::Done, Duration::ZERO),
+            Step::Release { warning: None }
+        );
     }
 
     #[test]

@@ -110,7 +110,8 @@ async fn apply<A: AgentApi>(mut restore: MySQLRestore, ctx: &Arc<Context<A>>) ->
     })
 }
 
-/// Before the finalizer goes: stop a staging, withdraw an armed swap.
+/// Before the finalizer goes: stop a staging, withdraw an armed swap, then
+/// remove what the restore left on the pod's volume.
 async fn cleanup<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Result<Action> {
     let deleting_for = restore
         .metadata
@@ -120,53 +121,108 @@ async fn cleanup<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
         .unwrap_or_default();
     let id = restore.uid().unwrap_or_default();
     let ask = cleanup::ask(restore);
-    let answer = if ask == cleanup::Ask::Nothing {
-        cleanup::Answer::Done
+    let discard = cleanup::discard(restore);
+    // Observed once: the pod (and its agent) the restore is on.
+    let target = if ask == cleanup::Ask::Nothing && discard.is_none() {
+        None
     } else {
         let world = observe(restore, ctx).await?;
-        match agent_target(&world) {
+        Some(agent_target(&world).ok_or_else(|| {
             // No agent to ask: an armed swap would still run when the pod
             // starts again, so wait for it (and give up after a while).
-            None => cleanup::Answer::Unreachable(
-                world
-                    .no_pod
-                    .clone()
-                    .unwrap_or_else(|| "the pod is not ready".into()),
-            ),
-            Some(target) => {
-                let result = if ask == cleanup::Ask::Cancel {
-                    ctx.agent.cancel(&target, &id).await.map(|op| {
-                        op.state == innoxide_proto::agent::v1::OperationState::Running as i32
-                    })
-                } else {
-                    ctx.agent.disarm_swap(&target, &id).await.map(|_| false)
-                };
-                match result {
-                    Ok(true) => cleanup::Answer::Stopping,
-                    Ok(false) | Err(AgentError::NotFound { .. }) => cleanup::Answer::Done,
-                    Err(e) => cleanup::Answer::Unreachable(e.to_string()),
-                }
+            world
+                .no_pod
+                .clone()
+                .unwrap_or_else(|| "the pod is not ready".into())
+        }))
+    };
+    let unreachable = |why: &String| cleanup::Answer::Unreachable(why.clone());
+
+    let answer = match (&ask, &target) {
+        (cleanup::Ask::Nothing, _) | (_, None) => cleanup::Answer::Done,
+        (_, Some(Err(why))) => unreachable(why),
+        (ask, Some(Ok(target))) => {
+            let result = if *ask == cleanup::Ask::Cancel {
+                ctx.agent
+                    .cancel(target, &id)
+                    .await
+                    .map(|op| op.state == innoxide_proto::agent::v1::OperationState::Running as i32)
+            } else {
+                ctx.agent.disarm_swap(target, &id).await.map(|_| false)
+            };
+            match result {
+                Ok(true) => cleanup::Answer::Stopping,
+                Ok(false) | Err(AgentError::NotFound { .. }) => cleanup::Answer::Done,
+                Err(e) => cleanup::Answer::Unreachable(e.to_string()),
             }
         }
     };
     match cleanup::next_step(restore, &answer, deleting_for) {
+        cleanup::Step::Wait(message) => return Err(Error::Waiting(message)),
+        cleanup::Step::Release {
+            warning: Some(message),
+        } => {
+            // Could not stop or withdraw: leave the volume as it is.
+            ctx.event(restore, true, "AgentUnresponsive", "Delete", message)
+                .await;
+            return Ok(Action::await_change());
+        }
+        cleanup::Step::Release { warning: None } if ask != cleanup::Ask::Nothing => {
+            ctx.event(
+                restore,
+                false,
+                "Withdrawn",
+                "Delete",
+                match ask {
+                    cleanup::Ask::Cancel => "the staging was stopped".to_owned(),
+                    _ => "the armed swap was withdrawn; the pod keeps its data".to_owned(),
+                },
+            )
+            .await;
+        }
+        cleanup::Step::Release { warning: None } => {}
+    }
+
+    let (Some(discard), Some(target)) = (discard, &target) else {
+        return Ok(Action::await_change());
+    };
+    let answer = match target {
+        Err(why) => unreachable(why),
+        Ok(target) => match ctx
+            .agent
+            .discard_restore(target, &id, discard.keep_previous)
+            .await
+        {
+            Ok(done) => {
+                if !done.removed.is_empty() {
+                    ctx.event(
+                        restore,
+                        false,
+                        "Discarded",
+                        "Delete",
+                        format!(
+                            "removed {} from pod {}'s volume ({} freed)",
+                            done.removed.join(", "),
+                            target.pod,
+                            crate::units::format_bytes(done.freed_bytes)
+                        ),
+                    )
+                    .await;
+                }
+                cleanup::Answer::Done
+            }
+            Err(e @ AgentError::Refused { .. }) => cleanup::Answer::Refused(e.to_string()),
+            // A staging of this id still stopping after its cancel.
+            Err(AgentError::Busy { .. }) => cleanup::Answer::Stopping,
+            Err(e) => cleanup::Answer::Unreachable(e.to_string()),
+        },
+    };
+    match cleanup::discard_step(restore, &answer, deleting_for) {
         cleanup::Step::Wait(message) => Err(Error::Waiting(message)),
         cleanup::Step::Release { warning } => {
             if let Some(message) = warning {
-                ctx.event(restore, true, "AgentUnresponsive", "Delete", message)
+                ctx.event(restore, true, "LeftoversKept", "Delete", message)
                     .await;
-            } else if ask != cleanup::Ask::Nothing {
-                ctx.event(
-                    restore,
-                    false,
-                    "Withdrawn",
-                    "Delete",
-                    match ask {
-                        cleanup::Ask::Cancel => "the staging was stopped".to_owned(),
-                        _ => "the armed swap was withdrawn; the pod keeps its data".to_owned(),
-                    },
-                )
-                .await;
             }
             Ok(Action::await_change())
         }
