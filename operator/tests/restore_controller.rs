@@ -207,6 +207,18 @@ impl World {
         self.restore(name).await
     }
 
+    /// One reconcile of the restore as if deleted at `at` (the finalizer
+    /// still on it).
+    async fn reconcile_deleted(&self, name: &str, at: &str) {
+        let mut deleting = self.restore(name).await;
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap()),
+        );
+        reconcile(Arc::new(DeserializeGuard(Ok(deleting))), self.ctx.clone())
+            .await
+            .expect("cleanup");
+    }
+
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), "prod")
     }
@@ -336,14 +348,7 @@ async fn an_in_place_restore_stages_swaps_at_a_restart_and_checks_the_gtid_set()
     assert_eq!(w.agent.swap_calls(), ["arm uid-back"]);
 
     // Deleting it gives back the space of the datadir it replaced.
-    let mut deleting = again;
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2026-11-22T10:00:00Z".parse().unwrap(),
-        ));
-    reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
-        .await
-        .expect("cleanup");
+    w.reconcile_deleted("back", "2026-11-22T10:00:00Z").await;
     assert_eq!(w.agent.swap_calls(), ["arm uid-back", "discard uid-back"]);
 }
 
@@ -533,14 +538,7 @@ async fn deleting_a_restore_with_an_armed_swap_withdraws_it() {
             last_swap: None,
         })
     });
-    let mut deleting = w.restore("back").await;
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2026-11-21T10:00:00Z".parse().unwrap(),
-        ));
-    reconcile(Arc::new(DeserializeGuard(Ok(deleting))), w.ctx.clone())
-        .await
-        .expect("cleanup");
+    w.reconcile_deleted("back", "2026-11-21T10:00:00Z").await;
     // Then the staged copy goes; the pod's own previous datadirs stay.
     assert_eq!(
         w.agent.swap_calls(),
