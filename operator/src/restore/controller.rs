@@ -296,6 +296,7 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
             .and_then(|s| s.template.spec.as_ref())
             .and_then(|s| s.init_containers.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.name == INIT_CONTAINER)),
+        pods: Vec::new(),
     });
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = sts
@@ -308,6 +309,10 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
         .await?
         .items;
     let pods: Vec<&Pod> = target::owned_by(&sts, &listed);
+    if let Some(view) = &mut world.stateful_set {
+        view.pods = pods.iter().map(|p| p.name_any()).collect();
+        view.pods.sort();
+    }
     let what = format!("StatefulSet {sts_name}");
     let name = match mode {
         RestoreMode::NewStatefulSet => {

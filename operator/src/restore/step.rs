@@ -63,6 +63,8 @@ pub struct StatefulSetView {
     pub restore_from: Option<String>,
     /// Its pod template has the `innoxide-agent-init` container.
     pub has_init: bool,
+    /// The names of its pods, sorted.
+    pub pods: Vec<String>,
 }
 
 /// Everything a step decides from.
@@ -618,14 +620,26 @@ fn restarting(d: &mut Draft<'_>, world: &World) {
     let expected = d.expected_gtid();
     if gtid_sets_equal(&info.gtid_executed, &expected) {
         d.status.completion_time = Some(Time(d.now));
-        d.set(
-            RestorePhase::Completed,
-            "Completed",
-            format!(
-                "pod {pod_name} runs on the restored data: gtid_executed is the backup's {}",
-                shown(&expected)
-            ),
+        let mut message = format!(
+            "pod {pod_name} runs on the restored data: gtid_executed is the backup's {}",
+            shown(&expected)
         );
+        let others: Vec<&str> = world
+            .stateful_set
+            .iter()
+            .flat_map(|s| &s.pods)
+            .map(String::as_str)
+            .filter(|p| *p != pod_name)
+            .collect();
+        if !others.is_empty() {
+            // One pod is restored; its peers still hold what came after the
+            // backup, and replicating from the restored pod would mix the two.
+            message.push_str(&format!(
+                ". Not restored: {} (the StatefulSet's other pods still hold the transactions after the backup); reseed them from {pod_name} (CLONE INSTANCE, or a NewStatefulSet restore) before they replicate from it",
+                others.join(", ")
+            ));
+        }
+        d.set(RestorePhase::Completed, "Completed", message);
     } else {
         d.fail(
             "GtidMismatch",

@@ -291,6 +291,21 @@ fn the_swapped_server_with_the_backups_gtid_set_completes_the_restore() {
         ("True", Some(1))
     );
     assert!(d.status.completion_time.is_some());
+    assert!(!d.status.message.unwrap().contains("Not restored"));
+}
+
+#[test]
+fn a_completed_restore_names_the_pods_it_did_not_restore() {
+    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
+    let mut w = running();
+    w.pod = Some(pod("pod-b"));
+    w.server = server("", Some("uid-back"), GTID);
+    w.stateful_set.as_mut().unwrap().pods = vec!["db-0".into(), "db-1".into(), "db-2".into()];
+    let d = step(&r, &w, now());
+    assert_eq!(d.status.phase, Some(Completed));
+    let message = d.status.message.unwrap();
+    assert!(message.contains("Not restored: db-1, db-2"), "{message}");
+    assert!(message.contains("reseed them from db-0"), "{message}");
 }
 
 #[test]
@@ -518,6 +533,7 @@ fn new_world() -> World {
         stateful_set: Some(StatefulSetView {
             restore_from: Some("clone".into()),
             has_init: true,
+            pods: Vec::new(),
         }),
         spec_secret: true,
         ..World::default()
@@ -552,6 +568,7 @@ fn a_statefulset_that_does_not_name_the_restore_is_waited_for() {
     w.stateful_set = Some(StatefulSetView {
         restore_from: None,
         has_init: true,
+        pods: Vec::new(),
     });
     let d = step(&restore(NEW_STS, ""), &w, now());
     assert_eq!(d.status.phase, Some(Pending));
