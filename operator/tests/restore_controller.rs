@@ -379,7 +379,7 @@ async fn a_failed_stage_leaves_the_pod_alone() {
 }
 
 #[tokio::test]
-async fn a_second_restore_of_the_same_statefulset_is_refused() {
+async fn a_second_restore_of_the_same_statefulset_waits_for_the_first() {
     let w = world(
         vec![
             restore("first", "db", "InPlace", "2026-11-21T09:00:00Z"),
@@ -391,13 +391,26 @@ async fn a_second_restore_of_the_same_statefulset_is_refused() {
     let first = w.reconcile("first").await;
     assert_eq!(phase(&first), RestorePhase::Fetching);
     let second = w.reconcile("second").await;
-    assert_eq!(phase(&second), RestorePhase::Failed);
+    assert_eq!(phase(&second), RestorePhase::Pending);
     let message = second.status.unwrap().message.unwrap();
     assert!(
         message.contains("MySQLRestore first is restoring StatefulSet db"),
         "{message}"
     );
     assert_eq!(w.agent.stage_requests().len(), 1);
+
+    // The first one fails (say its backup is bad): the second one starts.
+    w.agent.update("uid-first", |op| {
+        op.state = pb::OperationState::Failed as i32;
+        op.error = Some(pb::OperationError {
+            reason: "BACKUP_INVALID".into(),
+            message: "a flipped bit".into(),
+            ..Default::default()
+        });
+    });
+    assert_eq!(phase(&w.reconcile("first").await), RestorePhase::Failed);
+    assert_eq!(phase(&w.reconcile("second").await), RestorePhase::Fetching);
+    assert_eq!(w.agent.stage_requests().len(), 2);
 }
 
 #[tokio::test]

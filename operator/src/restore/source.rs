@@ -119,7 +119,7 @@ pub fn blocked_by(restore: &MySQLRestore, others: &[MySQLRestore]) -> Option<Str
         .find(|o| o.phase() != RestorePhase::Pending || key(o) < key(restore))
         .map(|o| {
             format!(
-                "MySQLRestore {} is restoring StatefulSet {sts} ({}); one restore per StatefulSet runs at a time. Create this restore again once that one has ended",
+                "MySQLRestore {} is restoring StatefulSet {sts} ({}); one restore per StatefulSet runs at a time",
                 o.metadata.name.as_deref().unwrap_or_default(),
                 o.phase().as_str()
             )

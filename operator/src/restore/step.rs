@@ -279,11 +279,27 @@ fn target_text(restore: &MySQLRestore, world: &World) -> String {
 }
 
 /// The checks every restore passes before it starts: nothing else restores
-/// the StatefulSet, and the backup is there. Returns the source, or None
+/// the StatefulSet (an InPlace one queues behind it), and the backup is
+/// there. Returns the source, or None
 /// when the draft already says why not.
 fn admit(d: &mut Draft<'_>, world: &World) -> Option<Source> {
     if let Some(message) = &world.blocked_by {
-        d.fail("AnotherRestoreRunning", message.clone());
+        if d.restore.spec.target.mode == RestoreMode::InPlace {
+            // Queued, as a GitOps user expects of two applied restores: the
+            // later one runs after the earlier one ends, within its start
+            // deadline.
+            d.wait(
+                "Queued",
+                format!("{message}; this one starts after it ends"),
+            );
+        } else {
+            // A new StatefulSet is seeded once: the second could only fail
+            // on the first one's pods.
+            d.fail(
+                "AnotherRestoreRunning",
+                format!("{message}; create this restore again once that one has ended"),
+            );
+        }
         return None;
     }
     match world.source.clone() {

@@ -437,10 +437,34 @@ fn a_restore_that_cannot_start_fails_at_its_start_deadline_and_never_once_stagin
 }
 
 #[test]
-fn a_second_restore_of_the_statefulset_is_refused() {
+fn a_second_in_place_restore_of_the_statefulset_waits_its_turn() {
     let mut w = running();
     w.blocked_by = Some("MySQLRestore first is restoring StatefulSet db (Fetching)".into());
     let d = step(&restore(IN_PLACE, ""), &w, now());
+    assert_eq!((d.status.phase, d.action.clone()), (Some(Pending), None));
+    let message = d.status.message.clone().unwrap();
+    assert!(message.contains("starts after it ends"), "{message}");
+    assert_eq!(
+        find(&d.status.conditions, "Ready").unwrap().reason,
+        "Queued"
+    );
+    // Not forever: the start deadline bounds the wait.
+    let short = IN_PLACE.replace(
+        "  target: {statefulSetName: db, mode: InPlace}",
+        "  target: {statefulSetName: db, mode: InPlace}\n  startDeadlineSeconds: 60",
+    );
+    let d = step(&restore(&short, ""), &w, now());
+    assert_eq!(d.status.phase, Some(Failed));
+    let message = d.status.message.unwrap();
+    assert!(message.contains("startDeadlineSeconds (60s)"), "{message}");
+    assert!(message.contains("MySQLRestore first"), "{message}");
+}
+
+#[test]
+fn a_second_new_statefulset_restore_of_the_statefulset_is_refused() {
+    let mut w = running();
+    w.blocked_by = Some("MySQLRestore first is restoring StatefulSet db (Fetching)".into());
+    let d = step(&restore(NEW_STS, ""), &w, now());
     assert_eq!(d.status.phase, Some(Failed));
     assert_eq!(d.action, None);
     assert_eq!(
