@@ -13,11 +13,14 @@ use crate::child::{Run, dir_bytes, remove_dir};
 use crate::results::{Metric, Scenario, Unit};
 use crate::stats::Series;
 
-/// Wall and per-core throughput of one way of storing the backup.
+/// Wall and per-core throughput of one way of storing the backup, and the
+/// agent's peak memory doing it (object storage buffers parts in memory,
+/// so its figure is not scenario 6's local-folder one).
 #[derive(Default)]
 struct Mode {
     wall: Series,
     per_core: Series,
+    peak_rss: Series,
 }
 
 impl Mode {
@@ -25,6 +28,7 @@ impl Mode {
         match result {
             Ok((run, bytes)) => {
                 self.wall.push(bytes as f64 / run.seconds());
+                self.peak_rss.push(run.peak_rss as f64);
                 let cpu = run.cpu.as_secs_f64();
                 if cpu > 0.0 {
                     self.per_core.push(bytes as f64 / cpu);
@@ -33,6 +37,7 @@ impl Mode {
             Err(e) => {
                 self.wall.fail(format!("{e:#}"));
                 self.per_core.fail(format!("{e:#}"));
+                self.peak_rss.fail(format!("{e:#}"));
             }
         }
     }
@@ -49,6 +54,12 @@ impl Mode {
             &format!("{label}: MB per CPU-second"),
             Unit::BytesPerCpuSecond,
             &self.per_core,
+        ));
+        s.push(Metric::from_series(
+            &format!("{key}_rss"),
+            &format!("{label}: agent peak RSS"),
+            Unit::Bytes,
+            &self.peak_rss,
         ));
     }
 }
