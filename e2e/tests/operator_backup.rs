@@ -438,10 +438,16 @@ async fn a_schedule_makes_a_backup_per_run_and_retention_deletes_the_oldest_with
         },
     }))
     .unwrap();
-    cluster
+    let created = cluster
         .api::<MySQLBackupSchedule>()
         .create(&PostParams::default(), &schedule)
         .await
+        .unwrap();
+    // The clock starts at the schedule's creation (the API server's real
+    // time, which the setup above took a while to reach): each minute it
+    // advances then holds exactly one run.
+    cluster
+        .set_clock(created.metadata.creation_timestamp.unwrap().0)
         .unwrap();
     let backups = cluster.api::<MySQLBackup>();
     let mut made = Vec::new();

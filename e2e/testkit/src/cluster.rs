@@ -289,6 +289,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sets the operator's manual clock to `now` (see [`Self::advance_clock`]).
+    pub fn set_clock(&self, now: jiff::Timestamp) -> Result<()> {
+        self.clock
+            .as_ref()
+            .context("the cluster runs on the real clock")?
+            .set(now);
+        Ok(())
+    }
+
     /// What to do when a pod is deleted (replaces the default, which
     /// recreates it).
     pub fn on_pod_deleted(&self, hook: PodDeletedHook) {
