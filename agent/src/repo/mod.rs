@@ -41,6 +41,10 @@ pub struct RepoOptions {
     /// and its access key (else the environment: workload identity).
     pub azure_account: Option<String>,
     pub azure_access_key: Option<Secret>,
+    /// az://: the account's Blob endpoint, for Azure Stack, sovereign
+    /// clouds or the Azurite emulator (`http://host:port/<account>`); else
+    /// `https://<account>.blob.core.windows.net`.
+    pub azure_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +77,13 @@ pub fn open(location: &str, options: &RepoOptions) -> Result<Store, RepoError> {
         location: location.to_owned(),
         source,
     };
-    let client = ClientOptions::new().with_allow_http(
-        options
-            .s3_endpoint
-            .as_deref()
-            .is_some_and(|e| e.starts_with("http://")),
-    );
+    let endpoint = match scheme {
+        "s3" => options.s3_endpoint.as_deref(),
+        "az" | "azure" | "abfs" => options.azure_endpoint.as_deref(),
+        _ => None,
+    };
+    let client =
+        ClientOptions::new().with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")));
     let store: Arc<dyn object_store::ObjectStore> = match scheme {
         "file" => {
             return Ok(Store::Local {
@@ -113,8 +118,12 @@ pub fn open(location: &str, options: &RepoOptions) -> Result<Store, RepoError> {
             Arc::new(builder.build().map_err(open_err)?)
         }
         "az" | "azure" | "abfs" => {
-            let mut builder =
-                object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
+            let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(location)
+                .with_client_options(client);
+            if let Some(endpoint) = &options.azure_endpoint {
+                builder = builder.with_endpoint(endpoint.clone());
+            }
             if let Some(account) = &options.azure_account {
                 builder = builder.with_account(account);
             }

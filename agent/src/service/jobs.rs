@@ -89,6 +89,7 @@ fn target(repository: &pb::Repository) -> Result<Target, Status> {
         s3_region: option("region"),
         s3_virtual_hosted: option("virtual_hosted").is_some_and(|v| v == "true"),
         azure_account: option("storage_account"),
+        azure_endpoint: option("endpoint"),
         ..RepoOptions::default()
     };
     match &repository.credentials {
@@ -744,13 +745,24 @@ mod tests {
 
         let azure = pb::Repository {
             url: "az://container/db".into(),
-            options: [("storage_account".to_owned(), "acct1".to_owned())].into(),
+            options: [
+                ("storage_account".to_owned(), "acct1".to_owned()),
+                (
+                    "endpoint".to_owned(),
+                    "https://acct1.blob.local.azs".to_owned(),
+                ),
+            ]
+            .into(),
             credentials: Some(pb::repository::Credentials::Azure(pb::AzureCredentials {
                 access_key: Some(value("azure-secret")),
             })),
         };
         let options = target(&azure).unwrap().options;
         assert_eq!(options.azure_account.as_deref(), Some("acct1"));
+        assert_eq!(
+            options.azure_endpoint.as_deref(),
+            Some("https://acct1.blob.local.azs")
+        );
         assert_eq!(
             options.azure_access_key.as_ref().map(|k| k.expose()),
             Some("azure-secret")

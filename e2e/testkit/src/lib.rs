@@ -15,6 +15,7 @@
 //! sweeps servers left behind by test processes that died without running
 //! `Drop` (see [`sweep_orphans`]).
 
+pub mod azurite;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod gtid;
@@ -30,6 +31,7 @@ mod testbed;
 /// The MySQL driver the servers' helpers use, for tests that need more.
 pub use mysql_async;
 
+pub use azurite::AzuriteServer;
 #[cfg(feature = "cluster")]
 pub use cluster::{Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, Pods};
 pub use gtid::gtid_count;
@@ -38,4 +40,4 @@ pub use mysql::{MysqlBuilder, MysqlServer};
 pub use registry::{SweptServer, pid_is_running, runs_dir, sweep_orphans, sweep_orphans_in};
 pub use s3::{Fault, FaultCounts, RequestRecord, S3Faults, S3Server};
 pub use sysbench::{Sysbench, SysbenchReport, SysbenchRun, Workload};
-pub use testbed::{cache_dir, kube_api_prefix, mysql_prefix};
+pub use testbed::{azurite_prefix, cache_dir, kube_api_prefix, mysql_prefix};

@@ -56,6 +56,24 @@ pub fn kube_api_prefix() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The Azurite prefix (`PREFIX/node_modules/.bin/azurite-blob`).
+///
+/// Runs `scripts/azurite.sh` once per process when it is not installed yet:
+/// about 25 s on a fresh machine (npm), nothing after.
+pub fn azurite_prefix() -> Result<PathBuf> {
+    let prefix = cache_dir().join("azurite");
+    if prefix.join(AZURITE_BIN).is_file() {
+        return Ok(prefix);
+    }
+    static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALL
+        .get_or_init(|| run_install_script("azurite.sh", AZURITE_BIN).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+pub(crate) const AZURITE_BIN: &str = "node_modules/.bin/azurite-blob";
+
 fn sysbench_on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("sysbench").is_file()))
