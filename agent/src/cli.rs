@@ -116,6 +116,10 @@ struct RepoArgs {
     /// Put the bucket in the host name (AWS style) instead of the path.
     #[arg(long)]
     s3_virtual_hosted: bool,
+    /// az://: the account's Blob endpoint, for Azure Stack, sovereign clouds
+    /// or Azurite (default: https://<account>.blob.core.windows.net).
+    #[arg(long)]
+    azure_endpoint: Option<String>,
 }
 
 impl RepoArgs {
@@ -126,6 +130,7 @@ impl RepoArgs {
             s3_access_key_id: self.s3_access_key_id.clone(),
             s3_secret_access_key: self.s3_secret_access_key.clone().map(Secret::new),
             s3_virtual_hosted: self.s3_virtual_hosted,
+            azure_endpoint: self.azure_endpoint.clone(),
             // gs:// and az:// sign in from GOOGLE_* / AZURE_* variables.
             ..Default::default()
         }

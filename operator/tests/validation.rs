@@ -134,6 +134,20 @@ fn paths_and_endpoints_are_checked() {
         &GOOD_BACKUP.replace("http://minio.minio:9000", "minio.minio:9000"),
         "endpoint: a URL that starts with http://",
     );
+    let azure = r#"
+apiVersion: innoxide.dev/v1alpha1
+kind: MySQLBackup
+metadata: {name: nightly, namespace: prod}
+spec:
+  mysql: {statefulSetName: db}
+  storage:
+    azure: {storageAccount: acct1, container: backups, endpoint: https://acct1.blob.core.usgovcloudapi.net}
+"#;
+    create::<MySQLBackup>(azure).unwrap();
+    refused_backup(
+        &azure.replace("https://acct1", "acct1"),
+        "endpoint: a URL that starts with http://",
+    );
     let escape = r#"
 spec:
   mysql: {statefulSetName: db}

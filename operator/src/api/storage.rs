@@ -104,6 +104,13 @@ pub struct AzureStorage {
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')")
         .message("prefix: no leading, trailing or double slash, e.g. backups/db1"))]
     pub prefix: Option<String>,
+    /// The account's Blob endpoint, for Azure Stack, sovereign clouds or an
+    /// emulator, e.g. `https://acct1.blob.core.usgovcloudapi.net`. Left out:
+    /// `https://<storageAccount>.blob.core.windows.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')")
+        .message("endpoint: a URL that starts with http:// or https://"))]
+    pub endpoint: Option<String>,
     /// The storage account key. Left out: workload identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,

@@ -121,6 +121,9 @@ pub fn repository(
     }
     if let Some(azure) = &storage.azure {
         options.insert("storage_account".to_owned(), azure.storage_account.clone());
+        if let Some(endpoint) = &azure.endpoint {
+            options.insert("endpoint".to_owned(), endpoint.clone());
+        }
     }
     Ok(pb::Repository {
         url: storage.repository_url(),
@@ -149,6 +152,7 @@ pub fn repo_options(
     }
     if let Some(azure) = &storage.azure {
         options.azure_account = Some(azure.storage_account.clone());
+        options.azure_endpoint = azure.endpoint.clone();
         options.azure_access_key = credentials.azure_access_key.map(Secret::new);
     }
     options
@@ -239,12 +243,17 @@ mod tests {
                 storage_account: "acct1".into(),
                 container: "backups".into(),
                 prefix: None,
+                endpoint: Some("https://acct1.blob.core.usgovcloudapi.net".into()),
                 credentials_secret_ref: key_ref,
             }),
             ..BackupStorage::default()
         };
         let to_azure = repository(&azure, &credentials).unwrap();
         assert_eq!(to_azure.options["storage_account"], "acct1");
+        assert_eq!(
+            to_azure.options["endpoint"],
+            "https://acct1.blob.core.usgovcloudapi.net"
+        );
         let Some(pb::repository::Credentials::Azure(keys)) = to_azure.credentials else {
             panic!("the access key is passed")
         };
@@ -254,6 +263,10 @@ mod tests {
         );
         let own = repo_options(&azure, credentials);
         assert_eq!(own.azure_account.as_deref(), Some("acct1"));
+        assert_eq!(
+            own.azure_endpoint.as_deref(),
+            Some("https://acct1.blob.core.usgovcloudapi.net")
+        );
         assert!(!format!("{own:?}").contains("azure-secret"));
     }
 
