@@ -420,12 +420,23 @@ async fn a_backup_taken_to_s3_under_load_restores_exactly_its_consistent_point()
     tokio::time::sleep(Duration::from_secs(2)).await;
     load.stop().await.unwrap();
 
-    // Fetch (decrypt, decompress, verify), prepare, copy back, start.
-    let work = tempfile::tempdir().unwrap();
-    let fetched = work.path().join("fetched");
     let backup = repo::open(&url, &s3_options(&s3))
         .unwrap()
         .child(&report.name);
+    assert_restores_its_consistent_point(backup, &report, &source, &bench, 2).await;
+}
+
+/// Fetch (decrypt with key 1, decompress, verify), prepare, copy back,
+/// start as server `server_id`: the consistency oracle must pass.
+async fn assert_restores_its_consistent_point(
+    backup: repo::Store,
+    report: &BackupReport,
+    source: &MysqlServer,
+    bench: &Sysbench,
+    server_id: u32,
+) {
+    let work = tempfile::tempdir().unwrap();
+    let fetched = work.path().join("fetched");
     let (manifest, to) = (report.manifest.clone(), fetched.clone());
     tokio::task::spawn_blocking(move || {
         lifecycle::fetch(&backup, &manifest, Some(&key(1)), &to, &mut |_| {})
@@ -433,9 +444,9 @@ async fn a_backup_taken_to_s3_under_load_restores_exactly_its_consistent_point()
     .await
     .unwrap()
     .unwrap();
-    let restored = prepare_and_restore(&fetched, None, 2).await;
+    let restored = prepare_and_restore(&fetched, None, server_id).await;
     let verdict = innoxide_testkit::oracle::check(innoxide_testkit::oracle::OracleInput {
-        source: &source,
+        source,
         restored: &restored,
         backup_gtid_set: &report.manifest.gtid_executed,
         tables: &bench.table_names(),
@@ -552,23 +563,5 @@ async fn a_backup_to_azure_blob_storage_restores_exactly_its_consistent_point() 
         "{refused}"
     );
 
-    let work = tempfile::tempdir().unwrap();
-    let fetched = work.path().join("fetched");
-    let (manifest, to) = (report.manifest.clone(), fetched.clone());
-    tokio::task::spawn_blocking(move || {
-        lifecycle::fetch(&backup, &manifest, Some(&key(1)), &to, &mut |_| {})
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let restored = prepare_and_restore(&fetched, None, 3).await;
-    let verdict = innoxide_testkit::oracle::check(innoxide_testkit::oracle::OracleInput {
-        source: &source,
-        restored: &restored,
-        backup_gtid_set: &report.manifest.gtid_executed,
-        tables: &bench.table_names(),
-    })
-    .await
-    .unwrap();
-    assert!(verdict.passed(), "{verdict}");
+    assert_restores_its_consistent_point(backup, &report, &source, &bench, 3).await;
 }
