@@ -98,60 +98,72 @@ pub fn discard(restore: &MySQLRestore) -> Option<Discard> {
 
 /// What to do with the agent's answer to DiscardRestore.
 pub fn discard_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration) -> Step {
-    let pod = restore
-        .status
-        .as_ref()
-        .and_then(|s| s.pod.clone())
-        .unwrap_or_default();
-    let leftovers = |why: &str| Step::Release {
-        warning: Some(format!(
-            "could not remove what the restore left on pod {pod}'s volume ({why}); it stays under the \
-             agent's state dir (staging/, previous/ and reverted/ named by this restore's uid): \
-             remove it by hand"
-        )),
-    };
-    match answer {
-        Answer::Done => Step::Release { warning: None },
-        Answer::Refused(message) => leftovers(message),
-        Answer::Stopping | Answer::Unreachable(_) if deleting_for >= GIVE_UP_ON_AGENT_AFTER => {
-            leftovers(&format!(
-                "no answer within {}",
-                humantime::format_duration(GIVE_UP_ON_AGENT_AFTER)
-            ))
-        }
-        Answer::Stopping => Step::Wait("the staging is stopping in its agent".into()),
-        Answer::Unreachable(message) => Step::Wait(format!(
-            "cannot reach the agent to remove what the restore left on the volume: {message}"
-        )),
-    }
+    settle(
+        answer,
+        deleting_for,
+        "remove what the restore left on the volume",
+        |why| {
+            format!(
+                "could not remove what the restore left on pod {}'s volume ({why}); it stays under the \
+                 agent's state dir (staging/, previous/ and reverted/ named by this restore's uid): \
+                 remove it by hand",
+                pod_of(restore)
+            )
+        },
+    )
 }
 
+/// What to do with the agent's answer to [`ask`].
 pub fn next_step(restore: &MySQLRestore, answer: &Answer, deleting_for: Duration) -> Step {
     let what = match ask(restore) {
         Ask::Nothing => return Step::Release { warning: None },
         Ask::Cancel => "stop the staging",
         Ask::Disarm => "withdraw the armed swap",
     };
-    match answer {
-        Answer::Done => Step::Release { warning: None },
-        Answer::Stopping if deleting_for < GIVE_UP_ON_AGENT_AFTER => {
-            Step::Wait("the staging is stopping in its agent".into())
+    settle(answer, deleting_for, what, |why| {
+        format!(
+            "could not {what} ({why}); deleting anyway. If a swap was armed, run `innoxide-agent init` only after checking {}",
+            pod_of(restore)
+        )
+    })
+}
+
+/// How an agent's answer to one deletion step settles: done; wait (for a
+/// staging that is stopping, or an agent out of reach) until the agent had
+/// [`GIVE_UP_ON_AGENT_AFTER`]; or go on with the warning `give_up` makes of
+/// why (a refusal, or no answer in time).
+fn settle(
+    answer: &Answer,
+    deleting_for: Duration,
+    what: &str,
+    give_up: impl FnOnce(&str) -> String,
+) -> Step {
+    let patient = deleting_for < GIVE_UP_ON_AGENT_AFTER;
+    let why = match answer {
+        Answer::Done => return Step::Release { warning: None },
+        Answer::Stopping if patient => {
+            return Step::Wait("the staging is stopping in its agent".into());
         }
-        Answer::Unreachable(message) if deleting_for < GIVE_UP_ON_AGENT_AFTER => {
-            Step::Wait(format!("cannot reach the agent to {what}: {message}"))
+        Answer::Unreachable(message) if patient => {
+            return Step::Wait(format!("cannot reach the agent to {what}: {message}"));
         }
-        Answer::Stopping | Answer::Unreachable(_) | Answer::Refused(_) => Step::Release {
-            warning: Some(format!(
-                "could not {what} within {}; deleting anyway. If a swap was armed, run `innoxide-agent init` only after checking {}",
-                humantime::format_duration(GIVE_UP_ON_AGENT_AFTER),
-                restore
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.pod.clone())
-                    .unwrap_or_default()
-            )),
-        },
+        Answer::Refused(message) => message.clone(),
+        Answer::Stopping | Answer::Unreachable(_) => format!(
+            "no answer within {}",
+            humantime::format_duration(GIVE_UP_ON_AGENT_AFTER)
+        ),
+    };
+    Step::Release {
+        warning: Some(give_up(&why)),
     }
+}
+
+fn pod_of(restore: &MySQLRestore) -> String {
+    restore
+        .status
+        .as_ref()
+        .and_then(|s| s.pod.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
