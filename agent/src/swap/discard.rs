@@ -35,10 +35,7 @@ pub fn discard(
     operation_id: &str,
     keep_previous: bool,
 ) -> Result<Discarded, Error> {
-    let layout = &Layout {
-        datadir: PathBuf::new(),
-        state_dir: state_dir.to_owned(),
-    };
+    let layout = &Layout::state_only(state_dir);
     let _lock = layout.lock()?;
     let now = state(&layout.state_dir)?;
     if now.begun {

@@ -143,6 +143,15 @@ impl Layout {
         Ok(Layout { datadir, state_dir })
     }
 
+    /// For what touches only the state dir (arming, disarming, discarding):
+    /// the service knows no datadir path of its own.
+    fn state_only(state_dir: &Path) -> Layout {
+        Layout {
+            datadir: PathBuf::new(),
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
     pub fn swap_dir(&self) -> PathBuf {
         self.state_dir.join("swap")
     }
@@ -223,10 +232,7 @@ pub fn state(state_dir: &Path) -> Result<SwapState, Error> {
 /// Arms the swap of a prepared datadir for the next init. Arming the same
 /// operation again is a no-op; another armed or begun one is refused.
 pub fn arm(state_dir: &Path, armed: Armed) -> Result<SwapState, Error> {
-    let layout = Layout {
-        datadir: PathBuf::new(),
-        state_dir: state_dir.to_owned(),
-    };
+    let layout = Layout::state_only(state_dir);
     let _lock = layout.lock()?;
     let now = state(state_dir)?;
     match &now.armed_operation_id {
@@ -253,10 +259,7 @@ pub fn arm(state_dir: &Path, armed: Armed) -> Result<SwapState, Error> {
 /// Withdraws an armed swap that has not begun; a no-op when nothing (or
 /// another operation) is armed.
 pub fn disarm(state_dir: &Path, operation_id: &str) -> Result<SwapState, Error> {
-    let layout = Layout {
-        datadir: PathBuf::new(),
-        state_dir: state_dir.to_owned(),
-    };
+    let layout = Layout::state_only(state_dir);
     let _lock = layout.lock()?;
     let now = state(state_dir)?;
     if now.armed_operation_id.as_deref() != Some(operation_id) {
