@@ -27,13 +27,8 @@ pub fn mysql_prefix() -> Result<PathBuf> {
     if prefix.join(".installed").is_file() && sysbench_on_path() {
         return Ok(prefix);
     }
-    static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    INSTALL
-        .get_or_init(|| {
-            run_install_script("testbed.sh", "bin/mysqld").map_err(|e| format!("{e:#}"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static INSTALL: Installed = OnceLock::new();
+    install_once(&INSTALL, "testbed.sh", "bin/mysqld")
 }
 
 /// The Kubernetes API prefix (`PREFIX/bin/apiextensions-apiserver`,
@@ -46,14 +41,8 @@ pub fn kube_api_prefix() -> Result<PathBuf> {
     if prefix.join(".installed").is_file() {
         return Ok(prefix);
     }
-    static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    INSTALL
-        .get_or_init(|| {
-            run_install_script("kube-apiserver.sh", "bin/apiextensions-apiserver")
-                .map_err(|e| format!("{e:#}"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static INSTALL: Installed = OnceLock::new();
+    install_once(&INSTALL, "kube-apiserver.sh", "bin/apiextensions-apiserver")
 }
 
 /// The Azurite prefix (`PREFIX/node_modules/.bin/azurite-blob`).
@@ -65,11 +54,8 @@ pub fn azurite_prefix() -> Result<PathBuf> {
     if prefix.join(AZURITE_BIN).is_file() {
         return Ok(prefix);
     }
-    static INSTALL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    INSTALL
-        .get_or_init(|| run_install_script("azurite.sh", AZURITE_BIN).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static INSTALL: Installed = OnceLock::new();
+    install_once(&INSTALL, "azurite.sh", AZURITE_BIN)
 }
 
 pub(crate) const AZURITE_BIN: &str = "node_modules/.bin/azurite-blob";
@@ -77,6 +63,17 @@ pub(crate) const AZURITE_BIN: &str = "node_modules/.bin/azurite-blob";
 fn sysbench_on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("sysbench").is_file()))
+}
+
+/// One install script's outcome in this process (an error kept as text).
+type Installed = OnceLock<Result<PathBuf, String>>;
+
+/// Runs `scripts/<name>` at most once per process (see [`run_install_script`]).
+fn install_once(outcome: &'static Installed, name: &str, expect: &str) -> Result<PathBuf> {
+    outcome
+        .get_or_init(|| run_install_script(name, expect).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// Runs `scripts/<name>`, which prints its prefix on its last line, and checks
