@@ -283,6 +283,17 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
         world.no_pod = Some(format!("StatefulSet {sts_name} does not exist"));
         return Ok(world);
     };
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = sts
+        .spec
+        .as_ref()
+        .map(|s| selector_string(&s.selector))
+        .unwrap_or_default();
+    let listed = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let pods: Vec<&Pod> = target::owned_by(&sts, &listed);
     world.stateful_set = Some(StatefulSetView {
         restore_from: sts
             .metadata
@@ -296,23 +307,12 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
             .and_then(|s| s.template.spec.as_ref())
             .and_then(|s| s.init_containers.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.name == INIT_CONTAINER)),
-        pods: Vec::new(),
+        pods: {
+            let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+            names.sort();
+            names
+        },
     });
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = sts
-        .spec
-        .as_ref()
-        .map(|s| selector_string(&s.selector))
-        .unwrap_or_default();
-    let listed = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let pods: Vec<&Pod> = target::owned_by(&sts, &listed);
-    if let Some(view) = &mut world.stateful_set {
-        view.pods = pods.iter().map(|p| p.name_any()).collect();
-        view.pods.sort();
-    }
     let what = format!("StatefulSet {sts_name}");
     let name = match mode {
         RestoreMode::NewStatefulSet => {
