@@ -66,6 +66,26 @@ fn pod(uid: &str) -> PodView {
     }
 }
 
+/// The restore in Restarting, its pod back as `pod-b`, and the agent
+/// answering ServerInfo with `server(armed, last, gtid)`.
+fn back_from_the_restart(armed: &str, last: Option<&str>, gtid: &str) -> (MySQLRestore, World) {
+    let mut w = running();
+    w.pod = Some(pod("pod-b"));
+    w.server = server(armed, last, gtid);
+    (
+        restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting")),
+        w,
+    )
+}
+
+/// IN_PLACE with `startDeadlineSeconds: 60`.
+fn in_place_with_a_minute_to_start() -> String {
+    IN_PLACE.replace(
+        "  target: {statefulSetName: db, mode: InPlace}",
+        "  target: {statefulSetName: db, mode: InPlace}\n  startDeadlineSeconds: 60",
+    )
+}
+
 /// A running StatefulSet whose pod db-0 (uid `pod-a`) is ready.
 fn running() -> World {
     World {
@@ -272,10 +292,7 @@ fn after_the_deletion_the_restore_waits_for_the_replacement_pod() {
 
 #[test]
 fn the_swapped_server_with_the_backups_gtid_set_completes_the_restore() {
-    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
-    let mut w = running();
-    w.pod = Some(pod("pod-b"));
-    w.server = server("", Some("uid-back"), GTID);
+    let (r, w) = back_from_the_restart("", Some("uid-back"), GTID);
     let d = step(&r, &w, now());
     assert_eq!(d.status.phase, Some(Completed));
     assert_eq!(d.status.unavailability_seconds, Some(30.0));
@@ -296,10 +313,7 @@ fn the_swapped_server_with_the_backups_gtid_set_completes_the_restore() {
 
 #[test]
 fn a_completed_restore_names_the_pods_it_did_not_restore() {
-    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
-    let mut w = running();
-    w.pod = Some(pod("pod-b"));
-    w.server = server("", Some("uid-back"), GTID);
+    let (r, mut w) = back_from_the_restart("", Some("uid-back"), GTID);
     w.stateful_set.as_mut().unwrap().pods = vec!["db-0".into(), "db-1".into(), "db-2".into()];
     let d = step(&r, &w, now());
     assert_eq!(d.status.phase, Some(Completed));
@@ -310,10 +324,7 @@ fn a_completed_restore_names_the_pods_it_did_not_restore() {
 
 #[test]
 fn a_gtid_mismatch_fails_and_says_how_to_revert() {
-    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
-    let mut w = running();
-    w.pod = Some(pod("pod-b"));
-    w.server = server(
+    let (r, w) = back_from_the_restart(
         "",
         Some("uid-back"),
         "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-70",
@@ -332,10 +343,7 @@ fn a_gtid_mismatch_fails_and_says_how_to_revert() {
 
 #[test]
 fn a_reverted_swap_is_not_taken_for_the_restore() {
-    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
-    let mut w = running();
-    w.pod = Some(pod("pod-b"));
-    w.server = server("", Some("uid-back"), "old:1-5");
+    let (r, mut w) = back_from_the_restart("", Some("uid-back"), "old:1-5");
     if let Answer::Found(info) = &mut w.server {
         info.swap.as_mut().unwrap().last_swap.as_mut().unwrap().kind = "revert".into();
     }
@@ -349,10 +357,7 @@ fn a_reverted_swap_is_not_taken_for_the_restore() {
 
 #[test]
 fn a_restart_without_the_swap_fails_and_disarms() {
-    let r = restore(IN_PLACE, &SWITCHED.replace("Switching", "Restarting"));
-    let mut w = running();
-    w.pod = Some(pod("pod-b"));
-    w.server = server("uid-back", None, "old:1-5");
+    let (r, w) = back_from_the_restart("uid-back", None, "old:1-5");
     let d = step(&r, &w, now());
     assert_eq!(d.status.phase, Some(Failed));
     assert_eq!(d.action, Some(Act::DisarmSwap));
@@ -412,10 +417,7 @@ fn an_unreachable_agent_keeps_the_phase_and_says_so() {
 
 #[test]
 fn a_restore_that_cannot_start_fails_at_its_start_deadline_and_never_once_staging() {
-    let short = IN_PLACE.replace(
-        "  target: {statefulSetName: db, mode: InPlace}",
-        "  target: {statefulSetName: db, mode: InPlace}\n  startDeadlineSeconds: 60",
-    );
+    let short = in_place_with_a_minute_to_start();
     let mut w = running();
     w.operation = Answer::Unreachable("cannot reach the agent in pod db-0: refused".into());
     // Five minutes after creation, a minute of deadline: Failed, saying why.
@@ -449,10 +451,7 @@ fn a_second_in_place_restore_of_the_statefulset_waits_its_turn() {
         "Queued"
     );
     // Not forever: the start deadline bounds the wait.
-    let short = IN_PLACE.replace(
-        "  target: {statefulSetName: db, mode: InPlace}",
-        "  target: {statefulSetName: db, mode: InPlace}\n  startDeadlineSeconds: 60",
-    );
+    let short = in_place_with_a_minute_to_start();
     let d = step(&restore(&short, ""), &w, now());
     assert_eq!(d.status.phase, Some(Failed));
     let message = d.status.message.unwrap();
