@@ -1,6 +1,7 @@
 //! The operator's Prometheus metrics, one registry, prefix
 //! `innoxide_operator_`: reconciles (count, failures by error, duration,
 //! timed by a drop guard), backup and restore phase transitions, leadership.
+//! The same guard tells [`Health`] which reconciles are running, for /healthz.
 
 use std::sync::atomic::AtomicI64;
 use std::time::Instant;
@@ -11,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::health::{Health, Running};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -36,6 +39,8 @@ pub struct Metrics {
     pub backup_transitions: Family<PhaseLabels, Counter>,
     pub restore_transitions: Family<PhaseLabels, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
+    /// Running reconciles and stopped controller loops, for /healthz.
+    pub health: Health,
 }
 
 impl Default for Metrics {
@@ -89,10 +94,12 @@ impl Metrics {
             backup_transitions,
             restore_transitions,
             leader,
+            health: Health::default(),
         }
     }
 
-    /// Counts a reconcile and times it until the guard drops.
+    /// Counts a reconcile and times it until the guard drops; until then
+    /// [`Health`] counts it as running.
     pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer<'_> {
         self.reconciles
             .get_or_create(&ControllerLabels { controller })
@@ -101,6 +108,7 @@ impl Metrics {
             metrics: self,
             controller,
             start: Instant::now(),
+            _running: self.health.begin(controller),
         }
     }
 
@@ -122,6 +130,7 @@ pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     controller: &'static str,
     start: Instant,
+    _running: Running<'a>,
 }
 
 impl Drop for ReconcileTimer<'_> {

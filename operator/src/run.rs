@@ -1,12 +1,13 @@
-//! The operator process: its settings (clap), logs, the /metrics and
-//! /healthz endpoint, leader election, the CA, and the four controllers.
+//! The operator process: its settings (clap), logs, the /metrics, /healthz
+//! and /readyz endpoint, leader election, the CA, and the four controllers
+//! in the namespaces it watches.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
@@ -63,6 +64,53 @@ pub struct Config {
     /// not ready, not answering) before the backup is marked Failed.
     #[arg(long, env = "INNOXIDE_AGENT_LOST_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub agent_lost_timeout: Duration,
+    /// Watch only these namespaces (comma-separated); all when unset. The
+    /// operator then needs Roles in these namespaces only.
+    #[arg(long, env = "INNOXIDE_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// /healthz fails once a reconcile has run this long without finishing
+    /// (a wedged controller), so the kubelet restarts the operator.
+    #[arg(long, env = "INNOXIDE_STALL_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+}
+
+/// The namespaces the controllers watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchScope {
+    All,
+    /// These namespaces only, each once.
+    Namespaces(Vec<String>),
+}
+
+impl WatchScope {
+    /// From `--watch-namespaces`: empty (or only blanks) means all.
+    pub fn from_list(list: &[String]) -> WatchScope {
+        let mut namespaces: Vec<String> = Vec::new();
+        for ns in list.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if !namespaces.iter().any(|n| n == ns) {
+                namespaces.push(ns.to_owned());
+            }
+        }
+        if namespaces.is_empty() {
+            WatchScope::All
+        } else {
+            WatchScope::Namespaces(namespaces)
+        }
+    }
+
+    /// One API root per watched namespace (one for the whole cluster).
+    fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match self {
+            WatchScope::All => vec![Api::all(client.clone())],
+            WatchScope::Namespaces(namespaces) => namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        }
+    }
 }
 
 pub fn init_logging(format: &str) {
@@ -81,17 +129,21 @@ pub fn init_logging(format: &str) {
     }
 }
 
-async fn serve_http(
-    listen: SocketAddr,
+/// /metrics; /healthz, which fails while a controller is wedged (see
+/// [`crate::health`]); /readyz, ready only while this replica leads, so
+/// only the replica that works counts as ready.
+pub fn http_routes(
     metrics: Arc<Metrics>,
-    ready: CancellationToken,
-) -> anyhow::Result<()> {
+    leading: CancellationToken,
+    stall_timeout: Duration,
+) -> axum::Router {
     use axum::http::{StatusCode, header};
-    let app = axum::Router::new()
+    let scraped = metrics.clone();
+    axum::Router::new()
         .route(
             "/metrics",
             axum::routing::get(move || {
-                let metrics = metrics.clone();
+                let metrics = scraped.clone();
                 async move {
                     (
                         [(
@@ -103,24 +155,44 @@ async fn serve_http(
                 }
             }),
         )
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route(
-            "/readyz",
+            "/healthz",
             axum::routing::get(move || {
-                let ready = ready.clone();
+                let metrics = metrics.clone();
                 async move {
-                    if ready.is_cancelled() {
-                        (StatusCode::OK, "leading\n")
-                    } else {
-                        (StatusCode::OK, "standby\n")
+                    match metrics
+                        .health
+                        .verdict(std::time::Instant::now(), stall_timeout)
+                    {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                        Err(why) => {
+                            tracing::error!(%why, "unhealthy: the kubelet will restart this replica");
+                            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+                        }
                     }
                 }
             }),
-        );
+        )
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let leading = leading.clone();
+                async move {
+                    if leading.is_cancelled() {
+                        (StatusCode::OK, "leading\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "standby\n")
+                    }
+                }
+            }),
+        )
+}
+
+async fn serve_http(listen: SocketAddr, routes: axum::Router) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
-    axum::serve(listener, app)
+    axum::serve(listener, routes)
         .await
         .context("the metrics server failed")
 }
@@ -133,9 +205,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let leading = CancellationToken::new();
     tokio::spawn({
-        let (metrics, leading) = (metrics.clone(), leading.clone());
+        let routes = http_routes(metrics.clone(), leading.clone(), config.stall_timeout);
         async move {
-            if let Err(e) = serve_http(config.metrics_listen, metrics, leading).await {
+            if let Err(e) = serve_http(config.metrics_listen, routes).await {
                 tracing::error!(error = %e, "no /metrics endpoint");
             }
         }
@@ -192,8 +264,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
-    tracing::info!("controllers running");
-    run_controllers(ctx, ca, shutdown).await;
+    let scope = WatchScope::from_list(&config.watch_namespaces);
+    tracing::info!(?scope, "controllers running");
+    run_scoped_controllers(ctx, ca, &scope, shutdown).await;
     metrics.leader.set(0);
     if lost.is_cancelled() {
         anyhow::bail!("lost leadership; exiting so a fresh replica can compete");
@@ -201,13 +274,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The four controllers, until `shutdown` completes: what [`run`] does
-/// once it leads, and what tests run in-process against their own API
-/// server, agent client and clock. A clock that jumps (a test's) makes
-/// every controller look at everything again.
+/// The four controllers in every namespace, until `shutdown` completes:
+/// what [`run`] does once it leads, and what tests run in-process against
+/// their own API server, agent client and clock.
 pub async fn run_controllers<A: AgentApi>(
     ctx: Arc<Context<A>>,
     ca: Ca,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    run_scoped_controllers(ctx, ca, &WatchScope::All, shutdown).await;
+}
+
+/// The four controllers for each namespace of `scope` (each only lists and
+/// watches its own namespace, so namespace-scoped Roles suffice), until
+/// `shutdown` completes. A clock that jumps (a test's) makes every
+/// controller look at everything again.
+pub async fn run_scoped_controllers<A: AgentApi>(
+    ctx: Arc<Context<A>>,
+    ca: Ca,
+    scope: &WatchScope,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client = ctx.client.clone();
@@ -221,61 +306,83 @@ pub async fn run_controllers<A: AgentApi>(
             .jumps()
             .unwrap_or_else(|| futures::stream::pending().boxed())
     };
-
-    let backups = Controller::new(
-        Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .reconcile_all_on(jumps())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        backup::controller::reconcile,
-        |obj, err, ctx| error_policy(backup::controller::CONTROLLER, obj.as_ref(), err, &ctx),
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
-    let schedules = Controller::new(
-        Api::<DeserializeGuard<MySQLBackupSchedule>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(
-        Api::<DeserializeGuard<MySQLBackup>>::all(client.clone()),
-        watcher::Config::default().labels(crate::api::SCHEDULE_LABEL),
-    )
-    .reconcile_all_on(jumps())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        schedule::controller::reconcile,
-        |obj, err, ctx| error_policy(schedule::controller::CONTROLLER, obj.as_ref(), err, &ctx),
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
-    // A restore polls its pod and agent while it runs (every few seconds
-    // while the pod restarts), so it needs no pod watch.
-    let restores = Controller::new(
-        Api::<DeserializeGuard<MySQLRestore>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .reconcile_all_on(jumps())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        restore::controller::reconcile,
-        |obj, err, ctx| error_policy(restore::controller::CONTROLLER, obj.as_ref(), err, &ctx),
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
-    let statefulsets = Controller::new(
-        Api::<StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        wiring::controller::reconcile,
-        |obj, err, w| error_policy(wiring::controller::CONTROLLER, obj.as_ref(), err, &w.ctx),
-        wiring_ctx,
-    )
-    .for_each(|_| futures::future::ready(()));
-    futures::join!(backups, schedules, restores, statefulsets);
+    // Reports a controller loop that returned to /healthz.
+    let watched = |controller: &'static str, run: futures::stream::BoxStream<'static, ()>| {
+        let ctx = ctx.clone();
+        run.for_each(|()| futures::future::ready(()))
+            .map(move |()| ctx.metrics.health.loop_ended(controller))
+            .boxed()
+    };
+    let mut loops = Vec::new();
+    let backup_apis = scope.apis::<DeserializeGuard<MySQLBackup>>(&client);
+    let schedule_apis = scope.apis::<DeserializeGuard<MySQLBackupSchedule>>(&client);
+    let restore_apis = scope.apis::<DeserializeGuard<MySQLRestore>>(&client);
+    let statefulset_apis = scope.apis::<StatefulSet>(&client);
+    for (((backups, schedules), restores), statefulsets) in backup_apis
+        .into_iter()
+        .zip(schedule_apis)
+        .zip(restore_apis)
+        .zip(statefulset_apis)
+    {
+        let run = Controller::new(backups.clone(), watcher::Config::default().any_semantic())
+            .reconcile_all_on(jumps())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                backup::controller::reconcile,
+                |obj, err, ctx| {
+                    error_policy(backup::controller::CONTROLLER, obj.as_ref(), err, &ctx)
+                },
+                ctx.clone(),
+            )
+            .map(|_| ())
+            .boxed();
+        loops.push(watched(backup::controller::CONTROLLER, run));
+        let run = Controller::new(schedules, watcher::Config::default().any_semantic())
+            .owns(
+                backups,
+                watcher::Config::default().labels(crate::api::SCHEDULE_LABEL),
+            )
+            .reconcile_all_on(jumps())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                schedule::controller::reconcile,
+                |obj, err, ctx| {
+                    error_policy(schedule::controller::CONTROLLER, obj.as_ref(), err, &ctx)
+                },
+                ctx.clone(),
+            )
+            .map(|_| ())
+            .boxed();
+        loops.push(watched(schedule::controller::CONTROLLER, run));
+        // A restore polls its pod and agent while it runs (every few seconds
+        // while the pod restarts), so it needs no pod watch.
+        let run = Controller::new(restores, watcher::Config::default().any_semantic())
+            .reconcile_all_on(jumps())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                restore::controller::reconcile,
+                |obj, err, ctx| {
+                    error_policy(restore::controller::CONTROLLER, obj.as_ref(), err, &ctx)
+                },
+                ctx.clone(),
+            )
+            .map(|_| ())
+            .boxed();
+        loops.push(watched(restore::controller::CONTROLLER, run));
+        let run = Controller::new(statefulsets, watcher::Config::default())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                wiring::controller::reconcile,
+                |obj, err, w| {
+                    error_policy(wiring::controller::CONTROLLER, obj.as_ref(), err, &w.ctx)
+                },
+                wiring_ctx.clone(),
+            )
+            .map(|_| ())
+            .boxed();
+        loops.push(watched(wiring::controller::CONTROLLER, run));
+    }
+    futures::future::join_all(loops).await;
 }
 
 async fn sigterm() {
@@ -284,5 +391,37 @@ async fn sigterm() {
             term.recv().await;
         }
         Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(items: &[&str]) -> WatchScope {
+        WatchScope::from_list(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_watch_list_is_trimmed_and_deduplicated_and_empty_means_all() {
+        assert_eq!(scope(&[]), WatchScope::All);
+        assert_eq!(scope(&["", " "]), WatchScope::All);
+        assert_eq!(
+            scope(&["a", " b", "a"]),
+            WatchScope::Namespaces(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn the_flag_takes_a_comma_separated_list() {
+        use clap::Parser as _;
+        let config = Config::try_parse_from([
+            "innoxide-operator",
+            "--watch-namespaces=team-a,team-b",
+            "--stall-timeout=90s",
+        ])
+        .unwrap();
+        assert_eq!(config.watch_namespaces, ["team-a", "team-b"]);
+        assert_eq!(config.stall_timeout, Duration::from_secs(90));
     }
 }
