@@ -1,22 +1,21 @@
-//! Standard five-field cron expressions, read in a time zone: pure, with
-//! the same meaning as Kubernetes CronJobs (Vixie cron's day rule: when
-//! both day-of-month and day-of-week are restricted, either may match).
+//! Standard five-field cron expressions, read in a time zone, with the
+//! same meaning as Kubernetes CronJobs (Vixie cron's day rule: when both
+//! day-of-month and day-of-week are restricted, either may match). Parsing
+//! and the search for the next run are the `croner` crate's (DST-aware:
+//! a time a spring-forward gap skips runs right after the gap, a time that
+//! happens twice runs once); this module pins the five-field dialect and
+//! says in its errors which field is wrong. croner also takes Quartz's
+//! `L`, `W` and `#`, which CronJobs do not: a superset, never a different
+//! meaning for a CronJob's expression.
 
-use jiff::civil::{Date, DateTime};
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
+
+use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed cron expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cron {
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    /// Both day fields restricted: a day matches if either matches.
-    either_day: bool,
-}
+pub struct Cron(croner::Cron);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("schedule {expression:?}: {reason}")]
@@ -25,50 +24,26 @@ pub struct CronError {
     pub reason: String,
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+/// How far ahead a schedule must have a run: one that never runs (the
+/// 30th of February) is refused rather than searched for until year 5000.
+const HORIZON_YEARS: i16 = 5;
+
+/// Each field's name and values, for errors.
+const FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day of week", "0-7 or SUN-SAT"),
 ];
-const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
-struct Field {
-    name: &'static str,
-    min: u32,
-    max: u32,
-    names: &'static [&'static str],
-}
-
-const FIELDS: [Field; 5] = [
-    Field {
-        name: "minute",
-        min: 0,
-        max: 59,
-        names: &[],
-    },
-    Field {
-        name: "hour",
-        min: 0,
-        max: 23,
-        names: &[],
-    },
-    Field {
-        name: "day of month",
-        min: 1,
-        max: 31,
-        names: &[],
-    },
-    Field {
-        name: "month",
-        min: 1,
-        max: 12,
-        names: &MONTHS,
-    },
-    // 7 is Sunday too.
-    Field {
-        name: "day of week",
-        min: 0,
-        max: 7,
-        names: &WEEKDAYS,
-    },
+const MACROS: [&str; 6] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@hourly",
 ];
 
 impl Cron {
@@ -77,164 +52,61 @@ impl Cron {
             expression: expression.to_owned(),
             reason,
         };
-        let text = expression.trim();
-        let expanded = match text {
-            "@yearly" | "@annually" => "0 0 1 1 *",
-            "@monthly" => "0 0 1 * *",
-            "@weekly" => "0 0 * * 0",
-            "@daily" | "@midnight" => "0 0 * * *",
-            "@hourly" => "0 * * * *",
-            other if other.starts_with('@') => {
-                return Err(err(format!(
-                    "unknown macro {other}; use @yearly, @monthly, @weekly, @daily or @hourly"
-                )));
-            }
-            other => other,
+        let text = match expression.trim() {
+            t if t.eq_ignore_ascii_case("@midnight") => "@daily",
+            t => t,
         };
-        let parts: Vec<&str> = expanded.split_whitespace().collect();
-        if parts.len() != 5 {
+        let is_macro = text.starts_with('@');
+        if is_macro && !MACROS.iter().any(|m| m.eq_ignore_ascii_case(text)) {
             return Err(err(format!(
-                "{} fields; cron has five: minute hour day-of-month month day-of-week (e.g. '0 3 * * *')",
-                parts.len()
+                "unknown macro {text}; use @yearly, @monthly, @weekly, @daily or @hourly"
             )));
         }
-        let mut sets = [0u64; 5];
-        for (i, (part, field)) in parts.iter().zip(FIELDS.iter()).enumerate() {
-            sets[i] = parse_field(part, field)
-                .map_err(|e| err(format!("{} field {part:?}: {e}", field.name)))?;
+        let fields = text.split_whitespace().count();
+        if !is_macro && fields != 5 {
+            return Err(err(format!(
+                "{fields} fields; cron has five: minute hour day-of-month month day-of-week (e.g. '0 3 * * *')"
+            )));
         }
-        // Sunday is 0 and 7.
-        if sets[4] & (1 << 7) != 0 {
-            sets[4] |= 1;
-        }
-        let restricted = |p: &str| !(p.starts_with('*') || p.starts_with('?'));
-        Ok(Cron {
-            minutes: sets[0],
-            hours: sets[1],
-            days: sets[2],
-            months: sets[3],
-            weekdays: sets[4],
-            either_day: restricted(parts[2]) && restricted(parts[4]),
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            // `5/15` means from 5 to the end, every 15, as in CronJobs.
+            .sloppy_ranges(true)
+            .build();
+        parser.parse(text).map(Cron).map_err(|e| {
+            let why = e.to_string().replace("Component error: ", "");
+            err(match culprit(&parser, text) {
+                Some(i) => format!(
+                    "{} field {:?}: {why} (allowed: {})",
+                    FIELDS[i].0,
+                    text.split_whitespace().nth(i).unwrap_or_default(),
+                    FIELDS[i].1
+                ),
+                None => why,
+            })
         })
     }
 
-    fn day_matches(&self, date: Date) -> bool {
-        let dom = self.days & (1 << date.day()) != 0;
-        let dow = self.weekdays & (1 << date.weekday().to_sunday_zero_offset()) != 0;
-        if self.either_day {
-            dom || dow
-        } else {
-            dom && dow
-        }
-    }
-
     /// The first time strictly after `after` that matches, read in `tz`.
-    /// A time a DST change skips runs at the first instant after the gap;
-    /// a time that occurs twice runs once, at its first occurrence. None if
-    /// nothing matches within five years (`0 0 30 2 *`).
+    /// None if nothing matches within five years (`0 0 30 2 *`).
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-        let start = after.to_zoned(tz.clone()).datetime();
-        let limit = start.year().saturating_add(5);
-        let mut t = start
-            .with()
-            .second(0)
-            .subsec_nanosecond(0)
-            .build()
-            .ok()?
-            .checked_add(1.minute())
-            .ok()?;
-        while t.year() <= limit {
-            if self.months & (1 << t.month()) == 0 {
-                t = first_of_next_month(t)?;
-                continue;
-            }
-            if !self.day_matches(t.date()) {
-                t = t
-                    .date()
-                    .tomorrow()
-                    .ok()?
-                    .to_datetime(jiff::civil::time(0, 0, 0, 0));
-                continue;
-            }
-            if self.hours & (1 << t.hour()) == 0 {
-                t = t
-                    .with()
-                    .minute(0)
-                    .build()
-                    .ok()?
-                    .checked_add(1.hour())
-                    .ok()?;
-                continue;
-            }
-            if self.minutes & (1 << t.minute()) == 0 {
-                t = t.checked_add(1.minute()).ok()?;
-                continue;
-            }
-            let candidate = tz.to_ambiguous_zoned(t).compatible().ok()?.timestamp();
-            if candidate > after {
-                return Some(candidate);
-            }
-            t = t.checked_add(1.minute()).ok()?;
-        }
-        None
+        let start = after.to_zoned(tz.clone());
+        let limit = start.year().saturating_add(HORIZON_YEARS);
+        let next = self.0.find_next_occurrence(&start, false).ok()?;
+        (next.year() <= limit).then(|| next.timestamp())
     }
 }
 
-fn first_of_next_month(t: DateTime) -> Option<DateTime> {
-    let first = t.date().first_of_month().checked_add(1.month()).ok()?;
-    Some(first.to_datetime(jiff::civil::time(0, 0, 0, 0)))
-}
-
-fn parse_field(text: &str, field: &Field) -> Result<u64, String> {
-    let mut set = 0u64;
-    for item in text.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((range, step)) => {
-                let step: u32 = step
-                    .parse()
-                    .map_err(|_| format!("step {step:?} is not a number"))?;
-                if step == 0 {
-                    return Err("a step of 0".into());
-                }
-                (range, step)
-            }
-            None => (item, 1),
-        };
-        let (low, high) = if range == "*" || range == "?" {
-            (field.min, field.max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (value(a, field)?, value(b, field)?)
-        } else {
-            let v = value(range, field)?;
-            // `5/15` means from 5 to the end, every 15.
-            (v, if item.contains('/') { field.max } else { v })
-        };
-        if low > high {
-            return Err(format!("range {low}-{high} runs backwards"));
-        }
-        for v in (low..=high).step_by(step as usize) {
-            set |= 1 << v;
-        }
-    }
-    Ok(set)
-}
-
-fn value(text: &str, field: &Field) -> Result<u32, String> {
-    if let Some(i) = field
-        .names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(text))
-    {
-        let first = if field.min == 1 { 1 } else { 0 };
-        return Ok(i as u32 + first);
-    }
-    let v: u32 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
-    if v < field.min || v > field.max {
-        return Err(format!("{v} is out of range {}-{}", field.min, field.max));
-    }
-    Ok(v)
+/// Which of the five fields the parser refuses: each is tried alone, with
+/// every other field `*`.
+fn culprit(parser: &CronParser, text: &str) -> Option<usize> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    (0..fields.len()).find(|&i| {
+        let mut probe = ["*"; 5];
+        probe[i] = fields[i];
+        parser.parse(&probe.join(" ")).is_err()
+    })
 }
 
 #[cfg(test)]
@@ -329,10 +201,11 @@ mod tests {
 
     #[test]
     fn a_time_skipped_by_dst_runs_right_after_the_gap() {
-        // 2027-03-28: Berlin jumps from 02:00 to 03:00; 02:30 does not exist.
+        // 2027-03-28: Berlin jumps from 02:00 to 03:00; 02:30 does not
+        // exist, so the run is at 03:00 local, the first instant after it.
         assert_eq!(
             next("30 2 * * *", "2027-03-27T12:00:00Z", "Europe/Berlin"),
-            "2027-03-28T01:30:00Z"
+            "2027-03-28T01:00:00Z"
         );
     }
 
@@ -364,11 +237,15 @@ mod tests {
         assert!(reason("0 3 * *").contains("4 fields"));
         assert!(
             reason("61 * * * *").contains("minute field")
-                && reason("61 * * * *").contains("out of range 0-59")
+                && reason("61 * * * *").contains("(allowed: 0-59)")
         );
-        assert!(reason("*/0 * * * *").contains("step of 0"));
-        assert!(reason("0 5-3 * * *").contains("backwards"));
+        assert!(reason("*/0 * * * *").contains("minute field \"*/0\": Step cannot be zero"));
+        assert!(reason("0 5-3 * * *").contains("hour field \"5-3\""));
         assert!(reason("@sometimes").contains("unknown macro"));
-        assert!(reason("0 0 * FOO *").contains("not a number"));
+        assert!(reason("0 0 * FOO *").contains("month field \"FOO\""));
+        assert!(
+            reason("0 0 * * * *").contains("6 fields"),
+            "no seconds field"
+        );
     }
 }
