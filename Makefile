@@ -6,10 +6,12 @@ export CARGO_TERM_COLOR ?= never
 .PHONY: test lint testbed testbed-kube fmt build demo crds bench
 
 ## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid), sysbench,
-## and Azurite (Microsoft's Azure Storage emulator, from npm) for the az:// tests.
+## Azurite (Microsoft's Azure Storage emulator, from npm) for the az:// tests, and
+## Helm's SDK with the Kubernetes schemas (PyPI) for the chart check.
 testbed:
 	@bash scripts/testbed.sh all >/dev/null
 	@bash scripts/azurite.sh >/dev/null
+	@bash scripts/helm.sh >/dev/null
 
 ## etcd + apiextensions-apiserver built from Debian sid's Go sources, for the
 ## operator's tests (about 7 min the first time on 2 cores, seconds after).
