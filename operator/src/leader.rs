@@ -2,6 +2,16 @@
 //! controllers, the others wait to take over. The decision is pure
 //! ([`decide`]); [`LeaderElection`] does the API calls, with the Lease's
 //! resourceVersion guarding against two replicas taking it at once.
+//!
+//! Ours rather than a crate's, because that guard is the point: the two
+//! Lease crates that build with kube 4 take an expired Lease without it.
+//! kube-leader-election 0.44 acquires with a merge patch and no
+//! precondition, so two standbys can both "acquire" the same expired Lease;
+//! kube-lease-manager 0.12 first clears an expired holder with an
+//! unconditional strategic-merge patch, so a standby acting on a stale read
+//! can wipe a fresh holder (it only sleeps a random moment to make that
+//! rarer). kube-lease-manager 0.13 needs kube 5. Replacing with the read
+//! resourceVersion, as client-go's leader election does, lets exactly one win.
 
 use std::time::Duration;
 
