@@ -218,6 +218,10 @@ def lint(chart_dir: str) -> None:
 def main() -> int:
     chart_dir = sys.argv[1]
     chart = helm.Chart.load(chart_dir)
+    check(
+        chart.metadata.get("kubeVersion") == f">={KUBE_VERSIONS[0]}-0",
+        f"Chart.yaml kubeVersion {chart.metadata.get('kubeVersion')!r} is not the oldest schema checked ({KUBE_VERSIONS[0]})",
+    )
     lint(chart_dir)
     first = default_install(chart)
     second_release(chart, first)
