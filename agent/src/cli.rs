@@ -174,6 +174,22 @@ struct BackupArgs {
     /// Tail the redo files without registering the server's redo log consumer.
     #[arg(long)]
     no_redo_consumer: bool,
+    /// Longest wait for LOCK INSTANCE FOR BACKUP, in seconds (it waits only
+    /// for running DDL; DML never waits on it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    backup_lock_timeout: u64,
+    /// Longest wait for the read lock on non-InnoDB tables, in seconds
+    /// (writes to those tables queue while it waits).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    lock_wait_timeout: u64,
+    /// How long to wait for writes to non-InnoDB tables to finish before
+    /// read-locking them, in seconds; nothing is held meanwhile.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    ftwrl_wait_timeout: u64,
+    /// End (KILL QUERY) writes to non-InnoDB tables still running after this
+    /// many seconds of that wait; 0 ends nothing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    kill_long_queries_timeout: u64,
     /// Compress stored files with zstd.
     #[arg(long)]
     compress: bool,
@@ -543,6 +559,13 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
         throttle: args.throttle,
         slave_info: args.slave_info,
         redo_consumer: !args.no_redo_consumer,
+        locks: backup::LockOptions {
+            backup_lock_timeout: Duration::from_secs(args.backup_lock_timeout),
+            table_lock_timeout: Duration::from_secs(args.lock_wait_timeout),
+            writers_wait_timeout: Duration::from_secs(args.ftwrl_wait_timeout),
+            kill_writers_after: (args.kill_long_queries_timeout > 0)
+                .then(|| Duration::from_secs(args.kill_long_queries_timeout)),
+        },
     };
     let progress = Progress::new();
     let cancel = cancel_on_signals();

@@ -99,6 +99,26 @@ pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
         .map_err(|e| FileError::at("sync the folder", dir, e))
 }
 
+/// The size and SHA-256 (lowercase hex) of a file's bytes, read once.
+pub fn sha256_file(path: &Path) -> Result<(u64, String), FileError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let read_err = |e| FileError::at("read", path, e);
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
 /// Whether `dir` is absent or an empty folder. A file at that path is an
 /// error: it is neither.
 pub fn is_absent_or_empty(dir: &Path) -> Result<bool, FileError> {

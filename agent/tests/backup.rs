@@ -483,3 +483,141 @@ async fn killing_the_server_mid_backup_fails_clearly_with_no_manifest() {
     );
     assert!(!Path::new(&opts.repository).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redo_logging_disabled_is_refused_with_nothing_left_behind() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 1, 5_000).await.unwrap();
+    server
+        .exec("ALTER INSTANCE DISABLE INNODB REDO_LOG")
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let err = take(&options(&server, &target)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("redo logging is disabled"),
+        "not the reason: {err}"
+    );
+    assert!(
+        !target.exists(),
+        "a refused backup left {}",
+        target.display()
+    );
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+
+    // With redo logging back on, the same backup is taken.
+    server
+        .exec("ALTER INSTANCE ENABLE INNODB REDO_LOG")
+        .await
+        .unwrap();
+    let report = take(&options(&server, &target)).await.unwrap();
+    assert_metadata_consistent(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redo_consumer_held_by_another_tool_is_refused_and_left_alone() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 1, 5_000).await.unwrap();
+    // Another tool (here: another session) holds the server's one consumer.
+    let mut other = server.conn().await.unwrap();
+    innoxide_agent::mysql::register_redo_consumer(&mut other)
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let err = take(&options(&server, &target)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("another redo log consumer"),
+        "not the reason: {err}"
+    );
+    assert!(
+        !target.exists(),
+        "a refused backup left {}",
+        target.display()
+    );
+    let locks: u64 = server
+        .query_scalar(
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'BACKUP LOCK'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(locks, 0, "the refused backup kept its backup lock");
+    // The other tool's registration is untouched.
+    let probe = innoxide_agent::mysql::redo_consumer_registered(&mut server.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert!(probe, "the other tool's consumer was unregistered");
+    innoxide_agent::mysql::unregister_redo_consumer(&mut other)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_consumer_advance_unregisters_the_consumer() {
+    use innoxide_agent::backup::consumer;
+    use innoxide_agent::mysql;
+    let server = MysqlServer::builder().start().await.unwrap();
+    let mut conn = server.conn().await.unwrap();
+    mysql::register_redo_consumer(&mut conn).await.unwrap();
+    // The server refuses to move a consumer backwards (it answers 1): push
+    // it far ahead first, so the next ordinary advance fails for real.
+    mysql::advance_redo_consumer(&mut conn, 1 << 50)
+        .await
+        .unwrap();
+    let conn = Arc::new(tokio::sync::Mutex::new(conn));
+    let (durable, watched) = tokio::sync::watch::channel(0u64);
+    let advancer = tokio::spawn(consumer::advance_while_durable(conn.clone(), watched));
+    durable.send(1 << 20).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), advancer)
+        .await
+        .expect("the advancer stopped at its failure")
+        .unwrap();
+    assert!(outcome.is_err(), "the advance should have failed");
+    // Its session is still open, and yet the server has no consumer to wait
+    // for: the failure unregistered it.
+    assert!(
+        mysql_async::prelude::Queryable::ping(&mut *conn.lock().await)
+            .await
+            .is_ok(),
+        "the consumer's session was closed, which would hide what the test is about"
+    );
+    let registered = mysql::redo_consumer_registered(&mut server.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert!(!registered, "a failed advance left the consumer registered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_privilege_is_refused_before_anything_is_copied() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 1, 5_000).await.unwrap();
+    // Everything a backup needs but RELOAD (for FLUSH … LOGS at the point).
+    server
+        .exec(
+            "CREATE USER 'halfbak'@'localhost' IDENTIFIED BY 'Half-bak-1'; \
+             GRANT SELECT, LOCK TABLES, PROCESS, REPLICATION CLIENT, BACKUP_ADMIN ON *.* TO 'halfbak'@'localhost'",
+        )
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let mut opts = options(&server, &target);
+    opts.connect.user = Some("halfbak".into());
+    opts.connect.password = Some(innoxide_agent::secret::Secret::new("Half-bak-1"));
+    let started = Instant::now();
+    let err = take(&opts).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("RELOAD"),
+        "the refusal does not name RELOAD: {text}"
+    );
+    assert!(!text.contains("Half-bak-1"), "the password leaked: {text}");
+    assert!(
+        !target.exists(),
+        "a refused backup left {}",
+        target.display()
+    );
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    println!("refused after {:.2?}", started.elapsed());
+}

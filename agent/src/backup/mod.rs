@@ -2,13 +2,14 @@
 //! MySQL 8.0.30+:
 //!
 //! 1. connect, read the server's facts, refuse what we cannot back up;
-//! 2. `LOCK INSTANCE FOR BACKUP` (DML goes on, DDL waits) for the whole copy;
+//! 2. `LOCK INSTANCE FOR BACKUP` (DML goes on, DDL waits) for the whole copy,
+//!    waited for no longer than `--backup-lock-timeout`;
 //! 3. register the redo log consumer and start the redo copier at the
 //!    newest checkpoint, advancing the consumer as blocks are synced;
 //! 4. copy every tablespace in parallel, page-validated;
-//! 5. consistent point: non-InnoDB files (under FTWRL only if user tables
-//!    need it), one read of `log_status`, the binlog up to its position, the
-//!    redo up to its LSN;
+//! 5. consistent point: non-InnoDB files (under `LOCK TABLES … READ` of
+//!    just those tables, never FTWRL: see [`table_lock`]), one read of
+//!    `log_status`, the binlog up to its position, the redo up to its LSN;
 //! 6. unlock, unregister, write the seed's metadata files, and the manifest
 //!    last.
 //!
@@ -17,10 +18,14 @@
 //! partial directory: a failed backup leaves nothing that looks like one.
 
 mod binlog;
+pub mod consumer;
 pub mod datafiles;
 mod page_copy;
 pub mod progress;
 pub mod redo_copier;
+mod replica;
+mod spool;
+pub mod table_lock;
 mod throttle;
 
 use std::collections::VecDeque;
@@ -41,6 +46,8 @@ pub use datafiles::DataFile;
 pub use page_copy::CopyError;
 pub use progress::{Phase, Progress};
 use redo_copier::{Captured, RedoCopier, RedoCopyError};
+use spool::Spool;
+pub use table_lock::LockOptions;
 use throttle::Throttle;
 
 #[derive(Debug, Clone)]
@@ -65,6 +72,8 @@ pub struct BackupOptions {
     /// not copied (default). Without it we only tail the files, and a busy
     /// server can recycle log before we read it.
     pub redo_consumer: bool,
+    /// How long the backup may wait for its locks.
+    pub locks: LockOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +98,9 @@ pub enum Error {
     ListFiles(std::io::Error),
     #[error("the backup was cancelled")]
     Cancelled,
+    /// The server was too busy to lock without stalling it; nothing held.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {
@@ -121,6 +133,7 @@ pub async fn run(
     let mut control = mysql::connect(&options.connect).await?;
     let facts = mysql::facts::read(&mut control).await?;
     refuse_unsupported(&facts)?;
+    preflight(&mut control, options).await?;
     let (store, name) = prepare_target(options).await?;
     let location = store.describe();
     tracing::info!(%location, server = %facts.version_string, "backing up");
@@ -157,46 +170,6 @@ pub async fn run(
                 tracing::warn!(error = %rm, "could not remove the partial backup");
             }
             Err(e)
-        }
-    }
-}
-
-/// Where the redo copier writes: straight into a plain local backup, or a
-/// local spool that is stored (compressed, encrypted, uploaded) at the end,
-/// so the copier is never slowed by the repository.
-struct Spool {
-    path: PathBuf,
-    /// Set when the spool must be stored after capture and then removed.
-    temporary: Option<tempfile::TempDir>,
-}
-
-impl Spool {
-    fn new(store: &Store, transform: &Transform, spool_dir: Option<&Path>) -> Result<Spool, Error> {
-        if let (Some(root), true) = (store.local_root(), transform.is_plain()) {
-            return Ok(Spool {
-                path: root.join(meta::LOGFILE),
-                temporary: None,
-            });
-        }
-        let base = spool_dir
-            .map(Path::to_owned)
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = tempfile::Builder::new()
-            .prefix("innoxide-redo-")
-            .tempdir_in(&base)
-            .map_err(|e| Error::Target {
-                path: base.clone(),
-                reason: format!("cannot create the redo spool: {e}"),
-            })?;
-        Ok(Spool {
-            path: dir.path().join(meta::LOGFILE),
-            temporary: Some(dir),
-        })
-    }
-
-    fn remove(&self) {
-        if let Some(dir) = &self.temporary {
-            let _ = std::fs::remove_dir_all(dir.path());
         }
     }
 }
@@ -256,6 +229,27 @@ fn refuse_unsupported(facts: &ServerFacts) -> Result<(), Error> {
     Ok(())
 }
 
+/// Asks, before anything is held or copied, for each statement the backup
+/// will need later with a harmless one that needs the same privilege, so a
+/// missing grant is refused at once with the server's own words instead of
+/// after hours of copying.
+async fn preflight(control: &mut Conn, options: &BackupOptions) -> Result<(), Error> {
+    // RELOAD: FLUSH BINARY LOGS and FLUSH ENGINE LOGS at the point.
+    mysql::flush_engine_logs(control).await?;
+    // BACKUP_ADMIN: the backup lock, the redo consumer and log_status.
+    mysql::log_status::read(control).await?;
+    // The read lock on non-InnoDB tables waits for writers it finds here.
+    let non_innodb = mysql::non_innodb_user_tables(control).await?;
+    if !non_innodb.is_empty() {
+        mysql::table_writers(control, &non_innodb).await?;
+    }
+    // REPLICATION CLIENT: the channels for --slave-info.
+    if options.slave_info {
+        mysql::replica_channels(control).await?;
+    }
+    Ok(())
+}
+
 /// Opens the backup's place in the repository; refuses one that already
 /// holds files.
 async fn prepare_target(options: &BackupOptions) -> Result<(Store, String), Error> {
@@ -286,6 +280,14 @@ async fn prepare_target(options: &BackupOptions) -> Result<(Store, String), Erro
     Ok((store, name))
 }
 
+/// What the consistent point yields.
+struct Point {
+    files: Vec<FileEntry>,
+    status: LogStatus,
+    /// `xtrabackup_slave_info`, with `--slave-info`.
+    slave_info: Option<String>,
+}
+
 struct Backup<'a> {
     options: &'a BackupOptions,
     facts: &'a ServerFacts,
@@ -298,36 +300,51 @@ struct Backup<'a> {
 impl Backup<'_> {
     async fn take(&self, sessions: &mut Sessions) -> Result<Manifest, Error> {
         let started_at = now_rfc3339();
-        mysql::lock_instance_for_backup(sessions.control()).await?;
+        mysql::lock_instance_for_backup(sessions.control(), self.options.locks.backup_lock_timeout)
+            .await?;
         let locked_at = Instant::now();
+        if !mysql::redo_log_enabled(sessions.control()).await? {
+            return Err(Error::Unsupported(
+                "redo logging is disabled on the server (ALTER INSTANCE DISABLE INNODB REDO_LOG): \
+                 changes made during a hot copy would be lost, so no backup was taken. Run \
+                 ALTER INSTANCE ENABLE INNODB REDO_LOG first"
+                    .into(),
+            ));
+        }
 
         if self.options.redo_consumer {
             let mut conn = mysql::connect(&self.options.connect).await?;
-            match mysql::register_redo_consumer(&mut conn).await {
-                Ok(()) => sessions.consumer = Some(Arc::new(tokio::sync::Mutex::new(conn))),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "could not register the redo log consumer; tailing the redo files instead \
-                     (a busy server may recycle log before it is copied)"
-                ),
-            }
+            // Refused, not worked around: another consumer (another backup,
+            // MEB or XtraBackup) means two tools copy at once, and tailing
+            // without one may lose log on a busy server. `--no-redo-consumer`
+            // is the explicit choice to tail.
+            mysql::register_redo_consumer(&mut conn).await?;
+            sessions.consumer = Some(Arc::new(tokio::sync::Mutex::new(conn)));
         }
         let copier = RedoCopier::start(
             &self.facts.redo_dir,
             &self.spool.path,
+            self.spool.cipher.clone(),
             self.progress.clone(),
             format!("{} bytes", self.facts.redo_capacity),
         )?;
         let advancer = sessions
             .consumer
             .clone()
-            .map(|conn| tokio::spawn(advance_consumer(conn, copier.durable_lsn())));
+            .map(|conn| tokio::spawn(consumer::advance_while_durable(conn, copier.durable_lsn())));
 
         let outcome = self.copy_and_stop(sessions, copier).await;
         if let Some(task) = advancer {
             task.abort();
         }
-        let (mut files, status, captured) = outcome?;
+        let (
+            Point {
+                mut files,
+                status,
+                slave_info,
+            },
+            captured,
+        ) = outcome?;
         mysql::unlock_instance(sessions.control()).await?;
         let lock_seconds = locked_at.elapsed().as_secs_f64();
         if let Some(conn) = sessions.consumer.take() {
@@ -362,8 +379,8 @@ impl Backup<'_> {
             texts.push((meta::BINLOG_INFO, info.clone()));
             texts.push((meta::BINLOG_POS_INNODB, info));
         }
-        if self.options.slave_info {
-            texts.push((meta::SLAVE_INFO, self.slave_info(sessions, &status).await?));
+        if let Some(text) = slave_info {
+            texts.push((meta::SLAVE_INFO, text));
         }
         for (name, text) in &texts {
             files.push(
@@ -450,7 +467,7 @@ impl Backup<'_> {
             original_path: None,
             space: None,
         };
-        if self.spool.temporary.is_none() {
+        if self.spool.in_place() {
             // Written in place: only its checksum is missing.
             let (size, sha256) = hash_file(&self.spool.path)?;
             return Ok(FileEntry {
@@ -463,7 +480,9 @@ impl Backup<'_> {
                 stored_sha256: None,
             });
         }
-        let files = self.copy_plain_files(vec![redo], None).await?;
+        let files = self
+            .copy_plain_files(vec![redo], None, self.spool.cipher.clone())
+            .await?;
         Ok(files
             .into_iter()
             .next()
@@ -471,10 +490,12 @@ impl Backup<'_> {
     }
 
     /// Copies files as bytes on a blocking thread (the store's writers block).
+    /// `spool` decrypts files read from an encrypted spool.
     async fn copy_plain_files(
         &self,
         files: Vec<DataFile>,
         limit: Option<u64>,
+        spool: Option<spool::SpoolCipher>,
     ) -> Result<Vec<FileEntry>, Error> {
         let (store, transform, progress) = (
             self.store.clone(),
@@ -493,7 +514,7 @@ impl Backup<'_> {
             files
                 .iter()
                 .map(|file| {
-                    page_copy::copy_plain(&file.source, &file.dest, limit, &ctx)
+                    page_copy::copy_plain(&file.source, &file.dest, limit, spool.as_ref(), &ctx)
                         .map(|copied| entry(file, &copied))
                         .map_err(Error::from_copy)
                 })
@@ -509,9 +530,11 @@ impl Backup<'_> {
         &self,
         sessions: &mut Sessions,
         copier: RedoCopier,
-    ) -> Result<(Vec<FileEntry>, LogStatus, Captured), Error> {
+    ) -> Result<(Point, Captured), Error> {
         let rows = mysql::innodb_data_files(sessions.control()).await?;
+        datafiles::refuse_encrypted(&rows).map_err(Error::Unsupported)?;
         let plan = datafiles::plan_innodb(self.facts, &rows);
+        self.refuse_too_little_space(&plan)?;
         let copied = match self.copy_files(plan, &copier).await {
             Ok(files) => files,
             Err(e) => {
@@ -526,17 +549,17 @@ impl Backup<'_> {
             }
         };
         let point = self.consistent_point(sessions, &copier).await;
-        let (mut files, status) = match point {
+        let mut point = match point {
             Ok(v) => v,
             Err(e) => {
                 let _ = copier.cancel().await;
                 return Err(e);
             }
         };
-        files.splice(0..0, copied);
+        point.files.splice(0..0, copied);
         self.progress.set_phase(Phase::FinishingRedo);
         let captured = tokio::select! {
-            result = copier.finish_at(status.lsn) => result?,
+            result = copier.finish_at(point.status.lsn) => result?,
             _ = self.cancel.cancelled() => return Err(Error::Cancelled),
         };
         tracing::info!(
@@ -545,7 +568,39 @@ impl Backup<'_> {
             bytes = captured.bytes,
             "redo captured"
         );
-        Ok((files, status, captured))
+        Ok((point, captured))
+    }
+
+    /// A plain local backup needs at least the data files' size free on
+    /// its filesystem: refused before the copy rather than failed at the
+    /// end of it. (Compressed or remote backups cannot be sized up front.)
+    fn refuse_too_little_space(&self, plan: &[DataFile]) -> Result<(), Error> {
+        let Some(root) = self.store.local_root() else {
+            return Ok(());
+        };
+        if !self.options.transform.is_plain() {
+            return Ok(());
+        }
+        let needed: u64 = plan
+            .iter()
+            .map(|f| std::fs::metadata(&f.source).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let stat = nix::sys::statvfs::statvfs(root).map_err(|e| Error::Target {
+            path: root.to_owned(),
+            reason: format!("cannot read its free space: {e}"),
+        })?;
+        let free = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
+        if free < needed {
+            return Err(Error::Target {
+                path: root.to_owned(),
+                reason: format!(
+                    "has {free} bytes free, and the InnoDB data files alone are {needed} bytes \
+                     (plus the redo written during the backup); free space or choose another \
+                     location"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Copies files on `parallel` threads, largest first. Stops early when
@@ -629,32 +684,23 @@ impl Backup<'_> {
         Ok(entries)
     }
 
-    /// Non-InnoDB files, `log_status`, the binlog: everything that must be
-    /// taken at the one consistent point.
+    /// Non-InnoDB files, `log_status`, the binlog and the replication
+    /// coordinates: everything that must be taken at the one consistent point.
     async fn consistent_point(
         &self,
         sessions: &mut Sessions,
         copier: &RedoCopier,
-    ) -> Result<(Vec<FileEntry>, LogStatus), Error> {
+    ) -> Result<Point, Error> {
         self.progress.set_phase(Phase::ConsistentPoint);
         let control = sessions.control();
-        let needs_ftwrl = !mysql::non_innodb_user_tables(control).await?.is_empty();
-        if needs_ftwrl {
-            tracing::info!(
-                "non-InnoDB user tables exist: FLUSH TABLES WITH READ LOCK while they are copied"
-            );
-            mysql::flush_tables_with_read_lock(control).await?;
-        }
-        let non_innodb = datafiles::plan_non_innodb(self.facts).map_err(Error::ListFiles)?;
-        let mut files = self.copy_plain_files(non_innodb, None).await?;
-        if self.facts.log_bin {
-            mysql::flush_binary_logs(control).await?;
-        }
-        let status = mysql::log_status::read(control).await?;
-        mysql::flush_engine_logs(control).await?;
-        if needs_ftwrl {
-            mysql::unlock_tables(control).await?;
-        }
+        let paused = if self.options.slave_info {
+            replica::pause_positional_appliers(control, &self.facts.gtid_mode).await?
+        } else {
+            replica::Paused::default()
+        };
+        let point = self.at_the_point(control).await;
+        replica::resume(control, &paused).await;
+        let (mut files, status, slave_info) = point?;
         tracing::info!(
             lsn = status.lsn,
             checkpoint = status.lsn_checkpoint,
@@ -678,7 +724,7 @@ impl Backup<'_> {
                 space: None,
             };
             files.extend(
-                self.copy_plain_files(vec![binlog], Some(status.binlog_position))
+                self.copy_plain_files(vec![binlog], Some(status.binlog_position), None)
                     .await?,
             );
             let (index_name, index) = binlog::index_for(&status.binlog_file);
@@ -687,7 +733,50 @@ impl Backup<'_> {
                     .await?,
             );
         }
-        Ok((files, status))
+        Ok(Point {
+            files,
+            status,
+            slave_info,
+        })
+    }
+
+    /// The point itself: the non-InnoDB tables read-locked and copied, the
+    /// binlog rotated, `log_status` read, and, with `--slave-info`, the
+    /// replica's channels read while their appliers are paused.
+    async fn at_the_point(
+        &self,
+        control: &mut Conn,
+    ) -> Result<(Vec<FileEntry>, LogStatus, Option<String>), Error> {
+        let non_innodb_tables = mysql::non_innodb_user_tables(control).await?;
+        let table_locked = !non_innodb_tables.is_empty();
+        if table_locked {
+            tracing::info!(
+                tables = non_innodb_tables.len(),
+                "non-InnoDB user tables exist: read-locking just those while they are copied"
+            );
+            table_lock::lock_for_read(control, &non_innodb_tables, &self.options.locks).await?;
+        }
+        let non_innodb = datafiles::plan_non_innodb(self.facts).map_err(Error::ListFiles)?;
+        let files = self.copy_plain_files(non_innodb, None, None).await?;
+        if self.facts.log_bin {
+            mysql::flush_binary_logs(control).await?;
+        }
+        let status = mysql::log_status::read(control).await?;
+        let slave_info = if self.options.slave_info {
+            let channels = mysql::replica_channels(control).await?;
+            Some(replica::slave_info(
+                &channels,
+                &self.facts.gtid_mode,
+                &status.gtid_executed,
+            ))
+        } else {
+            None
+        };
+        mysql::flush_engine_logs(control).await?;
+        if table_locked {
+            mysql::unlock_tables(control).await?;
+        }
+        Ok((files, status, slave_info))
     }
 
     fn info_text(&self, status: &LogStatus, started_at: &str, lock_seconds: f64) -> String {
@@ -705,27 +794,6 @@ impl Backup<'_> {
             status.gtid_executed,
             status.lsn_checkpoint,
         )
-    }
-
-    /// `xtrabackup_slave_info`: how to make a restored server a replica of
-    /// this one's source.
-    async fn slave_info(
-        &self,
-        sessions: &mut Sessions,
-        status: &LogStatus,
-    ) -> Result<String, Error> {
-        if self.facts.gtid_mode == "ON" {
-            return Ok(format!(
-                "SET GLOBAL gtid_purged='{}';\nCHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1;\n",
-                status.gtid_executed
-            ));
-        }
-        match mysql::replica_source_position(sessions.control()).await? {
-            Some((file, position)) => Ok(format!(
-                "CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE='{file}', SOURCE_LOG_POS={position};\n"
-            )),
-            None => Ok("-- this server was not a replica when the backup was taken\n".into()),
-        }
     }
 }
 
@@ -760,49 +828,13 @@ fn entry(file: &DataFile, copied: &page_copy::Copied) -> FileEntry {
     }
 }
 
-/// Advances the server's redo consumer as captured log becomes durable, so
-/// the server can recycle it and never stalls on us.
-async fn advance_consumer(
-    conn: Arc<tokio::sync::Mutex<Conn>>,
-    mut durable: tokio::sync::watch::Receiver<u64>,
-) {
-    let mut advanced = 0;
-    while durable.changed().await.is_ok() {
-        let lsn = *durable.borrow_and_update();
-        if lsn <= advanced {
-            continue;
-        }
-        let mut conn = conn.lock().await;
-        if let Err(e) = mysql::advance_redo_consumer(&mut conn, lsn).await {
-            tracing::warn!(error = %e, lsn, "could not advance the redo log consumer");
-            return;
-        }
-        advanced = lsn;
-    }
-}
-
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String), Error> {
-    use sha2::Digest;
-    use std::io::Read;
-    let read_err = |e: std::io::Error| {
+    crate::fileops::sha256_file(path).map_err(|e| {
         Error::Copy(CopyError::Read {
             path: path.to_owned(),
-            source: e,
+            source: e.source,
         })
-    };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    })
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

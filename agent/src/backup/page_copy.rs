@@ -181,6 +181,7 @@ pub fn copy_plain(
     source: &Path,
     dest: &str,
     limit: Option<u64>,
+    spool: Option<&super::spool::SpoolCipher>,
     ctx: &CopyContext,
 ) -> Result<Copied, CopyError> {
     let read_err = |e| CopyError::Read {
@@ -215,6 +216,9 @@ pub fn copy_plain(
         input
             .read_exact_at(&mut buffer[..n], offset)
             .map_err(read_err)?;
+        if let Some(cipher) = spool {
+            cipher.apply(offset, &mut buffer[..n]);
+        }
         output.write(&buffer[..n])?;
         ctx.progress
             .bytes_done

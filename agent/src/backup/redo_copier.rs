@@ -9,7 +9,6 @@
 //! we read it is a fatal error that says what to change.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::progress::Progress;
+use super::spool::{SpoolCipher, SpoolFile};
 use crate::innodb::redo::{self, BLOCK_SIZE, BlockHeader, BlockState, FileHeader, Lsn};
 use crate::innodb::redo_files::{RedoDir, RedoFile};
 use crate::innodb::synth;
@@ -43,6 +43,12 @@ pub enum RedoCopyError {
         "no valid checkpoint found in {0}: is this a MySQL 8.0.30+ datadir with its server running?"
     )]
     NoCheckpoint(PathBuf),
+    #[error(
+        "the redo file {file} is flagged {flags}: redo logging is or was disabled (ALTER INSTANCE \
+         DISABLE INNODB REDO_LOG), so a hot copy cannot be made consistent. Run ALTER INSTANCE \
+         ENABLE INNODB REDO_LOG and back up again"
+    )]
+    LoggingDisabled { file: PathBuf, flags: String },
     #[error(
         "the server recycled redo log at LSN {lsn} before it was copied (oldest redo file now starts at {oldest}). \
          Register the redo log consumer (the default; needs BACKUP_ADMIN) or raise innodb_redo_log_capacity \
@@ -98,12 +104,37 @@ pub struct RedoCopier {
     start_checkpoint_lsn: Lsn,
 }
 
+/// Refuses a redo log the server marked as not covering every change: a
+/// file flagged no-logging or crash-unsafe means pages were written without
+/// redo, and no amount of captured log makes a copy of them consistent.
+fn refuse_unlogged(dir: &RedoDir) -> Result<(), RedoCopyError> {
+    for file in &dir.files {
+        let flags = file.header.flags;
+        let named: Vec<&str> = [
+            (redo::FLAG_NO_LOGGING, "no-logging"),
+            (redo::FLAG_CRASH_UNSAFE, "crash-unsafe"),
+        ]
+        .iter()
+        .filter(|(mask, _)| flags & mask != 0)
+        .map(|(_, name)| *name)
+        .collect();
+        if !named.is_empty() {
+            return Err(RedoCopyError::LoggingDisabled {
+                file: file.path.clone(),
+                flags: named.join(" and "),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl RedoCopier {
     /// Finds the newest checkpoint, writes the header of `out` and starts
     /// copying from the checkpoint's block.
     pub fn start(
         redo_dir: &Path,
         out: &Path,
+        cipher: Option<SpoolCipher>,
         progress: Arc<Progress>,
         capacity_hint: String,
     ) -> Result<RedoCopier, RedoCopyError> {
@@ -111,6 +142,7 @@ impl RedoCopier {
         let (file_id, checkpoint) = dir
             .find_max_checkpoint()
             .ok_or_else(|| RedoCopyError::NoCheckpoint(redo_dir.to_owned()))?;
+        refuse_unlogged(&dir)?;
         let template = dir
             .files
             .iter()
@@ -122,7 +154,7 @@ impl RedoCopier {
             path: out.to_owned(),
             source,
         };
-        let mut file = File::create_new(out).map_err(write_err)?;
+        let mut file = SpoolFile::create_new(out, cipher).map_err(write_err)?;
         file.write_all(&header).map_err(write_err)?;
         progress.redo_start_lsn.store(checkpoint, Ordering::Relaxed);
         progress
@@ -224,7 +256,7 @@ struct Worker {
     redo_dir: PathBuf,
     dir: RedoDir,
     out_path: PathBuf,
-    out: File,
+    out: SpoolFile,
     /// LSN of the next block to capture (a multiple of 512).
     next_lsn: Lsn,
     written: u64,
@@ -436,4 +468,38 @@ fn header_only_block(lsn: Lsn) -> [u8; BLOCK_SIZE] {
     // write_to also seals the block with its CRC-32C.
     BlockHeader::for_lsn(lsn, len, len).write_to(&mut block);
     block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::innodb::redo::{FLAG_CRASH_UNSAFE, FLAG_NO_LOGGING};
+
+    /// A redo directory with one file whose header carries `flags`.
+    fn redo_dir_with_flags(flags: u32) -> (tempfile::TempDir, RedoDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 1_000 * BLOCK_SIZE as Lsn;
+        let mut bytes = synth::logfile_header(None, start, start + 12, "MySQL 9.7.4")
+            .unwrap()
+            .to_vec();
+        let mut header = FileHeader::parse(&bytes[..BLOCK_SIZE]).unwrap();
+        header.flags = flags;
+        bytes[..BLOCK_SIZE].copy_from_slice(&header.encode());
+        bytes.resize(64 * 1024, 0);
+        std::fs::write(dir.path().join("#ib_redo3"), bytes).unwrap();
+        let scanned = RedoDir::scan(dir.path()).unwrap();
+        (dir, scanned)
+    }
+
+    #[test]
+    fn a_redo_log_flagged_unlogged_is_refused_by_name() {
+        let (_keep, clean) = redo_dir_with_flags(0);
+        refuse_unlogged(&clean).unwrap();
+        let (_keep, disabled) = redo_dir_with_flags(FLAG_NO_LOGGING | FLAG_CRASH_UNSAFE);
+        let err = refuse_unlogged(&disabled).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("no-logging and crash-unsafe"), "{text}");
+        assert!(text.contains("#ib_redo3"), "{text}");
+        assert!(text.contains("ENABLE INNODB REDO_LOG"), "{text}");
+    }
 }

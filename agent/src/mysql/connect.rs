@@ -61,7 +61,10 @@ impl ConnectOptions {
             .pass(self.password.as_ref().map(|p| p.expose().to_owned()))
             .prefer_socket(false)
             .stmt_cache_size(0)
-            .wait_timeout(Some(28_800))
+            // The server's maximum (one year): the control session sits idle
+            // under the backup lock for the whole copy, and the default 8 h
+            // would end it (and the backup) on a long one.
+            .wait_timeout(Some(31_536_000))
             .tcp_keepalive(Some(Duration::from_secs(10)));
         if let Some(socket) = &self.socket {
             builder = builder.socket(Some(socket.to_string_lossy().into_owned()));

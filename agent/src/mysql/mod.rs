@@ -19,6 +19,8 @@ pub fn facts_from_pairs(pairs: &[(&str, &str)]) -> Result<ServerFacts> {
 }
 pub use log_status::LogStatus;
 
+use std::time::Duration;
+
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -44,6 +46,12 @@ pub enum Error {
         "the MySQL user lacks {missing}; grant it, e.g. GRANT {missing} ON *.* TO <user> (see the docs for the full list)"
     )]
     MissingPrivilege { missing: String },
+    #[error("`{what}` waited {seconds} s for a lock and gave up; nothing is held. {hint}")]
+    LockWaitTimeout {
+        what: &'static str,
+        seconds: u64,
+        hint: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -52,25 +60,179 @@ fn stmt(what: &'static str) -> impl FnOnce(mysql_async::Error) -> Error {
     move |source| Error::Statement { what, source }
 }
 
+/// MySQL's `ER_LOCK_WAIT_TIMEOUT`: the session's `lock_wait_timeout` ran out.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// Sends one lock statement under a bounded `lock_wait_timeout`, so that a
+/// lock that cannot be had gives up instead of queueing (and making others
+/// queue behind it) for the server's default of one year.
+async fn lock_within(
+    conn: &mut Conn,
+    what: &'static str,
+    statement: &str,
+    timeout: Duration,
+    hint: &'static str,
+) -> Result<()> {
+    let seconds = timeout.as_secs().max(1);
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {seconds}"))
+        .await
+        .map_err(stmt("SET SESSION lock_wait_timeout"))?;
+    match conn.query_drop(statement).await {
+        Ok(()) => Ok(()),
+        Err(mysql_async::Error::Server(e)) if e.code == ER_LOCK_WAIT_TIMEOUT => {
+            Err(Error::LockWaitTimeout {
+                what,
+                seconds,
+                hint,
+            })
+        }
+        Err(source) => Err(Error::Statement { what, source }),
+    }
+}
+
 /// `LOCK INSTANCE FOR BACKUP`: DML goes on, DDL and non-redo-logged bulk
 /// loads wait. Bound to this session: closing the connection releases it.
-pub async fn lock_instance_for_backup(conn: &mut Conn) -> Result<()> {
-    conn.query_drop("LOCK INSTANCE FOR BACKUP")
+/// Waits at most `timeout` for running DDL (while it waits, new DDL queues
+/// behind it; DML never does).
+pub async fn lock_instance_for_backup(conn: &mut Conn, timeout: Duration) -> Result<()> {
+    lock_within(
+        conn,
+        "LOCK INSTANCE FOR BACKUP",
+        "LOCK INSTANCE FOR BACKUP",
+        timeout,
+        "A long DDL statement is running; retry when it has finished, or raise --backup-lock-timeout.",
+    )
+    .await
+}
+
+/// A table by schema and name, as the server's dictionary spells them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// A quoted identifier: backticks around, backticks inside doubled.
+fn quote_identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `LOCK TABLES … READ` of exactly these tables. Readers (even a long
+/// `SELECT`) never block it and are not blocked by it; writes to these
+/// tables wait while it is held, or while it waits, which is at most
+/// `timeout`. Nothing else on the server is held up. Released by
+/// [`unlock_tables`] or by closing the session.
+pub async fn lock_tables_for_read(
+    conn: &mut Conn,
+    tables: &[TableName],
+    timeout: Duration,
+) -> Result<()> {
+    let list = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{} READ",
+                quote_identifier(&t.schema),
+                quote_identifier(&t.name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    lock_within(
+        conn,
+        "LOCK TABLES … READ",
+        &format!("LOCK TABLES {list}"),
+        timeout,
+        "A write to a non-InnoDB table started after the wait for writers; retry, or raise --lock-wait-timeout.",
+    )
+    .await
+}
+
+/// A session holding a lock that keeps `LOCK TABLES … READ` of a table waiting.
+/// Its statement's text is not kept: it may carry data, and this ends up
+/// in logs and errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWriter {
+    pub connection_id: u64,
+    pub table: TableName,
+    /// The metadata lock it holds (`SHARED_WRITE`, `EXCLUSIVE`, …).
+    pub lock_type: String,
+    /// Whether it is running a statement now (not idle in a transaction or
+    /// under its own `LOCK TABLES`).
+    pub running: bool,
+    /// How long its current statement has run, or it has been idle.
+    pub seconds: u64,
+}
+
+impl std::fmt::Display for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection {} holds {} on {} ({} for {} s)",
+            self.connection_id,
+            self.lock_type,
+            self.table,
+            if self.running {
+                "running a statement"
+            } else {
+                "idle"
+            },
+            self.seconds
+        )
+    }
+}
+
+/// The sessions, other than this one, whose granted metadata locks conflict
+/// with a read lock on any of `tables`: writers, `LOCK TABLES … WRITE`
+/// holders and DDL. Asked of `performance_schema.metadata_locks`, so it is
+/// exact, not a guess from statement texts.
+pub async fn table_writers(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<TableWriter>> {
+    type Row = (String, String, String, Option<u64>, Option<u64>, bool);
+    let rows: Vec<Row> = conn
+        .query(
+            "SELECT m.OBJECT_SCHEMA, m.OBJECT_NAME, m.LOCK_TYPE, t.PROCESSLIST_ID, \
+             t.PROCESSLIST_TIME, t.PROCESSLIST_INFO IS NOT NULL \
+             FROM performance_schema.metadata_locks m \
+             JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID \
+             WHERE m.OBJECT_TYPE = 'TABLE' AND m.LOCK_STATUS = 'GRANTED' \
+             AND m.LOCK_TYPE IN ('SHARED_WRITE', 'SHARED_WRITE_LOW_PRIO', \
+             'SHARED_NO_READ_WRITE', 'EXCLUSIVE') \
+             AND m.OWNER_THREAD_ID <> PS_CURRENT_THREAD_ID()",
+        )
         .await
-        .map_err(stmt("LOCK INSTANCE FOR BACKUP"))
+        .map_err(stmt("read performance_schema.metadata_locks"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(schema, name, lock_type, id, seconds, running)| {
+            let table = TableName { schema, name };
+            tables.contains(&table).then(|| TableWriter {
+                connection_id: id.unwrap_or(0),
+                table,
+                lock_type,
+                running,
+                seconds: seconds.unwrap_or(0),
+            })
+        })
+        .collect())
+}
+
+/// `KILL QUERY`: ends the statement a session runs, not the session.
+pub async fn kill_query(conn: &mut Conn, connection_id: u64) -> Result<()> {
+    conn.query_drop(format!("KILL QUERY {connection_id}"))
+        .await
+        .map_err(stmt("KILL QUERY"))
 }
 
 pub async fn unlock_instance(conn: &mut Conn) -> Result<()> {
     conn.query_drop("UNLOCK INSTANCE")
         .await
         .map_err(stmt("UNLOCK INSTANCE"))
-}
-
-/// `FLUSH TABLES WITH READ LOCK`, taken only when non-InnoDB user tables exist.
-pub async fn flush_tables_with_read_lock(conn: &mut Conn) -> Result<()> {
-    conn.query_drop("FLUSH NO_WRITE_TO_BINLOG TABLES WITH READ LOCK")
-        .await
-        .map_err(stmt("FLUSH TABLES WITH READ LOCK"))
 }
 
 pub async fn unlock_tables(conn: &mut Conn) -> Result<()> {
@@ -124,6 +286,20 @@ pub async fn unregister_redo_consumer(conn: &mut Conn) -> Result<()> {
         .map_err(stmt("innodb_redo_log_consumer_unregister()"))
 }
 
+/// The status `Innodb_redo_log_enabled`: OFF after `ALTER INSTANCE DISABLE
+/// INNODB REDO_LOG`. That statement waits for the backup lock, so once it
+/// is held the answer cannot change under the backup.
+pub async fn redo_log_enabled(conn: &mut Conn) -> Result<bool> {
+    let value: Option<String> = conn
+        .query_first(
+            "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+             WHERE VARIABLE_NAME = 'Innodb_redo_log_enabled'",
+        )
+        .await
+        .map_err(stmt("read Innodb_redo_log_enabled"))?;
+    Ok(!matches!(value.as_deref(), Some("OFF")))
+}
+
 /// Makes InnoDB write and flush its redo log up to the current LSN, so the
 /// redo copier can read everything up to the consistent point from the files.
 pub async fn flush_engine_logs(conn: &mut Conn) -> Result<()> {
@@ -141,15 +317,20 @@ pub async fn flush_binary_logs(conn: &mut Conn) -> Result<()> {
 }
 
 /// User tables in engines other than InnoDB: those are not covered by the
-/// redo log and need `FLUSH TABLES WITH READ LOCK` while their files are copied.
-pub async fn non_innodb_user_tables(conn: &mut Conn) -> Result<Vec<(String, String, String)>> {
-    conn.query(
-        "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE FROM information_schema.TABLES \
-         WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE IS NOT NULL AND ENGINE <> 'InnoDB' \
-         AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
-    )
-    .await
-    .map_err(stmt("list non-InnoDB tables"))
+/// redo log and are read-locked while their files are copied.
+pub async fn non_innodb_user_tables(conn: &mut Conn) -> Result<Vec<TableName>> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE IS NOT NULL AND ENGINE <> 'InnoDB' \
+             AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
+        )
+        .await
+        .map_err(stmt("list non-InnoDB tables"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(schema, name)| TableName { schema, name })
+        .collect())
 }
 
 /// One InnoDB data file as the server's dictionary describes it.
@@ -209,16 +390,71 @@ pub async fn gtid_executed(conn: &mut Conn) -> Result<String> {
     Ok(log_status::normalise_gtid_set(&set.unwrap_or_default()))
 }
 
-/// The source position a replica has executed up to, for `--slave-info`
-/// on servers without GTIDs. `None` when the server is not a replica.
-pub async fn replica_source_position(conn: &mut Conn) -> Result<Option<(String, u64)>> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW REPLICA STATUS")
+/// One replication channel of this server, as `SHOW REPLICA STATUS` has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaChannel {
+    /// Empty for the default channel.
+    pub name: String,
+    /// The source's binary log and position the applier has executed up to.
+    pub source_log_file: String,
+    pub source_log_position: u64,
+    pub auto_position: bool,
+    pub applier_running: bool,
+}
+
+/// Every replication channel (none when the server is not a replica).
+pub async fn replica_channels(conn: &mut Conn) -> Result<Vec<ReplicaChannel>> {
+    let rows: Vec<mysql_async::Row> = conn
+        .query("SHOW REPLICA STATUS")
         .await
         .map_err(stmt("SHOW REPLICA STATUS"))?;
-    Ok(row.and_then(|row| {
-        let file: Option<String> = row.get("Relay_Source_Log_File");
-        let position: Option<u64> = row.get("Exec_Source_Log_Pos");
-        file.zip(position)
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let text = |column: &str| -> String {
+                row.get::<Option<String>, _>(column)
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            ReplicaChannel {
+                name: text("Channel_Name"),
+                source_log_file: text("Relay_Source_Log_File"),
+                source_log_position: row
+                    .get::<Option<u64>, _>("Exec_Source_Log_Pos")
+                    .flatten()
+                    .unwrap_or(0),
+                auto_position: row
+                    .get::<Option<u64>, _>("Auto_Position")
+                    .flatten()
+                    .unwrap_or(0)
+                    == 1,
+                applier_running: text("Replica_SQL_Running") == "Yes",
+            }
+        })
+        .collect())
+}
+
+/// A channel name as an SQL string literal.
+pub fn quote_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Stops the applier (SQL thread) of one channel; it finishes the
+/// transaction it is applying first.
+pub async fn stop_replica_applier(conn: &mut Conn, channel: &str) -> Result<()> {
+    conn.query_drop(format!(
+        "STOP REPLICA SQL_THREAD FOR CHANNEL {}",
+        quote_string(channel)
+    ))
+    .await
+    .map_err(stmt("STOP REPLICA SQL_THREAD"))
+}
+
+pub async fn start_replica_applier(conn: &mut Conn, channel: &str) -> Result<()> {
+    conn.query_drop(format!(
+        "START REPLICA SQL_THREAD FOR CHANNEL {}",
+        quote_string(channel)
+    ))
+    .await
+    .map_err(stmt("START REPLICA SQL_THREAD"))
 }

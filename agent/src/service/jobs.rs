@@ -186,6 +186,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
                 .then_some(options.throttle_bytes_per_second),
             slave_info: options.slave_info,
             redo_consumer: !options.skip_redo_consumer,
+            locks: backup::LockOptions::default(),
         },
         dir,
         location,
@@ -599,6 +600,7 @@ pub fn mysql_code(e: &mysql::Error) -> (Code, &'static str) {
         mysql::Error::MissingPrivilege { .. } => (Code::PermissionDenied, "MYSQL_PRIVILEGE"),
         mysql::Error::UnsupportedVersion { .. } => (Code::FailedPrecondition, "UNSUPPORTED"),
         mysql::Error::Unexpected { .. } => (Code::Internal, "MYSQL_UNEXPECTED"),
+        mysql::Error::LockWaitTimeout { .. } => (Code::Unavailable, "LOCK_WAIT_TIMEOUT"),
     }
 }
 
@@ -610,6 +612,7 @@ fn backup_failure(e: &backup::Error) -> Failure {
         backup::Error::Mysql(e) => mysql_code(e),
         backup::Error::Target { .. } => (Code::FailedPrecondition, "TARGET"),
         backup::Error::Unsupported(_) => (Code::FailedPrecondition, "UNSUPPORTED"),
+        backup::Error::Busy(_) => (Code::Unavailable, "SERVER_BUSY"),
         backup::Error::Copy(CopyError::CorruptPage { .. } | CopyError::NotTablespace { .. }) => {
             (Code::DataLoss, "DATA_DAMAGED")
         }

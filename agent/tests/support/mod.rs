@@ -59,6 +59,7 @@ pub fn backup_options(
         throttle: None,
         slave_info: false,
         redo_consumer: true,
+        locks: Default::default(),
     }
 }
 
