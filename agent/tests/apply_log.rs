@@ -69,17 +69,25 @@ fn text(bytes: &[u8]) -> String {
 
 /// A hot backup with the CLI, as root over the socket, into `dir`.
 async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
-    let out = agent(&[
+    backup_with(server, dir, &[]).await
+}
+
+/// [`backup`] with more arguments.
+async fn backup_with(server: &MysqlServer, dir: &Path, extra: &[&str]) -> Manifest {
+    let socket = server.socket().display().to_string();
+    let dir_arg = dir.display().to_string();
+    let mut args = vec![
         "backup",
         "--socket",
-        &server.socket().display().to_string(),
+        &socket,
         "--user",
         "root",
         "--no-timestamp",
         "--backup-dir",
-        &dir.display().to_string(),
-    ])
-    .await;
+        &dir_arg,
+    ];
+    args.extend_from_slice(extra);
+    let out = agent(&args).await;
     assert!(
         out.status.success(),
         "backup failed:\n{}",
@@ -645,4 +653,399 @@ async fn copy_back_refuses_raw_backups_and_full_datadirs_and_move_back_consumes_
         oracle::GtidSet::parse(&manifest.gtid_executed).unwrap()
     );
     steps.done("whole test");
+}
+
+/// Writes one row at a time into an InnoDB table until told to stop and
+/// returns the longest single write: how long the server made writers wait.
+fn probe_write_stalls(
+    server: &MysqlServer,
+    table: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Duration, u64)> {
+    use mysql_async::prelude::Queryable;
+    let opts = server.opts();
+    tokio::spawn(async move {
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let (mut worst, mut writes) = (Duration::ZERO, 0u64);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            conn.query_drop(format!("INSERT INTO {table} (v) VALUES (1)"))
+                .await
+                .unwrap();
+            worst = worst.max(started.elapsed());
+            writes += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (worst, writes)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_query_on_a_myisam_table_does_not_stall_writes_and_the_restore_is_exact() {
+    let mut steps = Steps::new("myisam + long query");
+    let source = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 2, 5_000).await.unwrap();
+    source
+        .exec(
+            "CREATE DATABASE probe; \
+             CREATE TABLE probe.w (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+             CREATE TABLE probe.slow (id INT PRIMARY KEY, v INT) ENGINE=MyISAM; \
+             INSERT INTO probe.slow VALUES (1, 1); \
+             CREATE TABLE probe.busy (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=MyISAM",
+        )
+        .await
+        .unwrap();
+    // The reported case: one long SELECT on a MyISAM table. A FLUSH TABLES
+    // WITH READ LOCK would queue behind it and hold every write meanwhile.
+    let long_query = {
+        let opts = source.opts();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            conn.query_drop("SELECT SLEEP(90) FROM probe.slow").await
+        })
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let innodb_probe = probe_write_stalls(&source, "probe.w", stop.clone());
+    let myisam_probe = probe_write_stalls(&source, "probe.busy", stop.clone());
+    let load = bench.run_background(2, Duration::from_secs(60)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    steps.done("long SELECT, probes and load running");
+
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    steps.done("backup");
+    // The backup did not wait for the SELECT: it is still running.
+    let still_running: u64 = source
+        .query_scalar(
+            "SELECT COUNT(*) FROM performance_schema.processlist \
+             WHERE INFO = 'SELECT SLEEP(90) FROM probe.slow'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(still_running, 1, "the long SELECT ended before the backup");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (innodb_worst, innodb_writes) = innodb_probe.await.unwrap();
+    let (myisam_worst, myisam_writes) = myisam_probe.await.unwrap();
+    let _ = load.stop().await;
+    println!(
+        "[myisam + long query] max write stall during the backup: InnoDB {innodb_worst:.3?} \
+         over {innodb_writes} writes; the read-locked MyISAM table {myisam_worst:.3?} over \
+         {myisam_writes} writes; backup lock held {:.3} s",
+        manifest.lock_seconds
+    );
+    assert!(
+        innodb_worst < Duration::from_secs(3),
+        "InnoDB writes stalled for {innodb_worst:?}"
+    );
+    assert!(
+        myisam_worst < Duration::from_secs(3),
+        "writes to the MyISAM table stalled for {myisam_worst:?}"
+    );
+    assert!(manifest.files.iter().any(|f| f.path == "probe/busy.MYD"));
+    source.exec("KILL QUERY (SELECT ID FROM performance_schema.processlist WHERE INFO = 'SELECT SLEEP(90) FROM probe.slow')").await.ok();
+    long_query.abort();
+
+    // Prepared from redo cut into 256 KiB files: the layout apply-log uses
+    // past mysqld's 16 GiB per file, proved on the real mysqld.
+    let out = tokio::process::Command::new(AGENT)
+        .args(["apply-log", "--backup-dir"])
+        .arg(&dir)
+        .arg("--mysqld")
+        .arg(mysqld())
+        .env("INNOXIDE_LOG_JSON", "true")
+        .env("INNOXIDE_REDO_FILE_MAX_BYTES", (256 << 10).to_string())
+        .output()
+        .await
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "apply-log failed:\n{log}");
+    // JSON log lines: `"files":N` on the synthesized-redo event.
+    let files: u64 = log
+        .split("\"files\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no files= in the apply-log output:\n{log}"));
+    println!("[myisam + long query] the captured redo was prepared from {files} redo files");
+    assert!(
+        files > 1,
+        "the redo fit in one file; the test proves nothing"
+    );
+    assert!(prepare::is_prepared(&dir.join("prepared")).unwrap());
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    steps.done("apply-log from split redo, copy-back, start");
+    let checked: Vec<(String, String, String, String)> = restored
+        .query_rows("CHECK TABLE probe.busy, probe.slow")
+        .await
+        .unwrap();
+    for (table, _, kind, text) in &checked {
+        assert!(
+            kind != "error" && (kind != "status" || text == "OK"),
+            "{table}: {kind} {text}"
+        );
+    }
+    let mut tables = bench.table_names();
+    tables.extend([
+        "probe.w".to_owned(),
+        "probe.busy".to_owned(),
+        "probe.slow".to_owned(),
+    ]);
+    let verdict = judge(&source, &restored, &manifest, &tables).await;
+    assert!(verdict.backup_transactions > 0);
+    steps.done("oracle");
+}
+
+/// Flips one bit in the middle of a file.
+fn flip_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Every file name below `dir` with its bytes, to show nothing changed.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = innoxide_agent::fileops::list_files(dir)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bit_flip_anywhere_in_a_backup_is_refused_before_the_target_changes() {
+    let mut steps = Steps::new("bit flips");
+    let work = tempfile::tempdir().unwrap();
+    let (_source, dir, manifest) = small_backup(work.path()).await;
+    steps.done("backup");
+
+    // In the raw backup: apply-log refuses, naming the file, and never
+    // produces a prepared datadir copy-back could use.
+    for entry in manifest.files.iter().filter(|f| f.size > 0) {
+        let path = dir.join(&entry.path);
+        flip_bit(&path);
+        let options = ApplyLogOptions {
+            key: None,
+            backup_dir: dir.clone(),
+            mysqld: Some(mysqld()),
+            force: true,
+            buffer_pool: 128 << 20,
+        };
+        let err = prepare::apply_log(&options, CancellationToken::new())
+            .await
+            .expect_err(&format!(
+                "apply-log accepted a flipped bit in {}",
+                entry.path
+            ));
+        assert!(
+            err.to_string().contains(&entry.path),
+            "the error does not name {}: {err}",
+            entry.path
+        );
+        assert!(!dir.join("prepared").exists());
+        flip_bit(&path);
+        let _ = std::fs::remove_dir_all(dir.join("prepared.partial"));
+    }
+    steps.done(&format!(
+        "{} raw files flipped, each refused",
+        manifest.files.len()
+    ));
+
+    // In the prepared datadir: copy-back refuses before the target changes.
+    apply_log(&dir).await;
+    let prepared = dir.join("prepared");
+    let target = work.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("already-here"), "the user's file").unwrap();
+    let before = snapshot(&target);
+    let prepared_files = innoxide_agent::fileops::list_files(&prepared).unwrap();
+    for file in &prepared_files {
+        if file == Path::new(prepare::sums::SUMS_FILE) {
+            continue;
+        }
+        let path = prepared.join(file);
+        if std::fs::metadata(&path).unwrap().len() == 0 {
+            continue;
+        }
+        flip_bit(&path);
+        let mut options = copy_back_options(&dir, &target);
+        options.force_non_empty = true;
+        let err = restore::copy_back(&options).await.expect_err(&format!(
+            "copy-back accepted a flipped bit in {}",
+            file.display()
+        ));
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "the error does not name {}: {err}",
+            file.display()
+        );
+        assert_eq!(snapshot(&target), before, "copy-back changed the target");
+        flip_bit(&path);
+    }
+    steps.done(&format!(
+        "{} prepared files flipped, each refused",
+        prepared_files.len()
+    ));
+    // Intact again, it restores.
+    let mut options = copy_back_options(&dir, &target);
+    options.force_non_empty = true;
+    restore::copy_back(&options).await.unwrap();
+}
+
+const REPL_USER: &str = "repl";
+const REPL_PASSWORD: &str = "Repl-pass-1";
+
+/// Points `replica` at `source` (file and position taken from `position`,
+/// a `CHANGE REPLICATION SOURCE TO …` clause list) and starts it.
+async fn replicate_by_position(replica: &MysqlServer, source: &MysqlServer, position: &str) {
+    replica
+        .exec(&format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
+             SOURCE_USER='{REPL_USER}', SOURCE_PASSWORD='{REPL_PASSWORD}', GET_SOURCE_PUBLIC_KEY=1, \
+             {position}; START REPLICA",
+            source.port()
+        ))
+        .await
+        .unwrap();
+}
+
+/// Waits until `replica` has executed the source's binlog up to where the
+/// source is now; fails on any replication error.
+async fn wait_caught_up(replica: &MysqlServer, source: &MysqlServer) {
+    let (file, position): (String, u64) = source
+        .query_rows("SHOW BINARY LOG STATUS")
+        .await
+        .map(|rows: Vec<(String, u64, String, String, String)>| {
+            rows.into_iter().map(|r| (r.0, r.1)).next().unwrap()
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut conn = replica.conn().await.unwrap();
+        let row: mysql_async::Row =
+            mysql_async::prelude::Queryable::query_first(&mut conn, "SHOW REPLICA STATUS")
+                .await
+                .unwrap()
+                .expect("a replica");
+        let sql_errno: u64 = row.get("Last_SQL_Errno").unwrap();
+        let io_errno: u64 = row.get("Last_IO_Errno").unwrap();
+        let sql_error: String = row.get("Last_SQL_Error").unwrap();
+        let io_error: String = row.get("Last_IO_Error").unwrap();
+        assert_eq!(
+            (sql_errno, io_errno),
+            (0, 0),
+            "replication failed: {sql_error} {io_error}"
+        );
+        let at: (String, u64) = (
+            row.get("Relay_Source_Log_File").unwrap(),
+            row.get("Exec_Source_Log_Pos").unwrap(),
+        );
+        if at == (file.clone(), position) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not caught up: at {at:?}, source at {file}:{position}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slave_info_of_a_replica_under_load_restores_into_a_replica_that_catches_up() {
+    let mut steps = Steps::new("slave-info");
+    // File-and-position replication: no GTIDs anywhere.
+    let source = MysqlServer::builder().gtid(false).start().await.unwrap();
+    let replica = MysqlServer::builder()
+        .gtid(false)
+        .server_id(3)
+        .start()
+        .await
+        .unwrap();
+    source
+        .exec(&format!(
+            "SET sql_log_bin = 0; \
+             CREATE USER '{REPL_USER}'@'%' IDENTIFIED WITH caching_sha2_password BY '{REPL_PASSWORD}'; \
+             GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'; SET sql_log_bin = 1",
+        ))
+        .await
+        .unwrap();
+    let (file, position): (String, u64) = source
+        .query_rows("SHOW BINARY LOG STATUS")
+        .await
+        .map(|rows: Vec<(String, u64, String, String, String)>| {
+            rows.into_iter().map(|r| (r.0, r.1)).next().unwrap()
+        })
+        .unwrap();
+    replicate_by_position(
+        &replica,
+        &source,
+        &format!("SOURCE_LOG_FILE='{file}', SOURCE_LOG_POS={position}"),
+    )
+    .await;
+    let bench = Sysbench::prepare(&source, 2, 5_000).await.unwrap();
+    wait_caught_up(&replica, &source).await;
+    steps.done("source and replica by position, 2 x 5k rows");
+
+    let load = bench.run_background(2, Duration::from_secs(25)).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    backup_with(&replica, &dir, &["--slave-info"]).await;
+    steps.done("backup of the replica under load");
+    let slave_info = std::fs::read_to_string(dir.join("xtrabackup_slave_info")).unwrap();
+    println!("[slave-info] {slave_info}");
+    assert!(
+        slave_info.starts_with("CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE=")
+            && slave_info.contains("FOR CHANNEL ''"),
+        "{slave_info}"
+    );
+    let running: String = replica
+        .query_scalar("SELECT SERVICE_STATE FROM performance_schema.replication_applier_status")
+        .await
+        .unwrap();
+    assert_eq!(
+        running, "ON",
+        "the backup left the replica's applier stopped"
+    );
+
+    apply_log(&dir).await;
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = MysqlServer::builder()
+        .gtid(false)
+        .server_id(4)
+        .extra("skip_replica_start=ON")
+        .existing_datadir(&datadir)
+        .start()
+        .await
+        .unwrap();
+    steps.done("apply-log, copy-back, start");
+    // What a user does with the file: a fresh channel, then its coordinates.
+    restored.exec("RESET REPLICA ALL").await.unwrap();
+    let position = slave_info
+        .trim()
+        .trim_start_matches("CHANGE REPLICATION SOURCE TO ")
+        .trim_end_matches(';')
+        .trim_end_matches(" FOR CHANNEL ''")
+        .to_owned();
+    replicate_by_position(&restored, &source, &position).await;
+    load.wait().await.unwrap();
+    wait_caught_up(&restored, &source).await;
+    wait_caught_up(&replica, &source).await;
+    steps.done("restored replica caught up");
+    let tables = bench.table_names();
+    let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+    let at_source = source.checksum_tables(&tables).await.unwrap();
+    assert_eq!(restored.checksum_tables(&tables).await.unwrap(), at_source);
+    assert_eq!(replica.checksum_tables(&tables).await.unwrap(), at_source);
 }

@@ -21,6 +21,7 @@
 mod mini;
 mod recovery_log;
 mod redo_file;
+pub mod sums;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub const OWN_FILES: &[&str] = &[
     meta::MINI_STDOUT,
     meta::MINI_STDERR,
     MINI_CNF,
+    sums::SUMS_FILE,
 ];
 
 /// Where a compressed or encrypted `xtrabackup_logfile` is decoded to while
@@ -83,6 +85,16 @@ fn decode_file(
         .map_err(|e| FileError::at("write", to, e.into_error()))?;
     file.sync_all().map_err(|e| FileError::at("write", to, e))?;
     Ok(())
+}
+
+/// Largest synthesized redo file: mysqld's limit, or less when the
+/// environment's `INNOXIDE_REDO_FILE_MAX_BYTES` says so, which lets a test
+/// prove the many-file layout on a real mysqld without 16 GiB of redo.
+fn redo_file_limit() -> u64 {
+    std::env::var("INNOXIDE_REDO_FILE_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::innodb::synth::MAX_FILE_SIZE)
 }
 
 /// Creator written into the synthesized redo header.
@@ -155,6 +167,21 @@ pub enum Error {
         size: u64,
         expected: u64,
     },
+    #[error(
+        "{path} is damaged: its SHA-256 is {found}, the manifest says {expected}; apply-log stopped \
+         before using it (the raw backup is unchanged; run `verify` to list every damaged file)"
+    )]
+    Damaged {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "{path} is read by apply-log but the manifest does not list it; the backup is not intact"
+    )]
+    Unlisted { path: PathBuf },
+    #[error(transparent)]
+    Sums(#[from] sums::SumsError),
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -226,6 +253,19 @@ pub async fn apply_log(
     if prepared.exists() {
         return Err(Error::PreparedDamaged { dir: prepared });
     }
+    // The metadata (small) is checked before any of it is believed; each
+    // data file and the captured redo as they are used.
+    for name in [meta::CHECKPOINTS, meta::BACKUP_CNF] {
+        check_plain(&manifest, name, &dir.join(name))?;
+    }
+    for entry in manifest
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Metadata && f.stored_sha256.is_none())
+    {
+        let path = dir.join(&entry.path);
+        check_bytes(entry, &path, &path)?;
+    }
     let checkpoints = read_checkpoints(dir)?;
     let backup_cnf = OptionFile::load(&dir.join(meta::BACKUP_CNF))?;
     refuse_unsupported(&manifest, &checkpoints, &backup_cnf, options.key.as_ref())?;
@@ -280,6 +320,36 @@ pub async fn apply_log(
     finish(dir, &partial, &prepared, &checkpoints, shutdown_lsn)?;
     report.prepared_dir = prepared;
     Ok(report)
+}
+
+/// Checks a plain (not compressed or encrypted) file of the backup, named
+/// `name` in the manifest, against its entry.
+fn check_plain(manifest: &Manifest, name: &str, path: &Path) -> Result<(), Error> {
+    let entry = manifest.file(name).ok_or_else(|| Error::Unlisted {
+        path: path.to_owned(),
+    })?;
+    check_bytes(entry, path, path)
+}
+
+/// Checks that the bytes at `read` are those the manifest lists for
+/// `entry` (`named` is the backup file the error blames).
+fn check_bytes(entry: &FileEntry, named: &Path, read: &Path) -> Result<(), Error> {
+    let (size, found) = fileops::sha256_file(read)?;
+    if size != entry.size {
+        return Err(Error::SizeMismatch {
+            path: named.to_owned(),
+            size,
+            expected: entry.size,
+        });
+    }
+    if found != entry.sha256 {
+        return Err(Error::Damaged {
+            path: named.to_owned(),
+            found,
+            expected: entry.sha256.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn read_checkpoints(dir: &Path) -> Result<Checkpoints, Error> {
@@ -340,6 +410,9 @@ fn finish(
         ..raw.clone()
     };
     meta::write_atomically(partial, meta::CHECKPOINTS, marker.render().as_bytes())?;
+    // Sealed last: copy-back checks every file against this before it
+    // puts anything into a datadir.
+    sums::seal(partial)?;
     std::fs::rename(partial, prepared)
         .map_err(|e| FileError::new("rename", partial, prepared, e))?;
     fileops::sync_dir(dir)?;
@@ -379,6 +452,7 @@ impl Work<'_> {
             checkpoint = redo.checkpoint_lsn,
             last_lsn = redo.last_lsn,
             bytes = redo.file_size,
+            files = redo.files,
             "redo file synthesized"
         );
         let (recovery, prepared_xa, shutdown_lsn) = self.recover(&redo).await?;
@@ -437,6 +511,8 @@ impl Work<'_> {
                     Transfer::Reflinked => reflinked += 1,
                     _ => copied += 1,
                 }
+                // The copy is what recovery will use: check it, not the source.
+                check_bytes(&entry, &from, &to)?;
             }
             Ok((reflinked, copied))
         });
@@ -475,8 +551,13 @@ impl Work<'_> {
             .await
             .expect("the decode task does not panic")?;
             logfile = decoded;
+        } else {
+            let (manifest, path) = (self.manifest.clone(), logfile.clone());
+            tokio::task::spawn_blocking(move || check_plain(&manifest, meta::LOGFILE, &path))
+                .await
+                .expect("the check task does not panic")?;
         }
-        let out = redo_dir.join(redo_file::REDO_FILE);
+        let out = redo_dir.clone();
         let range = self.manifest.redo;
         let page_size = u64::from(self.manifest.page_size);
         let stop = Arc::new(AtomicBool::new(false));
@@ -489,6 +570,7 @@ impl Work<'_> {
                 range.last_lsn,
                 page_size,
                 REDO_CREATOR,
+                redo_file_limit(),
                 &worker_stop,
             )
         });

@@ -1,7 +1,13 @@
-//! The one redo file the mini instance recovers from:
-//! `#innodb_redo/#ib_redo0`, built from the backup's `xtrabackup_logfile`
-//! (INNODB.md §5 recipe). The captured log may run past `last_lsn`: the file
-//! is cut there, so recovery stops at exactly the consistent point.
+//! The redo files the mini instance recovers from: `#innodb_redo/#ib_redo0`
+//! (and `#ib_redo1`, … when the log is larger than mysqld's 16 GiB limit
+//! per file), built from the backup's `xtrabackup_logfile` (INNODB.md §5
+//! recipe). The captured log may run past `last_lsn`: it is cut there, so
+//! recovery stops at exactly the consistent point.
+//!
+//! Several files are laid out as a server lays out its own: consecutive ids,
+//! each file starting at the LSN where the one before ends, every file but
+//! the last flagged full (so mysqld goes on to the next), the checkpoint in
+//! the first file only.
 //!
 //! Streamed: redo can be gigabytes, and only the block holding `last_lsn`
 //! (with the one before it, which the cut checks) is ever held whole. Every
@@ -20,8 +26,8 @@ use crate::innodb::redo::{
 };
 use crate::innodb::synth::{self, SynthError};
 
-/// Name of the synthesized file inside `#innodb_redo/` (id 0: mysqld only
-/// needs ids to be consecutive, and there is one file).
+/// Name of the first synthesized file inside `#innodb_redo/` (mysqld only
+/// needs ids to be consecutive).
 pub const REDO_FILE: &str = "#ib_redo0";
 
 /// Blocks read and written per step.
@@ -67,30 +73,33 @@ pub struct SynthesizedRedo {
     pub start_lsn: Lsn,
     pub checkpoint_lsn: Lsn,
     pub last_lsn: Lsn,
-    /// Size of the file, padding included.
+    /// Size of all files together, padding included.
     pub file_size: u64,
+    /// How many files the log was written into.
+    pub files: u64,
 }
 
-/// Writes `out` (which must not exist) from `logfile`: a fresh header with
-/// `creator` and both checkpoints at `checkpoint_lsn`, the captured blocks
-/// from the checkpoint's block up to the one holding `last_lsn`, that block
-/// cut at `last_lsn`, zeros up to a size mysqld accepts. `stop` is checked
-/// between chunks.
+/// Writes the redo files into `redo_dir` (which must hold none) from
+/// `logfile`: a fresh header with `creator` and both checkpoints at
+/// `checkpoint_lsn`, the captured blocks from the checkpoint's block up to
+/// the one holding `last_lsn`, that block cut at `last_lsn`, zeros up to a
+/// size mysqld accepts; in files of at most `max_file_size` bytes
+/// ([`synth::MAX_FILE_SIZE`] for mysqld; smaller in tests). `stop` is
+/// checked between chunks.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     logfile: &Path,
-    out: &Path,
+    redo_dir: &Path,
     checkpoint_lsn: Lsn,
     last_lsn: Lsn,
     page_size: u64,
     creator: &str,
+    max_file_size: u64,
     stop: &AtomicBool,
 ) -> Result<SynthesizedRedo, RedoFileError> {
+    let out = &redo_dir.join(REDO_FILE);
     let read_err = |source| RedoFileError::Read {
         path: logfile.to_owned(),
-        source,
-    };
-    let write_err = |source| RedoFileError::Write {
-        path: out.to_owned(),
         source,
     };
     let synth_err = |source| RedoFileError::Synth {
@@ -131,13 +140,18 @@ pub fn write(
         });
     }
 
-    let total = FILE_HDR_SIZE as u64 + (end_lsn - start_lsn);
-    let file_size = synth::padded_len(total, page_size).map_err(synth_err)?;
-    let file = File::create_new(out).map_err(write_err)?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let new_header = synth::logfile_header(Some(&template), start_lsn, checkpoint_lsn, creator)
+    let layout = Layout::new(end_lsn - start_lsn, page_size, max_file_size).map_err(synth_err)?;
+    let first_header = synth::logfile_header(Some(&template), start_lsn, checkpoint_lsn, creator)
         .map_err(synth_err)?;
-    writer.write_all(&new_header).map_err(write_err)?;
+    let mut writer = SplitWriter {
+        dir: redo_dir,
+        first_header,
+        layout,
+        next_id: 0,
+        next_start: start_lsn,
+        room: 0,
+        current: None,
+    };
 
     // All blocks but the last two stream through unchanged (checked); the
     // last two are cut together, since the cut checks the one before.
@@ -165,25 +179,146 @@ pub fn write(
             }
             lsn += BLOCK_SIZE as Lsn;
         }
-        writer.write_all(chunk).map_err(write_err)?;
+        writer.write(chunk)?;
         body_blocks -= n;
     }
     let mut tail = vec![0u8; tail_blocks * BLOCK_SIZE];
     input.read_exact(&mut tail).map_err(read_err)?;
     let used = synth::cut_tail(&mut tail, lsn, last_lsn).map_err(synth_err)?;
     debug_assert_eq!(lsn + used as Lsn, end_lsn);
-    writer.write_all(&tail[..used]).map_err(write_err)?;
-    let file = writer.into_inner().map_err(|e| write_err(e.into_error()))?;
-    // Zero padding up to the size mysqld accepts: recovery reads it as the
-    // end of the log.
-    file.set_len(file_size).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
+    writer.write(&tail[..used])?;
+    let file_size = writer.finish(page_size)?;
     Ok(SynthesizedRedo {
         start_lsn,
         checkpoint_lsn,
         last_lsn,
         file_size,
+        files: layout.files,
     })
+}
+
+/// How the log's data is cut into files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Data bytes in each full file (its size less the header): a whole
+    /// number of blocks, and header plus data a whole number of pages.
+    data_per_file: u64,
+    files: u64,
+}
+
+impl Layout {
+    fn new(data: u64, page_size: u64, max_file_size: u64) -> Result<Layout, SynthError> {
+        // Checks the page size; the smallest file mysqld takes is the floor.
+        let smallest = synth::padded_len(0, page_size)?;
+        let file_size =
+            redo::align_down(max_file_size.min(synth::MAX_FILE_SIZE), page_size).max(smallest);
+        let data_per_file = file_size - FILE_HDR_SIZE as u64;
+        Ok(Layout {
+            data_per_file,
+            files: data.div_ceil(data_per_file).max(1),
+        })
+    }
+}
+
+/// Writes a stream of blocks into consecutive redo files, opening the next
+/// one when a file is full.
+struct SplitWriter<'a> {
+    dir: &'a Path,
+    first_header: [u8; FILE_HDR_SIZE],
+    layout: Layout,
+    next_id: u64,
+    next_start: Lsn,
+    /// Data bytes the current file still takes.
+    room: u64,
+    current: Option<(PathBuf, BufWriter<File>)>,
+}
+
+impl SplitWriter<'_> {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), RedoFileError> {
+        while !bytes.is_empty() {
+            if self.room == 0 {
+                self.open_next()?;
+            }
+            let n = (self.room.min(bytes.len() as u64)) as usize;
+            let (path, file) = self.current.as_mut().expect("a file is open");
+            file.write_all(&bytes[..n])
+                .map_err(|source| RedoFileError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.room -= n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Closes the file being written (synced) and opens the next, with the
+    /// header for where it starts.
+    fn open_next(&mut self) -> Result<(), RedoFileError> {
+        self.close(None)?;
+        let id = self.next_id;
+        let path = self
+            .dir
+            .join(format!("{}{id}", crate::innodb::redo_files::FILE_PREFIX));
+        let write_err = |source| RedoFileError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut header = self.first_header;
+        if id > 0 {
+            // The checkpoint lives in the first file; later files carry
+            // none, as a server's files where no checkpoint was written.
+            header[BLOCK_SIZE..].fill(0);
+        }
+        let mut file_header =
+            FileHeader::parse(&header[..BLOCK_SIZE]).expect("synthesized headers parse");
+        file_header.start_lsn = self.next_start;
+        if id + 1 < self.layout.files {
+            file_header.flags |= redo::FLAG_FILE_FULL;
+        }
+        header[..BLOCK_SIZE].copy_from_slice(&file_header.encode());
+        let file = File::create_new(&path).map_err(write_err)?;
+        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        writer.write_all(&header).map_err(write_err)?;
+        self.current = Some((path, writer));
+        self.next_id += 1;
+        self.next_start += self.layout.data_per_file;
+        self.room = self.layout.data_per_file;
+        Ok(())
+    }
+
+    /// Flushes and syncs the open file, first growing it to `len` when given.
+    fn close(&mut self, len: Option<u64>) -> Result<u64, RedoFileError> {
+        let Some((path, writer)) = self.current.take() else {
+            return Ok(0);
+        };
+        let write_err = |source| RedoFileError::Write {
+            path: path.clone(),
+            source,
+        };
+        let file = writer.into_inner().map_err(|e| write_err(e.into_error()))?;
+        if let Some(len) = len {
+            file.set_len(len).map_err(write_err)?;
+        }
+        file.sync_all().map_err(write_err)?;
+        Ok(file.metadata().map_err(write_err)?.len())
+    }
+
+    /// Pads the last file with zeros up to a size mysqld accepts (recovery
+    /// reads them as the end of the log) and returns the size of all files.
+    fn finish(mut self, page_size: u64) -> Result<u64, RedoFileError> {
+        let full_files = self.next_id.saturating_sub(1);
+        let last_data = self.layout.data_per_file - self.room;
+        let padded =
+            synth::padded_len(FILE_HDR_SIZE as u64 + last_data, page_size).map_err(|source| {
+                RedoFileError::Synth {
+                    path: self.dir.to_owned(),
+                    source,
+                }
+            })?;
+        let last = self.close(Some(padded))?;
+        Ok(full_files * (self.layout.data_per_file + FILE_HDR_SIZE as u64) + last)
+    }
 }
 
 /// The captured file must be what the backup says: starting at the
@@ -240,6 +375,12 @@ mod tests {
         path
     }
 
+    fn redo_dir(dir: &Path) -> PathBuf {
+        let redo = dir.join("redo");
+        std::fs::create_dir_all(&redo).unwrap();
+        redo
+    }
+
     /// Reads the synthesized file like recovery scans it: from the first
     /// block until one ends early; returns where the log ends.
     fn scan_end(bytes: &[u8]) -> Lsn {
@@ -264,17 +405,19 @@ mod tests {
         let logfile = captured(dir.path(), checkpoint, blocks);
         let original = std::fs::read(&logfile).unwrap();
         let last = START + (CHUNK_BLOCKS as Lsn + 100) * 512 + 30;
-        let out = dir.path().join("ib_redo0");
         let made = write(
             &logfile,
-            &out,
+            &redo_dir(dir.path()),
             checkpoint,
             last,
             16384,
             "MEB innoxide",
+            synth::MAX_FILE_SIZE,
             &AtomicBool::new(false),
         )
         .unwrap();
+        let out = dir.path().join("redo").join(REDO_FILE);
+        assert_eq!(made.files, 1);
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(bytes.len() as u64, made.file_size);
         assert_eq!(made.file_size % 16384, 0);
@@ -303,17 +446,18 @@ mod tests {
     fn last_lsn_in_the_checkpoint_block() {
         let dir = tempfile::tempdir().unwrap();
         let logfile = captured(dir.path(), START + 30, 3);
-        let out = dir.path().join("ib_redo0");
         write(
             &logfile,
-            &out,
+            &redo_dir(dir.path()),
             START + 30,
             START + 30,
             16384,
             "x",
+            synth::MAX_FILE_SIZE,
             &AtomicBool::new(false),
         )
         .unwrap();
+        let out = dir.path().join("redo").join(REDO_FILE);
         assert_eq!(scan_end(&std::fs::read(&out).unwrap()), START + 30);
     }
 
@@ -323,11 +467,12 @@ mod tests {
         let logfile = captured(dir.path(), START + 30, 3);
         let err = write(
             &logfile,
-            &dir.path().join("o"),
+            &redo_dir(dir.path()),
             START + 30,
             START + 5 * 512 + 30,
             16384,
             "x",
+            synth::MAX_FILE_SIZE,
             &AtomicBool::new(false),
         )
         .unwrap_err();
@@ -343,11 +488,12 @@ mod tests {
         std::fs::write(&logfile, bytes).unwrap();
         let err = write(
             &logfile,
-            &dir.path().join("o"),
+            &redo_dir(dir.path()),
             START + 30,
             START + 8 * 512 + 30,
             16384,
             "x",
+            synth::MAX_FILE_SIZE,
             &AtomicBool::new(false),
         )
         .unwrap_err();
@@ -363,14 +509,83 @@ mod tests {
         let logfile = captured(dir.path(), START + 30, 3);
         let err = write(
             &logfile,
-            &dir.path().join("o"),
+            &redo_dir(dir.path()),
             START + 40,
             START + 600,
             16384,
             "x",
+            synth::MAX_FILE_SIZE,
             &AtomicBool::new(false),
         )
         .unwrap_err();
         assert!(err.to_string().contains("checkpoint header"), "{err}");
+    }
+
+    #[test]
+    fn a_log_larger_than_one_file_is_split_as_a_server_would() {
+        // 64 KiB files stand in for 16 GiB ones: the same code cuts both.
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = START + 100;
+        let blocks = CHUNK_BLOCKS + 300; // ≈ 1.2 MiB of log: 20 files
+        let logfile = captured(dir.path(), checkpoint, blocks);
+        let last = START + (CHUNK_BLOCKS as Lsn + 100) * 512 + 30;
+        let redo = redo_dir(dir.path());
+        let made = write(
+            &logfile,
+            &redo,
+            checkpoint,
+            last,
+            16384,
+            "MEB innoxide",
+            64 * 1024,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let data_per_file = 64 * 1024 - FILE_HDR_SIZE as Lsn;
+        let expected_files = (synth::blocks_end(last) - START).div_ceil(data_per_file);
+        assert_eq!(made.files, expected_files);
+        assert!(made.files > 2);
+
+        let mut joined = Vec::new();
+        let mut total = 0;
+        for id in 0..made.files {
+            let bytes = std::fs::read(redo.join(format!("#ib_redo{id}"))).unwrap();
+            total += bytes.len() as u64;
+            assert_eq!(bytes.len() % 16384, 0, "file {id} is not whole pages");
+            let header = FileHeader::parse(&bytes).unwrap();
+            assert_eq!(header.start_lsn, START + id * data_per_file, "file {id}");
+            assert_eq!(header.creator, "MEB innoxide");
+            let last_file = id + 1 == made.files;
+            assert_eq!(
+                header.flags,
+                if last_file { 0 } else { redo::FLAG_FILE_FULL },
+                "file {id}: every file but the newest is flagged full"
+            );
+            let checkpoint_in_file = CheckpointHeader::parse(&bytes[CHECKPOINT_1_OFFSET..]).ok();
+            if id == 0 {
+                assert_eq!(checkpoint_in_file.unwrap().checkpoint_lsn, checkpoint);
+            } else {
+                assert!(
+                    checkpoint_in_file.is_none(),
+                    "file {id} carries a checkpoint"
+                );
+                assert_eq!(
+                    bytes.len() as u64,
+                    if last_file {
+                        bytes.len() as u64
+                    } else {
+                        64 * 1024
+                    }
+                );
+            }
+            if id == 0 {
+                joined.extend_from_slice(&bytes);
+            } else {
+                joined.extend_from_slice(&bytes[FILE_HDR_SIZE..]);
+            }
+        }
+        assert_eq!(made.file_size, total);
+        // Read as one log, the files end exactly at last_lsn.
+        assert_eq!(scan_end(&joined), last);
     }
 }

@@ -2,6 +2,8 @@
 //! apply-log) into the datadir of a stopped server.
 //!
 //! - Only a prepared backup: a raw one is refused with "run apply-log first".
+//! - Only an intact one: every prepared file is checked against apply-log's
+//!   seal ([`prepare::sums`]) before the datadir is touched.
 //! - Only into an empty or absent datadir, unless forced; even forced, no
 //!   existing file is ever overwritten.
 //! - Files go where the source had them ([`plan`]); `#innodb_redo` is
@@ -50,6 +52,8 @@ pub enum Error {
     Backup(#[from] crate::verify::Error),
     #[error(transparent)]
     Prepare(#[from] prepare::Error),
+    #[error(transparent)]
+    Damaged(#[from] prepare::sums::SumsError),
     #[error(
         "the datadir {0} is not empty: restore into an empty or new folder (or pass --force to add \
          to it; existing files are never overwritten)"
@@ -92,6 +96,12 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         return Err(Error::NotEmpty(datadir));
     }
     let files = fileops::list_files(&prepared)?;
+    // Every prepared file is checked against apply-log's seal before the
+    // first one goes into the datadir: a damaged copy changes nothing.
+    let (checked, list) = (prepared.clone(), files.clone());
+    tokio::task::spawn_blocking(move || prepare::sums::check(&checked, &list))
+        .await
+        .expect("the check task does not panic")?;
     let plan = plan::plan(
         &files,
         &plan::original_paths(&manifest),

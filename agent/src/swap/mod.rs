@@ -447,6 +447,9 @@ fn check_incoming(prepared_dir: &Path, layout: &Layout) -> Result<(), Error> {
             });
         }
     }
+    // Checked against apply-log's seal before anything moves.
+    let files = crate::fileops::list_files(prepared_dir)?;
+    prepare::sums::check(prepared_dir, &files).map_err(crate::restore::Error::from)?;
     refuse_live(layout, &[])?;
     same_filesystem(&layout.datadir, prepared_dir)?;
     std::fs::create_dir_all(&layout.state_dir)
