@@ -692,15 +692,7 @@ impl Backup<'_> {
         copier: &RedoCopier,
     ) -> Result<Point, Error> {
         self.progress.set_phase(Phase::ConsistentPoint);
-        let control = sessions.control();
-        let paused = if self.options.slave_info {
-            replica::pause_positional_appliers(control, &self.facts.gtid_mode).await?
-        } else {
-            replica::Paused::default()
-        };
-        let point = self.at_the_point(control).await;
-        replica::resume(control, &paused).await;
-        let (mut files, status, slave_info) = point?;
+        let (mut files, status, slave_info) = self.at_the_point(sessions.control()).await?;
         tracing::info!(
             lsn = status.lsn,
             checkpoint = status.lsn_checkpoint,
@@ -742,7 +734,7 @@ impl Backup<'_> {
 
     /// The point itself: the non-InnoDB tables read-locked and copied, the
     /// binlog rotated, `log_status` read, and, with `--slave-info`, the
-    /// replica's channels read while their appliers are paused.
+    /// replica's channels read right after it.
     async fn at_the_point(
         &self,
         control: &mut Conn,

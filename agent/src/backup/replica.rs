@@ -1,53 +1,16 @@
 //! `--slave-info`: how to make a restore of this replica a replica of the
-//! same source, taken inside the consistent point for every channel.
+//! same source, for every channel, read inside the consistent point (right
+//! after `log_status`, while the non-InnoDB tables are locked).
 //!
-//! With GTIDs the point's `gtid_executed` says it all. A channel that
-//! replicates by file and position needs the source coordinates its applier
-//! had executed at exactly the point's InnoDB LSN; the applier moves on
-//! while we look, so the appliers of such channels are stopped (each
-//! finishes its transaction first) just around the point and started again
-//! right after: a pause of the applier, not of the server or its receiver.
+//! With GTIDs the point's `gtid_executed` says it all and is exact. A
+//! channel that replicates by file and position is read from `SHOW REPLICA
+//! STATUS` at the point, but its applier keeps running (MySQL refuses
+//! `STOP REPLICA SQL_THREAD` under `LOCK INSTANCE FOR BACKUP`, error 3857),
+//! so under load its coordinates can be a few transactions off the InnoDB
+//! state. The exact ones are in the restored `mysql.slave_relay_log_info`,
+//! which InnoDB commits with every applied transaction.
 
-use mysql_async::Conn;
-
-use crate::mysql::{self, ReplicaChannel, quote_string};
-
-/// The appliers this backup stopped, to start again after the point.
-#[derive(Debug, Default)]
-pub struct Paused {
-    channels: Vec<String>,
-}
-
-/// Stops the appliers of running channels that replicate by position (all
-/// channels when the server has no GTIDs).
-pub async fn pause_positional_appliers(
-    conn: &mut Conn,
-    gtid_mode: &str,
-) -> Result<Paused, mysql::Error> {
-    let mut paused = Paused::default();
-    for channel in mysql::replica_channels(conn).await? {
-        if channel.applier_running && !(gtid_mode == "ON" && channel.auto_position) {
-            tracing::info!(channel = %channel.name, "pausing the replica applier for the consistent point");
-            if let Err(e) = mysql::stop_replica_applier(conn, &channel.name).await {
-                resume(conn, &paused).await;
-                return Err(e);
-            }
-            paused.channels.push(channel.name);
-        }
-    }
-    Ok(paused)
-}
-
-/// Starts the appliers [`pause_positional_appliers`] stopped. Failures are
-/// logged, not returned: the backup's outcome does not depend on them, and
-/// the operator must see a replica left stopped.
-pub async fn resume(conn: &mut Conn, paused: &Paused) {
-    for channel in &paused.channels {
-        if let Err(e) = mysql::start_replica_applier(conn, channel).await {
-            tracing::error!(%channel, error = %e, "could not restart the replica applier the backup paused: START REPLICA SQL_THREAD by hand");
-        }
-    }
-}
+use crate::mysql::{ReplicaChannel, quote_string};
 
 /// The `xtrabackup_slave_info` text for `channels` read at the point whose
 /// `gtid_executed` is given.
@@ -90,7 +53,6 @@ mod tests {
             source_log_file: "binlog.000007".into(),
             source_log_position: 4242,
             auto_position,
-            applier_running: true,
         }
     }
 

@@ -399,7 +399,6 @@ pub struct ReplicaChannel {
     pub source_log_file: String,
     pub source_log_position: u64,
     pub auto_position: bool,
-    pub applier_running: bool,
 }
 
 /// Every replication channel (none when the server is not a replica).
@@ -428,7 +427,6 @@ pub async fn replica_channels(conn: &mut Conn) -> Result<Vec<ReplicaChannel>> {
                     .flatten()
                     .unwrap_or(0)
                     == 1,
-                applier_running: text("Replica_SQL_Running") == "Yes",
             }
         })
         .collect())
@@ -437,24 +435,4 @@ pub async fn replica_channels(conn: &mut Conn) -> Result<Vec<ReplicaChannel>> {
 /// A channel name as an SQL string literal.
 pub fn quote_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// Stops the applier (SQL thread) of one channel; it finishes the
-/// transaction it is applying first.
-pub async fn stop_replica_applier(conn: &mut Conn, channel: &str) -> Result<()> {
-    conn.query_drop(format!(
-        "STOP REPLICA SQL_THREAD FOR CHANNEL {}",
-        quote_string(channel)
-    ))
-    .await
-    .map_err(stmt("STOP REPLICA SQL_THREAD"))
-}
-
-pub async fn start_replica_applier(conn: &mut Conn, channel: &str) -> Result<()> {
-    conn.query_drop(format!(
-        "START REPLICA SQL_THREAD FOR CHANNEL {}",
-        quote_string(channel)
-    ))
-    .await
-    .map_err(stmt("START REPLICA SQL_THREAD"))
 }
