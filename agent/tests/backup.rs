@@ -621,3 +621,50 @@ async fn a_missing_privilege_is_refused_before_anything_is_copied() {
     assert_eq!(server_holds_backup_state(&server).await, (false, false));
     println!("refused after {:.2?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_that_holds_a_myisam_table_makes_the_backup_give_up_cleanly() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    server
+        .exec(
+            "CREATE DATABASE m; CREATE TABLE m.t (id INT PRIMARY KEY) ENGINE=MyISAM; \
+             INSERT INTO m.t VALUES (1)",
+        )
+        .await
+        .unwrap();
+    // Another session write-locks the table and keeps it.
+    let mut holder = server.conn().await.unwrap();
+    mysql_async::prelude::Queryable::query_drop(&mut holder, "LOCK TABLES m.t WRITE")
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let mut opts = options(&server, &target);
+    opts.locks.writers_wait_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = take(&opts).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, backup::Error::Busy(_)), "{err}");
+    assert!(
+        err.to_string().contains("m.t"),
+        "the table is not named: {err}"
+    );
+    assert!(waited < Duration::from_secs(30), "gave up after {waited:?}");
+    assert!(
+        !target.exists(),
+        "a refused backup left {}",
+        target.display()
+    );
+    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    // Nothing queued behind the holder: other sessions still read the table.
+    let rows: u64 = server
+        .query_scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'm'")
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    mysql_async::prelude::Queryable::query_drop(&mut holder, "UNLOCK TABLES")
+        .await
+        .unwrap();
+    // Once it lets go, the backup is taken.
+    take(&opts).await.unwrap();
+}
