@@ -11,6 +11,10 @@
 # returns in well under a second, and concurrent runs wait for each other.
 # After the build only the two binaries and the .debs (~410 MB) are kept: the
 # Go sources, toolchain and build cache (~3.7 GB) are deleted.
+# It also keeps client-go's applyconfigurations/internal/internal.go (the
+# structured-merge-diff schemas of every built-in kind, from the kept .deb) as
+# PREFIX/share/client-go-internal.go: the test kit serves core kinds as mirror
+# CRDs with those schemas, for real apply semantics (e2e/testkit/src/mirror.rs).
 # Prints the prefix on its last line:
 #   PREFIX/bin/apiextensions-apiserver, PREFIX/bin/etcd.
 set -euo pipefail
@@ -24,7 +28,10 @@ GO_VERSION=1.27
 
 log() { printf 'kube-apiserver: %s\n' "$*" >&2; }
 
-installed() { [ -f "$STAMP" ] && [ -x "$PREFIX/bin/apiextensions-apiserver" ] && [ -x "$PREFIX/bin/etcd" ]; }
+SMD_SCHEMA="$PREFIX/share/client-go-internal.go"
+SMD_SCHEMA_IN_DEB=./usr/share/gocode/src/k8s.io/client-go/applyconfigurations/internal/internal.go
+
+installed() { [ -f "$STAMP" ] && [ -x "$PREFIX/bin/apiextensions-apiserver" ] && [ -x "$PREFIX/bin/etcd" ] && [ -f "$SMD_SCHEMA" ]; }
 if installed; then
   echo "$PREFIX"
   exit 0
@@ -124,7 +131,25 @@ install_etcd() {
       "$lib/ld-linux-x86-64.so.2" "$lib" "$etcd" >"$PREFIX/bin/etcd"
     chmod +x "$PREFIX/bin/etcd"
   fi
-  "$PREFIX/bin/etcd" --version | head -1 >&2
+  # Not `| head -1`: with pipefail, etcd dying of SIGPIPE would end the script.
+  local version
+  version=$("$PREFIX/bin/etcd" --version)
+  printf '%s\n' "${version%%$'\n'*}" >&2
+}
+
+# The schemas, straight from client-go's .deb (a prefix installed before this
+# step existed gets them without a rebuild).
+keep_smd_schema() {
+  [ -f "$SMD_SCHEMA" ] && return 0
+  local deb
+  deb=$(ls "$APT"/debs/golang-k8s-client-go-dev_*.deb 2>/dev/null | head -1)
+  if [ -z "$deb" ]; then
+    (cd "$APT/debs" && apt-get "${APT_OPTS[@]}" -qq download golang-k8s-client-go-dev)
+    deb=$(ls "$APT"/debs/golang-k8s-client-go-dev_*.deb | head -1)
+  fi
+  mkdir -p "$PREFIX/share"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "$SMD_SCHEMA_IN_DEB" >"$SMD_SCHEMA.tmp"
+  mv "$SMD_SCHEMA.tmp" "$SMD_SCHEMA"
 }
 
 # Only the binaries are needed from here on; the .debs stay for a rebuild.
@@ -150,6 +175,7 @@ if [ ! -x "$PREFIX/bin/apiextensions-apiserver" ]; then
   build_apiserver
 fi
 install_etcd
+keep_smd_schema
 prune
 touch "$STAMP"
 log "ready in $((SECONDS - started)) s ($(du -sh "$PREFIX" | cut -f1) in $PREFIX)"

@@ -1,7 +1,9 @@
 //! The Kubernetes API harness: a real apiserver gives our custom resources
 //! real API semantics (schema and CEL validation, watches, conflicts,
-//! server-side apply, status, finalizers), the routed client sends core
-//! resources to the in-memory fake, and no process outlives its `KubeApi`.
+//! server-side apply, status, finalizers), the routed client serves the core
+//! kinds the operator writes from their mirrors on the same server (real
+//! apply semantics; the operator's StatefulSet wiring is checked there), and
+//! no process outlives its `KubeApi`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -9,13 +11,16 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use innoxide_operator::context::FIELD_MANAGER;
+use innoxide_operator::wiring::{self, WiringSettings};
 use innoxide_testkit::{KubeApi, orphan, pid_is_running, sweep_orphans_in};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::client::Body;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use nix::sys::signal::Signal;
 use schemars::JsonSchema;
@@ -317,30 +322,85 @@ async fn a_finalizer_holds_a_deleted_object(probes: &Api<Probe>) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_routed_client_keeps_core_resources_in_the_fake() -> Result<()> {
+async fn the_routed_client_serves_core_kinds_from_their_mirrors() -> Result<()> {
     let (kube, _) = started_with_probes().await?;
     let routed = kube.routed_client();
 
     let mut pod = Pod::default();
     pod.metadata.name = Some("mysql-0".into());
     pod.metadata.labels = Some([("app".to_owned(), "mysql".to_owned())].into());
-    Api::<Pod>::namespaced(routed.clone(), NS)
-        .create(&PostParams::default(), &pod)
-        .await?;
+    pod.spec = Some(PodSpec {
+        containers: vec![Container {
+            name: "mysql".into(),
+            image: Some("mysql:9.7.4".into()),
+            ..Container::default()
+        }],
+        ..PodSpec::default()
+    });
+    let pods = Api::<Pod>::namespaced(routed.clone(), NS);
+    let created = pods.create(&PostParams::default(), &pod).await?;
+    assert_eq!(created.metadata.labels, pod.metadata.labels);
+    let managers: Vec<_> = created
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|f| f.api_version.clone())
+        .collect();
+    assert_eq!(managers, [Some("v1".to_owned())], "read as core/v1");
 
-    // It landed in the fake and nowhere else: the real server has no Pods.
-    // (Its 404 body is an index of paths, which kube reads as a Status with
-    // code 0: look at the HTTP status itself.)
-    let in_fake = Api::<Pod>::namespaced(kube.fake(), NS)
-        .get("mysql-0")
-        .await?;
-    assert_eq!(in_fake.metadata.labels, pod.metadata.labels);
-    let pod_path = format!("/api/v1/namespaces/{NS}/pods/mysql-0");
+    // Stored by the real server as its mirror, not in the fake.
+    let mirror_path = format!("/apis/core.mirror.innoxide.dev/v1/namespaces/{NS}/pods/mysql-0");
     let on_real = kube
         .client()
-        .send(http::Request::get(&pod_path).body(Body::empty())?)
+        .send(http::Request::get(&mirror_path).body(Body::empty())?)
         .await?;
-    assert_eq!(on_real.status(), http::StatusCode::NOT_FOUND);
+    assert_eq!(on_real.status(), http::StatusCode::OK);
+    let in_fake = Api::<Pod>::namespaced(kube.fake(), NS)
+        .get_opt("mysql-0")
+        .await;
+    assert!(
+        !matches!(in_fake, Ok(Some(_))),
+        "the pod leaked into the fake"
+    );
+    // The schema is Kubernetes' own: a container's name is a string.
+    let resource = ApiResource::erase::<Pod>(&());
+    let raw: Api<DynamicObject> = Api::namespaced_with(routed.clone(), NS, &resource);
+    let mut bad = DynamicObject::new("bad", &resource);
+    bad.data = json!({"spec": {"containers": [{"name": 7}]}});
+    let status = refusal(raw.create(&PostParams::default(), &bad).await);
+    assert_eq!(status.code, 422, "{status:?}");
+    // A watch through the router reads the real kind, and status is a
+    // subresource, as on kube-apiserver.
+    let mut watch = watcher(pods.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.try_next())
+        .await??
+        .context("the watch ended")?;
+    assert_eq!(first.metadata.name.as_deref(), Some("mysql-0"));
+    pods.patch_status(
+        "mysql-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await?;
+    let changed = tokio::time::timeout(Duration::from_secs(10), watch.try_next())
+        .await??
+        .context("the watch ended")?;
+    assert_eq!(
+        changed.status.and_then(|s| s.phase).as_deref(),
+        Some("Running"),
+        "a watch event, read as a core/v1 Pod"
+    );
+    pods.patch(
+        "mysql-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await?;
+    let phase = pods.get("mysql-0").await?.status.and_then(|s| s.phase);
+    assert_eq!(phase.as_deref(), Some("Running"), "status only by /status");
 
     // Our resources through the same client reach the real server: its CEL
     // rule refuses, what it accepts is there for the plain client, and its
@@ -438,5 +498,213 @@ async fn the_sweep_kills_the_servers_of_a_dead_test_process() -> Result<()> {
         "apiserver {apiserver} survived the sweep"
     );
     assert!(!base_dir.exists(), "{} was not removed", base_dir.display());
+    Ok(())
+}
+
+/// A user's StatefulSet, as a GitOps tool applies it.
+fn users_statefulset() -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": NS, "labels": {"innoxide.dev/agent": "enabled"}},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{
+                    "name": "mysql",
+                    "image": "mysql:9.7.4",
+                    "env": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-root", "key": "password"}}}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}],
+                }]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    })
+}
+
+/// What one field manager owns of an object (its `fieldsV1`).
+fn owned_by(sts: &StatefulSet, manager: &str) -> serde_json::Value {
+    sts.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|f| f.manager.as_deref() == Some(manager))
+        .and_then(|f| f.fields_v1.as_ref())
+        .map(|f| f.0.clone())
+        .unwrap_or_default()
+}
+
+fn container<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a Container> {
+    sts.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wiring_apply_owns_only_the_operators_fields() -> Result<()> {
+    let kube = KubeApi::start().await?;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(kube.routed_client(), NS);
+    let gitops = PatchParams::apply("argocd-controller");
+    let operator = PatchParams::apply(FIELD_MANAGER);
+    let users = statefulsets
+        .patch("db", &gitops, &Patch::Apply(users_statefulset()))
+        .await?;
+    let desired = wiring::desired(
+        &users,
+        &WiringSettings {
+            agent_image: "innoxide/innoxide-agent:test".into(),
+        },
+    )?;
+
+    // The typed StatefulSet the wiring used to send: its required fields
+    // serialize empty (`selector: {}`), and the atomic selector is the
+    // user's. A real API server refuses it; forced, it would change an
+    // immutable field.
+    let typed = StatefulSet {
+        metadata: desired.patch.metadata.clone(),
+        spec: Some(StatefulSetSpec {
+            template: desired.patch.spec.clone().unwrap_or_default().template,
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    };
+    let status = refusal(
+        statefulsets
+            .patch("db", &operator, &Patch::Apply(&typed))
+            .await,
+    );
+    assert_eq!(status.code, 409, "{status:?}");
+    assert!(
+        status.message.contains(".spec.selector"),
+        "{}",
+        status.message
+    );
+    let forced = operator.clone().force();
+    let status = refusal(
+        statefulsets
+            .patch("db", &forced, &Patch::Apply(&typed))
+            .await,
+    );
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.message.contains("immutable"), "{}", status.message);
+
+    // The wiring's apply body lands, merged into the user's template.
+    let wired = statefulsets
+        .patch("db", &operator, &Patch::Apply(desired.apply_body()))
+        .await?;
+    assert!(wiring::is_wired(&wired, &desired));
+    assert_eq!(
+        wired.spec.as_ref().map(|s| &s.selector),
+        users.spec.as_ref().map(|s| &s.selector)
+    );
+    let mysql = container(&wired, "mysql").context("the user's container")?;
+    assert_eq!(mysql.image.as_deref(), Some("mysql:9.7.4"));
+    assert_eq!(mysql.env.as_ref().map(Vec::len), Some(1));
+    let mounts: Vec<&str> = mysql
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(mounts, ["data", "innoxide-mysql-run"]);
+
+    // What the operator owns: of the user's container only its key and the
+    // mount it added; no selector, serviceName or claim templates.
+    let ours = owned_by(&wired, FIELD_MANAGER);
+    let spec = ours["f:spec"]
+        .as_object()
+        .context("the operator owns no spec fields")?;
+    assert_eq!(spec.keys().collect::<Vec<_>>(), ["f:template"], "{ours}");
+    let of_mysql = &ours["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"mysql"}"#];
+    let mut owned: Vec<&String> = of_mysql
+        .as_object()
+        .context("mysql entry")?
+        .keys()
+        .collect();
+    owned.sort();
+    assert_eq!(owned, [".", "f:name", "f:volumeMounts"], "{of_mysql}");
+    let theirs = owned_by(&wired, "argocd-controller");
+    assert!(
+        theirs["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"mysql"}"#]
+            .get("f:image")
+            .is_some(),
+        "the image stays the user's alone: {theirs}"
+    );
+
+    // A GitOps re-sync of the user's manifest conflicts with nothing and
+    // keeps the agent; the operator applying again changes nothing.
+    let synced = statefulsets
+        .patch("db", &gitops, &Patch::Apply(users_statefulset()))
+        .await?;
+    assert!(container(&synced, wiring::AGENT_CONTAINER).is_some());
+    let again = statefulsets
+        .patch("db", &operator, &Patch::Apply(desired.apply_body()))
+        .await?;
+    assert_eq!(again.metadata.generation, synced.metadata.generation);
+
+    // Opting out: the operator's empty apply takes back all it added.
+    let released = statefulsets
+        .patch("db", &operator, &Patch::Apply(&wiring::released(&again)))
+        .await?;
+    assert!(container(&released, wiring::AGENT_CONTAINER).is_none());
+    let mysql = container(&released, "mysql").context("the user's container")?;
+    assert_eq!(mysql.image.as_deref(), Some("mysql:9.7.4"));
+    let mounts: Vec<&str> = mysql
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(mounts, ["data"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulsets_immutable_fields_stay_immutable() -> Result<()> {
+    let kube = KubeApi::start().await?;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(kube.routed_client(), NS);
+    let gitops = PatchParams::apply("argocd-controller");
+    statefulsets
+        .patch("db", &gitops, &Patch::Apply(users_statefulset()))
+        .await?;
+    for (field, value) in [
+        ("selector", json!({"matchLabels": {"app": "other"}})),
+        ("serviceName", json!("other")),
+        ("volumeClaimTemplates", json!([])),
+    ] {
+        let mut changed = users_statefulset();
+        changed["spec"][field] = value;
+        let status = refusal(
+            statefulsets
+                .patch("db", &gitops, &Patch::Apply(changed))
+                .await,
+        );
+        assert_eq!(status.code, 422, "{field}: {status:?}");
+        assert!(
+            status
+                .message
+                .contains(&format!("spec.{field}: field is immutable")),
+            "{}",
+            status.message
+        );
+    }
+    // The template and replicas may change.
+    let mut scaled = users_statefulset();
+    scaled["spec"]["replicas"] = json!(0);
+    let scaled = statefulsets
+        .patch("db", &gitops, &Patch::Apply(scaled))
+        .await?;
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(0));
     Ok(())
 }

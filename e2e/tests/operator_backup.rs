@@ -125,9 +125,22 @@ fn message(backup: &MySQLBackup) -> String {
         .unwrap_or_default()
 }
 
-fn manifest_exists(s3: &S3Server, prefix: &str, name: &str) -> bool {
-    s3.object_path(&format!("{prefix}/{name}/innoxide.json"))
+/// Whether the backup's folder under `prefix` holds a manifest.
+fn manifest_exists(s3: &S3Server, prefix: &str, backup: &MySQLBackup) -> bool {
+    s3.object_path(&format!("{prefix}/{}/innoxide.json", folder(backup)))
         .exists()
+}
+
+/// The backup's folder in its repository: its name and its UID's start.
+fn folder(backup: &MySQLBackup) -> String {
+    let status = backup.status.as_ref();
+    let recorded = status.and_then(|s| s.backup_name.clone()).unwrap();
+    let uid = backup.metadata.uid.as_deref().unwrap();
+    assert_eq!(
+        recorded,
+        format!("{}-{}", backup.metadata.name.as_deref().unwrap(), &uid[..8])
+    );
+    recorded
 }
 
 fn report(test: &str, started: Instant) {
@@ -170,10 +183,15 @@ async fn a_backup_under_load_completes_matches_its_manifest_and_restores_to_its_
     let status = done.status.clone().unwrap();
     assert_eq!(phase(&done), BackupPhase::Completed, "{status:?}");
 
+    // Its folder is its name and its UID's start: a MySQLBackup created
+    // again with the same name never meets this one's files.
+    let uid = done.metadata.uid.clone().unwrap();
+    let folder = format!("nightly-{}", &uid[..8]);
+    assert_eq!(status.backup_name.as_deref(), Some(folder.as_str()));
     // The status says what the stored manifest says.
     let store = repo::open(&format!("s3://{}/prod/db", s3.bucket()), &s3_options(&s3))
         .unwrap()
-        .child("nightly");
+        .child(&folder);
     let manifest = lifecycle::read_manifest(&store).await.unwrap();
     assert_eq!(
         manifest
@@ -223,7 +241,7 @@ async fn a_backup_under_load_completes_matches_its_manifest_and_restores_to_its_
     assert_eq!(status.pod.as_deref(), Some("db-0"));
     assert_eq!(
         status.location.as_deref(),
-        Some(format!("s3://{}/prod/db/nightly", s3.bucket()).as_str())
+        Some(format!("s3://{}/prod/db/{folder}", s3.bucket()).as_str())
     );
     assert!(status.start_time.is_some() && status.completion_time.is_some());
     let ready = status
@@ -390,7 +408,7 @@ async fn backups_that_cannot_work_end_failed_with_a_message_and_no_manifest() {
     ] {
         let name = backup.metadata.name.as_deref().unwrap();
         assert!(
-            !manifest_exists(&s3, prefix, name),
+            !manifest_exists(&s3, prefix, backup),
             "{name} left a manifest"
         );
         let status = backup.status.as_ref().unwrap();
@@ -451,6 +469,7 @@ async fn a_schedule_makes_a_backup_per_run_and_retention_deletes_the_oldest_with
         .unwrap();
     let backups = cluster.api::<MySQLBackup>();
     let mut made = Vec::new();
+    let mut folders = Vec::new();
     for run in 1..=3 {
         cluster.advance_clock(Duration::from_secs(60)).unwrap();
         // The run's backup appears and completes before the clock moves on.
@@ -472,8 +491,9 @@ async fn a_schedule_makes_a_backup_per_run_and_retention_deletes_the_oldest_with
             .await
             .unwrap();
         assert_eq!(phase(&done), BackupPhase::Completed, "{:?}", done.status);
-        assert!(manifest_exists(&s3, "sched", &name));
+        assert!(manifest_exists(&s3, "sched", &done));
         made.push(name);
+        folders.push(folder(&done));
     }
     // keepLast 2: the oldest is deleted, resource and data.
     cluster
@@ -497,9 +517,46 @@ async fn a_schedule_makes_a_backup_per_run_and_retention_deletes_the_oldest_with
     .unwrap();
     let mut stored: Vec<String> = stored.into_iter().map(|b| b.name).collect();
     stored.sort();
-    assert_eq!(stored, made[1..].to_vec());
-    assert!(dir_is_empty(&s3.object_path(&format!("sched/{}", made[0]))));
+    assert_eq!(stored, folders[1..].to_vec());
+    assert!(dir_is_empty(
+        &s3.object_path(&format!("sched/{}", folders[0]))
+    ));
     assert!(made.iter().all(|n| n.starts_with("hourly-")), "{made:?}");
+    let pruned = cluster.events_about("hourly").await.unwrap();
+    assert!(
+        pruned
+            .iter()
+            .any(|e| e.note.as_deref().is_some_and(|n| n.contains(&format!(
+                "deleting MySQLBackup {} and its data at s3://{}/sched/{}",
+                made[0],
+                s3.bucket(),
+                folders[0]
+            )))),
+        "retention says what it deletes: {pruned:?}"
+    );
+
+    // Deleting the schedule (or a GitOps tool pruning it) leaves its
+    // backups alone: they carry no ownerReference for the garbage
+    // collector to follow (this API server runs none: the reference is
+    // what would be followed), so neither they nor their data go.
+    cluster
+        .api::<MySQLBackupSchedule>()
+        .delete("hourly", &DeleteParams::default())
+        .await
+        .unwrap();
+    for backup in backups.list(&ListParams::default()).await.unwrap() {
+        assert!(
+            backup
+                .metadata
+                .owner_references
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty(),
+            "{:?}",
+            backup.metadata
+        );
+        assert!(manifest_exists(&s3, "sched", &backup));
+    }
     report("schedule", started);
 }
 
@@ -516,6 +573,7 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
         .add_stateful_set("db", &[PodMysql::of(&source)])
         .await
         .unwrap();
+    let mut kept = Vec::new();
     for (name, policy) in [("keep", "Retain"), ("drop", "Delete")] {
         create(
             &cluster,
@@ -535,7 +593,8 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
             .await
             .unwrap();
         assert_eq!(phase(&done), BackupPhase::Completed, "{:?}", done.status);
-        assert!(manifest_exists(&s3, "del", name));
+        assert!(manifest_exists(&s3, "del", &done));
+        kept.push(done);
     }
 
     // A slow backup runs; its pod goes away for good.
@@ -569,7 +628,7 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
     assert_eq!(phase(&slow), BackupPhase::Failed);
     let text = message(&slow);
     assert!(text.contains("lost the agent of pod db-0"), "{text}");
-    assert!(!manifest_exists(&s3, "slow", "slow"));
+    assert!(!manifest_exists(&s3, "slow", &slow));
     assert!(
         lost_after < Duration::from_secs(60),
         "failed {lost_after:?} after the pod went (agent-lost timeout 5s)"
@@ -584,9 +643,12 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
     for name in ["keep", "drop"] {
         cluster.wait_backup_gone(name, DONE_WITHIN).await.unwrap();
     }
-    assert!(manifest_exists(&s3, "del", "keep"), "Retain keeps the data");
     assert!(
-        dir_is_empty(&s3.object_path("del/drop")),
+        manifest_exists(&s3, "del", &kept[0]),
+        "Retain keeps the data"
+    );
+    assert!(
+        dir_is_empty(&s3.object_path(&format!("del/{}", folder(&kept[1])))),
         "Delete deletes the data"
     );
     let events = cluster.events_about("drop").await.unwrap();
@@ -594,6 +656,16 @@ async fn deletion_policy_holds_without_the_agent_and_a_backup_that_loses_its_age
         events
             .iter()
             .any(|e| e.reason.as_deref() == Some("DataDeleted")),
+        "{events:?}"
+    );
+    // Retain says what it leaves behind, and where.
+    let events = cluster.events_about("keep").await.unwrap();
+    let retained = format!("stays at s3://{}/del/{}", s3.bucket(), folder(&kept[0]));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DataRetained")
+                && e.note.as_deref().is_some_and(|n| n.contains(&retained))),
         "{events:?}"
     );
     report("deletion policy + agent lost", started);
@@ -616,4 +688,106 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_the_operator_cannot_delete_fails_visibly_and_never_blocks_deletion_forever() {
+    let started = Instant::now();
+    let (s3, (source, _bench)) = tokio::join!(
+        async { S3Server::start().await.unwrap() },
+        source_with_data(1, 2_000)
+    );
+    let cluster = cluster_with(Cluster::builder().manual_clock(jiff::Timestamp::now())).await;
+    secrets(&cluster, &s3).await;
+    cluster
+        .add_stateful_set("db", &[PodMysql::of(&source)])
+        .await
+        .unwrap();
+    create(
+        &cluster,
+        &backup(
+            "orphan",
+            backup_spec(
+                &s3,
+                "db",
+                "nocreds",
+                serde_json::json!({"deletionPolicy": "Delete"}),
+            ),
+        ),
+    )
+    .await;
+    let done = cluster
+        .wait_backup_finished("orphan", DONE_WITHIN)
+        .await
+        .unwrap();
+    assert_eq!(phase(&done), BackupPhase::Completed, "{:?}", done.status);
+
+    // The operator loses its credentials (as with workload identity that
+    // only the agents have), then the backup is deleted.
+    cluster
+        .api::<k8s_openapi::api::core::v1::Secret>()
+        .delete("s3-keys", &DeleteParams::default())
+        .await
+        .unwrap();
+    let api = cluster.api::<MySQLBackup>();
+    api.delete("orphan", &DeleteParams::default())
+        .await
+        .unwrap();
+    let failing = cluster
+        .wait_backup("orphan", DONE_WITHIN, |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "DataDeleted" && c.status == "False")
+            })
+        })
+        .await
+        .unwrap();
+    let condition = failing
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "DataDeleted")
+        .unwrap()
+        .clone();
+    assert!(
+        condition.message.contains("s3-keys") && condition.message.contains("10m"),
+        "says why and for how long: {}",
+        condition.message
+    );
+    let events = cluster.events_about("orphan").await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DataNotDeleted")
+                && e.type_.as_deref() == Some("Warning")),
+        "{events:?}"
+    );
+
+    // Bounded: past the limit the finalizer goes, with a Warning that says
+    // what was left, and the data is where it was.
+    let deleted_at = failing.metadata.deletion_timestamp.clone().unwrap().0;
+    cluster
+        .set_clock(deleted_at + jiff::SignedDuration::from_secs(11 * 60))
+        .unwrap();
+    cluster
+        .wait_backup_gone("orphan", DONE_WITHIN)
+        .await
+        .unwrap();
+    let events = cluster.events_about("orphan").await.unwrap();
+    let left = format!("backup {} from s3://{}/nocreds", folder(&done), s3.bucket());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DataLeftBehind")
+                && e.type_.as_deref() == Some("Warning")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains(&left) && n.contains("left in place"))),
+        "{events:?}"
+    );
+    assert!(manifest_exists(&s3, "nocreds", &done), "nothing was lost");
+    report("no credentials", started);
 }

@@ -21,7 +21,6 @@ use innoxide_operator::api::{
 };
 use innoxide_testkit::oracle::{self, OracleInput};
 use innoxide_testkit::{Cluster, MysqlServer, PodDeleted, PodFate, PodMysql, S3Server, Sysbench};
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
@@ -204,10 +203,13 @@ async fn in_place(tables: u32, rows: u64) {
     let datadir = replica.datadir().to_owned();
     let replica = Arc::new(tokio::sync::Mutex::new(replica));
     let seen = Arc::new(Mutex::new(Restart::default()));
+    let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     cluster.on_pod_deleted({
         let (replica, seen, datadir) = (replica.clone(), seen.clone(), datadir.clone());
+        let restarts = restarts.clone();
         Arc::new(move |deleted: PodDeleted| {
             let (replica, seen, datadir) = (replica.clone(), seen.clone(), datadir.clone());
+            restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async move {
                 let t0 = Instant::now();
                 let mut server = replica.lock().await;
@@ -300,6 +302,39 @@ async fn in_place(tables: u32, rows: u64) {
         .and_then(|e| e.note)
         .unwrap_or_default();
     assert!(discarded.contains("previous/"), "{discarded}");
+
+    // The same MySQLRestore applied again (a GitOps re-sync: a new UID) is
+    // recognised as done: no restore over what was written since.
+    replica
+        .lock()
+        .await
+        .exec("CREATE DATABASE written_after_the_restore")
+        .await
+        .unwrap();
+    let written = replica.lock().await.gtid_executed().await.unwrap();
+    let first_uid = done.metadata.uid.clone().unwrap();
+    restores
+        .create(&PostParams::default(), &restore("back", "db", "InPlace"))
+        .await
+        .unwrap();
+    let again = wait_restore(&cluster, "back").await;
+    let status = again.status.clone().unwrap();
+    assert_eq!(again.phase(), RestorePhase::Completed, "{status:?}");
+    assert_ne!(again.metadata.uid.as_deref(), Some(first_uid.as_str()));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "AlreadyRestored", "{ready:?}");
+    assert!(ready.message.contains(&first_uid), "{}", ready.message);
+    assert_eq!(
+        restarts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one restart, the first restore's"
+    );
+    assert_eq!(replica.lock().await.gtid_executed().await.unwrap(), written);
+    let status = done.status.clone().unwrap();
     eprintln!(
         "in-place restore of {tables}x{rows} rows: staging {:.1}s while serving; unavailable {:.1}s (operator: pod deletion → agent answering); mysqld stop → ready {:.1?} (init {:.1?}); {:.1?} wall time",
         status.staging_seconds.unwrap_or_default(),
@@ -320,6 +355,21 @@ async fn in_place_restore_of_4x50k_rows_swaps_at_one_restart_and_passes_the_orac
     in_place(4, 50_000).await;
 }
 
+/// What the kubelet stand-in saw of the pods it started.
+#[derive(Default)]
+struct Started {
+    /// Per started pod: it had the init container that restores.
+    wired: Vec<bool>,
+    init: Option<Duration>,
+    /// The restored server, once started.
+    server: Option<MysqlServer>,
+}
+
+/// The NewStatefulSet restore against a StatefulSet controller at its
+/// worst: pod-0 is made from the unwired template the moment the
+/// StatefulSet exists. The operator's scheduling gate holds it; the operator
+/// replaces it once the template is wired and lets the new one start, whose
+/// init container restores into the empty volume before mysqld first runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
     let started = Instant::now();
@@ -346,63 +396,59 @@ async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
         )
         .await
         .unwrap();
-    cluster
-        .create_stateful_set("db2", 1, &[(RESTORE_FROM_ANNOTATION, "clone")])
-        .await
-        .unwrap();
 
-    // The wiring mounts the restore's spec into the init container.
-    let wired = wait_wired_init(&cluster, "db2").await;
-    assert!(
-        wired.contains(&"--restore-spec=/innoxide/restore-spec/restore-spec.json".to_owned()),
-        "{wired:?}"
-    );
-    let secrets: Api<Secret> = Api::namespaced(cluster.kube().fake(), cluster.namespace());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let secret = loop {
-        if let Some(secret) = secrets.get_opt("clone-restore-spec").await.unwrap() {
-            break secret;
-        }
-        assert!(Instant::now() < deadline, "no spec Secret");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let spec = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(RESTORE_SPEC_KEY))
-        .map(|v| v.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(RESTORE_SPEC_KEY))
-                .map(|v| v.clone().into_bytes())
-        })
-        .expect("the spec in the Secret");
-
-    // The init container: restore into the new pod's empty volume.
+    // The kubelet: a pod that starts runs what its init container would,
+    // on a fresh empty volume, then mysqld on that volume.
     let volume = tempfile::tempdir().unwrap();
-    let spec_file = volume.path().join("restore-spec.json");
-    std::fs::write(&spec_file, &spec).unwrap();
-    let datadir = volume.path().join("data");
-    std::fs::create_dir(&datadir).unwrap();
-    let init_started = Instant::now();
-    agent_init(&[
-        format!("--datadir={}", datadir.display()),
-        format!("--state-dir={}", datadir.join(".innoxide-agent").display()),
-        format!("--restore-spec={}", spec_file.display()),
-        format!("--mysqld={}", source.bin("mysqld").display()),
-    ])
-    .await;
-    let init = init_started.elapsed();
-    let restored = MysqlServer::builder()
-        .server_id(3)
-        .existing_datadir(&datadir)
-        .start()
-        .await
-        .unwrap();
-    cluster
-        .start_pod("db2", 0, &PodMysql::of(&restored))
+    let seen = Arc::new(tokio::sync::Mutex::new(Started::default()));
+    let mysqld = source.bin("mysqld");
+    let on_start: innoxide_testkit::PodStartHook = {
+        let (seen, root) = (seen.clone(), volume.path().to_owned());
+        Arc::new(move |start: innoxide_testkit::PodStart| {
+            let (seen, root, mysqld) = (seen.clone(), root.clone(), mysqld.clone());
+            Box::pin(async move {
+                let mut seen = seen.lock().await;
+                let spec = start.pod.spec.clone().unwrap_or_default();
+                let init = spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .find(|c| c.name == innoxide_operator::wiring::INIT_CONTAINER)
+                    .and_then(|c| c.args.clone())
+                    .unwrap_or_default();
+                let wired = init.iter().any(|a| a.starts_with("--restore-spec="));
+                seen.wired.push(wired);
+                anyhow::ensure!(
+                    wired,
+                    "pod {} started without the restore's init container: mysqld would initialise the empty volume",
+                    start.pod.metadata.name.clone().unwrap_or_default()
+                );
+                let spec_file = root.join("restore-spec.json");
+                std::fs::write(&spec_file, restore_spec_of(&start).await?)?;
+                let datadir = root.join("data");
+                std::fs::create_dir(&datadir)?;
+                let init_started = Instant::now();
+                agent_init(&[
+                    format!("--datadir={}", datadir.display()),
+                    format!("--state-dir={}", datadir.join(".innoxide-agent").display()),
+                    format!("--restore-spec={}", spec_file.display()),
+                    format!("--mysqld={}", mysqld.display()),
+                ])
+                .await;
+                seen.init = Some(init_started.elapsed());
+                let restored = MysqlServer::builder()
+                    .server_id(3)
+                    .existing_datadir(&datadir)
+                    .start()
+                    .await?;
+                let mysql = PodMysql::of(&restored);
+                seen.server = Some(restored);
+                Ok(mysql)
+            })
+        })
+    };
+    let made = cluster
+        .create_gated_stateful_set("db2", &[(RESTORE_FROM_ANNOTATION, "clone")], on_start)
         .await
         .unwrap();
 
@@ -410,6 +456,37 @@ async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
     let status = done.status.clone().unwrap();
     assert_eq!(done.phase(), RestorePhase::Completed, "{status:?}");
     assert_eq!(status.gtid_executed.as_deref(), Some(backup_gtid.as_str()));
+
+    // The race happened and was held: pod-0 was first made unwired, never
+    // started, and replaced; only the wired one started.
+    let made: Vec<bool> = made
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|pod| {
+            pod.spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .any(|c| c.name == innoxide_operator::wiring::INIT_CONTAINER)
+        })
+        .collect();
+    assert_eq!(
+        made.first(),
+        Some(&false),
+        "pod-0 was first made from the unwired template"
+    );
+    assert_eq!(made.last(), Some(&true), "{made:?}");
+    let seen = seen.lock().await;
+    assert_eq!(seen.wired, [true], "only the wired pod started");
+    let replaced = cluster.events_about("db2").await.unwrap();
+    assert!(
+        replaced
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("PodReplaced")),
+        "{replaced:?}"
+    );
+
+    let restored = seen.server.as_ref().unwrap();
     let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
     let restored_uuid: String = restored.query_scalar("SELECT @@server_uuid").await.unwrap();
     assert_ne!(
@@ -418,7 +495,7 @@ async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
     );
     let verdict = oracle::check(OracleInput {
         source: &source,
-        restored: &restored,
+        restored,
         backup_gtid_set: &backup_gtid,
         tables: &bench.table_names(),
     })
@@ -426,37 +503,37 @@ async fn a_new_statefulset_starts_on_the_backup_with_its_own_server_uuid() {
     .unwrap();
     assert!(verdict.passed(), "{verdict}");
     eprintln!(
-        "new StatefulSet from 2x10k rows: init restore {init:.1?}; {:.1?} wall time",
+        "new StatefulSet from 2x10k rows, pod-0 made before the wiring: init restore {:.1?}; {:.1?} wall time",
+        seen.init.unwrap_or_default(),
         started.elapsed()
     );
 }
 
-/// The args of the wired `innoxide-agent-init` container of a StatefulSet.
-async fn wait_wired_init(cluster: &Cluster, name: &str) -> Vec<String> {
-    let api: Api<StatefulSet> = Api::namespaced(cluster.kube().fake(), cluster.namespace());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let sts = api.get(name).await.unwrap();
-        let args = sts
-            .spec
-            .and_then(|s| s.template.spec)
-            .and_then(|p| p.init_containers)
-            .and_then(|cs| {
-                cs.into_iter()
-                    .find(|c| c.name == innoxide_operator::wiring::INIT_CONTAINER)
-            })
-            .and_then(|c| c.args);
-        if let Some(args) = args
-            && args.iter().any(|a| a.starts_with("--restore-spec="))
-        {
-            return args;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "StatefulSet {name} not wired for the restore"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The restore's spec, from the Secret the pod's init container mounts.
+async fn restore_spec_of(start: &innoxide_testkit::PodStart) -> anyhow::Result<Vec<u8>> {
+    let spec = start.pod.spec.clone().unwrap_or_default();
+    let secret_name = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| {
+            v.secret
+                .as_ref()
+                .and_then(|s| s.secret_name.clone())
+                .filter(|n| n.ends_with("-restore-spec"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("the pod mounts no restore spec"))?;
+    let secrets: Api<Secret> = Api::namespaced(
+        start.pods.client(),
+        start.pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let secret = secrets.get(&secret_name).await?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(RESTORE_SPEC_KEY))
+        .map(|v| v.0.clone())
+        .ok_or_else(|| anyhow::anyhow!("Secret {secret_name} has no {RESTORE_SPEC_KEY}"))
 }
 
 /// The real API server (our CRD's schema and CEL rules) refuses impossible

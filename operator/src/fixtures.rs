@@ -353,6 +353,7 @@ impl ScheduleBuilder {
             concurrency_policy: ConcurrencyPolicy::Forbid,
             starting_deadline_seconds: None,
             retention: None,
+            backups_on_delete: BackupsOnDelete::Keep,
             backup_template: BackupTemplate {
                 metadata: None,
                 spec: BackupBuilder::named("x")
@@ -372,6 +373,11 @@ impl ScheduleBuilder {
 
     pub fn in_zone(mut self, zone: &str) -> Self {
         self.schedule.spec.time_zone = Some(zone.into());
+        self
+    }
+
+    pub fn deleting_backups_with_it(mut self) -> Self {
+        self.schedule.spec.backups_on_delete = BackupsOnDelete::Delete;
         self
     }
 

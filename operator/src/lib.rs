@@ -24,6 +24,7 @@ pub mod clock;
 pub mod conditions;
 pub mod context;
 pub mod crd;
+pub mod hash;
 pub mod health;
 pub mod leader;
 pub mod metrics;

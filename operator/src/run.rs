@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::{FutureExt as _, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentApi, TonicAgent};
@@ -318,11 +320,13 @@ pub async fn run_scoped_controllers<A: AgentApi>(
     let schedule_apis = scope.apis::<DeserializeGuard<MySQLBackupSchedule>>(&client);
     let restore_apis = scope.apis::<DeserializeGuard<MySQLRestore>>(&client);
     let statefulset_apis = scope.apis::<StatefulSet>(&client);
-    for (((backups, schedules), restores), statefulsets) in backup_apis
+    let pod_apis = scope.apis::<Pod>(&client);
+    for ((((backups, schedules), restores), statefulsets), pods) in backup_apis
         .into_iter()
         .zip(schedule_apis)
         .zip(restore_apis)
         .zip(statefulset_apis)
+        .zip(pod_apis)
     {
         let run = Controller::new(backups.clone(), watcher::Config::default().any_semantic())
             .reconcile_all_on(jumps())
@@ -338,9 +342,15 @@ pub async fn run_scoped_controllers<A: AgentApi>(
             .boxed();
         loops.push(watched(backup::controller::CONTROLLER, run));
         let run = Controller::new(schedules, watcher::Config::default().any_semantic())
-            .owns(
+            // A schedule's backups name it by label, not by ownerReference
+            // (that would make deleting the schedule delete them).
+            .watches(
                 backups,
                 watcher::Config::default().labels(crate::api::SCHEDULE_LABEL),
+                |backup| {
+                    let schedule = backup.labels().get(crate::api::SCHEDULE_LABEL)?.clone();
+                    Some(ObjectRef::new(&schedule).within(&backup.namespace()?))
+                },
             )
             .reconcile_all_on(jumps())
             .graceful_shutdown_on(shutdown.clone())
@@ -369,7 +379,14 @@ pub async fn run_scoped_controllers<A: AgentApi>(
             .map(|_| ())
             .boxed();
         loops.push(watched(restore::controller::CONTROLLER, run));
+        // Pods of StatefulSets (the label their controller sets): a pod
+        // held at the operator's scheduling gate is let go, or replaced, as
+        // soon as it appears.
         let run = Controller::new(statefulsets, watcher::Config::default())
+            .owns(
+                pods,
+                watcher::Config::default().labels(wiring::STATEFULSET_POD_LABEL),
+            )
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 wiring::controller::reconcile,

@@ -51,7 +51,9 @@ What the operator does in a namespace it watches, and nothing more:
   schedule creates its backups and deletes the ones retention drops;
 - pods: finds the pod that runs a backup and its agent's address; an
   InPlace restore deletes the pod once its datadir swap is armed (the
-  StatefulSet recreates it and the init container swaps the data in);
+  StatefulSet recreates it and the init container swaps the data in); a pod
+  waiting at the scheduling gate innoxide.dev/agent is let go (patch) once
+  it carries the agent, or deleted if it was made before the wiring;
 - StatefulSets labelled innoxide.dev/agent=enabled get the agent sidecar
   (server-side apply = patch);
 - Secrets: reads the storage keys, encryption keys and MySQL passwords a
@@ -73,7 +75,7 @@ What the operator does in a namespace it watches, and nothing more:
   verbs: [update]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, watch, delete, patch]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, patch]

@@ -208,7 +208,7 @@ impl ClusterBuilder {
             agent_binary,
             dir: dir.path().to_owned(),
             namespace: self.namespace.clone(),
-            fake: kube.fake(),
+            client: client.clone(),
             run,
             pods: Mutex::new(BTreeMap::new()),
             hook: Mutex::new(None),
@@ -218,6 +218,7 @@ impl ClusterBuilder {
             stop: Some(stop),
             operator,
             kubelet,
+            stand_ins: Mutex::new(Vec::new()),
             pods,
             namespace: self.namespace,
             clock: manual,
@@ -233,6 +234,8 @@ pub struct Cluster {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     operator: tokio::task::JoinHandle<()>,
     kubelet: tokio::task::JoinHandle<()>,
+    /// StatefulSet controller stand-ins of gated StatefulSets.
+    stand_ins: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pods: Pods,
     namespace: String,
     clock: Option<ManualClock>,
@@ -251,8 +254,8 @@ impl Cluster {
         }
     }
 
-    /// The routed client (our resources on the real server, the rest in
-    /// the fake): what the operator uses.
+    /// The routed client (our resources and the mirrored core kinds on the
+    /// real server, the rest in the fake): what the operator uses.
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -326,8 +329,34 @@ impl Cluster {
         annotations: &[(&str, &str)],
     ) -> Result<StatefulSet> {
         let ns = &self.namespace;
-        let statefulsets: Api<StatefulSet> = Api::namespaced(self.kube.fake(), ns);
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let sts = self.stateful_set(name, replicas, annotations, false)?;
+        statefulsets
+            .create(&PostParams::default(), &sts)
+            .await
+            .with_context(|| format!("creating StatefulSet {name}"))?;
+        let sts = self.wait_wired(name).await?;
+        self.write_tls(name).await?;
+        Ok(sts)
+    }
+
+    /// The opted-in StatefulSet a user writes: one `mysql` container with
+    /// the data volume at the default datadir, its pod template carrying
+    /// the operator's scheduling gate when `gated`.
+    fn stateful_set(
+        &self,
+        name: &str,
+        replicas: usize,
+        annotations: &[(&str, &str)],
+        gated: bool,
+    ) -> Result<StatefulSet> {
+        let ns = &self.namespace;
         let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+        let gates = if gated {
+            serde_json::json!([{"name": wiring::AGENT_GATE}])
+        } else {
+            serde_json::Value::Null
+        };
         let sts: StatefulSet = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -343,11 +372,14 @@ impl Cluster {
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{
-                        "name": "mysql",
-                        "image": MYSQL_IMAGE,
-                        "volumeMounts": [{"name": "data", "mountPath": wiring::DEFAULT_DATADIR}],
-                    }]},
+                    "spec": {
+                        "schedulingGates": gates,
+                        "containers": [{
+                            "name": "mysql",
+                            "image": MYSQL_IMAGE,
+                            "volumeMounts": [{"name": "data", "mountPath": wiring::DEFAULT_DATADIR}],
+                        }],
+                    },
                 },
                 "volumeClaimTemplates": [{
                     "metadata": {"name": "data"},
@@ -355,16 +387,18 @@ impl Cluster {
                 }],
             },
         }))?;
-        statefulsets
-            .create(&PostParams::default(), &sts)
-            .await
-            .with_context(|| format!("creating StatefulSet {name}"))?;
+        Ok(sts)
+    }
 
-        // The operator's wiring: the certificate Secret and the sidecar.
-        let secrets: Api<Secret> = Api::namespaced(self.kube.fake(), ns);
+    /// Waits for the operator's wiring: the certificate Secret and the
+    /// sidecar in the template.
+    async fn wait_wired(&self, name: &str) -> Result<StatefulSet> {
+        let ns = &self.namespace;
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let tls_secret = wiring::tls_secret_name(name);
         let deadline = Instant::now() + WIRING_TIMEOUT;
-        let (sts, secret) = loop {
+        loop {
             let sts = statefulsets.get(name).await?;
             let wired = sts
                 .spec
@@ -376,8 +410,8 @@ impl Cluster {
                         .chain(p.init_containers.iter().flatten())
                         .any(|c| c.name == wiring::AGENT_CONTAINER)
                 });
-            if wired && let Some(secret) = secrets.get_opt(&tls_secret).await? {
-                break (sts, secret);
+            if wired && secrets.get_opt(&tls_secret).await?.is_some() {
+                return Ok(sts);
             }
             if Instant::now() > deadline {
                 bail!(
@@ -385,17 +419,61 @@ impl Cluster {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let tls_dir = self.pods.0.dir.join("tls").join(name);
-        std::fs::create_dir_all(&tls_dir)?;
-        let data = secret.data.unwrap_or_default();
-        for key in ["tls.crt", "tls.key", "ca.crt"] {
-            let value = data
-                .get(key)
-                .with_context(|| format!("Secret {tls_secret} has no {key}"))?;
-            std::fs::write(tls_dir.join(key), &value.0)?;
         }
-        Ok(sts)
+    }
+
+    /// Writes the agent's certificate, key and CA from the StatefulSet's
+    /// TLS Secret where its pods' agents read them.
+    async fn write_tls(&self, name: &str) -> Result<()> {
+        self.pods.write_tls(name).await
+    }
+
+    /// Creates an opted-in StatefulSet of one pod whose template carries
+    /// the operator's scheduling gate, and plays the StatefulSet controller
+    /// and kubelet for it as a real cluster would at its worst: pod
+    /// `<name>-0` is made the moment the StatefulSet exists, from the
+    /// template the create returned (before the operator could wire it), and
+    /// again whenever it is deleted, from the template of that time. A pod
+    /// is started only once no scheduling gate is left on it: `on_start`
+    /// does what its init container would (the test decides, and sees the
+    /// pod's spec) and returns the MySQL it then runs; then its agent
+    /// starts and the pod turns Running and Ready. Returns the pods made,
+    /// in order, as the stand-in made them.
+    pub async fn create_gated_stateful_set(
+        &self,
+        name: &str,
+        annotations: &[(&str, &str)],
+        on_start: PodStartHook,
+    ) -> Result<Arc<Mutex<Vec<Pod>>>> {
+        let ns = &self.namespace;
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let sts = self.stateful_set(name, 1, annotations, true)?;
+        let created = statefulsets
+            .create(&PostParams::default(), &sts)
+            .await
+            .with_context(|| format!("creating StatefulSet {name}"))?;
+        let pod = format!("{name}-0");
+        lock(&self.pods.0.pods).insert(
+            pod.clone(),
+            PodRecord {
+                stateful_set: name.to_owned(),
+                mysql: None,
+                agent: None,
+                present: false,
+            },
+        );
+        let made = Arc::new(Mutex::new(Vec::new()));
+        let first = self.pods.make_pod(&pod, &created).await?;
+        lock(&made).push(first);
+        let task = tokio::spawn(statefulset_controller(
+            self.pods.clone(),
+            name.to_owned(),
+            pod,
+            on_start,
+            made.clone(),
+        ));
+        lock(&self.stand_ins).push(task);
+        Ok(made)
     }
 
     /// Starts pod `<name>-<ordinal>` of a StatefulSet made by
@@ -407,7 +485,7 @@ impl Cluster {
             pod.clone(),
             PodRecord {
                 stateful_set: name.to_owned(),
-                mysql: mysql.clone(),
+                mysql: Some(mysql.clone()),
                 agent: None,
                 present: false,
             },
@@ -432,7 +510,7 @@ impl Cluster {
             ),
             ..Default::default()
         };
-        Api::<Secret>::namespaced(self.kube.fake(), &self.namespace)
+        Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
             .create(&PostParams::default(), &secret)
             .await
             .with_context(|| format!("creating Secret {name}"))?;
@@ -500,7 +578,7 @@ impl Cluster {
 
     /// The Events about an object of the test's namespace, oldest first.
     pub async fn events_about(&self, name: &str) -> Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.kube.fake(), &self.namespace);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut found: Vec<Event> = events
             .list(&ListParams::default())
             .await?
@@ -520,6 +598,9 @@ impl Drop for Cluster {
         }
         self.operator.abort();
         self.kubelet.abort();
+        for task in lock(&self.stand_ins).drain(..) {
+            task.abort();
+        }
         self.pods.kill_all();
     }
 }
@@ -549,7 +630,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 struct PodRecord {
     stateful_set: String,
-    mysql: PodMysql,
+    /// None until a gated pod is started (see [`PodStartHook`]).
+    mysql: Option<PodMysql>,
     agent: Option<AgentProcess>,
     /// The pod exists in the API (as far as the kubelet stand-in knows).
     present: bool,
@@ -559,7 +641,8 @@ struct Shared {
     agent_binary: PathBuf,
     dir: PathBuf,
     namespace: String,
-    fake: Client,
+    /// The routed client: core kinds on their mirrors in the real server.
+    client: Client,
     run: RunEntry,
     pods: Mutex<BTreeMap<String, PodRecord>>,
     hook: Mutex<Option<PodDeletedHook>>,
@@ -577,6 +660,11 @@ struct AgentProcess {
 }
 
 impl Pods {
+    /// The routed client, for hooks.
+    pub fn client(&self) -> Client {
+        self.0.client.clone()
+    }
+
     /// The pod's agent's gRPC address while it runs.
     pub fn agent_address(&self, pod: &str) -> Option<SocketAddr> {
         lock(&self.0.pods)
@@ -608,7 +696,11 @@ impl Pods {
         let (sts, mysql) = {
             let pods = lock(&self.0.pods);
             let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
-            (record.stateful_set.clone(), record.mysql.clone())
+            let mysql = record
+                .mysql
+                .clone()
+                .with_context(|| format!("pod {pod} has not started: no MySQL yet"))?;
+            (record.stateful_set.clone(), mysql)
         };
         let tls = self.0.dir.join("tls").join(&sts);
         let state = self.state_dir(pod);
@@ -687,19 +779,25 @@ impl Pods {
     /// Ready on 127.0.0.1, its annotation naming its agent's port (a port
     /// nobody listens on when the agent is stopped).
     pub async fn create_pod(&self, pod: &str) -> Result<Pod> {
-        let (sts_name, port) = {
+        let sts_name = {
             let pods = lock(&self.0.pods);
             let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
-            let port = match &record.agent {
-                Some(agent) => agent.grpc.port(),
-                None => closed_port()?,
-            };
-            (record.stateful_set.clone(), port)
+            record.stateful_set.clone()
         };
         let ns = &self.0.namespace;
-        let sts = Api::<StatefulSet>::namespaced(self.0.fake.clone(), ns)
+        let sts = Api::<StatefulSet>::namespaced(self.0.client.clone(), ns)
             .get(&sts_name)
             .await?;
+        self.make_pod(pod, &sts).await?;
+        self.mark_running(pod).await
+    }
+
+    /// Makes the pod from the StatefulSet's template as given, as the
+    /// StatefulSet controller does (its labels, its controller reference);
+    /// not started.
+    async fn make_pod(&self, pod: &str, sts: &StatefulSet) -> Result<Pod> {
+        let ns = &self.0.namespace;
+        let sts_name = sts.name_any();
         let template = sts
             .spec
             .as_ref()
@@ -708,10 +806,12 @@ impl Pods {
         let mut metadata = template.metadata.unwrap_or_default();
         metadata.name = Some(pod.to_owned());
         metadata.namespace = Some(ns.clone());
-        metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(wiring::AGENT_PORT_ANNOTATION.into(), port.to_string());
+        let labels = metadata.labels.get_or_insert_with(Default::default);
+        labels.insert(wiring::STATEFULSET_POD_LABEL.into(), pod.to_owned());
+        labels.insert(
+            "controller-revision-hash".into(),
+            format!("{sts_name}-{}", sts.metadata.generation.unwrap_or_default()),
+        );
         metadata.owner_references = Some(vec![
             k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
                 api_version: "apps/v1".into(),
@@ -722,7 +822,7 @@ impl Pods {
                 block_owner_deletion: Some(true),
             },
         ]);
-        let pods: Api<Pod> = Api::namespaced(self.0.fake.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(self.0.client.clone(), ns);
         pods.create(
             &PostParams::default(),
             &Pod {
@@ -732,7 +832,28 @@ impl Pods {
             },
         )
         .await
-        .with_context(|| format!("creating pod {pod}"))?;
+        .with_context(|| format!("creating pod {pod}"))
+    }
+
+    /// The kubelet's part: the pod's annotation names its agent's port (a
+    /// port nobody listens on when the agent is stopped), and it turns
+    /// Running and Ready on 127.0.0.1.
+    async fn mark_running(&self, pod: &str) -> Result<Pod> {
+        let port = {
+            let pods = lock(&self.0.pods);
+            let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
+            match &record.agent {
+                Some(agent) => agent.grpc.port(),
+                None => closed_port()?,
+            }
+        };
+        let pods: Api<Pod> = Api::namespaced(self.0.client.clone(), &self.0.namespace);
+        let annotated = serde_json::json!({"metadata": {"annotations": {
+            wiring::AGENT_PORT_ANNOTATION: port.to_string(),
+        }}});
+        pods.patch(pod, &PatchParams::default(), &Patch::Merge(&annotated))
+            .await
+            .with_context(|| format!("annotating pod {pod}"))?;
         let status = serde_json::json!({"status": {
             "phase": "Running",
             "podIP": "127.0.0.1",
@@ -755,7 +876,7 @@ impl Pods {
     /// Deletes the pod from the API, as `kubectl delete pod` would; the
     /// kubelet stand-in then stops its agent and runs the hook.
     pub async fn delete_pod(&self, pod: &str) -> Result<()> {
-        Api::<Pod>::namespaced(self.0.fake.clone(), &self.0.namespace)
+        Api::<Pod>::namespaced(self.0.client.clone(), &self.0.namespace)
             .delete(pod, &DeleteParams::default())
             .await
             .with_context(|| format!("deleting pod {pod}"))?;
@@ -770,6 +891,109 @@ impl Pods {
     }
 }
 
+impl Pods {
+    /// Writes the agent's certificate, key and CA from the StatefulSet's
+    /// TLS Secret where its pods' agents read them.
+    async fn write_tls(&self, sts: &str) -> Result<()> {
+        let secrets: Api<Secret> = Api::namespaced(self.0.client.clone(), &self.0.namespace);
+        let tls_secret = wiring::tls_secret_name(sts);
+        let secret = secrets.get(&tls_secret).await?;
+        let tls_dir = self.0.dir.join("tls").join(sts);
+        std::fs::create_dir_all(&tls_dir)?;
+        let data = secret.data.unwrap_or_default();
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            let value = data
+                .get(key)
+                .with_context(|| format!("Secret {tls_secret} has no {key}"))?;
+            std::fs::write(tls_dir.join(key), &value.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A gated pod the kubelet stand-in starts now that no scheduling gate is
+/// left on it, as a [`PodStartHook`] sees it.
+#[derive(Clone)]
+pub struct PodStart {
+    /// The pod as the API has it: its spec is what would run.
+    pub pod: Pod,
+    pub pods: Pods,
+}
+
+/// Does what the started pod's init containers would and returns the MySQL
+/// it then runs (see [`Cluster::create_gated_stateful_set`]).
+pub type PodStartHook = Arc<dyn Fn(PodStart) -> BoxFuture<'static, Result<PodMysql>> + Send + Sync>;
+
+/// How often the StatefulSet controller stand-in looks at its pod.
+const STAND_IN_POLL: Duration = Duration::from_millis(100);
+
+/// The StatefulSet controller and kubelet for one gated StatefulSet of one
+/// pod: a deleted pod is made again from the current template; a pod with
+/// no gate left is started once.
+async fn statefulset_controller(
+    pods: Pods,
+    sts: String,
+    pod: String,
+    on_start: PodStartHook,
+    made: Arc<Mutex<Vec<Pod>>>,
+) {
+    let ns = pods.0.namespace.clone();
+    let pod_api: Api<Pod> = Api::namespaced(pods.0.client.clone(), &ns);
+    let sts_api: Api<StatefulSet> = Api::namespaced(pods.0.client.clone(), &ns);
+    let mut started: Option<String> = None;
+    loop {
+        tokio::time::sleep(STAND_IN_POLL).await;
+        let current = match pod_api.get_opt(&pod).await {
+            Ok(current) => current,
+            Err(e) => {
+                tracing::warn!(pod, "stand-in cannot read the pod: {e}");
+                continue;
+            }
+        };
+        let Some(current) = current else {
+            if started.is_some() {
+                // Started pods are the kubelet loop's (and its hook's).
+                continue;
+            }
+            let made_again = match sts_api.get(&sts).await {
+                Ok(template) => pods.make_pod(&pod, &template).await,
+                Err(e) => Err(e.into()),
+            };
+            match made_again {
+                Ok(new) => lock(&made).push(new),
+                Err(e) => tracing::error!(pod, "stand-in cannot make the pod again: {e:#}"),
+            }
+            continue;
+        };
+        let gated = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty());
+        if gated || current.metadata.deletion_timestamp.is_some() || started.is_some() {
+            continue;
+        }
+        started = current.metadata.uid.clone();
+        let result = async {
+            let mysql = on_start(PodStart {
+                pod: current.clone(),
+                pods: pods.clone(),
+            })
+            .await?;
+            if let Some(record) = lock(&pods.0.pods).get_mut(&pod) {
+                record.mysql = Some(mysql);
+            }
+            pods.write_tls(&sts).await?;
+            pods.start_agent(&pod).await?;
+            pods.mark_running(&pod).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(pod, "stand-in cannot start the pod: {e:#}");
+        }
+    }
+}
+
 /// A loopback port nobody listens on now.
 fn closed_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -780,7 +1004,7 @@ fn closed_port() -> Result<u16> {
 /// pod that vanished from the API loses its agent, then the hook (default:
 /// recreate) says what follows.
 async fn kubelet(pods: Pods) {
-    let api: Api<Pod> = Api::namespaced(pods.0.fake.clone(), &pods.0.namespace);
+    let api: Api<Pod> = Api::namespaced(pods.0.client.clone(), &pods.0.namespace);
     loop {
         tokio::time::sleep(KUBELET_POLL).await;
         let Ok(listed) = api.list(&ListParams::default()).await else {

@@ -1,8 +1,10 @@
 //! A Kubernetes API for tests: a real `apiextensions-apiserver` on a private
 //! etcd for our custom resources (real schema and CEL validation, watches,
 //! 409s, server-side apply, status subresource, finalizers), and the in-memory
-//! `kube-fake-client` for the core resources that server does not serve (Pods,
-//! StatefulSets, Secrets, Events, Leases), joined behind one `kube::Client`.
+//! `kube-fake-client` for the other core resources, joined behind one
+//! `kube::Client`. The core kinds the operator writes (StatefulSets, Pods,
+//! Secrets, Events, Leases) are served by the real server too, as mirror CRDs
+//! with Kubernetes' own merge schemas ([`crate::mirror`]).
 //!
 //! Both binaries come from `scripts/kube-apiserver.sh` (Debian sid, built once,
 //! cached); see `/work/shared/TESTBED.md`, "Kubernetes API for tests". Like a
@@ -32,6 +34,7 @@ use rcgen::{
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::mirror;
 use crate::registry::{KUBE_BASE_DIR_PREFIX, RunEntry, sweep_orphans};
 use crate::testbed::kube_api_prefix;
 
@@ -91,7 +94,8 @@ impl std::fmt::Debug for KubeApi {
 impl KubeApi {
     /// Installs the binaries on first use (`scripts/kube-apiserver.sh`: a
     /// ~10 min Go build once per machine), then starts etcd and the apiserver
-    /// on free loopback ports and waits until `/readyz` says ok (a few s).
+    /// on free loopback ports, waits until `/readyz` says ok (a few s) and
+    /// serves the core kinds' mirror CRDs (see [`mirror`]).
     pub async fn start() -> Result<Self> {
         let prefix = tokio::task::spawn_blocking(kube_api_prefix).await??;
         for swept in tokio::task::spawn_blocking(sweep_orphans).await?? {
@@ -162,7 +166,8 @@ impl KubeApi {
                 Err(e) => return Err(e),
             }
         };
-        Ok(KubeApi {
+        let mirrors = mirror::crds_in(&prefix)?;
+        let kube = KubeApi {
             prefix,
             url,
             etcd_url,
@@ -171,7 +176,11 @@ impl KubeApi {
             client,
             fake: fake_client().await?,
             processes,
-        })
+        };
+        kube.install_crds(&mirrors)
+            .await
+            .context("serving the core kinds' mirrors")?;
+        Ok(kube)
     }
 
     /// A client of the real server only: `apiextensions.k8s.io` and custom
@@ -180,10 +189,12 @@ impl KubeApi {
         self.client.clone()
     }
 
-    /// A client that sends [`REAL_API_GROUPS`] to the real server and every
-    /// other request (core/v1, apps, batch, events, coordination, ...) to the
-    /// in-memory fake that [`Self::fake`] shows: what an operator under test
-    /// should get. The fake has no watch of its own; a watch through this
+    /// A client that sends [`REAL_API_GROUPS`] to the real server, the core
+    /// kinds of [`mirror::MIRRORED`] (StatefulSets, Pods, Secrets, Events,
+    /// Leases) to their mirror CRDs on the real server (real apply
+    /// semantics, see [`mirror`]; the client still speaks `apps/v1`), and
+    /// every other request to the in-memory fake that [`Self::fake`] shows:
+    /// what an operator under test should get. The fake has no watch of its own; a watch through this
     /// client is answered by listing the fake every [`FAKE_WATCH_POLL`] and
     /// streaming what changed, so kube's `Controller` and `watcher` work on
     /// core resources unchanged (events arrive up to a poll late, and the
@@ -194,6 +205,9 @@ impl KubeApi {
         let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
             let (real, fake) = (real.clone(), fake.clone());
             async move {
+                if let Some((path, kind)) = mirror::mirror_path(request.uri().path()) {
+                    return to_mirror(&real, request, path, kind).await;
+                }
                 if serves_on_real(request.uri().path()) {
                     return real.send(request).await.map(boxed_response);
                 }
@@ -668,6 +682,66 @@ fn watch_line(kind: &str, object: &serde_json::Value) -> bytes::Bytes {
     let mut line = serde_json::json!({"type": kind, "object": object}).to_string();
     line.push('\n');
     bytes::Bytes::from(line)
+}
+
+/// A request for a mirrored core kind, sent to its mirror on the real server
+/// (`path`), its body and answer translated (see [`mirror`]).
+async fn to_mirror(
+    real: &Client,
+    request: http::Request<kube::client::Body>,
+    path: String,
+    kind: &'static mirror::MirrorKind,
+) -> std::result::Result<http::Response<RoutedBody>, kube::Error> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = request.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let body = match mirror::mirror_request_body(kind, &bytes) {
+        Some(rewritten) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            kube::client::Body::from(rewritten)
+        }
+        None => kube::client::Body::from(bytes.to_vec()),
+    };
+    let uri = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    parts.uri = uri.parse().expect("a mirror path is a valid URI");
+    let response = real.send(http::Request::from_parts(parts, body)).await?;
+    Ok(response.map(|body| {
+        // Line by line (a watch streams one event per line), each read as
+        // the real kind.
+        let frames = futures::stream::unfold(
+            (body.into_data_stream(), Vec::<u8>::new(), false),
+            |(mut stream, mut pending, mut done)| async move {
+                use futures::StreamExt;
+                loop {
+                    let cut = match pending.iter().rposition(|b| *b == b'\n') {
+                        Some(end) => end + 1,
+                        None if done => pending.len(),
+                        None => 0,
+                    };
+                    if cut > 0 {
+                        let rest = pending.split_off(cut);
+                        let text = mirror::real_response_text(&String::from_utf8_lossy(&pending));
+                        let frame = http_body::Frame::data(bytes::Bytes::from(text));
+                        return Some((Ok::<_, BoxError>(frame), (stream, rest, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match stream.next().await {
+                        Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            return Some((Err(Box::new(e) as BoxError), (stream, pending, true)));
+                        }
+                        None => done = true,
+                    }
+                }
+            },
+        );
+        http_body_util::StreamBody::new(frames).boxed_unsync()
+    }))
 }
 
 /// True when `path` (`/apis/<group>/...`) belongs to one of [`REAL_API_GROUPS`]

@@ -20,6 +20,7 @@ pub mod azurite;
 pub mod cluster;
 mod gtid;
 pub mod kube_api;
+pub mod mirror;
 mod mysql;
 pub mod oracle;
 pub mod orphan;
@@ -33,7 +34,10 @@ pub use mysql_async;
 
 pub use azurite::AzuriteServer;
 #[cfg(feature = "cluster")]
-pub use cluster::{Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, Pods};
+pub use cluster::{
+    Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, PodStart, PodStartHook,
+    Pods,
+};
 pub use gtid::gtid_count;
 pub use kube_api::KubeApi;
 pub use mysql::{MysqlBuilder, MysqlServer};

@@ -38,7 +38,7 @@ pub fn mysql_prefix() -> Result<PathBuf> {
 /// installed yet: about 10 min on a fresh machine (a Go build), nothing after.
 pub fn kube_api_prefix() -> Result<PathBuf> {
     let prefix = cache_dir().join("kube-api");
-    if prefix.join(".installed").is_file() {
+    if prefix.join(".installed").is_file() && prefix.join(crate::mirror::SCHEMA_FILE).is_file() {
         return Ok(prefix);
     }
     static INSTALL: Installed = OnceLock::new();

@@ -57,6 +57,12 @@ pub struct MySQLBackupScheduleSpec {
     pub starting_deadline_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// What deleting this schedule (or a GitOps tool pruning it) does to
+    /// the MySQLBackups it made. `Keep`, the default: nothing; they stay,
+    /// with their data, and a schedule of the same name created again
+    /// takes them back (retention included).
+    #[serde(default)]
+    pub backups_on_delete: BackupsOnDelete,
     /// The MySQLBackup each run creates.
     pub backup_template: BackupTemplate,
 }
@@ -71,6 +77,18 @@ pub enum ConcurrencyPolicy {
     Forbid,
     /// Cancel the running backup and start the new one.
     Replace,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum BackupsOnDelete {
+    /// The backups outlive the schedule: they carry no ownerReference to
+    /// it, so Kubernetes' garbage collector never deletes them (nor, with
+    /// `deletionPolicy: Delete`, their data).
+    #[default]
+    Keep,
+    /// The backups are owned by the schedule and deleted with it; each
+    /// one's `deletionPolicy` then decides whether its data goes too.
+    Delete,
 }
 
 /// Which completed backups to keep. The newest completed backup is always

@@ -29,6 +29,13 @@ pub enum AgentAnswer {
     Unreachable(String),
 }
 
+/// How long a deletion keeps trying to delete data the operator cannot
+/// delete (no credentials of its own, e.g. with workload identity only in
+/// the agents; a store that refuses) before it lets the resource go and
+/// says what it left: a finalizer that never goes would block the
+/// namespace's deletion forever.
+pub const GIVE_UP_ON_DATA_AFTER: Duration = Duration::from_secs(10 * 60);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Wait for the cancelled operation to release the server and remove
@@ -39,6 +46,9 @@ pub enum Step {
         repository: String,
         backup_name: String,
     },
+    /// Deleting the data failed and is tried again later (the message says
+    /// why and for how long).
+    RetryDataDeletion(String),
     /// Nothing left to do: remove the finalizer.
     Release { warning: Option<String> },
 }
@@ -96,7 +106,10 @@ pub fn next_step(
             .as_ref()
             .and_then(|s| s.backup_name.clone())
             .unwrap_or_else(|| {
-                super::request::backup_name_for(backup.metadata.name.as_deref().unwrap_or_default())
+                super::request::backup_name_for(
+                    backup.metadata.name.as_deref().unwrap_or_default(),
+                    backup.metadata.uid.as_deref().unwrap_or_default(),
+                )
             });
         return Step::DeleteData {
             repository: backup.spec.storage.repository_url(),
@@ -104,6 +117,51 @@ pub fn next_step(
         };
     }
     Step::Release { warning }
+}
+
+/// After deleting the data failed with `error`: try again later
+/// ([`Step::RetryDataDeletion`]), or, past [`GIVE_UP_ON_DATA_AFTER`], let the
+/// resource go with a warning that says where the data was left.
+pub fn after_failed_data_deletion(
+    repository: &str,
+    backup_name: &str,
+    error: &str,
+    deleting_for: Duration,
+) -> Step {
+    let limit = humantime::format_duration(GIVE_UP_ON_DATA_AFTER);
+    if deleting_for < GIVE_UP_ON_DATA_AFTER {
+        return Step::RetryDataDeletion(format!(
+            "cannot delete backup {backup_name} from {repository}: {error}; retrying for up to {limit} after the deletion began, then the MySQLBackup goes and its data stays"
+        ));
+    }
+    Step::Release {
+        warning: Some(format!(
+            "could not delete backup {backup_name} from {repository} within {limit} ({error}): the MySQLBackup is gone and its data was left in place; delete it from the store yourself"
+        )),
+    }
+}
+
+/// What a released backup leaves in storage on purpose (`deletionPolicy:
+/// Retain`, or a claim the operator cannot reach), said as an Event so
+/// nobody has to guess where the data went.
+pub fn retained_note(backup: &MySQLBackup) -> Option<String> {
+    let status = backup.status.as_ref()?;
+    if backup.phase() != BackupPhase::Completed {
+        return None;
+    }
+    let location = status
+        .location
+        .clone()
+        .or_else(|| status.backup_name.clone())?;
+    match backup.spec.deletion_policy {
+        DeletionPolicy::Retain => Some(format!(
+            "deletionPolicy Retain: the backup's data stays at {location}; restore it with a MySQLRestore source.location, delete it from the store when no longer needed"
+        )),
+        DeletionPolicy::Delete if !backup.spec.storage.is_object_store() => Some(format!(
+            "the backup's data stays at {location}: the operator cannot delete from a claim"
+        )),
+        DeletionPolicy::Delete => None,
+    }
 }
 
 /// Whether the first look should ask for a cancel.
@@ -145,13 +203,54 @@ mod tests {
             next_step(&backup, &AgentAnswer::Nothing, SOON, false),
             Step::DeleteData {
                 repository: "s3://bk/db1".into(),
-                backup_name: "b".into()
+                backup_name: "b-uidb".into()
             }
         );
         assert_eq!(
             next_step(&backup, &AgentAnswer::Nothing, SOON, true),
             Step::Release { warning: None }
         );
+    }
+
+    #[test]
+    fn data_the_operator_cannot_delete_holds_deletion_back_only_for_a_while() {
+        let soon = after_failed_data_deletion("s3://bk/db1", "b-uidb", "no credentials", SOON);
+        let Step::RetryDataDeletion(message) = soon else {
+            panic!("retried at first: {soon:?}");
+        };
+        assert!(
+            message.contains("no credentials") && message.contains("10m"),
+            "{message}"
+        );
+        let Step::Release {
+            warning: Some(warning),
+        } = after_failed_data_deletion("s3://bk/db1", "b-uidb", "no credentials", LATE)
+        else {
+            panic!("released with a warning after the grace period");
+        };
+        assert!(
+            warning.contains("backup b-uidb from s3://bk/db1") && warning.contains("left in place"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_retained_backup_says_where_its_data_stays() {
+        let mut backup = BackupBuilder::named("b")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .completed_on("db-0")
+            .build();
+        backup.status.as_mut().unwrap().location = Some("s3://bk/b-uidb".into());
+        let note = retained_note(&backup).expect("a note");
+        assert!(note.contains("stays at s3://bk/b-uidb"), "{note}");
+        backup.spec.deletion_policy = DeletionPolicy::Delete;
+        assert_eq!(retained_note(&backup), None, "its data is deleted");
+        let never_started = BackupBuilder::named("n")
+            .on_stateful_set("db")
+            .storing_in_s3("bk", None)
+            .build();
+        assert_eq!(retained_note(&never_started), None, "nothing was stored");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::request::{self, Credentials};
 use super::status::{Observed, next_status, past_deadline, until_start_deadline};
 use crate::agent::{AgentApi, AgentError};
 use crate::api::{BACKUP_FINALIZER, BackupPhase, MySQLBackup, MysqlRef};
+use crate::conditions;
 use crate::context::{Context, Error, Result, apply_status};
 use crate::target::{self, AgentTarget, Rule, SelectError};
 
@@ -72,10 +73,12 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
     if backup.phase().is_terminal() && status.observed_generation == backup.metadata.generation {
         return Ok(Action::await_change());
     }
-    let backup_name = status
-        .backup_name
-        .clone()
-        .unwrap_or_else(|| request::backup_name_for(&backup.name_any()));
+    let backup_name = status.backup_name.clone().unwrap_or_else(|| {
+        request::backup_name_for(
+            &backup.name_any(),
+            backup.uid().as_deref().unwrap_or_default(),
+        )
+    });
     let location = backup.spec.storage.location_of(&backup_name);
     let now = ctx.clock.now();
     let observed = observe(backup, &backup_name, ctx).await?;
@@ -310,27 +313,94 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
             Step::DeleteData {
                 repository,
                 backup_name,
-            } => {
-                let files = delete_data(backup, &repository, &backup_name, ctx).await?;
-                data_deleted = true;
-                ctx.event(
-                    backup,
-                    false,
-                    "DataDeleted",
-                    "Delete",
-                    format!("deleted backup {backup_name} from {repository} ({files} objects)"),
-                )
-                .await;
+            } => match delete_data(backup, &repository, &backup_name, ctx).await {
+                Ok(files) => {
+                    data_deleted = true;
+                    ctx.event(
+                        backup,
+                        false,
+                        "DataDeleted",
+                        "Delete",
+                        format!("deleted backup {backup_name} from {repository} ({files} objects)"),
+                    )
+                    .await;
+                }
+                Err(Error::Storage { message, .. }) => {
+                    match cleanup::after_failed_data_deletion(
+                        &repository,
+                        &backup_name,
+                        &message,
+                        deleting_for,
+                    ) {
+                        Step::Release {
+                            warning: Some(warning),
+                        } => {
+                            ctx.event(backup, true, "DataLeftBehind", "Delete", warning)
+                                .await;
+                            return Ok(Action::await_change());
+                        }
+                        step => {
+                            let why = match step {
+                                Step::RetryDataDeletion(why) => why,
+                                other => format!("{other:?}"),
+                            };
+                            report_data_not_deleted(backup, &why, ctx).await?;
+                            return Ok(Action::requeue(DATA_DELETION_RETRY));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+            Step::RetryDataDeletion(why) => {
+                report_data_not_deleted(backup, &why, ctx).await?;
+                return Ok(Action::requeue(DATA_DELETION_RETRY));
             }
             Step::Release { warning } => {
                 if let Some(message) = warning {
                     ctx.event(backup, true, "AgentUnresponsive", "Delete", message)
                         .await;
                 }
+                if let Some(note) = cleanup::retained_note(backup) {
+                    ctx.event(backup, false, "DataRetained", "Delete", note)
+                        .await;
+                }
                 return Ok(Action::await_change());
             }
         }
     }
+}
+
+/// How often a deletion tries again to delete data it could not.
+const DATA_DELETION_RETRY: Duration = Duration::from_secs(30);
+
+/// A data deletion that failed, made visible: a Warning Event and the
+/// `DataDeleted` condition (False, with why) on the terminating backup.
+async fn report_data_not_deleted<A: AgentApi>(
+    backup: &MySQLBackup,
+    why: &str,
+    ctx: &Context<A>,
+) -> Result<()> {
+    ctx.event(backup, true, "DataNotDeleted", "Delete", why.to_owned())
+        .await;
+    let mut status = backup.status.clone().unwrap_or_default();
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[conditions::Wanted::new(
+            "DataDeleted",
+            false,
+            "DeletionFailed",
+            why,
+        )],
+        backup.metadata.generation,
+        ctx.clock.now(),
+    );
+    status.message = Some(why.to_owned());
+    if backup.status.as_ref() != Some(&status) {
+        let api: Api<MySQLBackup> =
+            Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+        apply_status(&api, backup, &status).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the backup from its object store with the repository code: no
@@ -348,7 +418,7 @@ async fn delete_data<A: AgentApi>(
     };
     let credentials = read_credentials(backup, ctx).await?.map_err(|m| {
         storage_error(format!(
-            "{m}; restore the Secret, or remove the finalizer {BACKUP_FINALIZER} to keep the data"
+            "{m}; restore the Secret to delete the data (removing the finalizer {BACKUP_FINALIZER} keeps it)"
         ))
     })?;
     let options = request::repo_options(&backup.spec.storage, credentials);

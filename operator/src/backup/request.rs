@@ -42,19 +42,31 @@ impl std::fmt::Debug for Credentials {
 #[error("{0}")]
 pub struct Unusable(pub String);
 
-/// The backup's folder in the repository: the resource's name, which the
-/// agent accepts as is up to 128 characters; longer names are cut and keep
-/// a hash of the whole so they stay unique.
-pub fn backup_name_for(resource_name: &str) -> String {
-    if resource_name.len() <= 128 {
-        return resource_name.to_owned();
+/// The backup's folder in the repository: the resource's name and the
+/// first 8 characters of its UID, so a MySQLBackup deleted and created again
+/// with the same name (a GitOps re-sync, a rebuilt cluster) writes to a
+/// fresh folder instead of failing on the old backup's files (or mixing
+/// with them). The agent takes up to 128 characters; a longer name is cut
+/// and keeps a hash of the whole so it stays unique.
+pub fn backup_name_for(resource_name: &str, uid: &str) -> String {
+    let suffix: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    let suffix = if suffix.is_empty() {
+        String::new()
+    } else {
+        format!("-{suffix}")
+    };
+    if resource_name.len() + suffix.len() <= 128 {
+        return format!("{resource_name}{suffix}");
     }
-    let hash = resource_name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    format!("{}-{hash:016x}", &resource_name[..111])
+    let hash = crate::hash::fnv1a_64(resource_name.as_bytes());
+    format!(
+        "{}-{hash:016x}{suffix}",
+        &resource_name[..111 - suffix.len()]
+    )
 }
 
 /// An encryption key Secret's value as the agent takes it: the agent reads
@@ -351,16 +363,27 @@ mod tests {
         );
     }
 
+    const UID: &str = "3f2a9c1d-58e7-4b0e-9d61-0c6f2f7f5a10";
+
     #[test]
     fn long_names_are_cut_but_stay_unique() {
-        let a = backup_name_for(&"a".repeat(200));
-        let b = backup_name_for(&format!("{}b", "a".repeat(199)));
-        assert!(a.len() <= 128 && b.len() <= 128);
+        let a = backup_name_for(&"a".repeat(200), UID);
+        let b = backup_name_for(&format!("{}b", "a".repeat(199)), UID);
+        assert_eq!((a.len(), b.len()), (128, 128));
         assert_ne!(a, b);
+        assert!(a.ends_with("-3f2a9c1d"), "{a}");
         assert_eq!(
-            backup_name_for("nightly-202611210300"),
-            "nightly-202611210300"
+            backup_name_for("nightly-202611210300", UID),
+            "nightly-202611210300-3f2a9c1d"
         );
+    }
+
+    #[test]
+    fn a_recreated_backup_gets_a_fresh_folder() {
+        let first = backup_name_for("nightly", UID);
+        let again = backup_name_for("nightly", "9b1e0d2c-0000-4000-8000-000000000000");
+        assert_ne!(first, again);
+        assert_eq!(again, "nightly-9b1e0d2c");
     }
 
     #[test]

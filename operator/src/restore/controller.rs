@@ -19,6 +19,7 @@ use kube::{Api, ResourceExt};
 use tracing::instrument;
 
 use super::cleanup;
+use super::record;
 use super::request::{restore_spec, spec_secret};
 use super::source::{self, Source, Unresolved};
 use super::step::{Act, Answer, PodView, StatefulSetView, World, step};
@@ -79,6 +80,13 @@ async fn apply<A: AgentApi>(mut restore: MySQLRestore, ctx: &Arc<Context<A>>) ->
         outcome.fold_into(&mut world);
         let decision = step(&restore, &world, ctx.clock.now());
         let phase_before = restore.phase();
+        if decision.status.phase == Some(RestorePhase::Completed)
+            && phase_before != RestorePhase::Completed
+        {
+            // Recorded before the status says Completed: a restore created
+            // again later is recognised even if this reconcile stops here.
+            record_completed(&restore, &world, ctx.as_ref()).await?;
+        }
         if restore.status.as_ref() != Some(&decision.status) {
             apply_status(&api, &restore, &decision.status).await?;
             restore.status = Some(decision.status.clone());
@@ -108,6 +116,51 @@ async fn apply<A: AgentApi>(mut restore: MySQLRestore, ctx: &Arc<Context<A>>) ->
         RestorePhase::Pending => Action::requeue(Duration::from_secs(10)),
         _ => Action::requeue(Duration::from_secs(5)),
     })
+}
+
+/// Writes the completed restore into its StatefulSet's record
+/// ([`record`]), with a field manager of its own. A conflict (someone else
+/// owns the annotation) is told, not fatal: the restore is done either way.
+async fn record_completed<A: AgentApi>(
+    restore: &MySQLRestore,
+    world: &World,
+    ctx: &Context<A>,
+) -> Result<()> {
+    let Some(sts) = &world.stateful_set else {
+        return Ok(());
+    };
+    if record::done_before(restore, &sts.restored).is_some() {
+        return Ok(());
+    }
+    let name = &restore.spec.target.stateful_set_name;
+    let value = record::with_completed(&sts.restored, restore, ctx.clock.now());
+    let api: Api<StatefulSet> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(record::RECORD_FIELD_MANAGER),
+            &Patch::Apply(record::apply_body(name, &value)),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+            ctx.event(
+                restore,
+                true,
+                "NotRecorded",
+                "Restore",
+                format!(
+                    "could not record the restore on StatefulSet {name} ({}): if this MySQLRestore is created again it restores again",
+                    e.message
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Before the finalizer goes: stop a staging, withdraw an armed swap, then
@@ -307,11 +360,19 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
             .and_then(|s| s.template.spec.as_ref())
             .and_then(|s| s.init_containers.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.name == INIT_CONTAINER)),
+        gated: crate::wiring::gate::template_is_gated(&sts),
         pods: {
             let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
             names.sort();
             names
         },
+        restored: record::parse(
+            sts.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(record::RESTORED_ANNOTATION))
+                .map(String::as_str),
+        ),
     });
     let what = format!("StatefulSet {sts_name}");
     let name = match mode {

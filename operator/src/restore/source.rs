@@ -80,10 +80,9 @@ pub fn resolve(restore: &MySQLRestore, backup: Option<&MySQLBackup>) -> Result<S
         }
     }
     let status = backup.status.clone().unwrap_or_default();
-    let backup_name = status
-        .backup_name
-        .clone()
-        .unwrap_or_else(|| backup_name_for(&name));
+    let backup_name = status.backup_name.clone().unwrap_or_else(|| {
+        backup_name_for(&name, backup.metadata.uid.as_deref().unwrap_or_default())
+    });
     Ok(Source {
         location: status
             .location

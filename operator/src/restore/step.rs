@@ -13,9 +13,10 @@
 //!   restarted operator never deletes the replacement pod.
 //!
 //! NewStatefulSet: Pending (write the restore-spec Secret, wait for the
-//! StatefulSet that names this restore) → Fetching (the pod's init
-//! container restores) → Completed once the server's GTID set is the
-//! backup's.
+//! StatefulSet that names this restore; its pod template must carry the
+//! operator's scheduling gate, so no pod runs before the wiring) →
+//! Fetching (the pod's init container restores) → Completed once the
+//! server's GTID set is the backup's.
 
 use innoxide_proto::agent::v1 as pb;
 use jiff::Timestamp;
@@ -63,8 +64,13 @@ pub struct StatefulSetView {
     pub restore_from: Option<String>,
     /// Its pod template has the `innoxide-agent-init` container.
     pub has_init: bool,
+    /// Its pod template carries the operator's scheduling gate
+    /// ([`crate::wiring::gate`]): no pod runs before it is wired.
+    pub gated: bool,
     /// The names of its pods, sorted.
     pub pods: Vec<String>,
+    /// The restores it has had ([`super::record`]).
+    pub restored: super::record::Records,
 }
 
 /// Everything a step decides from.
@@ -145,7 +151,25 @@ pub fn step(restore: &MySQLRestore, world: &World, now: Timestamp) -> Decision {
         phase: old.phase.unwrap_or_default(),
         action: None,
     };
-    if !draft.phase.is_terminal() {
+    let done_before = world
+        .stateful_set
+        .as_ref()
+        .and_then(|sts| super::record::done_before(restore, &sts.restored))
+        .filter(|_| draft.phase == RestorePhase::Pending);
+    if let Some(done) = done_before {
+        // The same restore, created again (a GitOps re-sync gives it a new
+        // UID): done already; restoring again would lose what was written
+        // since.
+        draft.set(
+            RestorePhase::Completed,
+            "AlreadyRestored",
+            format!(
+                "StatefulSet {} was restored by a MySQLRestore of this name, source and target (uid {}) at {}; not restored again. To restore it again, create a MySQLRestore with another name",
+                restore.spec.target.stateful_set_name, done.uid, done.at
+            ),
+        );
+        draft.status.completion_time = Some(Time(now));
+    } else if !draft.phase.is_terminal() {
         match restore.spec.target.mode {
             RestoreMode::InPlace => {
                 in_place(&mut draft, world);
@@ -708,6 +732,15 @@ fn new_stateful_set(d: &mut Draft<'_>, world: &World) {
                 return d.wait(
                     "NotAnnotated",
                     format!("StatefulSet {sts} does not name this restore: add the annotation {RESTORE_FROM_ANNOTATION}: {name}"),
+                );
+            }
+            if !view.gated {
+                let gate = crate::wiring::AGENT_GATE;
+                return d.fail(
+                    "NotGated",
+                    format!(
+                        "StatefulSet {sts}'s pod template has no scheduling gate {gate}: its first pod could start mysqld on the empty volume before the operator adds the init container that restores into it. Delete StatefulSet {sts} and its claims, add `schedulingGates: [{{name: {gate}}}]` to its pod template, and create it and a new MySQLRestore again"
+                    ),
                 );
             }
             if !view.has_init {

@@ -548,6 +548,57 @@ fn the_same_observation_twice_changes_nothing() {
     assert_eq!(second.transition, None);
 }
 
+/// The StatefulSet's record, with `restore` completed at 09:00.
+fn recorded(restore: &MySQLRestore) -> crate::restore::record::Records {
+    use crate::restore::record;
+    let value = record::with_completed(
+        &record::Records::new(),
+        restore,
+        "2026-11-21T09:00:00Z".parse().unwrap(),
+    );
+    record::parse(Some(&value))
+}
+
+#[test]
+fn a_completed_restore_created_again_is_not_restored_again() {
+    // Completed yesterday under another UID, then deleted; Git brings it back.
+    let mut earlier = restore(IN_PLACE, "");
+    earlier.metadata.uid = Some("uid-earlier".into());
+    let mut w = running();
+    w.stateful_set.as_mut().unwrap().restored = recorded(&earlier);
+    let again = restore(IN_PLACE, "");
+    let d = step(&again, &w, now());
+    assert_eq!((d.status.phase, d.action), (Some(Completed), None));
+    let ready = find(&d.status.conditions, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "AlreadyRestored")
+    );
+    assert!(ready.message.contains("uid-earlier"), "{}", ready.message);
+    assert_eq!(d.transition.unwrap().reason, "Completed");
+
+    // Another backup under the same name is another restore: it runs.
+    let other = restore(
+        &IN_PLACE.replace("backupName: nightly", "backupName: weekly"),
+        "",
+    );
+    let d = step(&other, &w, now());
+    assert_eq!(
+        (d.status.phase, d.action),
+        (Some(Pending), Some(Act::StageRestore))
+    );
+}
+
+#[test]
+fn a_record_never_stops_a_restore_that_has_begun() {
+    let mut w = running();
+    w.stateful_set.as_mut().unwrap().restored = recorded(&restore(IN_PLACE, ""));
+    w.operation = Answer::Found(stage_op(pb::OperationState::Running, pb::Phase::Fetching));
+    let started = restore(IN_PLACE, "  phase: Fetching\n  pod: db-0\n");
+    let d = step(&started, &w, now());
+    assert_ne!(d.status.phase, Some(Completed));
+}
+
 // ---- NewStatefulSet ----
 
 fn new_world() -> World {
@@ -556,7 +607,8 @@ fn new_world() -> World {
         stateful_set: Some(StatefulSetView {
             restore_from: Some("clone".into()),
             has_init: true,
-            pods: Vec::new(),
+            gated: true,
+            ..StatefulSetView::default()
         }),
         spec_secret: true,
         ..World::default()
@@ -586,12 +638,29 @@ fn a_new_statefulset_restore_writes_its_spec_secret_first() {
 }
 
 #[test]
+fn a_statefulset_whose_pods_could_start_before_the_wiring_is_refused() {
+    let mut w = new_world();
+    w.stateful_set.as_mut().unwrap().gated = false;
+    let d = step(&restore(NEW_STS, ""), &w, now());
+    assert_eq!((d.status.phase, d.action), (Some(Failed), None));
+    let ready = find(&d.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "NotGated");
+    assert!(
+        ready
+            .message
+            .contains("schedulingGates: [{name: innoxide.dev/agent}]"),
+        "says what to add: {}",
+        ready.message
+    );
+}
+
+#[test]
 fn a_statefulset_that_does_not_name_the_restore_is_waited_for() {
     let mut w = new_world();
     w.stateful_set = Some(StatefulSetView {
         restore_from: None,
         has_init: true,
-        pods: Vec::new(),
+        ..StatefulSetView::default()
     });
     let d = step(&restore(NEW_STS, ""), &w, now());
     assert_eq!(d.status.phase, Some(Pending));

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -14,7 +15,9 @@ use tracing::instrument;
 
 use super::plan::{self, NewBackup};
 use crate::agent::AgentApi;
-use crate::api::{MySQLBackup, MySQLBackupSchedule, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION};
+use crate::api::{
+    BackupsOnDelete, MySQLBackup, MySQLBackupSchedule, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION,
+};
 use crate::conditions;
 use crate::context::{Context, Result, apply_status};
 
@@ -59,14 +62,17 @@ pub async fn reconcile<A: AgentApi>(
         }
     };
 
-    let uid = schedule.uid().unwrap_or_default();
+    // The schedule's backups are those labelled with its name: a schedule
+    // deleted and created again (a GitOps re-sync) takes its history back.
     let owned: Vec<MySQLBackup> = backups
         .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={}", schedule.name_any())))
         .await?
-        .items
-        .into_iter()
-        .filter(|b| b.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
+        .items;
+    for backup in &owned {
+        if let Some(references) = owner_references_to_set(schedule, backup) {
+            set_owner_references(&backups, backup, references).await?;
+        }
+    }
 
     let plan = plan::plan(schedule, &checked, &owned, now);
     for name in &plan.replace {
@@ -99,6 +105,50 @@ pub async fn reconcile<A: AgentApi>(
     Ok(Action::requeue(plan.requeue_after))
 }
 
+/// Writes a backup's ownerReferences, only if it did not change since read.
+async fn set_owner_references(
+    api: &Api<MySQLBackup>,
+    backup: &MySQLBackup,
+    references: Vec<OwnerReference>,
+) -> Result<()> {
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": backup.resource_version(),
+        "ownerReferences": references,
+    }});
+    match api
+        .patch(
+            &backup.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        // Changed or gone meanwhile: the next reconcile looks again.
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The ownerReferences a backup of this schedule must have, when they
+/// differ from what it has: with `backupsOnDelete: Keep` none to the
+/// schedule (so deleting the schedule never cascades into its backups and
+/// their data; backups made by an older operator lose theirs), with
+/// `Delete` the schedule's controller reference.
+pub fn owner_references_to_set(
+    schedule: &MySQLBackupSchedule,
+    backup: &MySQLBackup,
+) -> Option<Vec<OwnerReference>> {
+    let have = backup.owner_references();
+    let is_schedule =
+        |o: &OwnerReference| o.kind == "MySQLBackupSchedule" && o.name == schedule.name_any();
+    let mut want: Vec<OwnerReference> = have.iter().filter(|o| !is_schedule(o)).cloned().collect();
+    if schedule.spec.backups_on_delete == BackupsOnDelete::Delete {
+        want.extend(schedule.controller_owner_ref(&()));
+    }
+    (want.as_slice() != have).then_some(want)
+}
+
 async fn delete_backup(api: &Api<MySQLBackup>, name: &str) -> Result<()> {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
@@ -108,7 +158,8 @@ async fn delete_backup(api: &Api<MySQLBackup>, name: &str) -> Result<()> {
 }
 
 /// The MySQLBackup of one run: the template, named after the run's time,
-/// labelled and owned by the schedule.
+/// labelled with the schedule's name, and owned by the schedule only with
+/// `backupsOnDelete: Delete`.
 pub fn new_backup(schedule: &MySQLBackupSchedule, new: &NewBackup) -> MySQLBackup {
     let template = &schedule.spec.backup_template;
     let mut labels: BTreeMap<String, String> = template
@@ -127,7 +178,7 @@ pub fn new_backup(schedule: &MySQLBackupSchedule, new: &NewBackup) -> MySQLBacku
     backup.metadata.namespace = schedule.namespace();
     backup.metadata.labels = Some(labels);
     backup.metadata.annotations = Some(annotations);
-    backup.metadata.owner_references = schedule.controller_owner_ref(&()).map(|o| vec![o]);
+    backup.metadata.owner_references = owner_references_to_set(schedule, &backup);
     backup
 }
 
@@ -137,26 +188,69 @@ mod tests {
     use crate::fixtures::{ScheduleBuilder, ts};
 
     #[test]
-    fn a_run_s_backup_is_the_template_owned_by_the_schedule() {
+    fn a_run_s_backup_is_the_template_labelled_with_the_schedule() {
         let schedule = ScheduleBuilder::cron("0 3 * * *").build();
-        let backup = new_backup(
-            &schedule,
-            &NewBackup {
-                name: "nightly-202611210300".into(),
-                scheduled_at: ts("2026-11-21T03:00:00Z"),
-            },
-        );
+        let backup = new_backup(&schedule, &run());
         assert_eq!(backup.spec, schedule.spec.backup_template.spec);
         assert_eq!(backup.labels()[SCHEDULE_LABEL], "nightly");
         assert_eq!(
             backup.annotations()[SCHEDULED_AT_ANNOTATION],
             "2026-11-21T03:00:00Z"
         );
+        assert!(
+            backup.owner_references().is_empty(),
+            "deleting the schedule must not cascade into its backups"
+        );
+        assert_eq!(backup.namespace().as_deref(), Some("prod"));
+    }
+
+    fn run() -> NewBackup {
+        NewBackup {
+            name: "nightly-202611210300".into(),
+            scheduled_at: ts("2026-11-21T03:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn only_a_schedule_that_asks_owns_its_backups() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .deleting_backups_with_it()
+            .build();
+        let backup = new_backup(&schedule, &run());
         let owner = &backup.owner_references()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
             ("MySQLBackupSchedule", "uid-schedule", Some(true))
         );
-        assert_eq!(backup.namespace().as_deref(), Some("prod"));
+        assert_eq!(owner_references_to_set(&schedule, &backup), None);
+    }
+
+    #[test]
+    fn backups_an_older_operator_made_owned_are_let_go() {
+        let deleting = ScheduleBuilder::cron("0 3 * * *")
+            .deleting_backups_with_it()
+            .build();
+        let mut owned = new_backup(&deleting, &run());
+        let other = OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "keep-me".into(),
+            uid: "uid-cm".into(),
+            ..OwnerReference::default()
+        };
+        owned
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(other.clone());
+        let keeping = ScheduleBuilder::cron("0 3 * * *").build();
+        assert_eq!(
+            owner_references_to_set(&keeping, &owned),
+            Some(vec![other]),
+            "the schedule's reference goes, others stay"
+        );
+        let kept = new_backup(&keeping, &run());
+        assert_eq!(owner_references_to_set(&keeping, &kept), None);
+        assert!(owner_references_to_set(&deleting, &kept).is_some());
     }
 }

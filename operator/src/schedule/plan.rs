@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::cron::Cron;
 use crate::api::{
-    BackupPhase, ConcurrencyPolicy, MySQLBackup, MySQLBackupSchedule, MySQLBackupScheduleStatus,
+    BackupPhase, ConcurrencyPolicy, DeletionPolicy, MySQLBackup, MySQLBackupSchedule,
+    MySQLBackupScheduleStatus,
 };
 use crate::conditions::{self, Wanted};
 use crate::units;
@@ -87,6 +88,30 @@ pub struct Plan {
     pub notes: Vec<Note>,
     pub status: MySQLBackupScheduleStatus,
     pub requeue_after: Duration,
+}
+
+/// What pruning a backup does to its data, said where it happens: a
+/// `Retain` backup's data stays in storage (and costs) after its
+/// MySQLBackup is gone, so the Event names where.
+fn pruned_message(backup: &MySQLBackup) -> String {
+    let status = backup.status.clone().unwrap_or_default();
+    let location = status
+        .location
+        .or(status.backup_name)
+        .unwrap_or_else(|| "its storage".into());
+    let victim = name(backup);
+    if backup.phase() == BackupPhase::Failed {
+        // A failed backup's partial output is removed when it fails.
+        return format!("deleting failed MySQLBackup {victim} (retention)");
+    }
+    match backup.spec.deletion_policy {
+        DeletionPolicy::Retain => format!(
+            "deleting MySQLBackup {victim} (retention); deletionPolicy Retain: its data stays at {location} until deleted from the store"
+        ),
+        DeletionPolicy::Delete => format!(
+            "deleting MySQLBackup {victim} and its data at {location} (retention, deletionPolicy Delete)"
+        ),
+    }
 }
 
 /// The name of the backup for the run at `at`: the same on every
@@ -279,10 +304,14 @@ pub fn plan(
         let extra = failed.len().saturating_sub(retention.keep_failed as usize);
         prune.extend(failed.iter().take(extra).map(|b| name(b)));
         for victim in &prune {
+            let message = match live.iter().find(|b| name(b) == *victim) {
+                Some(backup) => pruned_message(backup),
+                None => format!("deleting MySQLBackup {victim} (retention)"),
+            };
             notes.push(Note {
                 warning: false,
                 reason: "Pruned",
-                message: format!("deleting MySQLBackup {victim} (retention)"),
+                message,
             });
         }
     }
@@ -594,6 +623,35 @@ mod tests {
         assert_eq!(
             p.status.last_successful_time,
             Some(Time(ts("2026-11-21T03:10:00Z")))
+        );
+    }
+
+    #[test]
+    fn pruning_says_what_becomes_of_the_data() {
+        let schedule = ScheduleBuilder::cron("0 3 * * *")
+            .last_scheduled("2026-11-21T03:00:00Z")
+            .keep_last(1)
+            .build();
+        let mut retained = completed("d19", "2026-11-19T03:10:00Z");
+        retained.status.as_mut().unwrap().location = Some("s3://bk/db/d19-uidd19".into());
+        let mut deleted = completed("d20", "2026-11-20T03:10:00Z");
+        deleted.spec.deletion_policy = DeletionPolicy::Delete;
+        deleted.status.as_mut().unwrap().location = Some("s3://bk/db/d20-uidd20".into());
+        let owned = [retained, deleted, completed("d21", "2026-11-21T03:10:00Z")];
+        let p = plan_at(&schedule, &owned, "2026-11-21T12:00:00Z");
+        assert_eq!(p.prune, ["d19", "d20"]);
+        let said: Vec<&str> = p
+            .notes
+            .iter()
+            .filter(|n| n.reason == "Pruned")
+            .map(|n| n.message.as_str())
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "deleting MySQLBackup d19 (retention); deletionPolicy Retain: its data stays at s3://bk/db/d19-uidd19 until deleted from the store",
+                "deleting MySQLBackup d20 and its data at s3://bk/db/d20-uidd20 (retention, deletionPolicy Delete)",
+            ]
         );
     }
 

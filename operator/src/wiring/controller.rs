@@ -1,7 +1,8 @@
 //! The StatefulSet reconcile that adds the agent: for a StatefulSet that
 //! opted in, make sure its agent's server certificate Secret is current
 //! (issued by the operator's CA), then apply the desired fields
-//! ([`super::patch::desired`]) by server-side apply. A StatefulSet that
+//! ([`super::patch::desired`]) by server-side apply, then let the pods that
+//! wait at the scheduling gate go ([`super::gate`]). A StatefulSet that
 //! opted out loses every field the operator applied.
 
 use std::sync::Arc;
@@ -9,16 +10,18 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::instrument;
 
+use super::gate;
 use super::patch::{self, opted_in};
 use super::pki::{self, Ca};
 use crate::agent::AgentApi;
+use crate::backup::controller::selector_string;
 use crate::context::{Context, Error, FIELD_MANAGER, Result};
 
 pub const CONTROLLER: &str = "agent-wiring";
@@ -62,6 +65,21 @@ pub async fn reconcile<A: AgentApi>(
             )
             .await;
         }
+        if gate::template_is_gated(&sts) {
+            ctx.event(
+                &*sts,
+                true,
+                "GatedWithoutAgent",
+                "Wiring",
+                format!(
+                    "the pod template carries the scheduling gate {} but the StatefulSet does not opt in (label {}={}): its pods wait until it does, or until the gate is removed",
+                    gate::AGENT_GATE,
+                    patch::AGENT_LABEL,
+                    patch::AGENT_LABEL_VALUE
+                ),
+            )
+            .await;
+        }
         return Ok(Action::await_change());
     }
     let desired = match patch::desired(&sts, &ctx.settings.wiring) {
@@ -75,10 +93,7 @@ pub async fn reconcile<A: AgentApi>(
     };
     ensure_certificate(&ctx.client, &sts, &desired, &wiring.ca, ctx).await?;
     let was_wired = patch::is_wired(&sts, &desired);
-    let mut body =
-        serde_json::to_value(&desired.patch).map_err(|e| Error::Secret(e.to_string()))?;
-    body["apiVersion"] = "apps/v1".into();
-    body["kind"] = "StatefulSet".into();
+    let body = desired.apply_body();
     match api
         .patch(&sts.name_any(), &params, &Patch::Apply(&body))
         .await
@@ -108,7 +123,80 @@ pub async fn reconcile<A: AgentApi>(
         )
         .await;
     }
+    // Only now that the template is wired: pods made from it may start.
+    release_gated_pods(&sts, &desired, ctx).await?;
     Ok(Action::requeue(RECHECK))
+}
+
+/// The StatefulSet's pods that wait at the operator's scheduling gate
+/// ([`gate`]): those made from the wired template are let go, those made
+/// before it (never started) are deleted for the StatefulSet controller to
+/// make again. A pod that changed or went meanwhile is looked at on the
+/// next reconcile (every pod change triggers one).
+async fn release_gated_pods<A: AgentApi>(
+    sts: &StatefulSet,
+    desired: &patch::Desired,
+    ctx: &Context<A>,
+) -> Result<()> {
+    let ns = sts.namespace().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = sts
+        .spec
+        .as_ref()
+        .map(|s| selector_string(&s.selector))
+        .unwrap_or_default();
+    let listed = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let pods = crate::target::owned_by(sts, &listed);
+    let settled = |result: kube::Result<()>| match result {
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(false),
+        Err(e) => Err(Error::from(e)),
+        Ok(()) => Ok(true),
+    };
+    for action in gate::gate_actions(desired, &pods) {
+        match action {
+            gate::GateAction::Lift {
+                pod,
+                resource_version,
+                gates,
+            } => {
+                let patch = gate::lift_patch(&resource_version, &gates);
+                let lifted = pods_api
+                    .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ());
+                if settled(lifted)? {
+                    tracing::info!(pod, "let the pod start: it carries the agent");
+                }
+            }
+            gate::GateAction::Replace { pod, uid } => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let deleted = pods_api.delete(&pod, &params).await.map(|_| ());
+                if settled(deleted)? {
+                    ctx.event(
+                        sts,
+                        false,
+                        "PodReplaced",
+                        "Wiring",
+                        format!(
+                            "deleted pod {pod}: it was made before the agent was added and never started (it waited at the scheduling gate {}); the StatefulSet makes it again with the agent",
+                            gate::AGENT_GATE
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_certificate<A: AgentApi>(

@@ -91,8 +91,9 @@ pub fn agent_state_dir(datadir: &str) -> String {
 /// What must exist for one StatefulSet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    /// The fields to apply to the StatefulSet (apiVersion, kind, name and
-    /// only the operator's fields).
+    /// The operator's fields of the StatefulSet (its name, the pod
+    /// template's annotation, init containers, containers and volumes),
+    /// typed for reading; [`Desired::apply_body`] is what is sent.
     pub patch: StatefulSet,
     /// The Secret that must hold the agent's server certificate.
     pub tls_secret: String,
@@ -515,6 +516,51 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
     })
 }
 
+impl Desired {
+    /// The server-side apply body: apiVersion, kind, name and the operator's
+    /// fields, nothing else. Not the typed [`StatefulSet`]: its required
+    /// fields serialize even when empty (`selector: {}`, `containers: []`),
+    /// and an apply that names the atomic `selector` conflicts with the
+    /// StatefulSet's author (and would try to change an immutable field).
+    /// Lists merge by their keys (containers and volumes by name), so the
+    /// operator owns its own entries and, of the user's MySQL container,
+    /// only the key and the socket folder's mount it adds.
+    pub fn apply_body(&self) -> serde_json::Value {
+        let template = self.patch.spec.as_ref().map(|s| &s.template);
+        let pod = template.and_then(|t| t.spec.as_ref());
+        let mut pod_fields = serde_json::Map::new();
+        if let Some(pod) = pod {
+            let mut put = |key: &str, value: serde_json::Value| {
+                if !value.is_null() {
+                    pod_fields.insert(key.to_owned(), value);
+                }
+            };
+            put("initContainers", serde_json::json!(pod.init_containers));
+            put("containers", serde_json::json!(pod.containers));
+            put("volumes", serde_json::json!(pod.volumes));
+        }
+        let mut body = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": self.patch.metadata.name},
+        });
+        if let Some(namespace) = &self.patch.metadata.namespace {
+            body["metadata"]["namespace"] = namespace.clone().into();
+        }
+        if pod.is_some() {
+            let annotations = template
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.annotations.clone());
+            body["spec"] = serde_json::json!({"template": {"spec": pod_fields}});
+            if let Some(annotations) = annotations {
+                body["spec"]["template"]["metadata"] =
+                    serde_json::json!({"annotations": annotations});
+            }
+        }
+        body
+    }
+}
+
 /// What the operator applies once a StatefulSet has opted out: nothing,
 /// which makes server-side apply remove every field it applied before.
 pub fn released(sts: &StatefulSet) -> StatefulSet {
@@ -532,14 +578,21 @@ pub fn released(sts: &StatefulSet) -> StatefulSet {
 /// Whether the StatefulSet already has everything the patch applies (the
 /// agent is in place), so a reconcile can say so without an API call.
 pub fn is_wired(sts: &StatefulSet, desired: &Desired) -> bool {
-    let (Some(have), Some(want)) = (
-        sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-        desired
-            .patch
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref()),
-    ) else {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .is_some_and(|have| has_wiring(have, desired))
+}
+
+/// Whether a pod spec (a template's, or a pod's made from it) has
+/// everything the patch applies.
+pub fn has_wiring(have: &PodSpec, desired: &Desired) -> bool {
+    let Some(want) = desired
+        .patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+    else {
         return false;
     };
     let has_all = |have: &[Container], want: &[Container]| {
@@ -576,9 +629,7 @@ fn claim_volume(claim: &str) -> String {
     if base.len() <= 63 {
         return base;
     }
-    let hash = claim.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = crate::hash::fnv1a_64(claim.as_bytes());
     format!("{}-{:08x}", &base[..54], hash as u32)
 }
 
@@ -1057,6 +1108,46 @@ spec:
         let second = desired(&after, &settings()).unwrap();
         assert_eq!(first, second);
         assert!(is_wired(&after, &second));
+    }
+
+    #[test]
+    fn the_apply_body_holds_only_the_operators_fields() {
+        let body = desired(&sts(OFFICIAL_IMAGE), &settings())
+            .unwrap()
+            .apply_body();
+        assert_eq!(body["apiVersion"], "apps/v1");
+        assert_eq!(body["kind"], "StatefulSet");
+        assert_eq!(
+            body["metadata"],
+            serde_json::json!({"name": "db", "namespace": "prod"})
+        );
+        let spec = body["spec"].as_object().unwrap();
+        assert_eq!(
+            spec.keys().collect::<Vec<_>>(),
+            ["template"],
+            "no selector, serviceName, replicas or claim templates: {spec:?}"
+        );
+        let template = &body["spec"]["template"];
+        assert_eq!(
+            template["metadata"],
+            serde_json::json!({"annotations": {AGENT_PORT_ANNOTATION: "9443"}})
+        );
+        let mut fields: Vec<&String> = template["spec"].as_object().unwrap().keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["containers", "initContainers", "volumes"]);
+        let mysql = template["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "mysql")
+            .unwrap();
+        assert_eq!(
+            *mysql,
+            serde_json::json!({"name": "mysql", "volumeMounts": [
+                {"name": RUN_VOLUME, "mountPath": "/var/run/mysqld"}
+            ]}),
+            "of the user's container, only its key and the mount the operator adds"
+        );
     }
 
     #[test]
