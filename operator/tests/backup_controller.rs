@@ -177,7 +177,8 @@ async fn a_backup_runs_on_the_replica_and_records_its_result() {
     );
     assert_eq!(
         status.location.as_deref(),
-        Some("s3://backups/prod/nightly")
+        Some("s3://backups/prod/nightly-uidnight"),
+        "the name and the UID's start: a re-created backup gets a fresh folder"
     );
 
     w.agent.update("uid-nightly", |op| {

@@ -45,6 +45,7 @@ spec:
   template:
     metadata: {{labels: {{app: {name}}}}}
     spec:
+      schedulingGates: [{{name: innoxide.dev/agent}}]
       initContainers: [{{name: innoxide-agent-install, image: agent}}, {{name: innoxide-agent-init, image: "mysql:9.7"}}]
       containers: [{{name: mysql, image: "mysql:9.7"}}, {{name: innoxide-agent, image: "mysql:9.7"}}]
 "#

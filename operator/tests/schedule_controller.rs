@@ -124,7 +124,7 @@ impl World {
 }
 
 #[tokio::test]
-async fn a_due_run_becomes_one_owned_backup_and_retention_prunes() {
+async fn a_due_run_becomes_one_labelled_backup_and_retention_prunes() {
     let w = world(SCHEDULE, vec![completed(18), completed(19), completed(20)]).await;
     let action = w.reconcile().await;
     assert_eq!(
@@ -139,7 +139,13 @@ async fn a_due_run_becomes_one_owned_backup_and_retention_prunes() {
     let api: Api<MySQLBackup> = Api::namespaced(w.client.clone(), "prod");
     let made = api.get("nightly-202611210300").await.unwrap();
     assert_eq!(made.labels()["team"], "dba");
-    assert_eq!(made.owner_references()[0].uid, "uid-schedule");
+    assert!(
+        made.owner_references().is_empty(),
+        "deleting the schedule must not cascade into its backups"
+    );
+    // Those an older operator made owned are let go.
+    let older = api.get("nightly-202611200300").await.unwrap();
+    assert!(older.owner_references().is_empty(), "{:?}", older.metadata);
     let status = w.schedule().await.status.unwrap();
     assert_eq!(
         status.last_schedule_time.unwrap().0.to_string(),

@@ -143,8 +143,9 @@ mod tests {
             .in_place("db")
             .build();
         let source = resolve(&restore, Some(&backup)).unwrap();
-        assert_eq!(source.backup_name, "nightly");
-        assert_eq!(source.location, "s3://bk/prod/nightly");
+        // A backup that has not recorded its folder: its name and UID's start.
+        assert_eq!(source.backup_name, "nightly-uidnight");
+        assert_eq!(source.location, "s3://bk/prod/nightly-uidnight");
         assert_eq!(source.gtid_executed.as_deref(), Some("u:1-10"));
         assert_eq!(source.encryption_key.unwrap().name, "keys");
     }
