@@ -528,11 +528,19 @@ async fn restore_spec_of(start: &innoxide_testkit::PodStart) -> anyhow::Result<V
         start.pod.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let secret = secrets.get(&secret_name).await?;
+    // kube-apiserver folds stringData into data; the stand-in API keeps it.
     secret
         .data
         .as_ref()
         .and_then(|d| d.get(RESTORE_SPEC_KEY))
         .map(|v| v.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(RESTORE_SPEC_KEY))
+                .map(|v| v.clone().into_bytes())
+        })
         .ok_or_else(|| anyhow::anyhow!("Secret {secret_name} has no {RESTORE_SPEC_KEY}"))
 }
 

@@ -961,7 +961,7 @@ async fn statefulset_controller(
             };
             match made_again {
                 Ok(new) => lock(&made).push(new),
-                Err(e) => tracing::error!(pod, "stand-in cannot make the pod again: {e:#}"),
+                Err(e) => eprintln!("stand-in: cannot make pod {pod} again: {e:#}"),
             }
             continue;
         };
@@ -989,7 +989,8 @@ async fn statefulset_controller(
         }
         .await;
         if let Err(e) = result {
-            tracing::error!(pod, "stand-in cannot start the pod: {e:#}");
+            // A test's own assertion may be the cause: show it.
+            eprintln!("stand-in: cannot start pod {pod}: {e:#}");
         }
     }
 }

@@ -179,10 +179,12 @@ pub fn step(restore: &MySQLRestore, world: &World, now: Timestamp) -> Decision {
         }
     } else {
         draft.message = old.message.clone().unwrap_or_default();
-        draft.reason = if draft.phase == RestorePhase::Completed {
-            "Completed"
-        } else {
-            "Failed"
+        let was_done_before = conditions::find(&old.conditions, "Ready")
+            .is_some_and(|c| c.reason == "AlreadyRestored");
+        draft.reason = match draft.phase {
+            RestorePhase::Completed if was_done_before => "AlreadyRestored",
+            RestorePhase::Completed => "Completed",
+            _ => "Failed",
         };
     }
     draft.finish(old.phase)

@@ -576,6 +576,11 @@ fn a_completed_restore_created_again_is_not_restored_again() {
     );
     assert!(ready.message.contains("uid-earlier"), "{}", ready.message);
     assert_eq!(d.transition.unwrap().reason, "Completed");
+    // And says so on every later look.
+    let mut done = again.clone();
+    done.status = Some(d.status.clone());
+    let later = step(&done, &w, now());
+    assert_eq!(later.status, d.status);
 
     // Another backup under the same name is another restore: it runs.
     let other = restore(
