@@ -345,7 +345,8 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
                                 other => format!("{other:?}"),
                             };
                             report_data_not_deleted(backup, &why, ctx).await?;
-                            return Ok(Action::requeue(DATA_DELETION_RETRY));
+                            // An error, not Ok: Ok would remove the finalizer.
+                            return Err(Error::Waiting(why));
                         }
                     }
                 }
@@ -353,7 +354,7 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
             },
             Step::RetryDataDeletion(why) => {
                 report_data_not_deleted(backup, &why, ctx).await?;
-                return Ok(Action::requeue(DATA_DELETION_RETRY));
+                return Err(Error::Waiting(why));
             }
             Step::Release { warning } => {
                 if let Some(message) = warning {
@@ -369,9 +370,6 @@ async fn cleanup<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<
         }
     }
 }
-
-/// How often a deletion tries again to delete data it could not.
-const DATA_DELETION_RETRY: Duration = Duration::from_secs(30);
 
 /// A data deletion that failed, made visible: a Warning Event and the
 /// `DataDeleted` condition (False, with why) on the terminating backup.
