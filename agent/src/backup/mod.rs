@@ -199,7 +199,16 @@ impl Sessions {
             })
             .await;
         }
-        if let Some(conn) = self.control.take() {
+        if let Some(mut conn) = self.control.take() {
+            // Released by statement first: a disconnect only asks the server
+            // to end the session, and it drops the session's locks a moment
+            // later, so a caller told "refused" could still see our lock.
+            // Both statements are no-ops when nothing is held.
+            let _ = tokio::time::timeout(PATIENCE, async {
+                let _ = mysql::unlock_tables(&mut conn).await;
+                let _ = mysql::unlock_instance(&mut conn).await;
+            })
+            .await;
             // A server that is gone cannot hold our lock any more.
             let _ = tokio::time::timeout(PATIENCE, conn.disconnect()).await;
         }
