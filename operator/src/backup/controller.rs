@@ -215,20 +215,7 @@ async fn list_pods(
         let Some(sts) = sts.get_opt(name).await? else {
             return Ok((Vec::new(), format!("{what} (not found)")));
         };
-        let selector = sts
-            .spec
-            .as_ref()
-            .map(|s| selector_string(&s.selector))
-            .unwrap_or_default();
-        let listed = pods
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items;
-        let owned = target::owned_by(&sts, &listed)
-            .into_iter()
-            .cloned()
-            .collect();
-        return Ok((owned, what));
+        return Ok((stateful_set_pods(client, ns, &sts).await?, what));
     }
     let selector = mysql
         .pod_selector
@@ -240,6 +227,28 @@ async fn list_pods(
         .await?
         .items;
     Ok((listed, format!("pod selector {selector:?}")))
+}
+
+/// The pods a StatefulSet controls: listed by its selector, then only the
+/// ones it owns (another workload may share the labels).
+pub async fn stateful_set_pods(
+    client: &kube::Client,
+    ns: &str,
+    sts: &StatefulSet,
+) -> Result<Vec<Pod>> {
+    let selector = sts
+        .spec
+        .as_ref()
+        .map(|s| selector_string(&s.selector))
+        .unwrap_or_default();
+    let listed = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    Ok(target::owned_by(sts, &listed)
+        .into_iter()
+        .cloned()
+        .collect())
 }
 
 /// A label selector as the API's query string.

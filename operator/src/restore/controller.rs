@@ -28,7 +28,7 @@ use crate::api::{
     BackupSource, MySQLBackup, MySQLRestore, RESTORE_FINALIZER, RESTORE_FROM_ANNOTATION,
     RestoreMode, RestorePhase, restore_spec_secret_name,
 };
-use crate::backup::controller::selector_string;
+use crate::backup::controller::stateful_set_pods;
 use crate::context::{Context, Error, FIELD_MANAGER, Result, apply_status};
 use crate::target::{self, AgentTarget, Rule, SelectError};
 use crate::wiring::INIT_CONTAINER;
@@ -336,17 +336,8 @@ async fn observe<A: AgentApi>(restore: &MySQLRestore, ctx: &Context<A>) -> Resul
         world.no_pod = Some(format!("StatefulSet {sts_name} does not exist"));
         return Ok(world);
     };
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = sts
-        .spec
-        .as_ref()
-        .map(|s| selector_string(&s.selector))
-        .unwrap_or_default();
-    let listed = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let pods: Vec<&Pod> = target::owned_by(&sts, &listed);
+    let owned = stateful_set_pods(&ctx.client, &ns, &sts).await?;
+    let pods: Vec<&Pod> = owned.iter().collect();
     world.stateful_set = Some(StatefulSetView {
         restore_from: sts
             .metadata

@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::instrument;
@@ -21,7 +21,7 @@ use super::gate;
 use super::patch::{self, opted_in};
 use super::pki::{self, Ca};
 use crate::agent::AgentApi;
-use crate::backup::controller::selector_string;
+use crate::backup::controller::stateful_set_pods;
 use crate::context::{Context, Error, FIELD_MANAGER, Result};
 
 pub const CONTROLLER: &str = "agent-wiring";
@@ -140,16 +140,8 @@ async fn release_gated_pods<A: AgentApi>(
 ) -> Result<()> {
     let ns = sts.namespace().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = sts
-        .spec
-        .as_ref()
-        .map(|s| selector_string(&s.selector))
-        .unwrap_or_default();
-    let listed = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let pods = crate::target::owned_by(sts, &listed);
+    let owned = stateful_set_pods(&ctx.client, &ns, sts).await?;
+    let pods: Vec<&Pod> = owned.iter().collect();
     let settled = |result: kube::Result<()>| match result {
         Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(false),
         Err(e) => Err(Error::from(e)),
