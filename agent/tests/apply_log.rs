@@ -921,13 +921,7 @@ async fn replicate_by_position(replica: &MysqlServer, source: &MysqlServer, posi
 /// Waits until `replica` has executed the source's binlog up to where the
 /// source is now; fails on any replication error.
 async fn wait_caught_up(replica: &MysqlServer, source: &MysqlServer) {
-    let (file, position): (String, u64) = source
-        .query_rows("SHOW BINARY LOG STATUS")
-        .await
-        .map(|rows: Vec<(String, u64, String, String, String)>| {
-            rows.into_iter().map(|r| (r.0, r.1)).next().unwrap()
-        })
-        .unwrap();
+    let (file, position): (String, u64) = source.binlog_position().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let mut conn = replica.conn().await.unwrap();
@@ -979,13 +973,7 @@ async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
         ))
         .await
         .unwrap();
-    let (file, position): (String, u64) = source
-        .query_rows("SHOW BINARY LOG STATUS")
-        .await
-        .map(|rows: Vec<(String, u64, String, String, String)>| {
-            rows.into_iter().map(|r| (r.0, r.1)).next().unwrap()
-        })
-        .unwrap();
+    let (file, position): (String, u64) = source.binlog_position().await.unwrap();
     replicate_by_position(
         &replica,
         &source,

@@ -14,7 +14,7 @@ use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::server_holds_backup_state;
+use support::{assert_refused_with_nothing_left, server_holds_backup_state};
 
 fn options(server: &MysqlServer, root: &Path) -> BackupOptions {
     support::local_backup_options(server, root)
@@ -140,15 +140,8 @@ async fn idle_backup_records_what_the_server_reports() {
     assert_metadata_consistent(&report);
 
     // Idle: the server is still exactly at the backup's point.
-    let row: Vec<(String, u64)> = server
-        .query_rows("SHOW BINARY LOG STATUS")
-        .await
-        .map(|rows: Vec<(String, u64, String, String, String)>| {
-            rows.into_iter().map(|r| (r.0, r.1)).collect()
-        })
-        .unwrap();
     assert_eq!(
-        row[0],
+        server.binlog_position().await.unwrap(),
         (
             report.manifest.binlog_file.clone(),
             report.manifest.binlog_position
@@ -499,12 +492,7 @@ async fn redo_logging_disabled_is_refused_with_nothing_left_behind() {
         err.to_string().contains("redo logging is disabled"),
         "not the reason: {err}"
     );
-    assert!(
-        !target.exists(),
-        "a refused backup left {}",
-        target.display()
-    );
-    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert_refused_with_nothing_left(&server, &target).await;
 
     // With redo logging back on, the same backup is taken.
     server
@@ -613,12 +601,7 @@ async fn a_missing_privilege_is_refused_before_anything_is_copied() {
         "the refusal does not name RELOAD: {text}"
     );
     assert!(!text.contains("Half-bak-1"), "the password leaked: {text}");
-    assert!(
-        !target.exists(),
-        "a refused backup left {}",
-        target.display()
-    );
-    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert_refused_with_nothing_left(&server, &target).await;
     println!("refused after {:.2?}", started.elapsed());
 }
 
@@ -650,12 +633,7 @@ async fn a_writer_that_holds_a_myisam_table_makes_the_backup_give_up_cleanly() {
         "the table is not named: {err}"
     );
     assert!(waited < Duration::from_secs(30), "gave up after {waited:?}");
-    assert!(
-        !target.exists(),
-        "a refused backup left {}",
-        target.display()
-    );
-    assert_eq!(server_holds_backup_state(&server).await, (false, false));
+    assert_refused_with_nothing_left(&server, &target).await;
     // Nothing queued behind the holder: other sessions still read the table.
     let rows: u64 = server
         .query_scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'm'")

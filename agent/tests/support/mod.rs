@@ -25,6 +25,17 @@ pub async fn server_holds_backup_state(server: &MysqlServer) -> (bool, bool) {
     (locks > 0, consumer)
 }
 
+/// A refused backup left no folder at `target`, and neither the backup lock
+/// nor a redo log consumer on the server.
+pub async fn assert_refused_with_nothing_left(server: &MysqlServer, target: &Path) {
+    assert!(
+        !target.exists(),
+        "a refused backup left {}",
+        target.display()
+    );
+    assert_eq!(server_holds_backup_state(server).await, (false, false));
+}
+
 /// The repository options that sign in to the in-process S3 server.
 pub fn s3_options(s3: &innoxide_testkit::S3Server) -> RepoOptions {
     RepoOptions {

@@ -306,6 +306,16 @@ impl MysqlServer {
         result.with_context(|| format!("running {}", abbreviate(sql)))
     }
 
+    /// The current binary log file and position (`SHOW BINARY LOG STATUS`).
+    pub async fn binlog_position(&self) -> Result<(String, u64)> {
+        let rows: Vec<(String, u64, String, String, String)> =
+            self.query_rows("SHOW BINARY LOG STATUS").await?;
+        rows.into_iter()
+            .map(|r| (r.0, r.1))
+            .next()
+            .context("SHOW BINARY LOG STATUS returned no rows: is binary logging off?")
+    }
+
     /// `@@GLOBAL.gtid_executed` without the line breaks MySQL puts in long sets.
     pub async fn gtid_executed(&self) -> Result<String> {
         let set: String = self.query_scalar("SELECT @@GLOBAL.gtid_executed").await?;
