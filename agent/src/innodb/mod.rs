@@ -9,6 +9,9 @@
 //!   overwritten).
 //! - [`page`]: tablespace page headers, page size from FSP flags, and page
 //!   validation (LSN trailer + checksum) as the server itself does it.
+//! - [`redo_record`] and [`redo_walk`]: the records in the redo, walked
+//!   mini-transaction by mini-transaction and checked against the block
+//!   headers, to find index builds without redo and file operations.
 //! - [`redo_files`]: the one I/O layer: listing and reading the redo files of
 //!   a live server, which renames and reuses them underneath us.
 //! - [`synth`]: writing a redo file of our own (`xtrabackup_logfile`, or the
@@ -22,4 +25,6 @@
 pub mod page;
 pub mod redo;
 pub mod redo_files;
+pub mod redo_record;
+pub mod redo_walk;
 pub mod synth;
