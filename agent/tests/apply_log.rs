@@ -1031,3 +1031,108 @@ async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
     assert_eq!(restored.checksum_tables(&tables).await.unwrap(), at_source);
     assert_eq!(replica.checksum_tables(&tables).await.unwrap(), at_source);
 }
+
+/// An `ALTER TABLE ... ADD INDEX` (a sorted index build: its pages are
+/// written without redo and announced by MLOG_INDEX_LOAD) issued while the
+/// backup copies waits for the backup lock, so the captured redo, walked
+/// record by record under sysbench load, holds no index build to refuse;
+/// the restore is exactly the backup point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_index_added_during_the_copy_waits_for_the_lock_and_the_restore_is_exact() {
+    let mut steps = Steps::new("ADD INDEX during the copy");
+    let source = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 2, 10_000).await.unwrap();
+    steps.done("source with 2 x 10k rows");
+    let load = bench.run_background(2, Duration::from_secs(30)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let backup = {
+        let (socket, dir) = (source.socket().display().to_string(), dir.clone());
+        tokio::spawn(async move {
+            let dir = dir.display().to_string();
+            agent(&[
+                "backup",
+                "--socket",
+                &socket,
+                "--user",
+                "root",
+                "--no-timestamp",
+                "--throttle=8M",
+                "--backup-dir",
+                &dir,
+            ])
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let alter = {
+        let opts = source.opts();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            let started = Instant::now();
+            conn.query_drop("ALTER TABLE sbtest.sbtest1 ADD INDEX k_c (k, c)")
+                .await
+                .map(|()| started.elapsed())
+        })
+    };
+    let waiting = async {
+        loop {
+            let n: u64 = source
+                .query_scalar(
+                    "SELECT COUNT(*) FROM performance_schema.processlist \
+                     WHERE INFO LIKE 'ALTER TABLE sbtest.sbtest1 ADD INDEX%' \
+                     AND STATE = 'Waiting for backup lock'",
+                )
+                .await
+                .unwrap();
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the ALTER never waited for the backup lock");
+    assert!(
+        !backup.is_finished(),
+        "the backup ended before the ALTER was seen waiting"
+    );
+    let out = backup.await.unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "backup failed:\n{log}");
+    let ddl_wait = alter.await.unwrap().unwrap();
+    let _ = load.stop().await;
+    let manifest = innoxide_agent::verify::read_manifest(&dir).unwrap();
+    println!(
+        "[ADD INDEX during the copy] the ALTER took {ddl_wait:.2?}, waiting for the backup lock \
+         held {:.2} s",
+        manifest.lock_seconds
+    );
+    steps.done("backup, the ALTER waiting for its lock");
+    // The backup walked every record it captured (under sysbench load).
+    let walked = log
+        .lines()
+        .find(|l| l.contains("redo captured and walked"))
+        .unwrap_or_else(|| panic!("no walk reported:\n{log}"));
+    assert!(!walked.contains("records=0"), "{walked}");
+    let indexed: u64 = source
+        .query_scalar(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS \
+             WHERE TABLE_NAME = 'sbtest1' AND INDEX_NAME = 'k_c'",
+        )
+        .await
+        .unwrap();
+    assert!(indexed > 0, "the ALTER did not add the index");
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    steps.done("apply-log, copy-back, start");
+    let verdict = judge(&source, &restored, &manifest, &bench.table_names()).await;
+    assert!(verdict.backup_transactions > 0);
+    steps.done("oracle");
+}

@@ -5,13 +5,15 @@
 //! 2. `LOCK INSTANCE FOR BACKUP` (DML goes on, DDL waits) for the whole copy,
 //!    waited for no longer than `--backup-lock-timeout`;
 //! 3. register the redo log consumer and start the redo copier at the
-//!    newest checkpoint, advancing the consumer as blocks are synced;
+//!    newest checkpoint, advancing the consumer as blocks are synced; the
+//!    captured redo is walked record by record as it is copied;
 //! 4. copy every tablespace in parallel, page-validated;
 //! 5. consistent point: non-InnoDB files (under `LOCK TABLES … READ` of
 //!    just those tables, never FTWRL: see [`table_lock`]), one read of
 //!    `log_status`, the binlog up to its position, the redo up to its LSN;
-//! 6. unlock, unregister, write the seed's metadata files, and the manifest
-//!    last.
+//! 6. refuse the backup if the redo shows an index built or a file changed
+//!    without redo during the copy ([`redo_check`]); unlock, unregister,
+//!    write the seed's metadata files, and the manifest last.
 //!
 //! Every exit path (error, cancel, server gone) closes the sessions, which
 //! releases the lock and the consumer on the server, and removes the
@@ -22,13 +24,14 @@ pub mod consumer;
 pub mod datafiles;
 mod page_copy;
 pub mod progress;
+pub mod redo_check;
 pub mod redo_copier;
 mod replica;
 mod spool;
 pub mod table_lock;
 mod throttle;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -295,6 +298,8 @@ struct Point {
     status: LogStatus,
     /// `xtrabackup_slave_info`, with `--slave-info`.
     slave_info: Option<String>,
+    /// The backup's file of each tablespace copied, by space id.
+    space_files: HashMap<u32, String>,
 }
 
 struct Backup<'a> {
@@ -312,6 +317,9 @@ impl Backup<'_> {
         mysql::lock_instance_for_backup(sessions.control(), self.options.locks.backup_lock_timeout)
             .await?;
         let locked_at = Instant::now();
+        // DDL the lock blocks is over: what the redo holds after this LSN
+        // came from operations it does not block.
+        let lock_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
         if !mysql::redo_log_enabled(sessions.control()).await? {
             return Err(Error::Unsupported(
                 "redo logging is disabled on the server (ALTER INSTANCE DISABLE INNODB REDO_LOG): \
@@ -336,6 +344,7 @@ impl Backup<'_> {
             self.spool.cipher.clone(),
             self.progress.clone(),
             format!("{} bytes", self.facts.redo_capacity),
+            self.facts.page_size as usize,
         )?;
         let advancer = sessions
             .consumer
@@ -351,9 +360,17 @@ impl Backup<'_> {
                 mut files,
                 status,
                 slave_info,
+                space_files,
             },
             captured,
         ) = outcome?;
+        let unrepairable = redo_check::unrepairable(&captured.walk, lock_lsn);
+        if !unrepairable.is_empty() {
+            return Err(Error::Unsupported(redo_check::refusal(
+                &unrepairable,
+                &space_files,
+            )));
+        }
         mysql::unlock_instance(sessions.control()).await?;
         let lock_seconds = locked_at.elapsed().as_secs_f64();
         if let Some(conn) = sessions.consumer.take() {
@@ -544,6 +561,10 @@ impl Backup<'_> {
         datafiles::refuse_encrypted(&rows).map_err(Error::Unsupported)?;
         let plan = datafiles::plan_innodb(self.facts, &rows);
         self.refuse_too_little_space(&plan)?;
+        let space_files = plan
+            .iter()
+            .filter_map(|f| Some((f.space?.0, f.dest.clone())))
+            .collect();
         let copied = match self.copy_files(plan, &copier).await {
             Ok(files) => files,
             Err(e) => {
@@ -566,6 +587,7 @@ impl Backup<'_> {
             }
         };
         point.files.splice(0..0, copied);
+        point.space_files = space_files;
         self.progress.set_phase(Phase::FinishingRedo);
         let captured = tokio::select! {
             result = copier.finish_at(point.status.lsn) => result?,
@@ -575,7 +597,10 @@ impl Backup<'_> {
             start_checkpoint = captured.start_checkpoint_lsn,
             last_lsn = captured.last_lsn,
             bytes = captured.bytes,
-            "redo captured"
+            records = captured.walk.records,
+            mini_transactions = captured.walk.groups,
+            blocks_checked = captured.walk.blocks_checked,
+            "redo captured and walked"
         );
         Ok((point, captured))
     }
@@ -738,6 +763,7 @@ impl Backup<'_> {
             files,
             status,
             slave_info,
+            space_files: HashMap::new(),
         })
     }
 

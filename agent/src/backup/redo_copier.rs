@@ -7,6 +7,11 @@
 //! captured blocks are synced to disk, so the redo consumer can be advanced
 //! and the server never waits for us. Log that the server recycled before
 //! we read it is a fatal error that says what to change.
+//!
+//! Every block copied is also walked record by record
+//! ([`RedoWalker`]): the walk checks itself against each block header, and
+//! reports the index builds without redo and the file operations the
+//! captured log holds, for the backup to judge.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -21,6 +26,7 @@ use super::progress::Progress;
 use super::spool::{SpoolCipher, SpoolFile};
 use crate::innodb::redo::{self, BLOCK_SIZE, BlockHeader, BlockState, FileHeader, Lsn};
 use crate::innodb::redo_files::{RedoDir, RedoFile};
+use crate::innodb::redo_walk::{RedoWalker, WalkError, WalkSummary};
 use crate::innodb::synth;
 
 /// Blocks read per pass: 64 KiB, the server's usual write size.
@@ -72,6 +78,11 @@ pub enum RedoCopyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the captured redo could not be checked record by record, so the backup cannot tell \
+         whether an index was built or a file was changed without redo during the copy: {0}"
+    )]
+    Walk(#[from] WalkError),
     #[error("the redo copier thread died: {0}")]
     Panicked(String),
     #[error("cancelled")]
@@ -81,7 +92,7 @@ pub enum RedoCopyError {
 }
 
 /// What the copier captured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
     pub start_checkpoint_lsn: Lsn,
     /// LSN of the first captured block (the checkpoint's block).
@@ -89,6 +100,8 @@ pub struct Captured {
     pub last_lsn: Lsn,
     /// Bytes of `xtrabackup_logfile`, header included.
     pub bytes: u64,
+    /// The walk over its records, up to `last_lsn`.
+    pub walk: WalkSummary,
 }
 
 struct Shared {
@@ -137,6 +150,7 @@ impl RedoCopier {
         cipher: Option<SpoolCipher>,
         progress: Arc<Progress>,
         capacity_hint: String,
+        page_size: usize,
     ) -> Result<RedoCopier, RedoCopyError> {
         let dir = scan(redo_dir)?;
         let (file_id, checkpoint) = dir
@@ -185,6 +199,7 @@ impl RedoCopier {
             capacity_hint,
             start_checkpoint_lsn: checkpoint,
             first_block_lsn: first_block,
+            walker: RedoWalker::new(page_size),
         };
         let thread = std::thread::Builder::new()
             .name("redo-copier".into())
@@ -267,6 +282,7 @@ struct Worker {
     capacity_hint: String,
     start_checkpoint_lsn: Lsn,
     first_block_lsn: Lsn,
+    walker: RedoWalker,
 }
 
 /// What one pass over the log found.
@@ -288,11 +304,13 @@ impl Worker {
             match self.pass(&mut buffer, &mut torn_since)? {
                 Pass::Finished => {
                     self.sync()?;
+                    let last_lsn = self.shared.stop_at.load(Ordering::SeqCst);
                     return Ok(Captured {
                         start_checkpoint_lsn: self.start_checkpoint_lsn,
                         first_block_lsn: self.first_block_lsn,
-                        last_lsn: self.shared.stop_at.load(Ordering::SeqCst),
+                        last_lsn,
                         bytes: self.written,
+                        walk: self.walker.finish(last_lsn)?,
                     });
                 }
                 Pass::Copied(0) => std::thread::sleep(IDLE_PAUSE),
@@ -439,6 +457,7 @@ impl Worker {
                 path: self.out_path.clone(),
                 source,
             })?;
+        self.walker.push_block(self.next_lsn, block)?;
         self.next_lsn += BLOCK_SIZE as Lsn;
         self.written += BLOCK_SIZE as u64;
         Ok(())
