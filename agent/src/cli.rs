@@ -178,6 +178,11 @@ struct BackupArgs {
     /// for running DDL; DML never waits on it).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     backup_lock_timeout: u64,
+    /// `on`: hold LOCK INSTANCE FOR BACKUP during the whole copy (DDL waits).
+    /// `reduced`: take it only at the end, briefly; index builds during the
+    /// copy are re-copied, file creates/renames/drops refuse the backup.
+    #[arg(long, value_name = "MODE", default_value = "on", value_parser = ["on", "reduced"])]
+    lock_ddl: String,
     /// Longest wait for the read lock on non-InnoDB tables, in seconds
     /// (writes to those tables queue while it waits).
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -565,6 +570,7 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
             writers_wait_timeout: Duration::from_secs(args.ftwrl_wait_timeout),
             kill_writers_after: (args.kill_long_queries_timeout > 0)
                 .then(|| Duration::from_secs(args.kill_long_queries_timeout)),
+            reduced_ddl_lock: args.lock_ddl == "reduced",
         },
     };
     let progress = Progress::new();

@@ -1136,3 +1136,103 @@ async fn an_index_added_during_the_copy_waits_for_the_lock_and_the_restore_is_ex
     assert!(verdict.backup_transactions > 0);
     steps.done("oracle");
 }
+
+/// `--lock-ddl=reduced`: the same ALTER does not wait for the copy; the
+/// backup takes the lock only at the end, finds the index build in the
+/// redo it walked, re-copies that tablespace, and the restore holds the new
+/// index intact and is exactly the backup point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_reduced_ddl_lock_an_index_added_during_the_copy_is_recopied() {
+    let mut steps = Steps::new("reduced DDL lock");
+    let source = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&source, 2, 10_000).await.unwrap();
+    steps.done("source with 2 x 10k rows");
+    let load = bench.run_background(2, Duration::from_secs(30)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let backup = {
+        let (socket, dir) = (source.socket().display().to_string(), dir.clone());
+        tokio::spawn(async move {
+            let dir = dir.display().to_string();
+            agent(&[
+                "backup",
+                "--socket",
+                &socket,
+                "--user",
+                "root",
+                "--no-timestamp",
+                "--throttle=8M",
+                "--lock-ddl=reduced",
+                "--backup-dir",
+                &dir,
+            ])
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    source
+        .exec("ALTER TABLE sbtest.sbtest1 ADD INDEX k_c (k, c)")
+        .await
+        .unwrap();
+    let ddl_wait = started.elapsed();
+    assert!(
+        !backup.is_finished(),
+        "the backup ended before the ALTER did: the test proves nothing"
+    );
+    let out = backup.await.unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "backup failed:\n{log}");
+    let _ = load.stop().await;
+    let manifest = innoxide_agent::verify::read_manifest(&dir).unwrap();
+    println!(
+        "[reduced DDL lock] the ALTER took {ddl_wait:.2?} during the copy; the backup lock was \
+         held {:.2} s at the end",
+        manifest.lock_seconds
+    );
+    assert!(
+        log.contains("re-copied under the backup lock") && log.contains("sbtest/sbtest1.ibd"),
+        "the index build was not re-copied:\n{log}"
+    );
+    steps.done("backup with the ALTER running during the copy");
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    let datadir = work.path().join("restored");
+    copy_back(&dir, &datadir).await;
+    let restored = start_restored(&datadir).await;
+    steps.done("apply-log, copy-back, start");
+    let indexed: u64 = restored
+        .query_scalar(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS \
+             WHERE TABLE_NAME = 'sbtest1' AND INDEX_NAME = 'k_c'",
+        )
+        .await
+        .unwrap();
+    assert!(
+        indexed > 0,
+        "the restore lacks the index added before its point"
+    );
+    let checked: Vec<(String, String, String, String)> = restored
+        .query_rows("CHECK TABLE sbtest.sbtest1")
+        .await
+        .unwrap();
+    for (table, _, kind, text) in &checked {
+        assert!(
+            kind != "error" && (kind != "status" || text == "OK"),
+            "{table}: {kind} {text}"
+        );
+    }
+    let via_index: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1 FORCE INDEX (k_c) WHERE k >= 0")
+        .await
+        .unwrap();
+    let via_rows: u64 = restored
+        .query_scalar("SELECT COUNT(*) FROM sbtest.sbtest1 IGNORE INDEX (k_c, k_1) WHERE k >= 0")
+        .await
+        .unwrap();
+    assert_eq!(via_index, via_rows, "the new index and the rows disagree");
+    let verdict = judge(&source, &restored, &manifest, &bench.table_names()).await;
+    assert!(verdict.backup_transactions > 0);
+    steps.done("index checked, oracle");
+}

@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 
+use crate::innodb::redo::Lsn;
+use crate::innodb::redo_walk::{SpaceEvent, SpaceEventKind};
 use crate::meta::{
     self, BackupType, BinlogInfo, Checkpoints, FileEntry, FileKind, Manifest, RedoRange,
 };
@@ -300,6 +302,9 @@ struct Point {
     slave_info: Option<String>,
     /// The backup's file of each tablespace copied, by space id.
     space_files: HashMap<u32, String>,
+    /// With `--lock-ddl=reduced`: when the backup lock was taken, and the
+    /// LSN then.
+    late_lock: Option<(Instant, Lsn)>,
 }
 
 struct Backup<'a> {
@@ -314,12 +319,19 @@ struct Backup<'a> {
 impl Backup<'_> {
     async fn take(&self, sessions: &mut Sessions) -> Result<Manifest, Error> {
         let started_at = now_rfc3339();
-        mysql::lock_instance_for_backup(sessions.control(), self.options.locks.backup_lock_timeout)
+        let reduced = self.options.locks.reduced_ddl_lock;
+        let (mut locked_at, mut lock_lsn) = (Instant::now(), 0);
+        if !reduced {
+            mysql::lock_instance_for_backup(
+                sessions.control(),
+                self.options.locks.backup_lock_timeout,
+            )
             .await?;
-        let locked_at = Instant::now();
-        // DDL the lock blocks is over: what the redo holds after this LSN
-        // came from operations it does not block.
-        let lock_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
+            locked_at = Instant::now();
+            // DDL the lock blocks is over: what the redo holds after this
+            // LSN came from operations it does not block.
+            lock_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
+        }
         if !mysql::redo_log_enabled(sessions.control()).await? {
             return Err(Error::Unsupported(
                 "redo logging is disabled on the server (ALTER INSTANCE DISABLE INNODB REDO_LOG): \
@@ -361,14 +373,19 @@ impl Backup<'_> {
                 status,
                 slave_info,
                 space_files,
+                late_lock,
             },
             captured,
         ) = outcome?;
+        if let Some((at, lsn)) = late_lock {
+            (locked_at, lock_lsn) = (at, lsn);
+        }
         let unrepairable = redo_check::unrepairable(&captured.walk, lock_lsn);
         if !unrepairable.is_empty() {
             return Err(Error::Unsupported(redo_check::refusal(
                 &unrepairable,
                 &space_files,
+                false,
             )));
         }
         mysql::unlock_instance(sessions.control()).await?;
@@ -557,15 +574,22 @@ impl Backup<'_> {
         sessions: &mut Sessions,
         copier: RedoCopier,
     ) -> Result<(Point, Captured), Error> {
+        // File operations logged before this LSN are over when the files
+        // are listed (with --lock-ddl=reduced, DDL runs during the copy).
+        let listed_lsn = if self.options.locks.reduced_ddl_lock {
+            mysql::log_status::read(sessions.control()).await?.lsn
+        } else {
+            0
+        };
         let rows = mysql::innodb_data_files(sessions.control()).await?;
         datafiles::refuse_encrypted(&rows).map_err(Error::Unsupported)?;
         let plan = datafiles::plan_innodb(self.facts, &rows);
         self.refuse_too_little_space(&plan)?;
-        let space_files = plan
+        let space_files: HashMap<u32, String> = plan
             .iter()
             .filter_map(|f| Some((f.space?.0, f.dest.clone())))
             .collect();
-        let copied = match self.copy_files(plan, &copier).await {
+        let copied = match self.copy_files(plan.clone(), &copier).await {
             Ok(files) => files,
             Err(e) => {
                 // The copier's own error explains a copy stopped on its behalf.
@@ -578,6 +602,20 @@ impl Backup<'_> {
                 });
             }
         };
+        let (copied, late_lock) = if self.options.locks.reduced_ddl_lock {
+            match self
+                .lock_and_recopy(sessions, &copier, copied, &plan, listed_lsn)
+                .await
+            {
+                Ok((copied, lock)) => (copied, Some(lock)),
+                Err(e) => {
+                    let _ = copier.cancel().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            (copied, None)
+        };
         let point = self.consistent_point(sessions, &copier).await;
         let mut point = match point {
             Ok(v) => v,
@@ -588,6 +626,7 @@ impl Backup<'_> {
         };
         point.files.splice(0..0, copied);
         point.space_files = space_files;
+        point.late_lock = late_lock;
         self.progress.set_phase(Phase::FinishingRedo);
         let captured = tokio::select! {
             result = copier.finish_at(point.status.lsn) => result?,
@@ -603,6 +642,71 @@ impl Backup<'_> {
             "redo captured and walked"
         );
         Ok((point, captured))
+    }
+
+    /// `--lock-ddl=reduced`, after the copy: takes the backup lock (DDL in
+    /// flight finishes first), waits until the captured redo is walked up
+    /// to the lock, and re-copies each tablespace whose index was built
+    /// without redo meanwhile (its pages were flushed before the record was
+    /// written, so the new copy holds them, and the redo captured from the
+    /// start repairs it like any other copy). A file created, renamed or
+    /// deleted meanwhile refuses the backup.
+    async fn lock_and_recopy(
+        &self,
+        sessions: &mut Sessions,
+        copier: &RedoCopier,
+        mut copied: Vec<FileEntry>,
+        plan: &[DataFile],
+        listed_lsn: Lsn,
+    ) -> Result<(Vec<FileEntry>, (Instant, Lsn)), Error> {
+        let space_files: HashMap<u32, String> = plan
+            .iter()
+            .filter_map(|f| Some((f.space?.0, f.dest.clone())))
+            .collect();
+        mysql::lock_instance_for_backup(sessions.control(), self.options.locks.backup_lock_timeout)
+            .await?;
+        let locked_at = Instant::now();
+        let lock_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
+        let events = copier.walked_to(lock_lsn).await.ok_or(Error::Cancelled)?;
+        let file_ops: Vec<&SpaceEvent> = events
+            .iter()
+            .filter(|e| {
+                e.kind != SpaceEventKind::IndexLoad
+                    && !redo_check::listed_as_done(e, listed_lsn, &space_files)
+            })
+            .collect();
+        if !file_ops.is_empty() {
+            return Err(Error::Unsupported(redo_check::refusal(
+                &file_ops,
+                &space_files,
+                true,
+            )));
+        }
+        let loaded: std::collections::BTreeSet<u32> = events
+            .iter()
+            .filter(|e| e.kind == SpaceEventKind::IndexLoad)
+            .map(|e| e.space_id)
+            .collect();
+        for space in loaded {
+            let Some(file) = plan.iter().find(|f| f.space.map(|s| s.0) == Some(space)) else {
+                let event = events.iter().find(|e| e.space_id == space);
+                return Err(Error::Unsupported(redo_check::refusal(
+                    &event.into_iter().collect::<Vec<_>>(),
+                    &space_files,
+                    false,
+                )));
+            };
+            self.store.delete(&file.dest).await?;
+            copied.retain(|entry| entry.path != file.dest);
+            copied.extend(self.copy_files(vec![file.clone()], copier).await?);
+            tracing::info!(
+                space,
+                file = %file.dest,
+                "re-copied under the backup lock: an index of it was built without redo during the copy"
+            );
+        }
+        copied.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((copied, (locked_at, lock_lsn)))
     }
 
     /// A plain local backup needs at least the data files' size free on
@@ -764,6 +868,7 @@ impl Backup<'_> {
             status,
             slave_info,
             space_files: HashMap::new(),
+            late_lock: None,
         })
     }
 

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::innodb::redo::Lsn;
+use crate::innodb::redo_record::FileOp;
 use crate::innodb::redo_walk::{SpaceEvent, SpaceEventKind, WalkSummary};
 
 /// The records of `walk` a copy made after `lock_lsn` cannot be repaired from.
@@ -26,13 +27,37 @@ pub fn unrepairable(walk: &WalkSummary, lock_lsn: Lsn) -> Vec<&SpaceEvent> {
     walk.events.iter().filter(|e| e.lsn >= lock_lsn).collect()
 }
 
+/// Whether a file operation logged before the files were listed (at
+/// `listed_lsn`) is over in that listing: a created file was listed, a
+/// deleted one was not, a renamed one was listed under its new name
+/// (`files`: space id to the listed file's name in the backup).
+pub fn listed_as_done(event: &SpaceEvent, listed_lsn: Lsn, files: &HashMap<u32, String>) -> bool {
+    if event.lsn >= listed_lsn {
+        return false;
+    }
+    let listed = files.get(&event.space_id);
+    // Redo names files relative to the datadir ("./db/t.ibd").
+    let same = |path: &str, listed: &str| path.trim_start_matches("./") == listed;
+    match &event.kind {
+        SpaceEventKind::IndexLoad => false,
+        SpaceEventKind::File(FileOp::Create { path, .. }) => listed.is_some_and(|l| same(path, l)),
+        SpaceEventKind::File(FileOp::Rename { to, .. }) => listed.is_some_and(|l| same(to, l)),
+        SpaceEventKind::File(FileOp::Delete { .. }) => listed.is_none(),
+    }
+}
+
 /// Why the backup is refused, for the user: every affected tablespace by
 /// id and file (from `files`, space id to the file's name in the backup).
-pub fn refusal(events: &[&SpaceEvent], files: &HashMap<u32, String>) -> String {
-    let mut text = String::from(
+/// `reduced`: the copy ran without the backup lock (`--lock-ddl=reduced`).
+pub fn refusal(events: &[&SpaceEvent], files: &HashMap<u32, String>, reduced: bool) -> String {
+    let mut text = String::from(if reduced {
+        "the redo written during the copy, which ran without the backup lock \
+         (--lock-ddl=reduced), shows tablespace files created, renamed or deleted, which a hot \
+         copy cannot be repaired from:"
+    } else {
         "the redo written during the copy shows changes a hot copy cannot be repaired from, \
-         made by an operation the backup lock does not block:",
-    );
+         made by an operation the backup lock does not block:"
+    });
     for event in events {
         let _ = write!(text, " {event}");
         if let (SpaceEventKind::IndexLoad, Some(file)) = (&event.kind, files.get(&event.space_id)) {
@@ -40,17 +65,68 @@ pub fn refusal(events: &[&SpaceEvent], files: &HashMap<u32, String>) -> String {
         }
         text.push(';');
     }
-    text.push_str(
+    text.push_str(if reduced {
+        " no backup was written. Take it again with --lock-ddl=on (DDL then waits for the copy)"
+    } else {
         " no backup was written. Take it again once that operation is over (an ALTER TABLE that \
-         rebuilds or indexes a table, or a file created, renamed or dropped outside DDL)",
-    );
+         rebuilds or indexes a table, or a file created, renamed or dropped outside DDL)"
+    });
     text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::innodb::redo_record::{FileOp, RecordType};
+    use crate::innodb::redo_record::RecordType;
+
+    #[test]
+    fn file_operations_over_before_the_listing_are_done() {
+        let files = HashMap::from([(7, "shop/orders.ibd".to_owned())]);
+        let event = |lsn, space_id, op| SpaceEvent {
+            lsn,
+            space_id,
+            kind: SpaceEventKind::File(op),
+        };
+        let create = |path: &str| FileOp::Create {
+            path: path.into(),
+            flags: 33,
+        };
+        assert!(listed_as_done(
+            &event(10, 7, create("./shop/orders.ibd")),
+            100,
+            &files
+        ));
+        // After the listing, or not in it: not done.
+        assert!(!listed_as_done(
+            &event(100, 7, create("./shop/orders.ibd")),
+            100,
+            &files
+        ));
+        assert!(!listed_as_done(
+            &event(10, 8, create("./shop/new.ibd")),
+            100,
+            &files
+        ));
+        let delete = FileOp::Delete {
+            path: "./shop/old.ibd".into(),
+        };
+        assert!(listed_as_done(&event(10, 8, delete.clone()), 100, &files));
+        assert!(!listed_as_done(&event(10, 7, delete), 100, &files));
+        let rename = |to: &str| FileOp::Rename {
+            from: "./shop/x.ibd".into(),
+            to: to.into(),
+        };
+        assert!(listed_as_done(
+            &event(10, 7, rename("./shop/orders.ibd")),
+            100,
+            &files
+        ));
+        assert!(!listed_as_done(
+            &event(10, 7, rename("./shop/y.ibd")),
+            100,
+            &files
+        ));
+    }
 
     fn walk(events: Vec<SpaceEvent>) -> WalkSummary {
         WalkSummary {
@@ -90,7 +166,7 @@ mod tests {
         let found = unrepairable(&summary, 2000);
         assert_eq!(found, vec![&load, &drop]);
         let files = HashMap::from([(7, "shop/orders.ibd".to_owned())]);
-        let text = refusal(&found, &files);
+        let text = refusal(&found, &files, false);
         assert!(
             text.contains("an index of tablespace 7 was built without redo (MLOG_INDEX_LOAD at LSN 5000) [shop/orders.ibd]"),
             "{text}"

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use super::progress::Progress;
 use super::spool::{SpoolCipher, SpoolFile};
 use crate::innodb::redo::{self, BLOCK_SIZE, BlockHeader, BlockState, FileHeader, Lsn};
 use crate::innodb::redo_files::{RedoDir, RedoFile};
-use crate::innodb::redo_walk::{RedoWalker, WalkError, WalkSummary};
+use crate::innodb::redo_walk::{RedoWalker, SpaceEvent, WalkError, WalkSummary};
 use crate::innodb::synth;
 
 /// Blocks read per pass: 64 KiB, the server's usual write size.
@@ -108,6 +109,11 @@ struct Shared {
     /// 0 until the consistent point is known; then the LSN to stop at.
     stop_at: AtomicU64,
     cancelled: AtomicBool,
+    /// Where the walk over the records has got to, and what it found.
+    walked_lsn: AtomicU64,
+    events: Mutex<Vec<SpaceEvent>>,
+    /// Also walk the block still being written (see [`RedoCopier::walked_to`]).
+    walk_partial: AtomicBool,
 }
 
 pub struct RedoCopier {
@@ -183,6 +189,9 @@ impl RedoCopier {
         let shared = Arc::new(Shared {
             stop_at: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
+            walked_lsn: AtomicU64::new(0),
+            events: Mutex::new(Vec::new()),
+            walk_partial: AtomicBool::new(false),
         });
         let (durable_tx, durable) = watch::channel(first_block);
         let mut worker = Worker {
@@ -221,6 +230,27 @@ impl RedoCopier {
     /// server's redo consumer to.
     pub fn durable_lsn(&self) -> watch::Receiver<Lsn> {
         self.durable.clone()
+    }
+
+    /// Waits until the records up to `lsn` were walked, and returns what
+    /// the walk found so far. `None` if the copier stopped first.
+    pub async fn walked_to(&self, lsn: Lsn) -> Option<Vec<SpaceEvent>> {
+        // The block holding `lsn` may stay partial for long on a quiet
+        // server: walk into it too.
+        self.shared.walk_partial.store(true, Ordering::SeqCst);
+        while self.shared.walked_lsn.load(Ordering::SeqCst) < lsn {
+            if self.has_stopped() {
+                return None;
+            }
+            tokio::time::sleep(IDLE_PAUSE).await;
+        }
+        Some(
+            self.shared
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     /// Whether the copier stopped (with an error) before being told to.
@@ -314,7 +344,7 @@ impl Worker {
                     });
                 }
                 Pass::Copied(0) => std::thread::sleep(IDLE_PAUSE),
-                Pass::Copied(_) => {}
+                Pass::Copied(_) => publish_walk(&self.shared, &self.walker),
             }
             if self.written - self.synced_at.1 >= SYNC_EVERY_BYTES
                 || self.synced_at.0.elapsed() >= SYNC_EVERY
@@ -360,6 +390,16 @@ impl Worker {
                 // A partial last block, or the log has not got here yet.
                 BlockState::Valid { .. } | BlockState::Stale { .. } | BlockState::Empty => {
                     *torn_since = None;
+                    if matches!(state, BlockState::Valid { .. })
+                        && self.shared.walk_partial.load(Ordering::SeqCst)
+                    {
+                        // Walked by a clone: this block is copied only once
+                        // it is full (or holds the stop point).
+                        let mut ahead = self.walker.clone();
+                        if ahead.push_block(lsn, block).is_ok() {
+                            publish_walk(&self.shared, &ahead);
+                        }
+                    }
                     if stop_at != 0 && self.ends_exactly_at_block_start(stop_at) {
                         // The consistent point is the first byte of this
                         // block's payload: nothing of this block is needed,
@@ -476,6 +516,20 @@ impl Worker {
             .store(self.next_lsn, Ordering::Relaxed);
         self.durable_tx.send_replace(self.next_lsn);
         Ok(())
+    }
+}
+
+/// Makes the walk's progress and findings visible to the backup.
+fn publish_walk(shared: &Shared, walker: &RedoWalker) {
+    let found = walker.events();
+    let mut events = shared.events.lock().unwrap_or_else(|p| p.into_inner());
+    let known = events.len();
+    if known < found.len() {
+        events.extend_from_slice(&found[known..]);
+    }
+    drop(events);
+    if let Some(lsn) = walker.walked_lsn() {
+        shared.walked_lsn.fetch_max(lsn, Ordering::SeqCst);
     }
 }
 

@@ -34,6 +34,11 @@ pub struct LockOptions {
     /// after this long of the wait (innobackupex's
     /// `--kill-long-queries-timeout`); `None` never ends anything.
     pub kill_writers_after: Option<Duration>,
+    /// innobackupex's `--lock-ddl=REDUCED`: copy without the backup lock
+    /// (DDL runs on), and take it only at the end, briefly, to re-copy the
+    /// tablespaces whose indexes were built without redo meanwhile. A file
+    /// created, renamed or deleted during the copy makes the backup refuse.
+    pub reduced_ddl_lock: bool,
 }
 
 impl Default for LockOptions {
@@ -43,6 +48,7 @@ impl Default for LockOptions {
             table_lock_timeout: Duration::from_secs(5),
             writers_wait_timeout: Duration::from_secs(60),
             kill_writers_after: None,
+            reduced_ddl_lock: false,
         }
     }
 }

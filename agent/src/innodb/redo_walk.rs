@@ -151,7 +151,10 @@ struct PendingBlock {
     first_rec_group: u16,
 }
 
-/// The walk over a stretch of redo, fed one block at a time.
+/// The walk over a stretch of redo, fed one block at a time. A clone can
+/// walk ahead into a block that is still being written, leaving the
+/// original where it was.
+#[derive(Clone)]
 pub struct RedoWalker {
     page_size: usize,
     /// Payload bytes from `buf_sn` on; `[..group_start]` is consumed.

@@ -299,6 +299,33 @@ impl Store {
         }
     }
 
+    /// Deletes one object; an object that is not there is no error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self {
+            Store::Local { root } => {
+                let path = Self::local_path(root, rel);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                        what: "cannot delete",
+                        location: path.display().to_string(),
+                        source: e,
+                    }),
+                    _ => Ok(()),
+                }
+            }
+            Store::Remote(remote) => match remote.store.delete(&remote.path(rel)).await {
+                Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => {
+                    Err(StoreError::Object {
+                        what: "cannot delete",
+                        location: format!("{}/{rel}", remote.url),
+                        source: e,
+                    })
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Deletes every object below `prefix`; returns how many.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize> {
         match self {
