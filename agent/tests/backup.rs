@@ -646,3 +646,42 @@ async fn a_writer_that_holds_a_myisam_table_makes_the_backup_give_up_cleanly() {
     // Once it lets go, the backup is taken.
     take(&opts).await.unwrap();
 }
+
+/// `--lock-ddl=reduced` lets DDL run during the copy, but a table created
+/// during it is a file the copy may have missed: the backup is refused,
+/// naming the tablespace, with nothing left behind; the table itself is
+/// created at once, not after the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_reduced_ddl_lock_a_table_created_during_the_copy_refuses_the_backup() {
+    let server = MysqlServer::builder().start().await.unwrap();
+    Sysbench::prepare(&server, 2, 10_000).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let mut opts = options(&server, &target);
+    opts.throttle = Some(8 << 20);
+    opts.locks.reduced_ddl_lock = true;
+    let backup = tokio::spawn(async move { take(&opts).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    server
+        .exec("CREATE TABLE sbtest.during (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    let ddl_took = started.elapsed();
+    assert!(
+        !backup.is_finished(),
+        "the backup ended before the CREATE: the test proves nothing"
+    );
+    assert!(
+        ddl_took < Duration::from_secs(5),
+        "the CREATE waited {ddl_took:?}: the copy held the backup lock"
+    );
+    let err = backup.await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("(./sbtest/during.ibd) was created at LSN")
+            && err.contains("--lock-ddl=reduced")
+            && err.contains("no backup was written"),
+        "not the reason: {err}"
+    );
+    assert_refused_with_nothing_left(&server, &target).await;
+}
