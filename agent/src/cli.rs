@@ -280,7 +280,9 @@ struct ApplyLogArgs {
     /// The key of an encrypted backup.
     #[arg(long)]
     encrypt_key_file: Option<PathBuf>,
-    /// Buffer pool for the recovery, bytes (suffixes K, M, G).
+    /// Buffer pool for the recovery, bytes (suffixes K, M, G): at least this;
+    /// more when the redo is large and half the free memory allows, so the
+    /// redo is replayed in one pass.
     #[arg(long, value_parser = parse_size, default_value = "256M")]
     use_memory: u64,
 }

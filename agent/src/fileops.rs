@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// How a file got to its new place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,77 @@ pub fn sha256_file(path: &Path) -> Result<(u64, String), FileError> {
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// The SHA-256 of each of `files` (relative to `dir`), in their order,
+/// hashed on up to [`hash_threads`] threads at once: each file is one
+/// sequential hash, but a datadir has many.
+pub fn sha256_files(dir: &Path, files: &[PathBuf]) -> Result<Vec<String>, FileError> {
+    let stop = AtomicBool::new(false);
+    map_parallel(files, hash_threads(), &stop, |file| {
+        sha256_file(&dir.join(file)).map(|(_, sum)| sum)
+    })
+}
+
+/// `work` applied to every item on up to `threads` threads, the results in
+/// the items' order. The first error stops the others (they finish the
+/// item in hand) and is returned; so does setting `stop`, which `work`
+/// should check itself for long items.
+pub fn map_parallel<T, R, E>(
+    items: &[T],
+    threads: usize,
+    stop: &AtomicBool,
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E>
+where
+    T: Sync,
+    R: Send,
+    E: Send,
+{
+    let next = AtomicUsize::new(0);
+    let threads = threads.min(items.len()).max(1);
+    let per_thread = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, R)>, E> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        if index >= items.len() || stop.load(Ordering::Relaxed) {
+                            return Ok(mine);
+                        }
+                        match work(&items[index]) {
+                            Ok(done) => mine.push((index, done)),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a worker thread does not panic"))
+            .collect::<Vec<_>>()
+    });
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for done in per_thread {
+        for (index, result) in done? {
+            results[index] = Some(result);
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Threads for work that is CPU-bound per file (hashing, checking): one per
+/// core, at most four.
+pub fn hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(4)
 }
 
 /// Whether `dir` is absent or an empty folder. A file at that path is an

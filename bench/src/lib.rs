@@ -16,6 +16,7 @@ pub mod child;
 pub mod machine;
 pub mod mariadb;
 pub mod plan;
+pub mod prepare_phases;
 pub mod report;
 pub mod results;
 pub mod scenarios;

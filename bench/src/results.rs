@@ -109,6 +109,8 @@ pub enum Unit {
     BytesPerCpuSecond,
     Bytes,
     Ratio,
+    /// A plain number of things (apply batches).
+    Count,
 }
 
 impl Unit {
@@ -121,6 +123,7 @@ impl Unit {
             Unit::BytesPerCpuSecond => format!("{} MB/CPU-s", sig3(value / 1e6)),
             Unit::Bytes => format!("{} MiB", sig3(value / (1u64 << 20) as f64)),
             Unit::Ratio => format!("{}×", sig3(value)),
+            Unit::Count => sig3(value),
         }
     }
 
@@ -141,6 +144,7 @@ impl Unit {
             Unit::BytesPerCpuSecond => "MB per CPU-second",
             Unit::Bytes => "MiB",
             Unit::Ratio => "ratio",
+            Unit::Count => "count",
         }
     }
 }

@@ -18,6 +18,7 @@
 //! `prepared.partial/` for inspection; a rerun refuses until `--force`
 //! says to remove that folder, and nothing else, and start again.
 
+mod memory;
 mod mini;
 mod recovery_log;
 mod redo_file;
@@ -484,18 +485,18 @@ impl Work<'_> {
         );
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
+        // Files are copied and checked on several threads: the checksum of
+        // each copy is CPU work, and a large backup has many files.
         let job = tokio::task::spawn_blocking(move || -> Result<(usize, usize), Error> {
-            let (mut reflinked, mut copied) = (0, 0);
-            for entry in files {
+            let copy_one = |entry: &FileEntry| -> Result<Transfer, Error> {
                 let (from, to) = (backup_dir.join(&entry.path), partial.join(&entry.path));
                 if worker_stop.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled { dir: to });
                 }
                 if entry.stored_sha256.is_some() {
                     // Compressed or encrypted: decoded and checked on the way.
-                    decode_file(&backup_dir, &entry, key.as_ref(), &to)?;
-                    copied += 1;
-                    continue;
+                    decode_file(&backup_dir, entry, key.as_ref(), &to)?;
+                    return Ok(Transfer::Copied);
                 }
                 let size = std::fs::metadata(&from)
                     .map_err(|e| FileError::at("read", &from, e))?
@@ -507,14 +508,20 @@ impl Work<'_> {
                         expected: entry.size,
                     });
                 }
-                match fileops::copy_file(&from, &to)? {
-                    Transfer::Reflinked => reflinked += 1,
-                    _ => copied += 1,
-                }
+                let how = fileops::copy_file(&from, &to)?;
                 // The copy is what recovery will use: check it, not the source.
-                check_bytes(&entry, &from, &to)?;
+                check_bytes(entry, &from, &to)?;
+                Ok(how)
+            };
+            let done =
+                fileops::map_parallel(&files, fileops::hash_threads(), &worker_stop, copy_one)?;
+            if done.len() < files.len() {
+                return Err(Error::Cancelled {
+                    dir: partial.clone(),
+                });
             }
-            Ok((reflinked, copied))
+            let reflinked = done.iter().filter(|t| **t == Transfer::Reflinked).count();
+            Ok((reflinked, done.len() - reflinked))
         });
         let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
         job.await.expect("the copy task does not panic")
@@ -706,7 +713,14 @@ impl Work<'_> {
             // log has been requested to resize from 435M to 16M"). More would
             // only fill the prepared datadir with spare redo files.
             redo_capacity: source_capacity,
-            buffer_pool: self.buffer_pool,
+            buffer_pool: memory::buffer_pool_for(
+                self.buffer_pool,
+                self.manifest
+                    .redo
+                    .last_lsn
+                    .saturating_sub(self.manifest.redo.start_checkpoint_lsn),
+                memory::free_memory(),
+            ),
             binlog,
             gtid_mode: !self.manifest.gtid_executed.trim().is_empty(),
             innodb_directories: if external.is_dir() {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::fileops::{self, FileError};
+use crate::restore;
 
 /// The seal, at the top of the prepared datadir.
 pub const SUMS_FILE: &str = "innoxide_prepared.sha256";
@@ -46,36 +47,54 @@ pub enum SumsError {
     Unsealed { path: PathBuf },
 }
 
-/// Hashes every file below `dir` and writes the seal (synced) into it.
+/// Hashes every file below `dir` that a restore puts into a datadir, and
+/// writes the seal (synced) into it. The mini instance's redo and
+/// temporary files and apply-log's own files are never restored
+/// ([`restore::plan::is_left_out`]), so they are not sealed: at the
+/// source's redo capacity they would be gigabytes hashed for nothing.
+/// Files are hashed on several threads.
 pub fn seal(dir: &Path) -> Result<(), SumsError> {
+    let files: Vec<PathBuf> = fileops::list_files(dir)?
+        .into_iter()
+        .filter(|relative| is_sealed(relative))
+        .collect();
+    let sums = fileops::sha256_files(dir, &files)?;
     let mut text = String::new();
-    for relative in fileops::list_files(dir)? {
-        if relative == Path::new(SUMS_FILE) {
-            continue;
-        }
-        let (_, sha256) = fileops::sha256_file(&dir.join(&relative))?;
+    for (relative, sha256) in files.iter().zip(sums) {
         text.push_str(&format!("{sha256}  {}\n", relative.display()));
     }
     crate::meta::write_atomically(dir, SUMS_FILE, text.as_bytes())?;
     Ok(())
 }
 
+/// Whether a file of a prepared datadir is covered by the seal: those a
+/// restore uses (with the source's server UUID, so `auto.cnf` is).
+fn is_sealed(relative: &Path) -> bool {
+    relative != Path::new(SUMS_FILE) && !restore::plan::is_left_out(relative, false)
+}
+
 /// Checks that `files` (relative to `dir`) are exactly what apply-log
-/// sealed, byte for byte. Reads every file once; changes nothing.
+/// sealed, byte for byte. Reads every file once; changes nothing. Files a
+/// restore leaves out are not checked (an older apply-log sealed them too;
+/// then they must still be there).
 pub fn check(dir: &Path, files: &[PathBuf]) -> Result<(), SumsError> {
     let sealed = read(dir)?;
-    for relative in files {
-        if relative == Path::new(SUMS_FILE) {
-            continue;
-        }
-        let path = dir.join(relative);
-        let expected = sealed
-            .get(relative)
-            .ok_or_else(|| SumsError::Unsealed { path: path.clone() })?;
-        let (_, found) = fileops::sha256_file(&path)?;
+    let checked: Vec<PathBuf> = files
+        .iter()
+        .filter(|relative| is_sealed(relative))
+        .cloned()
+        .collect();
+    if let Some(unsealed) = checked.iter().find(|r| !sealed.contains_key(*r)) {
+        return Err(SumsError::Unsealed {
+            path: dir.join(unsealed),
+        });
+    }
+    let found = fileops::sha256_files(dir, &checked)?;
+    for (relative, found) in checked.iter().zip(found) {
+        let expected = &sealed[relative];
         if &found != expected {
             return Err(SumsError::Mismatch {
-                path,
+                path: dir.join(relative),
                 found,
                 expected: expected.clone(),
             });
@@ -148,6 +167,23 @@ mod tests {
             bytes[at as usize] ^= 0x01;
             std::fs::write(&path, &bytes).unwrap();
         }
+        check(dir.path(), &files).unwrap();
+    }
+
+    #[test]
+    fn files_a_restore_leaves_out_are_not_sealed_or_checked() {
+        let dir = datadir();
+        std::fs::create_dir_all(dir.path().join("#innodb_redo")).unwrap();
+        std::fs::write(dir.path().join("#innodb_redo/#ib_redo9"), vec![3u8; 4096]).unwrap();
+        std::fs::write(dir.path().join("mysql-stderr"), "log").unwrap();
+        seal(dir.path()).unwrap();
+        let sealed = read(dir.path()).unwrap();
+        assert_eq!(
+            sealed.keys().cloned().collect::<Vec<_>>(),
+            vec![PathBuf::from("db/t.ibd"), PathBuf::from("ibdata1")]
+        );
+        std::fs::write(dir.path().join("#innodb_redo/#ib_redo9"), vec![4u8; 4096]).unwrap();
+        let files = fileops::list_files(dir.path()).unwrap();
         check(dir.path(), &files).unwrap();
     }
 

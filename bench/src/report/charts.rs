@@ -135,7 +135,15 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
     );
     add(
         "apply_log",
-        &["apply_time"],
+        &[
+            "apply_time",
+            "phase_agent",
+            "phase_start",
+            "phase_redo",
+            "phase_to_ready",
+            "phase_rollback",
+            "phase_shutdown",
+        ],
         &["prepare"],
         "3. Apply-log (prepare): wall time",
         false,

@@ -7,6 +7,7 @@ use anyhow::Result;
 use super::Bench;
 use crate::agent::manifest_facts;
 use crate::child::remove_dir;
+use crate::prepare_phases::{Phases, phases};
 use crate::results::{Metric, Scenario, Unit};
 use crate::stats::{Outcome, Series};
 
@@ -19,6 +20,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
          recovery goes through (from the backup's start checkpoint to its last LSN) divided by that time.",
     );
     let (mut times, mut rates, mut redo) = (Series::new(), Series::new(), Series::new());
+    let mut breakdown = Breakdown::default();
     let backups = std::mem::take(&mut b.kept.load_backups);
     if backups.is_empty() {
         times.fail("no backup taken under load to prepare (scenario 2 did not run or failed)");
@@ -37,6 +39,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         {
             Ok(run) => {
                 times.push(run.seconds());
+                breakdown.add(dir, run.seconds());
                 if let Some(bytes) = redo_bytes {
                     rates.push(bytes as f64 / run.seconds());
                 }
@@ -84,9 +87,89 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         Unit::Bytes,
         &redo,
     ));
+    breakdown.report(&mut s);
     s.note(
         "The redo a backup holds is what the load wrote while it ran, so at this size the time is mostly \
          the recovery instance's start and clean shutdown, and the rate understates what replay alone does.",
     );
     Ok(s)
+}
+
+/// Where each apply-log's time went (from its mini instance's error log).
+#[derive(Default)]
+struct Breakdown {
+    start: Series,
+    redo: Series,
+    to_ready: Series,
+    rollback: Series,
+    shutdown: Series,
+    agent: Series,
+    batches: Series,
+}
+
+impl Breakdown {
+    fn add(&mut self, backup: &std::path::Path, total: f64) {
+        let log = backup.join("prepared").join("mysql-stderr");
+        let Some(p) = std::fs::read_to_string(&log)
+            .ok()
+            .as_deref()
+            .and_then(phases)
+        else {
+            let why = format!("no phases in {}", log.display());
+            for series in [&mut self.start, &mut self.redo, &mut self.agent] {
+                series.fail(why.clone());
+            }
+            return;
+        };
+        let Phases {
+            start,
+            redo,
+            to_ready,
+            rollback,
+            shutdown,
+            batches,
+        } = p.clone();
+        self.start.push(start);
+        self.redo.push(redo);
+        self.to_ready.push(to_ready);
+        self.rollback.push(rollback);
+        self.shutdown.push(shutdown);
+        self.agent.push((total - p.mysqld_total()).max(0.0));
+        self.batches.push(batches as f64);
+    }
+
+    fn report(&self, s: &mut Scenario) {
+        for (key, label, series) in [
+            (
+                "phase_agent",
+                "  of which the agent's own work (checks, copy, redo file, seal)",
+                &self.agent,
+            ),
+            (
+                "phase_start",
+                "  of which mysqld start, up to crash recovery",
+                &self.start,
+            ),
+            ("phase_redo", "  of which redo scan and apply", &self.redo),
+            (
+                "phase_to_ready",
+                "  of which the rest of the start (dictionary, binlog recovery)",
+                &self.to_ready,
+            ),
+            (
+                "phase_rollback",
+                "  of which rollback of recovered transactions and checks",
+                &self.rollback,
+            ),
+            ("phase_shutdown", "  of which the shutdown", &self.shutdown),
+        ] {
+            s.push(Metric::from_series(key, label, Unit::Seconds, series));
+        }
+        s.push(Metric::from_series(
+            "apply_batches",
+            "Recovery apply batches",
+            Unit::Count,
+            &self.batches,
+        ));
+    }
 }
