@@ -199,7 +199,7 @@ struct BackupArgs {
     #[arg(long)]
     compress: bool,
     /// zstd level (1 fastest … 19 smallest).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, default_value_t = crate::repo::chunk::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     compress_level: i32,
     /// Encrypt stored files (AES-256-GCM) with the 256-bit key in this file
     /// (32 raw bytes, 64 hex characters or base64).

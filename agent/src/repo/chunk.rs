@@ -20,6 +20,11 @@ use sha2::Digest;
 
 /// Bytes of original data per chunk.
 pub const CHUNK_SIZE: usize = 4 << 20;
+/// The zstd level when none is asked for. Level 1 stores sysbench-like
+/// table pages about as small as level 3 (2.27× against 2.0–2.3×) at
+/// roughly four times the speed per core; any level decodes the same way,
+/// so backups made at another level stay readable.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 const FLAG_ZSTD: u8 = 0x1;
 const FLAG_AES: u8 = 0x2;
 const FLAG_LAST: u8 = 0x4;
@@ -118,39 +123,68 @@ fn aad(path: &str, chunk: u64, last: bool) -> Vec<u8> {
 
 /// Encodes one chunk of `path` into a frame.
 pub fn encode(transform: &Transform, path: &str, chunk: u64, data: &[u8], last: bool) -> Vec<u8> {
-    let mut flags = if last { FLAG_LAST } else { 0 };
-    let mut payload = match transform.zstd_level {
-        Some(level) => {
-            flags |= FLAG_ZSTD;
-            zstd::bulk::compress(data, level).expect("zstd compresses any input")
+    Encoder::new(transform).encode(path, chunk, data, last)
+}
+
+/// Encodes the chunks of one file, keeping one zstd context for all of
+/// them rather than making one per chunk.
+pub struct Encoder {
+    transform: Transform,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Encoder {
+    pub fn new(transform: &Transform) -> Encoder {
+        Encoder {
+            transform: transform.clone(),
+            compressor: None,
         }
-        None => data.to_vec(),
-    };
-    let mut nonce = None;
-    if let Some(key) = &transform.key {
-        flags |= FLAG_AES;
-        let bytes: [u8; NONCE_LEN] = rand::random();
-        payload = key
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&bytes),
-                Payload {
-                    msg: &payload,
-                    aad: &aad(path, chunk, last),
-                },
-            )
-            .expect("AES-GCM seals any input");
-        nonce = Some(bytes);
     }
-    let mut frame = Vec::with_capacity(HEADER_LEN + NONCE_LEN + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    frame.push(flags);
-    if let Some(nonce) = nonce {
-        frame.extend_from_slice(&nonce);
+
+    /// Encodes one chunk of `path` into a frame.
+    pub fn encode(&mut self, path: &str, chunk: u64, data: &[u8], last: bool) -> Vec<u8> {
+        let mut flags = if last { FLAG_LAST } else { 0 };
+        let mut payload = match self.transform.zstd_level {
+            Some(level) => {
+                flags |= FLAG_ZSTD;
+                let compressor = match &mut self.compressor {
+                    Some(c) => c,
+                    empty => empty.insert(
+                        zstd::bulk::Compressor::new(level).expect("zstd takes any level 1–19"),
+                    ),
+                };
+                compressor
+                    .compress(data)
+                    .expect("zstd compresses any input")
+            }
+            None => data.to_vec(),
+        };
+        let mut nonce = None;
+        if let Some(key) = &self.transform.key {
+            flags |= FLAG_AES;
+            let bytes: [u8; NONCE_LEN] = rand::random();
+            payload = key
+                .cipher
+                .encrypt(
+                    Nonce::from_slice(&bytes),
+                    Payload {
+                        msg: &payload,
+                        aad: &aad(path, chunk, last),
+                    },
+                )
+                .expect("AES-GCM seals any input");
+            nonce = Some(bytes);
+        }
+        let mut frame = Vec::with_capacity(HEADER_LEN + NONCE_LEN + payload.len());
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        frame.push(flags);
+        if let Some(nonce) = nonce {
+            frame.extend_from_slice(&nonce);
+        }
+        frame.extend_from_slice(&payload);
+        frame
     }
-    frame.extend_from_slice(&payload);
-    frame
 }
 
 /// Decodes frames as they arrive; feed stored bytes in any pieces.

@@ -19,6 +19,7 @@ pub struct StoredFile {
 pub struct StoredWriter {
     sink: Sink,
     transform: Transform,
+    encoder: chunk::Encoder,
     /// The file's path inside the backup: bound into each encrypted chunk.
     path: String,
     pending: Vec<u8>,
@@ -37,6 +38,7 @@ impl StoredWriter {
         Ok(StoredWriter {
             sink: store.create(path, size_hint)?,
             transform: transform.clone(),
+            encoder: chunk::Encoder::new(transform),
             path: path.to_owned(),
             pending: Vec::new(),
             chunk_index: 0,
@@ -66,7 +68,9 @@ impl StoredWriter {
     }
 
     fn emit(&mut self, data: &[u8], last: bool) -> std::io::Result<()> {
-        let frame = chunk::encode(&self.transform, &self.path, self.chunk_index, data, last);
+        let frame = self
+            .encoder
+            .encode(&self.path, self.chunk_index, data, last);
         self.chunk_index += 1;
         self.stored.0 += frame.len() as u64;
         self.stored.1.update(&frame);

@@ -163,7 +163,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
     };
     let zstd_level = match pb::Compression::try_from(options.compression) {
         Ok(pb::Compression::None) => None,
-        Ok(pb::Compression::Zstd) => Some(3),
+        Ok(pb::Compression::Zstd) => Some(crate::repo::chunk::DEFAULT_ZSTD_LEVEL),
         Err(_) => {
             return Err(Status::invalid_argument(
                 "options.compression is not a known value",
@@ -714,7 +714,10 @@ mod tests {
             plan.location
         );
         assert_eq!(plan.options.repository, plan.location);
-        assert_eq!(plan.options.transform.zstd_level, Some(3));
+        assert_eq!(
+            plan.options.transform.zstd_level,
+            Some(crate::repo::chunk::DEFAULT_ZSTD_LEVEL)
+        );
         assert!(plan.options.spool_dir.is_some());
         for bad in ["", "backups", "file://host/b", "ftp://x/y", "/a/../b"] {
             assert_eq!(
