@@ -347,3 +347,100 @@ impl Drop for Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: usize = 16384;
+
+    fn page0() -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/innodb/plain-page0.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    /// A page torn by a concurrent write is read again until the write has
+    /// finished, and the copy holds the finished page, not the torn one.
+    #[test]
+    fn a_torn_page_is_read_again_and_the_copy_holds_the_whole_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("t.ibd");
+        // Page 0, then 70 empty pages (more than one read chunk), one of
+        // which is half written: garbage in its first half.
+        let mut bytes = page0();
+        assert_eq!(bytes.len(), PAGE);
+        bytes.resize(71 * PAGE, 0);
+        let torn = 67;
+        for (i, b) in bytes[torn * PAGE..torn * PAGE + PAGE / 2]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = (i % 251) as u8 + 1;
+        }
+        std::fs::write(&source, &bytes).unwrap();
+        // The write finishes a little later.
+        let finisher = {
+            let source = source.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&source)
+                    .unwrap();
+                file.write_all_at(&[0u8; PAGE], (torn * PAGE) as u64)
+                    .unwrap();
+            })
+        };
+        let store = Store::Local {
+            root: dir.path().join("backup"),
+        };
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let ctx = CopyContext {
+            store: &store,
+            transform: &Transform::default(),
+            progress: &progress,
+            throttle: None,
+            cancelled: &stop,
+        };
+        let copied = copy_tablespace(&source, "db/t.ibd", None, &ctx).unwrap();
+        finisher.join().unwrap();
+        assert_eq!(copied.pages_reread, 1);
+        let landed = std::fs::read(dir.path().join("backup/db/t.ibd")).unwrap();
+        let mut expected = page0();
+        expected.resize(71 * PAGE, 0);
+        assert!(landed == expected, "the copy is not the finished file");
+        assert_eq!(copied.stored.size, expected.len() as u64);
+    }
+
+    #[test]
+    fn a_page_that_stays_torn_fails_the_copy_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("t.ibd");
+        let mut bytes = page0();
+        bytes.resize(3 * PAGE, 0);
+        bytes[2 * PAGE + 100] = 7;
+        std::fs::write(&source, &bytes).unwrap();
+        let store = Store::Local {
+            root: dir.path().join("backup"),
+        };
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let ctx = CopyContext {
+            store: &store,
+            transform: &Transform::default(),
+            progress: &progress,
+            throttle: None,
+            cancelled: &stop,
+        };
+        let err = copy_tablespace(&source, "t.ibd", None, &ctx).unwrap_err();
+        assert!(
+            matches!(err, CopyError::CorruptPage { page_no: 2, .. }),
+            "{err}"
+        );
+        assert!(!dir.path().join("backup/t.ibd").exists());
+    }
+}

@@ -8,6 +8,7 @@
 //! (AES-256-GCM), chunk by chunk ([`chunk`]), so restore streams and verifies.
 
 pub mod chunk;
+pub mod direct;
 pub mod lifecycle;
 pub mod reader;
 pub mod store;

@@ -10,7 +10,6 @@
 //! object stores drives the async multipart upload with the runtime's handle.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +17,8 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
+
+use super::direct::DirectWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,11 +117,8 @@ impl Store {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
-                let file = File::create_new(&path).map_err(io)?;
-                Ok(Sink::Local {
-                    writer: BufWriter::with_capacity(1 << 20, file),
-                    path,
-                })
+                let writer = DirectWriter::create_new(&path).map_err(io)?;
+                Ok(Sink::Local { writer, path })
             }
             Store::Remote(remote) => {
                 let location = remote.path(rel);
@@ -407,7 +405,8 @@ pub fn part_size_for(size: u64) -> usize {
 pub enum Sink {
     Local {
         path: PathBuf,
-        writer: BufWriter<File>,
+        /// Direct I/O: a backup's bytes do not pass through the page cache.
+        writer: DirectWriter,
     },
     Remote {
         remote: Arc<Remote>,
@@ -427,10 +426,7 @@ impl Sink {
     /// Completes the object: synced to disk, or the multipart upload completed.
     pub fn finish(self) -> std::io::Result<()> {
         match self {
-            Sink::Local { writer, .. } => {
-                let file = writer.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()
-            }
+            Sink::Local { writer, .. } => writer.finish().map(drop),
             Sink::Remote {
                 remote, mut writer, ..
             } => remote.runtime.block_on(writer.shutdown()),
