@@ -165,9 +165,16 @@ struct BackupArgs {
     /// Files copied at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
-    /// Limit reads of data files, in bytes per second (suffixes K, M, G).
+    /// Limit reads of data files, in bytes per second (suffixes K, M, G): a
+    /// fixed cap, which adaptive pacing stays under.
     #[arg(long, value_parser = parse_size)]
     throttle: Option<u64>,
+    /// `adaptive`: slow the copy while the server's writes (INSERT, UPDATE,
+    /// DELETE, COMMIT; from performance_schema) are slower than before the
+    /// backup, full speed on an idle server. `off`: copy at full speed (or
+    /// --throttle).
+    #[arg(long, value_enum, default_value_t = Pacing::Adaptive)]
+    pacing: Pacing,
     /// Record how to make a restore a replica of this server's source.
     #[arg(long)]
     slave_info: bool,
@@ -208,6 +215,13 @@ struct BackupArgs {
     /// Where captured redo is spooled for compressed, encrypted or remote backups.
     #[arg(long)]
     spool_dir: Option<PathBuf>,
+}
+
+/// How the copy is paced against the server's load.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    Adaptive,
+    Off,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -564,6 +578,7 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
         timestamped: !args.no_timestamp,
         parallel: args.parallel.into(),
         throttle: args.throttle,
+        adaptive_pacing: args.pacing == Pacing::Adaptive,
         slave_info: args.slave_info,
         redo_consumer: !args.no_redo_consumer,
         locks: backup::LockOptions {
@@ -740,6 +755,13 @@ mod tests {
         assert_eq!(args.parallel, 8);
         assert_eq!(args.throttle, Some(10 << 20));
         assert_eq!(args.root.as_deref(), Some("/backups"));
+        assert_eq!(args.pacing, Pacing::Adaptive, "paced by default");
+        assert_eq!(args.compress_level, crate::repo::chunk::DEFAULT_ZSTD_LEVEL);
+        let cli = Cli::try_parse_from(["innoxide-agent", "backup", "--pacing=off", "/b"]).unwrap();
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        assert_eq!(args.pacing, Pacing::Off);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct BackupTarget {
     pub compress: bool,
     /// `--throttle` (bytes per second of data file reads, e.g. `100M`).
     pub throttle: Option<String>,
+    /// `--pacing` (`adaptive`, the agent's default, or `off`).
+    pub pacing: Option<String>,
     /// Extra environment (the S3 server's endpoint and keys).
     pub env: Vec<(String, String)>,
     /// Working folder of the agent process: a stray relative path lands here.
@@ -67,6 +69,9 @@ impl Agent {
         }
         if let Some(rate) = &target.throttle {
             cmd = cmd.arg(format!("--throttle={rate}"));
+        }
+        if let Some(pacing) = &target.pacing {
+            cmd = cmd.arg(format!("--pacing={pacing}"));
         }
         cmd = cmd.arg(&target.location);
         for (k, v) in &target.env {

@@ -22,6 +22,7 @@
 mod binlog;
 pub mod consumer;
 pub mod datafiles;
+mod pacing;
 mod page_copy;
 pub mod progress;
 pub mod redo_check;
@@ -72,6 +73,9 @@ pub struct BackupOptions {
     pub parallel: usize,
     /// Read rate limit for data files, bytes per second.
     pub throttle: Option<u64>,
+    /// Slow the copy down while the server's writing statements get slower
+    /// than before it started (within `throttle`); see [`pacing`].
+    pub adaptive_pacing: bool,
     pub slave_info: bool,
     /// Register the server's redo log consumer so it keeps the log we have
     /// not copied (default). Without it we only tail the files, and a busy
@@ -769,7 +773,18 @@ impl Backup<'_> {
             jobs.into_iter().map(|j| j.1).collect::<VecDeque<_>>(),
         ));
         let stop = Arc::new(AtomicBool::new(false));
-        let throttle = Arc::new(Throttle::new(self.options.throttle));
+        let throttle = Arc::new(Throttle::adjustable(self.options.throttle));
+        let _pacing = if self.options.adaptive_pacing {
+            pacing::Pacing::start(
+                &self.options.connect,
+                throttle.clone(),
+                self.progress.clone(),
+                self.options.throttle,
+            )
+            .await
+        } else {
+            None
+        };
         let threads = self.options.parallel.max(1);
         let mut workers = Vec::new();
         for _ in 0..threads {
@@ -784,7 +799,7 @@ impl Backup<'_> {
                     store: &store,
                     transform: &transform,
                     progress: &progress,
-                    throttle: throttle.as_ref().as_ref(),
+                    throttle: Some(&throttle),
                     cancelled: &stop,
                 };
                 copy_worker(&queue, &ctx)

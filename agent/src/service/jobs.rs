@@ -184,6 +184,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             parallel,
             throttle: (options.throttle_bytes_per_second > 0)
                 .then_some(options.throttle_bytes_per_second),
+            adaptive_pacing: true,
             slave_info: options.slave_info,
             redo_consumer: !options.skip_redo_consumer,
             locks: backup::LockOptions::default(),

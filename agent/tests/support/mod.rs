@@ -68,6 +68,7 @@ pub fn backup_options(
         timestamped,
         parallel: 2,
         throttle: None,
+        adaptive_pacing: true,
         slave_info: false,
         redo_consumer: true,
         locks: Default::default(),

@@ -128,7 +128,14 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
     );
     add(
         "under_load",
-        &["tps_without", "tps_during", "tps_without_t", "tps_during_t"],
+        &[
+            "tps_without",
+            "tps_during",
+            "tps_without_off",
+            "tps_during_off",
+            "tps_without_t",
+            "tps_during_t",
+        ],
         &["tps_without", "tps_during"],
         "2. Server throughput during a backup",
         true,

@@ -1,9 +1,10 @@
 //! Scenario 2: what a backup costs the server. sysbench's write load runs
 //! during an Innoxide backup, then (same length, same threads) without one;
 //! the ratio of the two TPS figures is paired run by run. The same again
-//! with the backup's reads throttled (`--throttle`), to show how much of the
-//! cost is the backup's I/O competing with the server's commits. The
-//! unthrottled backups are kept: scenario 3 prepares them.
+//! for each pacing setting: the default adaptive pacing, none, and a fixed
+//! `--throttle`, which together draw the trade-off between the server's TPS
+//! and the backup's time. The default's backups are kept: scenario 3
+//! prepares them.
 
 use anyhow::Result;
 
@@ -39,8 +40,39 @@ fn consumer_waits_since(log: &std::path::Path, from: u64) -> usize {
         .count()
 }
 
+/// One way to run the backup under load: its flags and how the report
+/// names it.
+struct Setting {
+    /// Suffix of the metric keys ("" for the default).
+    key: &'static str,
+    label: String,
+    throttle: Option<String>,
+    pacing: Option<&'static str>,
+}
+
 pub async fn run(b: &mut Bench) -> Result<Scenario> {
     let threads = b.opts.load_threads;
+    let throttle = b.opts.load_throttle.clone();
+    let settings = [
+        Setting {
+            key: "",
+            label: "the default (adaptive pacing)".into(),
+            throttle: None,
+            pacing: None,
+        },
+        Setting {
+            key: "_off",
+            label: "--pacing=off".into(),
+            throttle: None,
+            pacing: Some("off"),
+        },
+        Setting {
+            key: "_t",
+            label: format!("--throttle={throttle} --pacing=off"),
+            throttle: Some(throttle.clone()),
+            pacing: Some("off"),
+        },
+    ];
     let mut s = Scenario::new(
         "under_load",
         "2. Backup under sysbench write load: the server's TPS",
@@ -48,9 +80,14 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             "sysbench `{}` with {threads} threads runs while `innoxide-agent backup` copies the server; \
              right after, the same load runs for as long as that backup took, without a backup. \
              TPS are sysbench's per-second reports over each window; the ratio is paired run by run. \
-             Then the same with `--throttle={}`.",
+             Each pacing setting is a series of its own: {}. Together they are the trade-off curve: \
+             the TPS ratio against the backup's time.",
             b.opts.workload_script(),
-            b.opts.load_throttle
+            settings
+                .iter()
+                .map(|s| s.label.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
     );
     tracing::info!("2. warming up the load (10 s)");
@@ -58,72 +95,45 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         .run(threads, std::time::Duration::from_secs(10))
         .await?;
 
-    let plain = windows(b, None).await?;
-    let throttle = b.opts.load_throttle.clone();
-    let throttled = windows(b, Some(throttle.clone())).await?;
-
-    s.push(
-        Metric::from_series(
-            "tps_without",
-            "sysbench TPS, no backup",
+    let mut waits = Vec::new();
+    for setting in &settings {
+        let w = windows(b, setting).await?;
+        let (key, label) = (setting.key, &setting.label);
+        s.push(
+            Metric::from_series(
+                &format!("tps_without{key}"),
+                &format!("sysbench TPS, no backup (series: {label})"),
+                Unit::Tps,
+                &w.without,
+            )
+            .anchor(),
+        );
+        s.push(Metric::from_series(
+            &format!("tps_during{key}"),
+            &format!("TPS during a backup, {label}"),
             Unit::Tps,
-            &plain.without,
+            &w.during,
+        ));
+        s.push(Metric::from_series(
+            &format!("backup_time{key}"),
+            &format!("Backup under load, {label}: time"),
+            Unit::Seconds,
+            &w.times,
+        ));
+        s.ratio(
+            &format!("tps_ratio{key}"),
+            &format!("TPS during backup ÷ without, {label}"),
+            &format!("tps_during{key}"),
+            &format!("tps_without{key}"),
         )
-        .anchor(),
-    );
-    s.push(Metric::from_series(
-        "tps_during",
-        "sysbench TPS during an Innoxide backup",
-        Unit::Tps,
-        &plain.during,
-    ));
-    s.push(
-        Metric::from_series(
-            "tps_without_t",
-            "sysbench TPS, no backup (2nd series)",
-            Unit::Tps,
-            &throttled.without,
-        )
-        .anchor(),
-    );
-    s.push(Metric::from_series(
-        "tps_during_t",
-        &format!("TPS during a backup with --throttle={throttle}"),
-        Unit::Tps,
-        &throttled.during,
-    ));
-    s.push(Metric::from_series(
-        "backup_time",
-        "Innoxide backup under load: time",
-        Unit::Seconds,
-        &plain.times,
-    ));
-    s.push(Metric::from_series(
-        "backup_time_t",
-        &format!("Innoxide backup under load, --throttle={throttle}: time"),
-        Unit::Seconds,
-        &throttled.times,
-    ));
-    s.ratio(
-        "tps_ratio",
-        "TPS during backup ÷ without",
-        "tps_during",
-        "tps_without",
-    )
-    .higher_is_better = true;
-    s.ratio(
-        "tps_ratio_t",
-        &format!("TPS during backup ÷ without, --throttle={throttle}"),
-        "tps_during_t",
-        "tps_without_t",
-    )
-    .higher_is_better = true;
+        .higher_is_better = true;
+        waits.push(format!("{:?} ({label})", w.consumer_waits));
+    }
     s.note(format!(
         "The server waited for the backup's redo log consumer (its `{CONSUMER_WAIT}` warning) \
-         {:?} times in the unthrottled runs and {:?} times in the throttled ones, with \
-         innodb_redo_log_capacity={} MiB: the consumer is advanced every 1 MiB / 50 ms of captured log.",
-        plain.consumer_waits,
-        throttled.consumer_waits,
+         {} times per run, with innodb_redo_log_capacity={} MiB: the consumer is advanced every \
+         1 MiB / 50 ms of captured log.",
+        waits.join(", "),
         b.opts.redo_capacity >> 20
     ));
     s.note(format!(
@@ -135,19 +145,17 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
 }
 
 /// `repeat` pairs of windows: the load during a backup, then without one.
-async fn windows(b: &mut Bench, throttle: Option<String>) -> Result<Windows> {
+async fn windows(b: &mut Bench, setting: &Setting) -> Result<Windows> {
     let threads = b.opts.load_threads;
     let mut w = Windows::default();
     for i in 0..b.repeat() {
-        tracing::info!(run = i + 1, of = b.repeat(), throttle = ?throttle, "2. backup under load");
-        let name = match throttle {
-            None => format!("load-{i}"),
-            Some(_) => format!("load-throttled-{i}"),
-        };
+        tracing::info!(run = i + 1, of = b.repeat(), setting = %setting.label, "2. backup under load");
+        let name = format!("load{}-{i}", setting.key.replace('_', "-"));
         let dir = b.scratch(&name);
         let target = BackupTarget {
             location: dir.display().to_string(),
-            throttle: throttle.clone(),
+            throttle: setting.throttle.clone(),
+            pacing: setting.pacing.map(str::to_owned),
             ..Default::default()
         };
         let error_log = b.source.error_log().to_owned();
@@ -174,7 +182,7 @@ async fn windows(b: &mut Bench, throttle: Option<String>) -> Result<Windows> {
                     .push(consumer_waits_since(&error_log, log_len));
                 w.times.push(run.seconds());
                 w.during.push(report.tps);
-                if throttle.is_none() {
+                if setting.key.is_empty() {
                     b.kept.load_backups.push(dir);
                 } else {
                     remove_dir(&dir);
