@@ -69,6 +69,11 @@ pub struct Args {
     /// The innoxide-agent binary (default: next to this one).
     #[arg(long, env = "INNOXIDE_AGENT")]
     pub agent: Option<PathBuf>,
+    /// Another innoxide-agent (an older build) whose apply-log runs on a copy
+    /// of each backup scenario 3 prepares, in turns with this one: the
+    /// speed-up, measured side by side.
+    #[arg(long)]
+    pub baseline_agent: Option<PathBuf>,
     /// `--parallel` of the agent and of mariadb-backup.
     #[arg(long, default_value_t = 4)]
     pub parallel: u32,
@@ -145,6 +150,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
         rss_divisor: args.rss_divisor.max(2),
         workload: Workload::WriteOnly,
         load_throttle: args.load_throttle.clone(),
+        baseline_agent: args.baseline_agent.clone(),
     };
     let machine = Machine::describe(work.path());
     tracing::info!(machine = machine.summary(), size = %plan.label, repeat = opts.repeat, "starting");

@@ -2,6 +2,8 @@
 //! time, and the redo it replays (last LSN − start checkpoint LSN, from the
 //! manifest) per second of it.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 
 use super::Bench;
@@ -21,6 +23,10 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     );
     let (mut times, mut rates, mut redo) = (Series::new(), Series::new(), Series::new());
     let mut breakdown = Breakdown::default();
+    let mut baseline = Baseline {
+        agent: b.opts.baseline_agent.clone(),
+        times: Series::new(),
+    };
     let backups = std::mem::take(&mut b.kept.load_backups);
     if backups.is_empty() {
         times.fail("no backup taken under load to prepare (scenario 2 did not run or failed)");
@@ -32,11 +38,21 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
             redo.push(bytes as f64);
         }
         let mysqld = b.mysqld();
-        match b
+        // The older agent prepares a copy of the same backup, first on even
+        // runs and second on odd ones, so neither always runs in the
+        // other's wake.
+        let baseline_first = i % 2 == 0;
+        if baseline_first {
+            baseline.push(b, dir, i, &mysqld).await;
+        }
+        let ours = b
             .agent
             .apply_log(&b.runner, &format!("apply-log-{i}"), dir, &mysqld)
-            .await
-        {
+            .await;
+        if !baseline_first {
+            baseline.push(b, dir, i, &mysqld).await;
+        }
+        match ours {
             Ok(run) => {
                 times.push(run.seconds());
                 breakdown.add(dir, run.seconds());
@@ -88,6 +104,20 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         &redo,
     ));
     breakdown.report(&mut s);
+    if let Some(agent) = &baseline.agent {
+        s.push(Metric::from_series(
+            "apply_time_baseline",
+            &format!("apply-log of the same backups by {}", agent.display()),
+            Unit::Seconds,
+            &baseline.times,
+        ));
+        s.ratio(
+            "apply_speedup",
+            "apply-log time ÷ the baseline agent's, same backups",
+            "apply_time",
+            "apply_time_baseline",
+        );
+    }
     s.note(
         "The redo a backup holds is what the load wrote while it ran, so at this size the time is mostly \
          the recovery instance's start and clean shutdown, and the rate understates what replay alone does.",
@@ -171,5 +201,38 @@ impl Breakdown {
             Unit::Count,
             &self.batches,
         ));
+    }
+}
+
+/// The older agent's apply-log on copies of the same backups.
+struct Baseline {
+    agent: Option<PathBuf>,
+    times: Series,
+}
+
+impl Baseline {
+    async fn push(&mut self, b: &Bench, dir: &Path, i: usize, mysqld: &Path) {
+        let Some(agent) = &self.agent else {
+            return;
+        };
+        let copy = dir.with_extension("baseline");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dir)
+            .arg(&copy)
+            .status();
+        if !matches!(copied, Ok(s) if s.success()) {
+            self.times.fail(format!("cp -a {} failed", dir.display()));
+            return;
+        }
+        let older = crate::agent::Agent {
+            bin: agent.clone(),
+            parallel: b.agent.parallel,
+        };
+        let run = older
+            .apply_log(&b.runner, &format!("apply-log-baseline-{i}"), &copy, mysqld)
+            .await;
+        self.times.record(run.map(|r| r.seconds()));
+        remove_dir(&copy);
     }
 }

@@ -40,6 +40,8 @@ pub struct Options {
     pub workload: Workload,
     /// `--throttle` of the second series of backups under load.
     pub load_throttle: String,
+    /// An older agent whose apply-log scenario 3 runs in turns with ours.
+    pub baseline_agent: Option<PathBuf>,
 }
 
 impl Options {
