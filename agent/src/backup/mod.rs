@@ -306,9 +306,12 @@ struct Point {
     slave_info: Option<String>,
     /// The backup's file of each tablespace copied, by space id.
     space_files: HashMap<u32, String>,
-    /// With `--lock-ddl=reduced`: when the backup lock was taken, and the
-    /// LSN then.
-    late_lock: Option<(Instant, Lsn)>,
+    /// With `--lock-ddl=reduced`: when the backup lock was taken.
+    late_lock_at: Option<Instant>,
+    /// The redo up to this LSN was judged after the copy (index builds
+    /// re-copied, file operations refused); later records are judged at the
+    /// end.
+    judged_lsn: Lsn,
 }
 
 struct Backup<'a> {
@@ -367,7 +370,7 @@ impl Backup<'_> {
             .clone()
             .map(|conn| tokio::spawn(consumer::advance_while_durable(conn, copier.durable_lsn())));
 
-        let outcome = self.copy_and_stop(sessions, copier).await;
+        let outcome = self.copy_and_stop(sessions, copier, lock_lsn).await;
         if let Some(task) = advancer {
             task.abort();
         }
@@ -377,14 +380,15 @@ impl Backup<'_> {
                 status,
                 slave_info,
                 space_files,
-                late_lock,
+                late_lock_at,
+                judged_lsn,
             },
             captured,
         ) = outcome?;
-        if let Some((at, lsn)) = late_lock {
-            (locked_at, lock_lsn) = (at, lsn);
+        if let Some(at) = late_lock_at {
+            locked_at = at;
         }
-        let unrepairable = redo_check::unrepairable(&captured.walk, lock_lsn);
+        let unrepairable = redo_check::unrepairable(&captured.walk, judged_lsn);
         if !unrepairable.is_empty() {
             return Err(Error::Unsupported(redo_check::refusal(
                 &unrepairable,
@@ -577,6 +581,7 @@ impl Backup<'_> {
         &self,
         sessions: &mut Sessions,
         copier: RedoCopier,
+        lock_lsn: Lsn,
     ) -> Result<(Point, Captured), Error> {
         // File operations logged before this LSN are over when the files
         // are listed (with --lock-ddl=reduced, DDL runs during the copy).
@@ -606,19 +611,15 @@ impl Backup<'_> {
                 });
             }
         };
-        let (copied, late_lock) = if self.options.locks.reduced_ddl_lock {
-            match self
-                .lock_and_recopy(sessions, &copier, copied, &plan, listed_lsn)
-                .await
-            {
-                Ok((copied, lock)) => (copied, Some(lock)),
-                Err(e) => {
-                    let _ = copier.cancel().await;
-                    return Err(e);
-                }
+        let (copied, late_lock_at, judged_lsn) = match self
+            .recopy_index_builds(sessions, &copier, copied, &plan, listed_lsn, lock_lsn)
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = copier.cancel().await;
+                return Err(e);
             }
-        } else {
-            (copied, None)
         };
         let point = self.consistent_point(sessions, &copier).await;
         let mut point = match point {
@@ -630,7 +631,8 @@ impl Backup<'_> {
         };
         point.files.splice(0..0, copied);
         point.space_files = space_files;
-        point.late_lock = late_lock;
+        point.late_lock_at = late_lock_at;
+        point.judged_lsn = judged_lsn;
         self.progress.set_phase(Phase::FinishingRedo);
         let captured = tokio::select! {
             result = copier.finish_at(point.status.lsn) => result?,
@@ -648,30 +650,41 @@ impl Backup<'_> {
         Ok((point, captured))
     }
 
-    /// `--lock-ddl=reduced`, after the copy: takes the backup lock (DDL in
-    /// flight finishes first), waits until the captured redo is walked up
-    /// to the lock, and re-copies each tablespace whose index was built
-    /// without redo meanwhile (its pages were flushed before the record was
-    /// written, so the new copy holds them, and the redo captured from the
-    /// start repairs it like any other copy). A file created, renamed or
-    /// deleted meanwhile refuses the backup.
-    async fn lock_and_recopy(
+    /// After the copy, with the backup lock held (with `--lock-ddl=reduced`
+    /// it is taken now, DDL in flight finishing first): waits until the
+    /// captured redo is walked up to now, and re-copies each tablespace
+    /// whose index was built without redo since `since` (its pages were
+    /// flushed before the record was written, so the new copy holds them,
+    /// and the redo captured from the start repairs it like any other
+    /// copy). A file created, renamed or deleted since refuses the backup.
+    /// Returns the files, when the lock was taken here, and the LSN judged
+    /// up to.
+    async fn recopy_index_builds(
         &self,
         sessions: &mut Sessions,
         copier: &RedoCopier,
         mut copied: Vec<FileEntry>,
         plan: &[DataFile],
         listed_lsn: Lsn,
-    ) -> Result<(Vec<FileEntry>, (Instant, Lsn)), Error> {
+        since: Lsn,
+    ) -> Result<(Vec<FileEntry>, Option<Instant>, Lsn), Error> {
+        let reduced = self.options.locks.reduced_ddl_lock;
         let space_files: HashMap<u32, String> = plan
             .iter()
             .filter_map(|f| Some((f.space?.0, f.dest.clone())))
             .collect();
-        mysql::lock_instance_for_backup(sessions.control(), self.options.locks.backup_lock_timeout)
+        let mut locked_at = None;
+        if reduced {
+            mysql::lock_instance_for_backup(
+                sessions.control(),
+                self.options.locks.backup_lock_timeout,
+            )
             .await?;
-        let locked_at = Instant::now();
-        let lock_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
-        let events = copier.walked_to(lock_lsn).await.ok_or(Error::Cancelled)?;
+            locked_at = Some(Instant::now());
+        }
+        let now_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
+        let mut events = copier.walked_to(now_lsn).await.ok_or(Error::Cancelled)?;
+        events.retain(|e| e.lsn >= since && e.lsn < now_lsn);
         let file_ops: Vec<&SpaceEvent> = events
             .iter()
             .filter(|e| {
@@ -683,7 +696,7 @@ impl Backup<'_> {
             return Err(Error::Unsupported(redo_check::refusal(
                 &file_ops,
                 &space_files,
-                true,
+                reduced,
             )));
         }
         let loaded: std::collections::BTreeSet<u32> = events
@@ -710,7 +723,7 @@ impl Backup<'_> {
             );
         }
         copied.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok((copied, (locked_at, lock_lsn)))
+        Ok((copied, locked_at, now_lsn))
     }
 
     /// A plain local backup needs at least the data files' size free on
@@ -883,7 +896,8 @@ impl Backup<'_> {
             status,
             slave_info,
             space_files: HashMap::new(),
-            late_lock: None,
+            late_lock_at: None,
+            judged_lsn: 0,
         })
     }
 

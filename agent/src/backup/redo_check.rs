@@ -9,7 +9,11 @@
 //! came from an operation the lock does not block (or a server variant that
 //! lets DDL through): the copy of that tablespace may lack pages written
 //! without redo, or the file may have been created, renamed or deleted
-//! under the copy. Such a backup is refused, naming the tablespaces.
+//! under the copy. After the copy the backup re-copies the tablespaces whose
+//! indexes were built (see `recopy_index_builds` in the backup), and refuses
+//! a file operation, naming the tablespaces; so is anything found later,
+//! up to the consistent point. With `--lock-ddl=reduced` the same applies
+//! from the start of the copy, the lock being taken only after it.
 //! Records older than the lock belong to statements that had finished
 //! before the copy began: their pages were flushed and their files were in
 //! place when they were copied, and recovery replays them as it would after
