@@ -685,3 +685,87 @@ async fn with_a_reduced_ddl_lock_a_table_created_during_the_copy_refuses_the_bac
     );
     assert_refused_with_nothing_left(&server, &target).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encrypted_table_is_refused_up_front_by_name_with_nothing_left() {
+    let server = MysqlServer::builder()
+        .keyring_file_component()
+        .start()
+        .await
+        .unwrap();
+    let keyring: String = server
+        .query_scalar(
+            "SELECT STATUS_VALUE FROM performance_schema.keyring_component_status \
+             WHERE STATUS_KEY = 'Component_status'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(keyring, "Active");
+    server
+        .exec(
+            "CREATE DATABASE vault; \
+             CREATE TABLE vault.secrets (id INT PRIMARY KEY, note TEXT) ENCRYPTION='Y'; \
+             INSERT INTO vault.secrets VALUES (1, 'only with the keyring')",
+        )
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let started = Instant::now();
+    let err = take(&options(&server, &target)).await.unwrap_err();
+    assert!(matches!(err, backup::Error::Unsupported(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("vault/secrets.ibd") && text.contains("keyring"),
+        "the refusal does not name the table and the reason: {text}"
+    );
+    assert_refused_with_nothing_left(&server, &target).await;
+    println!("refused after {:.2?}: {text}", started.elapsed());
+    // Decrypted, the same backup is taken.
+    server
+        .exec("ALTER TABLE vault.secrets ENCRYPTION='N'")
+        .await
+        .unwrap();
+    take(&options(&server, &target)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redo_log_archiving_held_by_another_tool_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    // mysqld wants the archive folders private (0700), outside its own.
+    let archive = tempfile::tempdir().unwrap();
+    let sub = archive.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let server = MysqlServer::builder()
+        .extra(format!(
+            "innodb_redo_log_archive_dirs=other:{}",
+            archive.path().display()
+        ))
+        .start()
+        .await
+        .unwrap();
+    let mut other = server.conn().await.unwrap();
+    mysql_async::prelude::Queryable::query_drop(
+        &mut other,
+        "DO innodb_redo_log_archive_start('other', 'sub')",
+    )
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let err = take(&options(&server, &target)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("redo log archiving is running"),
+        "not the reason: {err}"
+    );
+    assert_refused_with_nothing_left(&server, &target).await;
+    // The other tool's archive still runs, untouched.
+    mysql_async::prelude::Queryable::query_drop(&mut other, "DO innodb_redo_log_archive_flush()")
+        .await
+        .unwrap();
+    mysql_async::prelude::Queryable::query_drop(&mut other, "DO innodb_redo_log_archive_stop()")
+        .await
+        .unwrap();
+    take(&options(&server, &target)).await.unwrap();
+}

@@ -256,6 +256,14 @@ async fn preflight(control: &mut Conn, options: &BackupOptions) -> Result<(), Er
     mysql::flush_engine_logs(control).await?;
     // BACKUP_ADMIN: the backup lock, the redo consumer and log_status.
     mysql::log_status::read(control).await?;
+    if mysql::redo_log_archiving_active(control).await? {
+        return Err(Error::Busy(
+            "redo log archiving is running on the server (innodb_redo_log_archive_start(), as \
+             MySQL Enterprise Backup uses it): another backup is being taken. Retry when it has \
+             finished; nothing was held or copied"
+                .into(),
+        ));
+    }
     // The read lock on non-InnoDB tables waits for writers it finds here.
     let non_innodb = mysql::non_innodb_user_tables(control).await?;
     if !non_innodb.is_empty() {

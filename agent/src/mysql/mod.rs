@@ -380,6 +380,20 @@ pub async fn redo_consumer_registered(conn: &mut Conn) -> Result<bool> {
     }
 }
 
+/// Whether some session runs redo log archiving
+/// (`innodb_redo_log_archive_start()`, as MySQL Enterprise Backup does):
+/// its consumer thread exists only while it runs.
+pub async fn redo_log_archiving_active(conn: &mut Conn) -> Result<bool> {
+    let count: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM performance_schema.threads \
+             WHERE NAME = 'thread/innodb/meb::redo_log_archive_consumer_thread'",
+        )
+        .await
+        .map_err(stmt("look for a redo log archiver"))?;
+    Ok(count.unwrap_or(0) > 0)
+}
+
 /// `@@GLOBAL.gtid_executed`, normalised (one line, no spaces), so that a
 /// restore can be checked against the backup's set.
 pub async fn gtid_executed(conn: &mut Conn) -> Result<String> {

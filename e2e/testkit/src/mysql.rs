@@ -32,6 +32,7 @@ pub struct MysqlBuilder {
     existing_datadir: Option<PathBuf>,
     binlog: bool,
     gtid: bool,
+    keyring: bool,
 }
 
 impl Default for MysqlBuilder {
@@ -44,6 +45,7 @@ impl Default for MysqlBuilder {
             existing_datadir: None,
             binlog: true,
             gtid: true,
+            keyring: false,
         }
     }
 }
@@ -91,6 +93,16 @@ impl MysqlBuilder {
     /// `gtid_mode` and `enforce_gtid_consistency` (default on).
     pub fn gtid(mut self, on: bool) -> Self {
         self.gtid = on;
+        self
+    }
+
+    /// Loads `component_keyring_file` (a keyring in the server's temp
+    /// folder), so `ENCRYPTION='Y'` tables can be made. The component is
+    /// named by a manifest beside the mysqld binary; this server gets a
+    /// private binary path (a symlink) and plugin folder for it, so the
+    /// shared test bed is left as it is.
+    pub fn keyring_file_component(mut self) -> Self {
+        self.keyring = true;
         self
     }
 
@@ -146,6 +158,9 @@ impl MysqlBuilder {
             run,
             base,
         };
+        if server.options.keyring {
+            server.install_keyring_component()?;
+        }
         server.write_defaults_file()?;
         if server.options.existing_datadir.is_none() {
             server.initialize().await?;
@@ -445,7 +460,12 @@ impl MysqlServer {
             let _ = writeln!(cnf, "{key}={value}");
         };
         set("basedir", &usr.display());
-        set("plugin_dir", &usr.join("lib/mysql/plugin").display());
+        let plugin_dir = if o.keyring {
+            self.base.path().join("plugin")
+        } else {
+            usr.join("lib/mysql/plugin")
+        };
+        set("plugin_dir", &plugin_dir.display());
         set("lc_messages_dir", &usr.join("share/mysql").display());
         set(
             "character_sets_dir",
@@ -488,8 +508,52 @@ impl MysqlServer {
             .with_context(|| format!("writing {}", self.defaults_file.display()))
     }
 
+    /// A private `bin/mysqld` (a symlink: mysqld reads its global component
+    /// manifest `mysqld.my` beside the path it was started by) and a
+    /// private plugin folder (links to the test bed's) holding the keyring
+    /// component's configuration.
+    fn install_keyring_component(&self) -> Result<()> {
+        let base = self.base.path();
+        let (bin, plugin) = (base.join("bin"), base.join("plugin"));
+        fs::create_dir(&bin)?;
+        fs::create_dir(&plugin)?;
+        let usr = self.prefix.join("root/usr");
+        std::os::unix::fs::symlink(usr.join("sbin/mysqld"), bin.join("mysqld"))?;
+        fs::write(
+            bin.join("mysqld.my"),
+            r#"{"components": "file://component_keyring_file"}"#,
+        )?;
+        for entry in fs::read_dir(usr.join("lib/mysql/plugin"))? {
+            let entry = entry?;
+            std::os::unix::fs::symlink(entry.path(), plugin.join(entry.file_name()))?;
+        }
+        let config = serde_json::json!({
+            "path": base.join("keyring").display().to_string(),
+            "read_only": false,
+        });
+        fs::write(
+            plugin.join("component_keyring_file.cnf"),
+            config.to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// mysqld as the test bed's wrapper runs it, or through the private
+    /// path of [`MysqlBuilder::keyring_file_component`].
+    fn mysqld_command(&self) -> Command {
+        if !self.options.keyring {
+            return Command::new(self.bin("mysqld"));
+        }
+        let libs = self.prefix.join("root/usr/lib/x86_64-linux-gnu");
+        let mut cmd = Command::new(libs.join("ld-linux-x86-64.so.2"));
+        cmd.arg("--library-path")
+            .arg(&libs)
+            .arg(self.base.path().join("bin/mysqld"));
+        cmd
+    }
+
     async fn initialize(&self) -> Result<()> {
-        let out = tokio::process::Command::new(self.bin("mysqld"))
+        let out = tokio::process::Command::from(self.mysqld_command())
             .arg(format!("--defaults-file={}", self.defaults_file.display()))
             .arg("--initialize-insecure")
             .stdin(Stdio::null())
@@ -516,7 +580,8 @@ impl MysqlServer {
             .append(true)
             .open(self.base.path().join("mysqld.stderr"))
             .context("opening mysqld.stderr")?;
-        let child = Command::new(self.bin("mysqld"))
+        let child = self
+            .mysqld_command()
             .arg(format!("--defaults-file={}", self.defaults_file.display()))
             .stdin(Stdio::null())
             .stdout(stderr.try_clone()?)
