@@ -305,9 +305,21 @@ struct ApplyLogArgs {
 struct CopyBackArgs {
     #[arg(long, alias = "target-dir", value_name = "DIR")]
     backup_dir: PathBuf,
-    /// The (empty) datadir to restore into.
+    /// The (empty) datadir to restore into (default: `datadir` of --defaults-file).
     #[arg(long)]
-    datadir: PathBuf,
+    datadir: Option<PathBuf>,
+    /// The target server's option file: its [mysqld] datadir,
+    /// innodb_data_home_dir and innodb_undo_directory say where files go.
+    #[arg(long)]
+    defaults_file: Option<PathBuf>,
+    /// Where the target server keeps its system tablespace files (default:
+    /// from --defaults-file, else where the source had them).
+    #[arg(long)]
+    innodb_data_home_dir: Option<PathBuf>,
+    /// Where the target server keeps its undo tablespaces (default: from
+    /// --defaults-file, else where the source had them).
+    #[arg(long)]
+    innodb_undo_directory: Option<PathBuf>,
     /// Restore into a datadir that is not empty.
     #[arg(long, alias = "force-non-empty-directories")]
     force: bool,
@@ -502,7 +514,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::MoveBack(args) => copy_back_command(&args, true).await?,
         Command::CopyBackAndApplyLog(args) => {
             crate::restore::copy_back_and_apply_log(
-                &restore_options(&args.copy_back, false),
+                &restore_options(&args.copy_back, false)?,
                 args.mysqld,
             )
             .await?;
@@ -635,18 +647,45 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restore_options(args: &CopyBackArgs, move_files: bool) -> crate::restore::CopyBackOptions {
-    crate::restore::CopyBackOptions {
+fn restore_options(
+    args: &CopyBackArgs,
+    move_files: bool,
+) -> anyhow::Result<crate::restore::CopyBackOptions> {
+    let server = match &args.defaults_file {
+        Some(path) => OptionFile::load(path)?,
+        None => OptionFile::default(),
+    };
+    let option = |name: &str| server.get(&["mysqld"], name).map(PathBuf::from);
+    let datadir = args
+        .datadir
+        .clone()
+        .or_else(|| option("datadir"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no datadir to restore into: pass --datadir, or a --defaults-file that sets it"
+            )
+        })?;
+    // mysqld's own defaults when its option file is given: both in the datadir.
+    let known = |flag: &Option<PathBuf>, name: &str| {
+        flag.clone()
+            .or_else(|| option(name))
+            .or_else(|| args.defaults_file.as_ref().map(|_| PathBuf::from(".")))
+    };
+    Ok(crate::restore::CopyBackOptions {
         backup_dir: args.backup_dir.clone(),
-        datadir: args.datadir.clone(),
+        datadir,
         force_non_empty: args.force,
         new_server_uuid: args.new_server_uuid,
         move_files,
-    }
+        layout: crate::restore::TargetLayout {
+            data_home_dir: known(&args.innodb_data_home_dir, "innodb_data_home_dir"),
+            undo_directory: known(&args.innodb_undo_directory, "innodb_undo_directory"),
+        },
+    })
 }
 
 async fn copy_back_command(args: &CopyBackArgs, move_files: bool) -> anyhow::Result<()> {
-    crate::restore::copy_back(&restore_options(args, move_files)).await?;
+    crate::restore::copy_back(&restore_options(args, move_files)?).await?;
     eprintln!("completed OK!");
     Ok(())
 }

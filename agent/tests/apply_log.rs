@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use innoxide_agent::meta::Manifest;
+use innoxide_agent::meta::{FileKind, Manifest};
 use innoxide_agent::prepare::{self, ApplyLogOptions, ApplyLogReport};
 use innoxide_agent::restore::{self, CopyBackOptions, CopyBackReport};
 use innoxide_testkit::oracle::{self, OracleInput, Verdict};
@@ -116,6 +116,7 @@ fn copy_back_options(dir: &Path, datadir: &Path) -> CopyBackOptions {
         force_non_empty: false,
         new_server_uuid: true,
         move_files: false,
+        layout: Default::default(),
     }
 }
 
@@ -1237,4 +1238,129 @@ async fn with_a_reduced_ddl_lock_an_index_added_during_the_copy_is_recopied() {
     let verdict = judge(&source, &restored, &manifest, &bench.table_names()).await;
     assert!(verdict.backup_transactions > 0);
     steps.done("index checked, oracle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn system_and_undo_files_in_their_own_folders_restore_where_the_target_keeps_them() {
+    let mut steps = Steps::new("odd layout");
+    let work = tempfile::tempdir().unwrap();
+    let folder = |name: &str| {
+        let dir = work.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    };
+    let (undo, system) = (folder("undo"), folder("system"));
+    let data_file_path = "innodb_data_file_path=ibdata_a:3M;ibdata_b:12M:autoextend";
+    let source = MysqlServer::builder()
+        .extra(format!("innodb_undo_directory={}", undo.display()))
+        .extra(format!("innodb_data_home_dir={}", system.display()))
+        .extra(data_file_path)
+        .start()
+        .await
+        .unwrap();
+    source
+        .exec("CREATE UNDO TABLESPACE more_undo ADD DATAFILE 'more_undo.ibu'")
+        .await
+        .unwrap();
+    assert!(undo.join("more_undo.ibu").is_file());
+    let bench = Sysbench::prepare(&source, 2, 5_000).await.unwrap();
+    steps.done("source with its own undo and system folders, 2 x 5k rows");
+    let load = bench.run_background(2, Duration::from_secs(8)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    load.wait().await.unwrap();
+    steps.done("backup under load");
+    let kinds: Vec<(&str, FileKind)> = manifest
+        .files
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.kind,
+                FileKind::SystemTablespace | FileKind::UndoTablespace
+            )
+        })
+        .map(|f| (f.path.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ibdata_a", FileKind::SystemTablespace),
+            ("ibdata_b", FileKind::SystemTablespace),
+            ("more_undo.ibu", FileKind::UndoTablespace),
+            ("undo_001", FileKind::UndoTablespace),
+            ("undo_002", FileKind::UndoTablespace),
+        ]
+    );
+
+    let prepared = apply_log(&dir).await;
+    assert_prepared_exactly(&dir, &manifest, &prepared);
+    steps.done("apply-log");
+    // The target keeps them elsewhere again; copy-back reads that from its
+    // option file, as the seed's does.
+    let (target_undo, target_system) = (work.path().join("undo2"), work.path().join("system2"));
+    let datadir = work.path().join("restored");
+    let cnf = work.path().join("target.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[mysqld]\ndatadir={}\ninnodb_undo_directory={}\ninnodb_data_home_dir={}\n{data_file_path}\n",
+            datadir.display(),
+            target_undo.display(),
+            target_system.display()
+        ),
+    )
+    .unwrap();
+    let out = agent(&[
+        "copy-back",
+        "--backup-dir",
+        &dir.display().to_string(),
+        "--defaults-file",
+        &cnf.display().to_string(),
+        "--new-server-uuid",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "copy-back failed:\n{}",
+        text(&out.stderr)
+    );
+    for name in ["undo_001", "undo_002", "more_undo.ibu"] {
+        assert!(
+            target_undo.join(name).is_file(),
+            "{name} not in the undo folder"
+        );
+        assert!(!datadir.join(name).exists());
+    }
+    for name in ["ibdata_a", "ibdata_b"] {
+        assert!(
+            target_system.join(name).is_file(),
+            "{name} not in the system folder"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&undo).unwrap().count(),
+        3,
+        "copy-back wrote into the source's undo folder"
+    );
+    let restored = MysqlServer::builder()
+        .server_id(2)
+        .extra(format!("innodb_undo_directory={}", target_undo.display()))
+        .extra(format!("innodb_data_home_dir={}", target_system.display()))
+        .extra(data_file_path)
+        .existing_datadir(&datadir)
+        .start()
+        .await
+        .unwrap();
+    steps.done("copy-back, restored server started");
+    let undo_tablespaces: Vec<(String, String)> = restored
+        .query_rows("SELECT NAME, STATE FROM information_schema.INNODB_TABLESPACES WHERE SPACE_TYPE = 'Undo' ORDER BY NAME")
+        .await
+        .unwrap();
+    assert!(
+        undo_tablespaces.contains(&("more_undo".to_owned(), "active".to_owned())),
+        "{undo_tablespaces:?}"
+    );
+    judge(&source, &restored, &manifest, &bench.table_names()).await;
+    steps.done("oracle");
 }

@@ -390,6 +390,7 @@ async fn prepare_and_restore(dir: &Path, key: Option<Key>, server_id: u32) -> My
         force_non_empty: false,
         new_server_uuid: true,
         move_files: false,
+        layout: Default::default(),
     })
     .await
     .unwrap();

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::innodb::page;
 use crate::meta::FileKind;
+use crate::mysql::facts::SystemDataFile;
 use crate::mysql::{InnodbFile, ServerFacts};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,9 @@ pub struct DataFile {
     /// Tablespace id and FSP flags from the server's dictionary, for
     /// InnoDB files (page 0 of a new tablespace may not be on disk yet).
     pub space: Option<(u32, u32)>,
+    /// The page number of the file's first page: 0 but for the second and
+    /// later files of a system tablespace made of several.
+    pub first_page: u64,
 }
 
 /// Extensions of non-InnoDB table files (MyISAM, CSV, ARCHIVE, MERGE) and of
@@ -33,26 +38,51 @@ pub const EXTERNAL_DIR: &str = "external";
 
 /// Plans the InnoDB files from the server's list.
 pub fn plan_innodb(facts: &ServerFacts, rows: &[InnodbFile]) -> Vec<DataFile> {
+    let system_files = crate::mysql::facts::system_data_files(&facts.data_file_path);
     let mut files: Vec<DataFile> = rows
         .iter()
         .filter(|row| row.file_type != "TEMPORARY")
         .map(|row| {
-            let source = absolute(&facts.datadir, &row.name);
-            let kind = if row.file_type == "UNDO LOG" {
-                FileKind::UndoTablespace
-            } else if is_system_tablespace(facts, &source) {
-                FileKind::SystemTablespace
+            let system = row.space_id == Some(0);
+            // The server names these relative to the folder they live in,
+            // not the datadir: `./ibdata1` is in innodb_data_home_dir,
+            // `./u3.ibu` (CREATE UNDO TABLESPACE) in innodb_undo_directory.
+            let (kind, home) = if row.file_type == "UNDO LOG" {
+                (FileKind::UndoTablespace, &facts.undo_directory)
+            } else if system {
+                (FileKind::SystemTablespace, &facts.data_home_dir)
             } else {
-                FileKind::Tablespace
+                (FileKind::Tablespace, &facts.datadir)
             };
+            let source = absolute(home, &row.name);
             let mut file = place(facts, source, kind);
             file.space = row.space_id.zip(row.flags);
+            if system {
+                // No dictionary flags for space 0; the files after the
+                // first continue its page numbers.
+                file.space = Some((0, page::flags_for_page_size(facts.page_size)));
+                file.first_page = first_page(&system_files, &file.source, facts);
+            }
             file
         })
         .collect();
     files.sort_by(|a, b| a.dest.cmp(&b.dest));
     files.dedup_by(|a, b| a.dest == b.dest);
     files
+}
+
+/// The page number the first page of system data file `source` has: the
+/// pages of the files before it in innodb_data_file_path (which cannot
+/// grow: only the last file autoextends).
+fn first_page(system_files: &[SystemDataFile], source: &Path, facts: &ServerFacts) -> u64 {
+    let mut pages = 0;
+    for file in system_files {
+        if absolute(&facts.data_home_dir, &file.path) == source {
+            return pages;
+        }
+        pages += file.bytes / u64::from(facts.page_size.max(1));
+    }
+    0
 }
 
 /// Refuses encrypted tablespaces up front, naming them. Their pages are
@@ -87,41 +117,36 @@ pub fn refuse_encrypted(rows: &[InnodbFile]) -> Result<(), String> {
     ))
 }
 
-fn is_system_tablespace(facts: &ServerFacts, path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    path.parent() == Some(facts.data_home_dir.as_path())
-        && facts
-            .data_file_path
-            .split(';')
-            .any(|spec| spec.split(':').next() == Some(name))
-}
-
 /// Where a file goes: the datadir's layout is kept; system and undo
-/// tablespaces living elsewhere go to the root (backup-my.cnf points the
-/// mini instance there); anything else outside the datadir goes below
+/// tablespaces go to the root wherever they lived (backup-my.cnf points the
+/// mini instance there), with their original path remembered when it was
+/// not the datadir itself; anything else outside the datadir goes below
 /// `external/` with its original path remembered for copy-back.
 fn place(facts: &ServerFacts, source: PathBuf, kind: FileKind) -> DataFile {
-    if let Ok(relative) = source.strip_prefix(&facts.datadir) {
+    let at_root = matches!(kind, FileKind::SystemTablespace | FileKind::UndoTablespace);
+    if let Ok(relative) = source.strip_prefix(&facts.datadir)
+        && (!at_root || relative.components().count() == 1)
+    {
         return DataFile {
             dest: slash_path(relative),
             source,
             kind,
             original_path: None,
             space: None,
+            first_page: 0,
         };
     }
     let file_name = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dest = match kind {
-        FileKind::SystemTablespace | FileKind::UndoTablespace => file_name,
-        _ => format!(
+    let dest = if at_root {
+        file_name
+    } else {
+        format!(
             "{EXTERNAL_DIR}/{}",
             slash_path(source.strip_prefix("/").unwrap_or(&source))
-        ),
+        )
     };
     DataFile {
         original_path: Some(source.clone()),
@@ -129,6 +154,7 @@ fn place(facts: &ServerFacts, source: PathBuf, kind: FileKind) -> DataFile {
         dest,
         kind,
         space: None,
+        first_page: 0,
     }
 }
 
@@ -224,10 +250,12 @@ mod tests {
 
     #[test]
     fn keeps_the_datadir_layout_and_skips_temporary_tablespaces() {
+        let mut system = row("./ibdata1", "TABLESPACE");
+        (system.space_id, system.flags) = (Some(0), None);
         let plan = plan_innodb(
             &facts(),
             &[
-                row("./ibdata1", "TABLESPACE"),
+                system,
                 row("./mysql.ibd", "TABLESPACE"),
                 row("./sbtest/sbtest1.ibd", "TABLESPACE"),
                 row("./ibtmp1", "TEMPORARY"),
@@ -256,5 +284,58 @@ mod tests {
             plan[4].original_path.as_deref(),
             Some(Path::new("/undo/undo_001"))
         );
+    }
+
+    #[test]
+    fn system_and_undo_files_are_found_in_their_own_folders() {
+        let vars = [
+            ("version", "9.7.4"),
+            ("server_uuid", "u"),
+            ("server_id", "1"),
+            ("datadir", "/data/"),
+            ("innodb_page_size", "16384"),
+            ("innodb_data_home_dir", "/sys"),
+            (
+                "innodb_data_file_path",
+                "ibdata_a:3M;ibdata_b:12M:autoextend",
+            ),
+            ("innodb_undo_directory", "/data/undo"),
+        ];
+        let facts = crate::mysql::facts_from_pairs(&vars).unwrap();
+        let mut system_a = row("./ibdata_a", "TABLESPACE");
+        let mut system_b = row("./ibdata_b", "TABLESPACE");
+        for r in [&mut system_a, &mut system_b] {
+            (r.space_id, r.flags) = (Some(0), None);
+        }
+        let plan = plan_innodb(
+            &facts,
+            &[
+                system_a,
+                system_b,
+                row("/data/undo/undo_001", "UNDO LOG"),
+                row("./u3.ibu", "UNDO LOG"),
+            ],
+        );
+        let seen: Vec<_> = plan
+            .iter()
+            .map(|f| {
+                (
+                    f.dest.as_str(),
+                    f.source.to_str().unwrap(),
+                    f.first_page,
+                    f.original_path.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("ibdata_a", "/sys/ibdata_a", 0, true),
+                ("ibdata_b", "/sys/ibdata_b", 192, true),
+                ("u3.ibu", "/data/undo/u3.ibu", 0, true),
+                ("undo_001", "/data/undo/undo_001", 0, true),
+            ]
+        );
+        assert_eq!(plan[1].space, Some((0, page::flags_for_page_size(16384))));
     }
 }

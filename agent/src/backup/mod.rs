@@ -525,6 +525,7 @@ impl Backup<'_> {
             kind: FileKind::Redo,
             original_path: None,
             space: None,
+            first_page: 0,
         };
         if self.spool.in_place() {
             // Written in place: only its checksum is missing.
@@ -888,6 +889,7 @@ impl Backup<'_> {
                 kind: FileKind::Binlog,
                 original_path: None,
                 space: None,
+                first_page: 0,
             };
             files.extend(
                 self.copy_plain_files(vec![binlog], Some(status.binlog_position), None)
@@ -978,7 +980,8 @@ fn copy_worker(
         let Some(file) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
             return Ok(done);
         };
-        let copied = page_copy::copy_tablespace(&file.source, &file.dest, file.space, ctx)?;
+        let copied =
+            page_copy::copy_tablespace(&file.source, &file.dest, file.space, file.first_page, ctx)?;
         ctx.progress.files_done.fetch_add(1, Ordering::Relaxed);
         done.push(entry(&file, &copied));
     }

@@ -72,11 +72,14 @@ pub struct Copied {
 
 /// Copies an InnoDB tablespace file to `dest`, validating every page.
 /// `expected` is the tablespace id and FSP flags the server's dictionary
-/// gives; it is needed when page 0 has not been flushed yet.
+/// gives; it is needed when page 0 has not been flushed yet, and for a
+/// later file of a system tablespace made of several, whose first page is
+/// page `first_page` of the tablespace (0 for every other file).
 pub fn copy_tablespace(
     source: &Path,
     dest: &str,
     expected: Option<(u32, u32)>,
+    first_page: u64,
     ctx: &CopyContext,
 ) -> Result<Copied, CopyError> {
     let read_err = |source_err| CopyError::Read {
@@ -92,7 +95,11 @@ pub fn copy_tablespace(
     }
     let mut head = vec![0u8; length.min(16384) as usize];
     input.read_exact_at(&mut head, 0).map_err(read_err)?;
-    let (space_id, page_size) = identify(source, &head, expected)?;
+    let (space_id, page_size) = if first_page == 0 {
+        identify(source, &head, expected)?
+    } else {
+        identify(source, &[], expected)?
+    };
     let physical = page_size.physical as u64;
     let pages = length / physical;
     let skip = unvalidated_pages(space_id, page_size);
@@ -114,15 +121,18 @@ pub fn copy_tablespace(
             .read_exact_at(chunk, page_no * physical)
             .map_err(read_err)?;
         for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
-            let this_page = page_no + index as u64;
+            let in_file = page_no + index as u64;
+            let this_page = first_page + in_file;
             if skip.contains(&this_page) {
                 continue;
             }
             if let Err(reason) = check(page_bytes, page_size, space_id, this_page) {
                 pages_reread += 1;
-                reread_until_valid(
-                    &input, source, page_bytes, page_size, space_id, this_page, reason,
-                )?;
+                let at = PageAt {
+                    in_file,
+                    page_no: this_page,
+                };
+                reread_until_valid(&input, source, page_bytes, page_size, space_id, at, reason)?;
             }
         }
         output.write(chunk)?;
@@ -268,20 +278,29 @@ fn check(
     }
 }
 
+/// A page's place in its file, and its number in its tablespace (they
+/// differ in the later files of a system tablespace made of several).
+#[derive(Debug, Clone, Copy)]
+struct PageAt {
+    in_file: u64,
+    page_no: u64,
+}
+
 fn reread_until_valid(
     input: &File,
     path: &Path,
     page_bytes: &mut [u8],
     page_size: PageSize,
     space_id: u32,
-    page_no: u64,
+    at: PageAt,
     first_reason: String,
 ) -> Result<(), CopyError> {
+    let PageAt { in_file, page_no } = at;
     let mut reason = first_reason;
     for _ in 0..REREAD_ATTEMPTS {
         std::thread::sleep(REREAD_PAUSE);
         input
-            .read_exact_at(page_bytes, page_no * page_size.physical as u64)
+            .read_exact_at(page_bytes, in_file * page_size.physical as u64)
             .map_err(|e| CopyError::Read {
                 path: path.to_owned(),
                 source: e,
@@ -406,7 +425,7 @@ mod tests {
             throttle: None,
             cancelled: &stop,
         };
-        let copied = copy_tablespace(&source, "db/t.ibd", None, &ctx).unwrap();
+        let copied = copy_tablespace(&source, "db/t.ibd", None, 0, &ctx).unwrap();
         finisher.join().unwrap();
         assert_eq!(copied.pages_reread, 1);
         let landed = std::fs::read(dir.path().join("backup/db/t.ibd")).unwrap();
@@ -436,7 +455,7 @@ mod tests {
             throttle: None,
             cancelled: &stop,
         };
-        let err = copy_tablespace(&source, "t.ibd", None, &ctx).unwrap_err();
+        let err = copy_tablespace(&source, "t.ibd", None, 0, &ctx).unwrap_err();
         assert!(
             matches!(err, CopyError::CorruptPage { page_no: 2, .. }),
             "{err}"

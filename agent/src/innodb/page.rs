@@ -132,6 +132,14 @@ pub fn page_size_from_flags(fsp_flags: u32) -> Result<PageSize, PageError> {
     Ok(PageSize { logical, physical })
 }
 
+/// FSP flags that say just "uncompressed pages of `logical` bytes": what
+/// the system tablespace has (the dictionary lists no flags for it), for
+/// its files after the first, whose first page is no tablespace header.
+pub fn flags_for_page_size(logical: u32) -> u32 {
+    let ssize = (logical / SSIZE_UNIT).max(1).trailing_zeros();
+    ssize << FSP_FLAGS_POS_PAGE_SSIZE
+}
+
 /// What page 0 says about its tablespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TablespaceInfo {
@@ -490,6 +498,14 @@ fn verify_zip_page(page: &[u8]) -> PageCheck {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn flags_for_a_page_size_give_that_page_size_back() {
+        for logical in [4096, 8192, 16384, 32768, 65536] {
+            let size = page_size_from_flags(flags_for_page_size(logical)).unwrap();
+            assert_eq!((size.logical, size.physical), (logical, logical));
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 

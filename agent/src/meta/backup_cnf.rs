@@ -25,7 +25,7 @@ pub fn render_backup_cnf(facts: &ServerFacts) -> String {
          master_key_id=0\n\
          # source version {version}\n",
         checksum = facts.checksum_algorithm,
-        data_file_path = facts.data_file_path,
+        data_file_path = in_one_folder(&facts.data_file_path),
         capacity = facts.redo_capacity,
         page_size = facts.page_size,
         redo_encrypt = if facts.redo_log_encrypt { "ON" } else { "OFF" },
@@ -35,4 +35,38 @@ pub fn render_backup_cnf(facts: &ServerFacts) -> String {
         uuid = facts.server_uuid,
         version = facts.version_string,
     )
+}
+
+/// `innodb_data_file_path` with each file's folder dropped: the backup keeps
+/// the system data files in its root, wherever they lived
+/// (`/sys/ibdata_a:12M;ibdata_b:12M:autoextend` → `ibdata_a:12M;ibdata_b:12M:autoextend`).
+fn in_one_folder(spec: &str) -> String {
+    spec.split(';')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| match entry.split_once(':') {
+            Some((path, rest)) => {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                format!("{name}:{rest}")
+            }
+            None => entry.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_data_files_are_named_without_their_folders() {
+        assert_eq!(
+            in_one_folder("/sys/ibdata_a:12M;ibdata_b:12M:autoextend"),
+            "ibdata_a:12M;ibdata_b:12M:autoextend"
+        );
+        assert_eq!(
+            in_one_folder("ibdata1:12M:autoextend"),
+            "ibdata1:12M:autoextend"
+        );
+    }
 }

@@ -150,6 +150,53 @@ pub fn from_variables<'a>(var: impl Fn(&str) -> Option<&'a str>) -> Result<Serve
     })
 }
 
+/// One file of the system tablespace as `innodb_data_file_path` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemDataFile {
+    /// As written: a name under `innodb_data_home_dir`, or an absolute path.
+    pub path: String,
+    /// The size given for it; only the last file may grow past it.
+    pub bytes: u64,
+}
+
+impl SystemDataFile {
+    /// The file's own name, without any folder.
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// The files of `innodb_data_file_path`
+/// (`ibdata_a:12M;ibdata_b:12M:autoextend:max:1G`), in order. Sizes are
+/// bytes without a suffix, or K, M, G. Pure.
+pub fn system_data_files(spec: &str) -> Vec<SystemDataFile> {
+    spec.split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let mut parts = entry.split(':');
+            let path = parts.next().unwrap_or_default().to_owned();
+            let bytes = parts.next().map_or(0, size_in_bytes);
+            SystemDataFile { path, bytes }
+        })
+        .collect()
+}
+
+fn size_in_bytes(text: &str) -> u64 {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, ' '),
+    };
+    let number: u64 = number.parse().unwrap_or(0);
+    match unit {
+        'K' => number << 10,
+        'M' => number << 20,
+        'G' => number << 30,
+        _ => number,
+    }
+}
+
 fn resolve(base: &Path, value: &str) -> PathBuf {
     let path = Path::new(value);
     let joined = if path.is_absolute() {
@@ -203,6 +250,30 @@ mod tests {
         assert_eq!(f.data_home_dir, Path::new("/var/lib/mysql"));
         assert_eq!(f.version.to_string(), "9.7.4");
         assert!(f.log_bin);
+    }
+
+    #[test]
+    fn system_data_files_are_listed_in_order_with_their_sizes() {
+        let files = system_data_files("ibdata_a:12M;/sys/ibdata_b:1G:autoextend:max:2G;");
+        assert_eq!(
+            files,
+            vec![
+                SystemDataFile {
+                    path: "ibdata_a".into(),
+                    bytes: 12 << 20
+                },
+                SystemDataFile {
+                    path: "/sys/ibdata_b".into(),
+                    bytes: 1 << 30
+                },
+            ]
+        );
+        assert_eq!(files[1].file_name(), "ibdata_b");
+        assert_eq!(
+            system_data_files("ibdata1:10240K:autoextend")[0].bytes,
+            10 << 20
+        );
+        assert_eq!(system_data_files("ibdata1:4096")[0].bytes, 4096);
     }
 
     #[test]

@@ -318,7 +318,14 @@ pub async fn apply_log(
     let shutdown_lsn = report
         .flushed_lsn
         .expect("a finished recovery has a shutdown LSN");
-    finish(dir, &partial, &prepared, &checkpoints, shutdown_lsn)?;
+    finish(
+        dir,
+        &partial,
+        &prepared,
+        &checkpoints,
+        &backup_cnf,
+        shutdown_lsn,
+    )?;
     report.prepared_dir = prepared;
     Ok(report)
 }
@@ -389,16 +396,20 @@ fn finish(
     partial: &Path,
     prepared: &Path,
     raw: &Checkpoints,
+    backup_cnf: &OptionFile,
     shutdown_lsn: u64,
 ) -> Result<(), Error> {
     // copy-back leaves the redo behind and the restored server starts with
-    // new redo at the LSN page 0 of ibdata1 holds: it must be the LSN of
-    // this clean shutdown.
-    let stamped = system_flushed_lsn(partial);
+    // new redo at the LSN page 0 of the system tablespace holds: it must be
+    // the LSN of this clean shutdown.
+    let data_file_path = backup_cnf
+        .get(&["mysqld"], "innodb_data_file_path")
+        .unwrap_or("ibdata1:12M:autoextend");
+    let stamped = system_flushed_lsn(partial, data_file_path);
     if stamped != Some(shutdown_lsn) {
         return Err(Error::NotCleanShutdown {
             detail: format!(
-                "InnoDB shut down at LSN {shutdown_lsn} but ibdata1 holds flushed LSN {stamped:?}"
+                "InnoDB shut down at LSN {shutdown_lsn} but the system tablespace holds flushed LSN {stamped:?}"
             ),
             log: partial.join(meta::MINI_STDERR),
         });
@@ -422,11 +433,14 @@ fn finish(
 }
 
 /// The LSN a clean shutdown stamps on page 0 of the system tablespace
-/// (FIL_PAGE_FILE_FLUSH_LSN, @26).
-fn system_flushed_lsn(datadir: &Path) -> Option<u64> {
+/// (FIL_PAGE_FILE_FLUSH_LSN, @26), in its first data file (`ibdata1`
+/// unless innodb_data_file_path names another).
+fn system_flushed_lsn(datadir: &Path, data_file_path: &str) -> Option<u64> {
     use std::io::Read;
+    let files = crate::mysql::facts::system_data_files(data_file_path);
+    let first = files.first().map_or("ibdata1", |f| f.file_name());
     let mut page = [0u8; 34];
-    std::fs::File::open(datadir.join("ibdata1"))
+    std::fs::File::open(datadir.join(first))
         .and_then(|mut f| f.read_exact(&mut page))
         .ok()?;
     Some(u64::from_be_bytes(page[26..34].try_into().ok()?))

@@ -25,7 +25,7 @@ use nix::unistd::{Gid, Uid};
 use crate::fileops::{self, FileError, Transfer};
 use crate::prepare::{self, ApplyLogOptions};
 
-pub use plan::{Placement, Plan};
+pub use plan::{Placement, Plan, TargetLayout};
 
 #[derive(Debug, Clone)]
 pub struct CopyBackOptions {
@@ -34,6 +34,8 @@ pub struct CopyBackOptions {
     pub force_non_empty: bool,
     pub new_server_uuid: bool,
     pub move_files: bool,
+    /// Where the target server keeps system and undo tablespaces.
+    pub layout: TargetLayout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +106,7 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         .expect("the check task does not panic")?;
     let plan = plan::plan(
         &files,
-        &plan::original_paths(&manifest),
+        &plan::targets(&manifest, &datadir, &options.layout),
         &datadir,
         options.new_server_uuid,
     );

@@ -1,10 +1,14 @@
 //! Where each file of a prepared datadir goes on restore. Pure: the caller
 //! lists the prepared folder and does the copying.
 //!
-//! - Files that lived outside the source's datadir (undo tablespaces in
-//!   their own directory, tables created with DATA DIRECTORY) go back to
-//!   their original absolute path, as the manifest recorded it; that is
-//!   where the restored server's data dictionary looks for them.
+//! - System data files go to the target's `innodb_data_home_dir` and undo
+//!   tablespaces to its `innodb_undo_directory`, when the target's options
+//!   say ([`TargetLayout`]); that is where its mysqld looks for them.
+//! - Other files that lived outside the source's datadir (tables created
+//!   with DATA DIRECTORY, and system or undo files when the target's
+//!   options are not given) go back to their original absolute path, as
+//!   the manifest recorded it; a subfolder of the source's datadir becomes
+//!   the same subfolder of the target's.
 //! - Everything else keeps its place relative to the datadir.
 //! - Left out: apply-log's own files, the redo files of the mini instance
 //!   (the prepared datadir was shut down slowly and cleanly, so the
@@ -15,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::meta::Manifest;
+use crate::meta::{FileKind, Manifest};
 use crate::prepare::OWN_FILES;
 
 /// The redo folder: restored empty.
@@ -49,6 +53,45 @@ impl Plan {
     }
 }
 
+/// Where the target server keeps the InnoDB files that need not be in its
+/// datadir, from its options; `None` where they are not known. Relative
+/// folders are under the datadir, as mysqld reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetLayout {
+    pub data_home_dir: Option<PathBuf>,
+    pub undo_directory: Option<PathBuf>,
+}
+
+/// Where each file that does not simply keep its place under the datadir
+/// goes, by its `/`-separated path in the backup.
+pub fn targets(
+    manifest: &Manifest,
+    datadir: &Path,
+    layout: &TargetLayout,
+) -> BTreeMap<String, PathBuf> {
+    let under_datadir = |dir: &PathBuf| datadir.join(dir);
+    let home = |kind: FileKind| match kind {
+        FileKind::SystemTablespace => layout.data_home_dir.as_ref().map(under_datadir),
+        FileKind::UndoTablespace => layout.undo_directory.as_ref().map(under_datadir),
+        _ => None,
+    };
+    manifest
+        .files
+        .iter()
+        .filter_map(|f| {
+            let to = match (home(f.kind), &f.original_path) {
+                (Some(dir), _) => dir.join(f.path.rsplit('/').next().unwrap_or(&f.path)),
+                (None, Some(original)) => match original.strip_prefix(&manifest.source_datadir) {
+                    Ok(inside) => datadir.join(inside),
+                    Err(_) => original.clone(),
+                },
+                (None, None) => return None,
+            };
+            Some((f.path.clone(), to))
+        })
+        .collect()
+}
+
 /// Where files outside the source's datadir lived, by their `/`-separated
 /// path in the backup.
 pub fn original_paths(manifest: &Manifest) -> BTreeMap<String, PathBuf> {
@@ -60,7 +103,7 @@ pub fn original_paths(manifest: &Manifest) -> BTreeMap<String, PathBuf> {
 }
 
 /// Plans the restore of `files` (relative paths in the prepared folder)
-/// into `datadir`; `originals` from [`original_paths`].
+/// into `datadir`; `originals` from [`targets`].
 pub fn plan(
     files: &[PathBuf],
     originals: &BTreeMap<String, PathBuf>,
@@ -168,6 +211,86 @@ mod tests {
             [PathBuf::from("/undo/undo_001"), "/mnt/fast/t1.ibd".into()]
         );
         assert!(plan.left_out.is_empty());
+    }
+
+    #[test]
+    fn system_and_undo_files_go_where_the_target_keeps_them() {
+        let entry = |path: &str, kind: FileKind, original: Option<&str>| crate::meta::FileEntry {
+            path: path.into(),
+            kind,
+            original_path: original.map(PathBuf::from),
+            size: 0,
+            sha256: String::new(),
+            stored_size: None,
+            stored_sha256: None,
+        };
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "tool": "t", "tool_version": "1", "backup_type": "full-backuped",
+            "server_version": "9.7.4", "server_uuid": "u", "server_id": 1, "page_size": 16384,
+            "redo": {"start_checkpoint_lsn": 0, "from_lsn": 0, "to_lsn": 0, "last_lsn": 0, "captured_bytes": 0},
+            "binlog_file": "", "binlog_position": 0, "gtid_executed": "",
+            "source_datadir": "/src/data", "source_undo_directory": "/src/undo",
+            "compression": null, "encryption": null, "started_at": "", "finished_at": "",
+            "lock_seconds": 0.0, "files": []
+        }))
+        .unwrap();
+        let manifest = Manifest {
+            files: vec![
+                entry(
+                    "ibdata_a",
+                    FileKind::SystemTablespace,
+                    Some("/src/sys/ibdata_a"),
+                ),
+                entry(
+                    "undo_001",
+                    FileKind::UndoTablespace,
+                    Some("/src/undo/undo_001"),
+                ),
+                entry(
+                    "u3.ibu",
+                    FileKind::UndoTablespace,
+                    Some("/src/data/undo/u3.ibu"),
+                ),
+                entry(
+                    "external/mnt/t.ibd",
+                    FileKind::Tablespace,
+                    Some("/mnt/t.ibd"),
+                ),
+                entry("db/t.ibd", FileKind::Tablespace, None),
+            ],
+            ..manifest
+        };
+        let datadir = Path::new("/new/data");
+        let as_left = targets(&manifest, datadir, &TargetLayout::default());
+        let to = |m: &BTreeMap<String, PathBuf>, k: &str| m.get(k).cloned();
+        assert_eq!(to(&as_left, "ibdata_a"), Some("/src/sys/ibdata_a".into()));
+        assert_eq!(to(&as_left, "u3.ibu"), Some("/new/data/undo/u3.ibu".into()));
+        assert_eq!(
+            to(&as_left, "external/mnt/t.ibd"),
+            Some("/mnt/t.ibd".into())
+        );
+        assert_eq!(to(&as_left, "db/t.ibd"), None);
+        let layout = TargetLayout {
+            data_home_dir: Some("/new/sys".into()),
+            undo_directory: Some("undo".into()),
+        };
+        let by_options = targets(&manifest, datadir, &layout);
+        assert_eq!(
+            to(&by_options, "ibdata_a"),
+            Some("/new/sys/ibdata_a".into())
+        );
+        assert_eq!(
+            to(&by_options, "undo_001"),
+            Some("/new/data/undo/undo_001".into())
+        );
+        assert_eq!(
+            to(&by_options, "u3.ibu"),
+            Some("/new/data/undo/u3.ibu".into())
+        );
+        assert_eq!(
+            to(&by_options, "external/mnt/t.ibd"),
+            Some("/mnt/t.ibd".into())
+        );
     }
 
     #[test]
