@@ -643,6 +643,13 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
             proof.scanned_to_lsn
         );
     }
+    if let Some(text) = &report.slave_info {
+        eprintln!(
+            "replication coordinates of the prepared data ({}):\n{}",
+            report.prepared_dir.join(crate::meta::SLAVE_INFO).display(),
+            text.trim_end()
+        );
+    }
     eprintln!("completed OK!");
     Ok(())
 }

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use innoxide_agent::meta::{FileKind, Manifest};
@@ -957,10 +959,23 @@ async fn wait_caught_up(replica: &MysqlServer, source: &MysqlServer) {
     }
 }
 
+/// The `CHANGE REPLICATION SOURCE TO` clauses of the default channel in an
+/// `xtrabackup_slave_info` text (comment lines skipped).
+fn default_channel_clauses(slave_info: &str) -> String {
+    let line = slave_info
+        .lines()
+        .find(|l| l.starts_with("CHANGE REPLICATION SOURCE TO ") && l.ends_with(" FOR CHANNEL '';"))
+        .unwrap_or_else(|| panic!("no default channel in {slave_info}"));
+    line.trim_start_matches("CHANGE REPLICATION SOURCE TO ")
+        .trim_end_matches(" FOR CHANNEL '';")
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
+async fn slave_info_of_a_busy_replica_restores_into_a_replica_that_catches_up_exactly() {
     let mut steps = Steps::new("slave-info");
-    // File-and-position replication: no GTIDs anywhere.
+    // File-and-position replication, no GTIDs anywhere; the replica applies
+    // with the server's default four workers, commit order preserved.
     let source = MysqlServer::builder().gtid(false).start().await.unwrap();
     let replica = MysqlServer::builder()
         .gtid(false)
@@ -987,25 +1002,37 @@ async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
     wait_caught_up(&replica, &source).await;
     steps.done("source and replica by position, 2 x 5k rows");
 
-    // The replica is idle at the backup: under load its positional
-    // coordinates are not exact yet (see backup::replica).
+    // Row-based sysbench transactions applied twice converge to the same
+    // rows; inserts do not: one applied twice stops replication with a
+    // duplicate key, one skipped is a row missing from the checksum.
+    source
+        .exec("CREATE DATABASE ledger; CREATE TABLE ledger.entries (id BIGINT AUTO_INCREMENT PRIMARY KEY, at_ms BIGINT)")
+        .await
+        .unwrap();
+    let stop_ledger = Arc::new(AtomicBool::new(false));
+    let ledger = tokio::spawn(append_entries(
+        source.conn().await.unwrap(),
+        stop_ledger.clone(),
+    ));
+    // The backup's point falls while the replica applies the source's load:
+    // the applier's status then lags the data it has committed.
+    let load = bench.run_background(2, Duration::from_secs(20)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("backup");
     backup_with(&replica, &dir, &["--slave-info"]).await;
-    steps.done("backup of the replica");
-    let slave_info = std::fs::read_to_string(dir.join("xtrabackup_slave_info")).unwrap();
-    println!("[slave-info] {slave_info}");
-    assert!(
-        slave_info.starts_with("CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE=")
-            && slave_info.contains("FOR CHANNEL ''"),
-        "{slave_info}"
-    );
-    // The source goes on writing while the backup is restored.
-    let load = bench.run_background(2, Duration::from_secs(15)).unwrap();
+    steps.done("backup of the replica under load");
+    let at_backup = std::fs::read_to_string(dir.join("xtrabackup_slave_info")).unwrap();
+    println!("[slave-info] at the backup:\n{at_backup}");
+    assert!(at_backup.starts_with("-- "), "no caveat: {at_backup}");
 
-    apply_log(&dir).await;
+    let prepared = apply_log(&dir).await;
+    let exact = std::fs::read_to_string(dir.join("prepared/xtrabackup_slave_info")).unwrap();
+    println!("[slave-info] prepared:\n{exact}");
+    assert_eq!(prepared.slave_info.as_deref(), Some(exact.as_str()));
     let datadir = work.path().join("restored");
     copy_back(&dir, &datadir).await;
+    assert!(!datadir.join("xtrabackup_slave_info").exists());
     let restored = MysqlServer::builder()
         .gtid(false)
         .server_id(4)
@@ -1016,19 +1043,20 @@ async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
         .unwrap();
     steps.done("apply-log, copy-back, start");
     // What a user does with the file: a fresh channel, then its coordinates.
+    // One transaction skipped or applied twice shows as a replication error
+    // (a row not found, a duplicate key) or as different checksums.
     restored.exec("RESET REPLICA ALL").await.unwrap();
-    let position = slave_info
-        .trim()
-        .trim_start_matches("CHANGE REPLICATION SOURCE TO ")
-        .trim_end_matches(';')
-        .trim_end_matches(" FOR CHANNEL ''")
-        .to_owned();
-    replicate_by_position(&restored, &source, &position).await;
-    load.wait().await.unwrap();
+    replicate_by_position(&restored, &source, &default_channel_clauses(&exact)).await;
+    let report = load.wait().await.unwrap();
+    assert!(report.transactions > 0, "the load ran: {report:?}");
+    stop_ledger.store(true, Ordering::Relaxed);
+    let entries = ledger.await.unwrap();
+    println!("[slave-info] {entries} ledger entries appended during the test");
     wait_caught_up(&restored, &source).await;
     wait_caught_up(&replica, &source).await;
     steps.done("restored replica caught up");
-    let tables = bench.table_names();
+    let mut tables = bench.table_names();
+    tables.push("ledger.entries".to_owned());
     let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
     let at_source = source.checksum_tables(&tables).await.unwrap();
     assert_eq!(restored.checksum_tables(&tables).await.unwrap(), at_source);
@@ -1040,6 +1068,23 @@ async fn slave_info_of_a_replica_restores_into_a_replica_that_catches_up() {
 /// backup copies waits for the backup lock, so the captured redo, walked
 /// record by record under sysbench load, holds no index build to refuse;
 /// the restore is exactly the backup point.
+/// Inserts one row per transaction into `ledger.entries` until `stop`;
+/// returns how many.
+async fn append_entries(mut conn: mysql_async::Conn, stop: Arc<AtomicBool>) -> u64 {
+    use mysql_async::prelude::Queryable;
+    let mut count = 0;
+    while !stop.load(Ordering::Relaxed) {
+        conn.query_drop(
+            "INSERT INTO ledger.entries (at_ms) VALUES (UNIX_TIMESTAMP(NOW(3)) * 1000)",
+        )
+        .await
+        .unwrap();
+        count += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    count
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_index_added_during_the_copy_waits_for_the_lock_and_the_restore_is_exact() {
     let mut steps = Steps::new("ADD INDEX during the copy");

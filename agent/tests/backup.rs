@@ -687,6 +687,36 @@ async fn with_a_reduced_ddl_lock_a_table_created_during_the_copy_refuses_the_bac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slave_info_of_a_replica_applying_out_of_order_is_refused_up_front() {
+    let server = MysqlServer::builder().gtid(false).start().await.unwrap();
+    // A positional channel whose parallel applier may leave gaps.
+    server
+        .exec(
+            "SET GLOBAL replica_preserve_commit_order = OFF; \
+             CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=1, \
+             SOURCE_LOG_FILE='binlog.000001', SOURCE_LOG_POS=4",
+        )
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b");
+    let mut opts = options(&server, &target);
+    opts.slave_info = true;
+    let err = take(&opts).await.unwrap_err();
+    assert!(
+        err.to_string().contains("replica_preserve_commit_order"),
+        "not the reason: {err}"
+    );
+    assert_refused_with_nothing_left(&server, &target).await;
+    // In commit order, the same backup is taken.
+    server
+        .exec("SET GLOBAL replica_preserve_commit_order = ON")
+        .await
+        .unwrap();
+    take(&opts).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_encrypted_table_is_refused_up_front_by_name_with_nothing_left() {
     let server = MysqlServer::builder()
         .keyring_file_component()

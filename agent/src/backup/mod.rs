@@ -27,7 +27,7 @@ mod page_copy;
 pub mod progress;
 pub mod redo_check;
 pub mod redo_copier;
-mod replica;
+pub(crate) mod replica;
 mod spool;
 pub mod table_lock;
 mod throttle;
@@ -142,7 +142,7 @@ pub async fn run(
     let mut control = mysql::connect(&options.connect).await?;
     let facts = mysql::facts::read(&mut control).await?;
     refuse_unsupported(&facts)?;
-    preflight(&mut control, options).await?;
+    preflight(&mut control, options, &facts).await?;
     let (store, name) = prepare_target(options).await?;
     let location = store.describe();
     tracing::info!(%location, server = %facts.version_string, "backing up");
@@ -251,7 +251,11 @@ fn refuse_unsupported(facts: &ServerFacts) -> Result<(), Error> {
 /// will need later with a harmless one that needs the same privilege, so a
 /// missing grant is refused at once with the server's own words instead of
 /// after hours of copying.
-async fn preflight(control: &mut Conn, options: &BackupOptions) -> Result<(), Error> {
+async fn preflight(
+    control: &mut Conn,
+    options: &BackupOptions,
+    facts: &ServerFacts,
+) -> Result<(), Error> {
     // RELOAD: FLUSH BINARY LOGS and FLUSH ENGINE LOGS at the point.
     mysql::flush_engine_logs(control).await?;
     // BACKUP_ADMIN: the backup lock, the redo consumer and log_status.
@@ -271,7 +275,20 @@ async fn preflight(control: &mut Conn, options: &BackupOptions) -> Result<(), Er
     }
     // REPLICATION CLIENT: the channels for --slave-info.
     if options.slave_info {
-        mysql::replica_channels(control).await?;
+        let channels = mysql::replica_channels(control).await?;
+        let positional = channels
+            .iter()
+            .any(|c| replica::is_positional(c, &facts.gtid_mode));
+        if positional && mysql::applies_out_of_order(control).await? {
+            return Err(Error::Unsupported(
+                "--slave-info: a channel replicates by file and position, and its applier commits \
+                 in parallel out of order (replica_parallel_workers > 1 with \
+                 replica_preserve_commit_order=OFF), so no single file and position describes \
+                 the backed-up data. Set replica_preserve_commit_order=ON (STOP REPLICA \
+                 SQL_THREAD first), or replicate with GTIDs (SOURCE_AUTO_POSITION=1)"
+                    .into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -935,11 +952,15 @@ impl Backup<'_> {
         let status = mysql::log_status::read(control).await?;
         let slave_info = if self.options.slave_info {
             let channels = mysql::replica_channels(control).await?;
-            Some(replica::slave_info(
-                &channels,
-                &self.facts.gtid_mode,
-                &status.gtid_executed,
-            ))
+            let text = replica::slave_info(&channels, &self.facts.gtid_mode, &status.gtid_executed);
+            let positional = channels
+                .iter()
+                .any(|c| replica::is_positional(c, &self.facts.gtid_mode));
+            Some(if positional {
+                format!("{}{text}", replica::APPROXIMATE_NOTE)
+            } else {
+                text
+            })
         } else {
             None
         };

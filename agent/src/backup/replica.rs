@@ -7,10 +7,22 @@
 //! STATUS` at the point, but its applier keeps running (MySQL refuses
 //! `STOP REPLICA SQL_THREAD` under `LOCK INSTANCE FOR BACKUP`, error 3857),
 //! so under load its coordinates can be a few transactions off the InnoDB
-//! state. The exact ones are in the restored `mysql.slave_relay_log_info`,
-//! which InnoDB commits with every applied transaction.
+//! state. The backup's file says so; apply-log reads the exact ones from
+//! the recovered applier tables (`mysql.slave_relay_log_info` and
+//! `mysql.slave_worker_info`, which InnoDB commits with every applied
+//! transaction) and writes them to the prepared datadir.
 
 use crate::mysql::{ReplicaChannel, quote_string};
+
+/// Heads the backup's file when a channel replicates by position.
+pub const APPROXIMATE_NOTE: &str = "-- SOURCE_LOG_FILE/SOURCE_LOG_POS were read while the applier ran and can be a few\n\
+     -- transactions off the backed-up data; apply-log writes the exact ones to\n\
+     -- prepared/xtrabackup_slave_info.\n";
+
+/// Whether `channel` is restored by file and position (not by GTIDs).
+pub fn is_positional(channel: &ReplicaChannel, gtid_mode: &str) -> bool {
+    !(gtid_mode == "ON" && channel.auto_position)
+}
 
 /// The `xtrabackup_slave_info` text for `channels` read at the point whose
 /// `gtid_executed` is given.
@@ -26,7 +38,7 @@ pub fn slave_info(channels: &[ReplicaChannel], gtid_mode: &str, gtid_executed: &
         ));
     }
     for channel in channels {
-        let how = if gtid_mode == "ON" && channel.auto_position {
+        let how = if !is_positional(channel, gtid_mode) {
             "SOURCE_AUTO_POSITION=1".to_owned()
         } else {
             format!(

@@ -20,6 +20,7 @@ pub fn render_backup_cnf(facts: &ServerFacts) -> String {
          innodb_redo_log_encrypt={redo_encrypt}\n\
          innodb_undo_log_encrypt={undo_encrypt}\n\
          lower_case_table_names={lctn}\n\
+         gtid_mode={gtid_mode}\n\
          server_id={server_id}\n\
          server_uuid={uuid}\n\
          master_key_id=0\n\
@@ -31,6 +32,7 @@ pub fn render_backup_cnf(facts: &ServerFacts) -> String {
         redo_encrypt = if facts.redo_log_encrypt { "ON" } else { "OFF" },
         undo_encrypt = if facts.undo_log_encrypt { "ON" } else { "OFF" },
         lctn = facts.lower_case_table_names,
+        gtid_mode = facts.gtid_mode,
         server_id = facts.server_id,
         uuid = facts.server_uuid,
         version = facts.version_string,

@@ -446,6 +446,20 @@ pub async fn replica_channels(conn: &mut Conn) -> Result<Vec<ReplicaChannel>> {
         .collect())
 }
 
+/// Whether the replica's applier commits in parallel out of source order
+/// (`replica_parallel_workers` > 1 with `replica_preserve_commit_order`
+/// OFF): then the applied transactions can have gaps, and no file and
+/// position describes them.
+pub async fn applies_out_of_order(conn: &mut Conn) -> Result<bool> {
+    let row: Option<(u64, u64)> = conn
+        .query_first(
+            "SELECT @@GLOBAL.replica_parallel_workers, @@GLOBAL.replica_preserve_commit_order",
+        )
+        .await
+        .map_err(stmt("read replica_parallel_workers"))?;
+    Ok(row.is_some_and(|(workers, ordered)| workers > 1 && ordered == 0))
+}
+
 /// A channel name as an SQL string literal.
 pub fn quote_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))

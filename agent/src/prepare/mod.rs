@@ -50,6 +50,7 @@ pub const MINI_CNF: &str = "innoxide-mysqld.cnf";
 /// copy-back leaves them out.
 pub const OWN_FILES: &[&str] = &[
     meta::CHECKPOINTS,
+    meta::SLAVE_INFO,
     meta::MINI_STDOUT,
     meta::MINI_STDERR,
     MINI_CNF,
@@ -210,6 +211,9 @@ pub struct ApplyLogReport {
     /// XA transactions left PREPARED (user XA prepared at the consistent
     /// point): they come back prepared on the restored server.
     pub prepared_xa: Vec<String>,
+    /// With `--slave-info` at backup: the exact replication coordinates of
+    /// the prepared data, as also written to `prepared/xtrabackup_slave_info`.
+    pub slave_info: Option<String>,
     /// The LSN the mini instance shut down at (and stamped on ibdata1);
     /// the restored server's new redo starts there.
     pub flushed_lsn: Option<u64>,
@@ -246,6 +250,7 @@ pub async fn apply_log(
             already_prepared: true,
             recovery: None,
             prepared_xa: Vec::new(),
+            slave_info: None,
             flushed_lsn: None,
             files_reflinked: 0,
             files_copied: 0,
@@ -470,12 +475,13 @@ impl Work<'_> {
             files = redo.files,
             "redo file synthesized"
         );
-        let (recovery, prepared_xa, shutdown_lsn) = self.recover(&redo).await?;
+        let (recovery, settled, shutdown_lsn) = self.recover(&redo).await?;
         Ok(ApplyLogReport {
             prepared_dir: self.partial.to_owned(),
             already_prepared: false,
             recovery: Some(recovery),
-            prepared_xa,
+            prepared_xa: settled.prepared_xa,
+            slave_info: settled.slave_info,
             flushed_lsn: Some(shutdown_lsn),
             files_reflinked: reflinked,
             files_copied: copied,
@@ -608,11 +614,11 @@ impl Work<'_> {
     }
 
     /// Runs the mini instance over the working copy: the recovery proof,
-    /// the XA transactions left prepared, the LSN of the clean shutdown.
+    /// what was read from the settled data, the LSN of the clean shutdown.
     async fn recover(
         &self,
         redo: &SynthesizedRedo,
-    ) -> Result<(RecoveryProof, Vec<String>, u64), Error> {
+    ) -> Result<(RecoveryProof, Settled, u64), Error> {
         let runtime = runtime_dir()?;
         let socket = runtime.path().join("mysqld.sock");
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -644,8 +650,8 @@ impl Work<'_> {
             }
         };
         tracing::info!(?proof, "crash recovery reached last_lsn");
-        let prepared_xa = match self.settle(&instance).await {
-            Ok(xa) => xa,
+        let settled = match self.settle(&instance).await {
+            Ok(settled) => settled,
             Err(e) => {
                 instance.kill().await;
                 return Err(e);
@@ -659,12 +665,13 @@ impl Work<'_> {
                 detail: "no \"Shutdown completed\" in its error log".into(),
                 log: stderr.clone(),
             })?;
-        Ok((proof, prepared_xa, shutdown_lsn))
+        Ok((proof, settled, shutdown_lsn))
     }
 
     /// Waits until the transactions recovery found active are rolled back,
-    /// and reports the XA transactions left prepared.
-    async fn settle(&self, instance: &mini::MiniInstance) -> Result<Vec<String>, Error> {
+    /// and reports the XA transactions left prepared and, for a backup
+    /// taken with `--slave-info`, the exact replication coordinates.
+    async fn settle(&self, instance: &mini::MiniInstance) -> Result<Settled, Error> {
         let stderr = self.partial.join(meta::MINI_STDERR);
         let mut conn = instance.connect().await?;
         let deadline = tokio::time::Instant::now() + ROLLBACK_TIMEOUT;
@@ -697,8 +704,36 @@ impl Work<'_> {
                 "XA transactions stay prepared, as on the source at the consistent point"
             );
         }
+        let slave_info = if self.manifest.file(meta::SLAVE_INFO).is_some() {
+            Some(self.write_exact_slave_info(&mut conn).await?)
+        } else {
+            None
+        };
         let _ = conn.disconnect().await;
-        Ok(xa)
+        Ok(Settled {
+            prepared_xa: xa,
+            slave_info,
+        })
+    }
+
+    /// `xtrabackup_slave_info` of the prepared data: each channel's
+    /// coordinates as the recovered applier tables hold them, which are
+    /// exact where the backup's file could only approximate them.
+    async fn write_exact_slave_info(&self, conn: &mut mysql_async::Conn) -> Result<String, Error> {
+        let channels = crate::mysql::recovery::applied_replica_positions(conn)
+            .await
+            .map_err(MiniError::from)?;
+        // Backups before backup-my.cnf named it: GTIDs were on if any were executed.
+        let gtid_mode = match self.backup_cnf.get(&["mysqld"], "gtid_mode") {
+            Some(mode) => mode.to_owned(),
+            None if self.manifest.gtid_executed.trim().is_empty() => "OFF".to_owned(),
+            None => "ON".to_owned(),
+        };
+        let text =
+            crate::backup::replica::slave_info(&channels, &gtid_mode, &self.manifest.gtid_executed);
+        meta::write_atomically(self.partial, meta::SLAVE_INFO, text.as_bytes())?;
+        tracing::info!(coordinates = %text.trim(), "exact replication coordinates of the prepared data");
+        Ok(text)
     }
 
     fn mini_config(&self, runtime: &Path) -> mini::MiniConfig {
@@ -777,6 +812,12 @@ fn runtime_dir() -> Result<tempfile::TempDir, Error> {
         make(Path::new("/tmp"))
     };
     dir.map_err(|e| FileError::at("create a private folder in", &base, e).into())
+}
+
+/// What apply-log reads from the mini instance once recovery has settled.
+struct Settled {
+    prepared_xa: Vec<String>,
+    slave_info: Option<String>,
 }
 
 /// Sets a flag when the token is cancelled, for blocking loops that check it.
