@@ -188,7 +188,8 @@ struct BackupArgs {
     /// `on`: hold LOCK INSTANCE FOR BACKUP during the whole copy (DDL waits).
     /// `reduced`: take it only at the end, briefly; index builds during the
     /// copy are re-copied, file creates/renames/drops refuse the backup.
-    #[arg(long, value_name = "MODE", default_value = "on", value_parser = ["on", "reduced"])]
+    #[arg(long, value_name = "MODE", default_value = "on", ignore_case = true,
+          value_parser = ["on", "reduced"])]
     lock_ddl: String,
     /// Longest wait for the read lock on non-InnoDB tables, in seconds
     /// (writes to those tables queue while it waits).
@@ -599,7 +600,7 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
             writers_wait_timeout: Duration::from_secs(args.ftwrl_wait_timeout),
             kill_writers_after: (args.kill_long_queries_timeout > 0)
                 .then(|| Duration::from_secs(args.kill_long_queries_timeout)),
-            reduced_ddl_lock: args.lock_ddl == "reduced",
+            reduced_ddl_lock: args.lock_ddl.eq_ignore_ascii_case("reduced"),
         },
     };
     let progress = Progress::new();
@@ -802,6 +803,18 @@ mod tests {
         assert_eq!(args.throttle, Some(10 << 20));
         assert_eq!(args.root.as_deref(), Some("/backups"));
         assert_eq!(args.pacing, Pacing::Adaptive, "paced by default");
+        assert_eq!(
+            args.lock_ddl, "on",
+            "the backup lock held for the whole copy"
+        );
+        // innobackupex spells it in capitals.
+        let cli =
+            Cli::try_parse_from(["innoxide-agent", "backup", "--lock-ddl=REDUCED", "/b"]).unwrap();
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        assert!(args.lock_ddl.eq_ignore_ascii_case("reduced"));
+        assert!(Cli::try_parse_from(["innoxide-agent", "backup", "--lock-ddl=off", "/b"]).is_err());
         assert_eq!(args.compress_level, crate::repo::chunk::DEFAULT_ZSTD_LEVEL);
         let cli = Cli::try_parse_from(["innoxide-agent", "backup", "--pacing=off", "/b"]).unwrap();
         let Command::Backup(args) = cli.command else {
