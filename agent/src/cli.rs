@@ -33,8 +33,9 @@ enum Command {
     Backup(BackupArgs),
     /// Prepare a raw backup: apply its redo log with the server's own mysqld.
     ApplyLog(ApplyLogArgs),
-    /// Apply an incremental backup onto a prepared full backup.
-    ApplyIncrementalBackup(BackupDirArg),
+    /// Apply an incremental backup onto a full backup prepared by apply-log
+    /// (one incremental at a time, in order).
+    ApplyIncrementalBackup(ApplyIncrementalArgs),
     /// Copy a prepared backup into an empty datadir.
     CopyBack(CopyBackArgs),
     /// Like copy-back, but moves the files (the backup is consumed).
@@ -216,6 +217,50 @@ struct BackupArgs {
     /// Where captured redo is spooled for compressed, encrypted or remote backups.
     #[arg(long)]
     spool_dir: Option<PathBuf>,
+    /// Take an incremental backup: the pages changed since the base. Alone
+    /// (innobackupex) or with a method, as mysqlbackup's
+    /// --incremental=full-scan|page-track (default: full-scan).
+    #[arg(long, value_name = "METHOD", num_args = 0..=1, default_missing_value = "auto")]
+    incremental: Option<String>,
+    /// The incremental's base: the previous backup of the chain, full or
+    /// incremental (a folder or a repository URL).
+    #[arg(long, value_name = "BASE", conflicts_with = "incremental_base")]
+    incremental_basedir: Option<String>,
+    /// mysqlbackup's spelling of the base: dir:BASE.
+    #[arg(long, value_name = "dir:BASE")]
+    incremental_base: Option<String>,
+}
+
+impl BackupArgs {
+    /// The incremental options, when a base or --incremental is given.
+    fn incremental(&self) -> anyhow::Result<Option<backup::IncrementalOptions>> {
+        let base = match (&self.incremental_basedir, &self.incremental_base) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, Some(spec)) => match spec.split_once(':') {
+                Some(("dir", dir)) if !dir.is_empty() => Some(dir.to_owned()),
+                _ => anyhow::bail!(
+                    "--incremental-base={spec}: only dir:BASE is supported (history: needs a \
+                     backup history table, which innoxide-agent does not keep)"
+                ),
+            },
+            (None, None) => None,
+        };
+        let method = match self.incremental.as_deref() {
+            None | Some("auto") => None,
+            Some("full-scan") => Some(crate::meta::ChangedPages::FullScan),
+            Some("page-track") => Some(crate::meta::ChangedPages::PageTracking),
+            Some(other) => {
+                anyhow::bail!("--incremental={other}: the methods are full-scan and page-track")
+            }
+        };
+        match base {
+            Some(base) => Ok(Some(backup::IncrementalOptions { base, method })),
+            None if self.incremental.is_some() => anyhow::bail!(
+                "--incremental needs its base: --incremental-basedir=BASE or --incremental-base=dir:BASE"
+            ),
+            None => Ok(None),
+        }
+    }
 }
 
 /// How the copy is paced against the server's load.
@@ -269,13 +314,24 @@ struct PruneArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-struct BackupDirArg {
-    /// The backup directory.
+struct ApplyIncrementalArgs {
+    /// The full backup, prepared by apply-log.
     #[arg(long, alias = "target-dir", value_name = "DIR")]
     backup_dir: PathBuf,
-    /// The incremental backup directory (apply-incremental-backup).
+    /// The incremental backup to apply: the one that continues the chain.
+    #[arg(long, alias = "incremental-dir", value_name = "DIR")]
+    incremental_backup_dir: PathBuf,
+    #[arg(long, env = "INNOXIDE_MYSQLD")]
+    mysqld: Option<PathBuf>,
+    /// Overwrite what an earlier, failed run left behind.
     #[arg(long)]
-    incremental_backup_dir: Option<PathBuf>,
+    force: bool,
+    /// The key of encrypted backups.
+    #[arg(long)]
+    encrypt_key_file: Option<PathBuf>,
+    /// Buffer pool for the recovery, bytes (suffixes K, M, G).
+    #[arg(long, value_parser = parse_size, default_value = "256M")]
+    use_memory: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -560,9 +616,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::ApplyIncrementalBackup(_) => anyhow::bail!(
-            "incremental backups are not built yet: this version takes and restores full backups only"
-        ),
+        Command::ApplyIncrementalBackup(args) => {
+            let options = crate::prepare::incremental::ApplyIncrementalOptions {
+                key: read_key(args.encrypt_key_file.as_ref())?,
+                backup_dir: args.backup_dir,
+                incremental_dir: args.incremental_backup_dir,
+                mysqld: args.mysqld,
+                force: args.force,
+                buffer_pool: args.use_memory,
+            };
+            let report =
+                crate::prepare::incremental::apply_incremental(&options, cancel_on_signals())
+                    .await?;
+            if report.already_prepared {
+                eprintln!(
+                    "{} is already applied to {}: nothing to do",
+                    options.incremental_dir.display(),
+                    report.prepared_dir.display()
+                );
+            } else if let Some(proof) = &report.recovery {
+                eprintln!(
+                    "{}: rebuilt with {} and recovered from checkpoint {} to last_lsn {}",
+                    report.prepared_dir.display(),
+                    options.incremental_dir.display(),
+                    proof.checkpoint_lsn,
+                    proof.scanned_to_lsn
+                );
+            }
+            eprintln!("completed OK!");
+        }
         Command::Serve(args) => crate::service::serve(args.config()?).await?,
         Command::Init(args) => crate::swap::init::run(args).await?,
         Command::Install { dir } => {
@@ -602,6 +684,7 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
                 .then(|| Duration::from_secs(args.kill_long_queries_timeout)),
             reduced_ddl_lock: args.lock_ddl.eq_ignore_ascii_case("reduced"),
         },
+        incremental: args.incremental()?,
     };
     let progress = Progress::new();
     let cancel = cancel_on_signals();

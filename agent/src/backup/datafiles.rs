@@ -26,6 +26,10 @@ pub struct DataFile {
     /// The page number of the file's first page: 0 but for the second and
     /// later files of a system tablespace made of several.
     pub first_page: u64,
+    /// Tablespace id from the server's dictionary, also when it gives no
+    /// flags (the system and undo tablespaces): what an incremental
+    /// backup matches tablespaces by.
+    pub space_id: Option<u32>,
 }
 
 /// Extensions of non-InnoDB table files (MyISAM, CSV, ARCHIVE, MERGE) and of
@@ -63,6 +67,7 @@ pub fn plan_innodb(facts: &ServerFacts, rows: &[InnodbFile]) -> Vec<DataFile> {
                 file.space = Some((0, page::flags_for_page_size(facts.page_size)));
                 file.first_page = first_page(&system_files, &file.source, facts);
             }
+            file.space_id = row.space_id;
             file
         })
         .collect();
@@ -134,6 +139,7 @@ fn place(facts: &ServerFacts, source: PathBuf, kind: FileKind) -> DataFile {
             original_path: None,
             space: None,
             first_page: 0,
+            space_id: None,
         };
     }
     let file_name = source
@@ -155,6 +161,7 @@ fn place(facts: &ServerFacts, source: PathBuf, kind: FileKind) -> DataFile {
         kind,
         space: None,
         first_page: 0,
+        space_id: None,
     }
 }
 

@@ -22,6 +22,8 @@
 mod binlog;
 pub mod consumer;
 pub mod datafiles;
+mod delta_copy;
+pub mod incremental;
 mod pacing;
 mod page_copy;
 pub mod progress;
@@ -44,11 +46,13 @@ use tokio_util::sync::CancellationToken;
 use crate::innodb::redo::Lsn;
 use crate::innodb::redo_walk::{SpaceEvent, SpaceEventKind};
 use crate::meta::{
-    self, BackupType, BinlogInfo, Checkpoints, FileEntry, FileKind, Manifest, RedoRange,
+    self, BackupType, BinlogInfo, ChangedPages, Checkpoints, FileEntry, FileKind, Manifest,
+    RedoRange, Tablespace,
 };
 use crate::mysql::{self, ConnectOptions, LogStatus, ServerFacts};
 use crate::repo::{self, RepoOptions, Store, Transform};
 pub use datafiles::DataFile;
+pub use incremental::IncrementalOptions;
 pub use page_copy::CopyError;
 pub use progress::{Phase, Progress};
 use redo_copier::{Captured, RedoCopier, RedoCopyError};
@@ -83,6 +87,8 @@ pub struct BackupOptions {
     pub redo_consumer: bool,
     /// How long the backup may wait for its locks.
     pub locks: LockOptions,
+    /// Take an incremental backup of the changes since this base.
+    pub incremental: Option<IncrementalOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +149,19 @@ pub async fn run(
     let facts = mysql::facts::read(&mut control).await?;
     refuse_unsupported(&facts)?;
     preflight(&mut control, options, &facts).await?;
+    let base = match &options.incremental {
+        Some(incremental) => {
+            if incremental.method == Some(ChangedPages::PageTracking) {
+                return Err(Error::Unsupported(
+                    "incremental backups by page tracking are not built yet; use a full scan \
+                     (the default)"
+                        .into(),
+                ));
+            }
+            Some(incremental::open_base(incremental, &options.repo, &facts).await?)
+        }
+        None => None,
+    };
     let (store, name) = prepare_target(options).await?;
     let location = store.describe();
     tracing::info!(%location, server = %facts.version_string, "backing up");
@@ -154,6 +173,7 @@ pub async fn run(
     };
     let result = Backup {
         options,
+        base: base.as_ref(),
         facts: &facts,
         store: &store,
         spool: &spool,
@@ -326,6 +346,8 @@ async fn prepare_target(options: &BackupOptions) -> Result<(Store, String), Erro
 /// What the consistent point yields.
 struct Point {
     files: Vec<FileEntry>,
+    /// The InnoDB tablespaces copied (an incremental's manifest lists them).
+    tablespaces: Vec<Tablespace>,
     status: LogStatus,
     /// `xtrabackup_slave_info`, with `--slave-info`.
     slave_info: Option<String>,
@@ -341,6 +363,7 @@ struct Point {
 
 struct Backup<'a> {
     options: &'a BackupOptions,
+    base: Option<&'a incremental::Base>,
     facts: &'a ServerFacts,
     store: &'a Store,
     spool: &'a Spool,
@@ -402,6 +425,7 @@ impl Backup<'_> {
         let (
             Point {
                 mut files,
+                tablespaces,
                 status,
                 slave_info,
                 space_files,
@@ -421,6 +445,15 @@ impl Backup<'_> {
                 false,
             )));
         }
+        if let Some(base) = self.base {
+            incremental::check_continues(base, captured.start_checkpoint_lsn, status.lsn)?;
+        }
+        let backup_type = if self.base.is_some() {
+            BackupType::Incremental
+        } else {
+            BackupType::FullBackuped
+        };
+        let from_lsn = self.base.map_or(0, |b| b.reference.to_lsn);
         mysql::unlock_instance(sessions.control()).await?;
         let lock_seconds = locked_at.elapsed().as_secs_f64();
         if let Some(conn) = sessions.consumer.take() {
@@ -430,8 +463,8 @@ impl Backup<'_> {
         self.progress.set_phase(Phase::WritingMetadata);
         files.push(self.store_redo().await?);
         let checkpoints = Checkpoints {
-            backup_type: BackupType::FullBackuped,
-            from_lsn: 0,
+            backup_type,
+            from_lsn,
             to_lsn: status.lsn_checkpoint,
             last_lsn: status.lsn,
             flushed_lsn: status.lsn,
@@ -468,14 +501,14 @@ impl Backup<'_> {
             format_version: meta::manifest::FORMAT_VERSION,
             tool: "innoxide-agent".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            backup_type: BackupType::FullBackuped.as_str().into(),
+            backup_type: backup_type.as_str().into(),
             server_version: self.facts.version_string.clone(),
             server_uuid: self.facts.server_uuid.clone(),
             server_id: self.facts.server_id,
             page_size: self.facts.page_size,
             redo: RedoRange {
                 start_checkpoint_lsn: captured.start_checkpoint_lsn,
-                from_lsn: 0,
+                from_lsn,
                 to_lsn: status.lsn_checkpoint,
                 last_lsn: status.lsn,
                 captured_bytes: captured.bytes,
@@ -506,6 +539,12 @@ impl Backup<'_> {
             finished_at: now_rfc3339(),
             lock_seconds,
             files,
+            incremental: self.base.map(|base| meta::Incremental {
+                method: ChangedPages::FullScan,
+                since_lsn: base.since_lsn(),
+                base: base.reference.clone(),
+                tablespaces,
+            }),
         };
         // Last: from here on the backup exists.
         self.store
@@ -531,6 +570,7 @@ impl Backup<'_> {
             sha256: sha256_hex(bytes),
             stored_size: None,
             stored_sha256: None,
+            space_id: None,
         })
     }
 
@@ -543,6 +583,7 @@ impl Backup<'_> {
             original_path: None,
             space: None,
             first_page: 0,
+            space_id: None,
         };
         if self.spool.in_place() {
             // Written in place: only its checksum is missing.
@@ -555,6 +596,7 @@ impl Backup<'_> {
                 sha256,
                 stored_size: None,
                 stored_sha256: None,
+                space_id: None,
             });
         }
         let files = self
@@ -655,7 +697,9 @@ impl Backup<'_> {
                 return Err(e);
             }
         };
-        point.files.splice(0..0, copied);
+        let (entries, tablespaces): (Vec<_>, Vec<_>) = copied.into_iter().unzip();
+        point.files.splice(0..0, entries);
+        point.tablespaces = tablespaces;
         point.space_files = space_files;
         point.late_lock_at = late_lock_at;
         point.judged_lsn = judged_lsn;
@@ -689,11 +733,11 @@ impl Backup<'_> {
         &self,
         sessions: &mut Sessions,
         copier: &RedoCopier,
-        mut copied: Vec<FileEntry>,
+        mut copied: Vec<(FileEntry, Tablespace)>,
         plan: &[DataFile],
         listed_lsn: Lsn,
         since: Lsn,
-    ) -> Result<(Vec<FileEntry>, Option<Instant>, Lsn), Error> {
+    ) -> Result<(Vec<(FileEntry, Tablespace)>, Option<Instant>, Lsn), Error> {
         let reduced = self.options.locks.reduced_ddl_lock;
         let space_files: HashMap<u32, String> = plan
             .iter()
@@ -739,8 +783,11 @@ impl Backup<'_> {
                     false,
                 )));
             };
-            self.store.delete(&file.dest).await?;
-            copied.retain(|entry| entry.path != file.dest);
+            // Stored whole or, in an incremental, as a delta.
+            if let Some((entry, _)) = copied.iter().find(|(_, t)| t.path == file.dest) {
+                self.store.delete(&entry.path).await?;
+            }
+            copied.retain(|(_, tablespace)| tablespace.path != file.dest);
             copied.extend(self.copy_files(vec![file.clone()], copier).await?);
             tracing::info!(
                 space,
@@ -748,7 +795,7 @@ impl Backup<'_> {
                 "re-copied under the backup lock: an index of it was built without redo during the copy"
             );
         }
-        copied.sort_by(|a, b| a.path.cmp(&b.path));
+        copied.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         Ok((copied, locked_at, now_lsn))
     }
 
@@ -759,7 +806,9 @@ impl Backup<'_> {
         let Some(root) = self.store.local_root() else {
             return Ok(());
         };
-        if !self.options.transform.is_plain() {
+        // An incremental stores a small part of the data files; how small
+        // is known only after the scan.
+        if !self.options.transform.is_plain() || self.base.is_some() {
             return Ok(());
         }
         let needed: u64 = plan
@@ -790,14 +839,20 @@ impl Backup<'_> {
         &self,
         plan: Vec<DataFile>,
         copier: &RedoCopier,
-    ) -> Result<Vec<FileEntry>, Error> {
+    ) -> Result<Vec<(FileEntry, Tablespace)>, Error> {
         self.progress.set_phase(Phase::CopyingTablespaces);
-        let mut jobs: Vec<(u64, DataFile)> = plan
+        let mut jobs: Vec<(u64, CopyJob)> = plan
             .into_iter()
-            .map(|f| {
+            .map(|file| {
                 (
-                    std::fs::metadata(&f.source).map(|m| m.len()).unwrap_or(0),
-                    f,
+                    std::fs::metadata(&file.source)
+                        .map(|m| m.len())
+                        .unwrap_or(0),
+                    CopyJob {
+                        delta_since: self.base.and_then(|b| incremental::delta_since(b, &file)),
+                        incremental: self.base.is_some(),
+                        file,
+                    },
                 )
             })
             .collect();
@@ -872,7 +927,7 @@ impl Backup<'_> {
         if self.cancel.is_cancelled() || copier.has_stopped() {
             return Err(Error::Cancelled);
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         Ok(entries)
     }
 
@@ -907,6 +962,7 @@ impl Backup<'_> {
                 original_path: None,
                 space: None,
                 first_page: 0,
+                space_id: None,
             };
             files.extend(
                 self.copy_plain_files(vec![binlog], Some(status.binlog_position), None)
@@ -920,6 +976,7 @@ impl Backup<'_> {
         }
         Ok(Point {
             files,
+            tablespaces: Vec::new(),
             status,
             slave_info,
             space_files: HashMap::new(),
@@ -975,7 +1032,7 @@ impl Backup<'_> {
         format!(
             "tool_name = innoxide-agent\ntool_version = {}\nserver_version = {}\nstart_time = {}\n\
              end_time = {}\nlock_time = {:.3}\nbinlog_pos = filename '{}', position '{}', GTID of the last change '{}'\n\
-             innodb_from_lsn = 0\ninnodb_to_lsn = {}\npartial = N\nincremental = N\nformat = file\ncompressed = N\nencrypted = N\n",
+             innodb_from_lsn = {}\ninnodb_to_lsn = {}\npartial = N\nincremental = {}\nformat = file\ncompressed = N\nencrypted = N\n",
             env!("CARGO_PKG_VERSION"),
             self.facts.version_string,
             started_at,
@@ -984,27 +1041,93 @@ impl Backup<'_> {
             status.binlog_file,
             status.binlog_position,
             status.gtid_executed,
+            self.base.map_or(0, |b| b.reference.to_lsn),
             status.lsn_checkpoint,
+            if self.base.is_some() { "Y" } else { "N" },
         )
     }
 }
 
+/// One InnoDB file to copy: whole, or (incremental) its pages at or above
+/// `delta_since` as `<dest>.delta`.
+struct CopyJob {
+    file: DataFile,
+    delta_since: Option<u64>,
+    /// An incremental lists every tablespace by id: it needs the id.
+    incremental: bool,
+}
+
 fn copy_worker(
-    queue: &Mutex<VecDeque<DataFile>>,
+    queue: &Mutex<VecDeque<CopyJob>>,
     ctx: &page_copy::CopyContext,
-) -> Result<Vec<FileEntry>, CopyError> {
+) -> Result<Vec<(FileEntry, Tablespace)>, CopyError> {
     let mut done = Vec::new();
     loop {
         if ctx.cancelled.load(Ordering::Relaxed) {
             return Err(CopyError::Cancelled);
         }
-        let Some(file) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+        let Some(CopyJob {
+            file,
+            delta_since,
+            incremental,
+        }) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        else {
             return Ok(done);
         };
-        let copied =
-            page_copy::copy_tablespace(&file.source, &file.dest, file.space, file.first_page, ctx)?;
+        if incremental && file.space_id.is_none() {
+            return Err(CopyError::NotTablespace {
+                path: file.source.clone(),
+                reason: "the server's dictionary gives it no tablespace id, which an \
+                         incremental backup records"
+                    .into(),
+            });
+        }
+        let tablespace = |space_id, size, delta| Tablespace {
+            path: file.dest.clone(),
+            kind: file.kind,
+            space_id,
+            size,
+            original_path: file.original_path.clone(),
+            delta,
+        };
+        match delta_since {
+            None => {
+                let copied = page_copy::copy_tablespace(
+                    &file.source,
+                    &file.dest,
+                    file.space,
+                    file.first_page,
+                    ctx,
+                )?;
+                let entry = entry(&file, &copied);
+                let space_id = entry.space_id.unwrap_or_default();
+                done.push((entry, tablespace(space_id, copied.stored.size, false)));
+            }
+            Some(since) => {
+                let dest = format!("{}{}", file.dest, meta::DELTA_SUFFIX);
+                let (copied, delta) = delta_copy::copy_changed_pages(
+                    &file.source,
+                    &dest,
+                    file.space,
+                    file.first_page,
+                    since,
+                    ctx,
+                )?;
+                let stored = &copied.stored;
+                let entry = FileEntry {
+                    path: dest,
+                    kind: FileKind::Delta,
+                    original_path: None,
+                    size: stored.size,
+                    sha256: stored.sha256.clone(),
+                    stored_size: stored.stored.as_ref().map(|s| s.0),
+                    stored_sha256: stored.stored.as_ref().map(|s| s.1.clone()),
+                    space_id: Some(delta.space_id),
+                };
+                done.push((entry, tablespace(delta.space_id, delta.file_size, true)));
+            }
+        }
         ctx.progress.files_done.fetch_add(1, Ordering::Relaxed);
-        done.push(entry(&file, &copied));
     }
 }
 
@@ -1018,6 +1141,7 @@ fn entry(file: &DataFile, copied: &page_copy::Copied) -> FileEntry {
         sha256: stored.sha256.clone(),
         stored_size: stored.stored.as_ref().map(|s| s.0),
         stored_sha256: stored.stored.as_ref().map(|s| s.1.clone()),
+        space_id: file.space_id,
     }
 }
 

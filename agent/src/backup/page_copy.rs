@@ -25,7 +25,7 @@ const REREAD_ATTEMPTS: u32 = 10;
 const REREAD_PAUSE: Duration = Duration::from_millis(100);
 /// Bytes read per I/O: large enough for sequential throughput, small enough
 /// that cancellation and the throttle react quickly.
-const CHUNK_BYTES: usize = 1 << 20;
+pub(super) const CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -159,7 +159,7 @@ pub fn copy_tablespace(
 /// dictionary otherwise. A tablespace created after the last flush has only
 /// a minimal page 0 on disk (type 0, just the space id and flags) or none;
 /// redo rebuilds it. Page 0 is still validated with the other pages.
-fn identify(
+pub(super) fn identify(
     source: &Path,
     head: &[u8],
     expected: Option<(u32, u32)>,
@@ -241,7 +241,7 @@ pub fn copy_plain(
 /// Pages of the system tablespace that held the pre-8.0.20 doublewrite
 /// buffer (extents 1 and 2): their content is not maintained any more and
 /// is never read by the server, so it is copied as is.
-fn unvalidated_pages(space_id: u32, page_size: PageSize) -> std::ops::Range<u64> {
+pub(super) fn unvalidated_pages(space_id: u32, page_size: PageSize) -> std::ops::Range<u64> {
     if space_id != 0 {
         return 0..0;
     }
@@ -253,7 +253,7 @@ fn unvalidated_pages(space_id: u32, page_size: PageSize) -> std::ops::Range<u64>
     extent_pages..3 * extent_pages
 }
 
-fn check(
+pub(super) fn check(
     page_bytes: &[u8],
     page_size: PageSize,
     space_id: u32,
@@ -281,12 +281,12 @@ fn check(
 /// A page's place in its file, and its number in its tablespace (they
 /// differ in the later files of a system tablespace made of several).
 #[derive(Debug, Clone, Copy)]
-struct PageAt {
-    in_file: u64,
-    page_no: u64,
+pub(super) struct PageAt {
+    pub(super) in_file: u64,
+    pub(super) page_no: u64,
 }
 
-fn reread_until_valid(
+pub(super) fn reread_until_valid(
     input: &File,
     path: &Path,
     page_bytes: &mut [u8],
@@ -322,12 +322,16 @@ fn reread_until_valid(
 
 /// The destination object. Dropped without `finish` (an error or a
 /// cancel), it aborts: a partial file is removed, a multipart upload aborted.
-struct Output {
+pub(super) struct Output {
     writer: Option<StoredWriter>,
 }
 
 impl Output {
-    fn create(ctx: &CopyContext, dest: &str, size_hint: u64) -> Result<Output, CopyError> {
+    pub(super) fn create(
+        ctx: &CopyContext,
+        dest: &str,
+        size_hint: u64,
+    ) -> Result<Output, CopyError> {
         Ok(Output {
             writer: Some(StoredWriter::create(
                 ctx.store,
@@ -338,7 +342,7 @@ impl Output {
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
+    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
         let writer = self.writer.as_mut().expect("written before finish");
         writer.write(bytes).map_err(|e| CopyError::Write {
             path: writer.describe(),
@@ -346,7 +350,7 @@ impl Output {
         })
     }
 
-    fn finish(mut self, _size: u64) -> Result<Copied, CopyError> {
+    pub(super) fn finish(mut self, _size: u64) -> Result<Copied, CopyError> {
         let writer = self.writer.take().expect("finished once");
         let path = writer.describe();
         let stored = writer

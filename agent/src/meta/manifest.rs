@@ -37,6 +37,89 @@ pub struct Manifest {
     pub finished_at: String,
     pub lock_seconds: f64,
     pub files: Vec<FileEntry>,
+    /// Set for an incremental backup: its base and its tablespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+}
+
+/// What makes a backup incremental: the backup it continues and the
+/// tablespaces it describes, each stored whole or as a delta.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Incremental {
+    /// How the changed pages were found.
+    pub method: ChangedPages,
+    /// Every page whose LSN is at or above this was copied: the base's
+    /// start checkpoint (see `prepare::overlay` for why not its to_lsn).
+    pub since_lsn: u64,
+    pub base: BaseRef,
+    /// Every InnoDB tablespace at this backup's point.
+    pub tablespaces: Vec<Tablespace>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangedPages {
+    /// Every page read, those with an LSN at or above `since_lsn` kept.
+    FullScan,
+    /// The pages the server's page tracking (component_mysqlbackup) listed,
+    /// each still checked against `since_lsn`.
+    PageTracking,
+}
+
+impl ChangedPages {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangedPages::FullScan => "full-scan",
+            ChangedPages::PageTracking => "page-tracking",
+        }
+    }
+}
+
+/// The backup an incremental continues, as it was when this one was taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseRef {
+    /// Where it was found (a folder or a URL).
+    pub location: String,
+    /// Its [`Manifest::backup_id`].
+    pub backup_id: String,
+    pub backup_type: String,
+    pub start_checkpoint_lsn: u64,
+    pub to_lsn: u64,
+    pub last_lsn: u64,
+    pub gtid_executed: String,
+}
+
+/// One InnoDB tablespace of an incremental backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tablespace {
+    /// Path of the tablespace inside a datadir built from the backup.
+    pub path: String,
+    pub kind: FileKind,
+    pub space_id: u32,
+    /// Bytes (whole pages) when it was copied.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_path: Option<PathBuf>,
+    /// Stored as `<path>.delta` (the pages changed since the base); else
+    /// stored whole at `path` (new since the base, or a new space id).
+    pub delta: bool,
+}
+
+impl Tablespace {
+    /// What identifies a tablespace file across a chain: its space id, and
+    /// for a system tablespace made of several files, which file.
+    pub fn key(&self) -> (u32, String) {
+        tablespace_key(self.space_id, self.kind, &self.path)
+    }
+}
+
+/// [`Tablespace::key`] of a file.
+pub fn tablespace_key(space_id: u32, kind: FileKind, path: &str) -> (u32, String) {
+    if kind == FileKind::SystemTablespace {
+        (space_id, path.to_owned())
+    } else {
+        (space_id, String::new())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,6 +143,8 @@ pub enum FileKind {
     Redo,
     Binlog,
     Metadata,
+    /// The changed pages of one tablespace (incremental backups).
+    Delta,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +162,9 @@ pub struct FileEntry {
     pub stored_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_sha256: Option<String>,
+    /// The tablespace id of an InnoDB data file or delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<u32>,
 }
 
 impl Manifest {
@@ -103,8 +191,53 @@ impl Manifest {
         text
     }
 
+    /// What identifies this backup wherever it is stored, and however
+    /// (fetching a compressed or encrypted backup rewrites its manifest):
+    /// SHA-256 of the server and the points it was taken at.
+    pub fn backup_id(&self) -> String {
+        use sha2::Digest;
+        let identity = format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.server_uuid,
+            self.redo.start_checkpoint_lsn,
+            self.redo.to_lsn,
+            self.redo.last_lsn,
+            self.started_at,
+            self.finished_at,
+            self.gtid_executed
+        );
+        hex::encode(sha2::Sha256::digest(identity.as_bytes()))
+    }
+
     pub fn file(&self, path: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The InnoDB tablespaces the backup describes; `None` for a full
+    /// backup taken before tablespace ids were recorded.
+    pub fn tablespaces(&self) -> Option<Vec<Tablespace>> {
+        if let Some(incremental) = &self.incremental {
+            return Some(incremental.tablespaces.clone());
+        }
+        self.files
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    FileKind::SystemTablespace | FileKind::UndoTablespace | FileKind::Tablespace
+                )
+            })
+            .map(|f| {
+                Some(Tablespace {
+                    path: f.path.clone(),
+                    kind: f.kind,
+                    space_id: f.space_id?,
+                    size: f.size,
+                    original_path: f.original_path.clone(),
+                    delta: false,
+                })
+            })
+            .collect()
     }
 }
 

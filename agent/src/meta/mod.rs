@@ -6,12 +6,16 @@
 mod backup_cnf;
 mod binlog_info;
 mod checkpoints;
+pub mod delta;
 pub mod manifest;
 
 pub use backup_cnf::render_backup_cnf;
 pub use binlog_info::BinlogInfo;
 pub use checkpoints::{BackupType, Checkpoints};
-pub use manifest::{FileEntry, FileKind, Manifest, RedoRange, write_atomically};
+pub use manifest::{
+    BaseRef, ChangedPages, FileEntry, FileKind, Incremental, Manifest, RedoRange, Tablespace,
+    tablespace_key, write_atomically,
+};
 
 pub const CHECKPOINTS: &str = "xtrabackup_checkpoints";
 pub const BINLOG_INFO: &str = "xtrabackup_binlog_info";
@@ -22,6 +26,8 @@ pub const LOGFILE: &str = "xtrabackup_logfile";
 pub const SLAVE_INFO: &str = "xtrabackup_slave_info";
 pub const INFO: &str = "xtrabackup_info";
 pub const MANIFEST: &str = "innoxide.json";
+/// Extension of a tablespace's changed pages in an incremental backup.
+pub const DELTA_SUFFIX: &str = ".delta";
 pub const MINI_STDOUT: &str = "mysql-stdout";
 pub const MINI_STDERR: &str = "mysql-stderr";
 

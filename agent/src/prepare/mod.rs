@@ -18,8 +18,10 @@
 //! `prepared.partial/` for inspection; a rerun refuses until `--force`
 //! says to remove that folder, and nothing else, and start again.
 
+pub mod incremental;
 mod memory;
 mod mini;
+pub mod overlay;
 mod recovery_log;
 mod redo_file;
 pub mod sums;
@@ -55,6 +57,7 @@ pub const OWN_FILES: &[&str] = &[
     meta::MINI_STDERR,
     MINI_CNF,
     sums::SUMS_FILE,
+    incremental::CHAIN_FILE,
 ];
 
 /// Where a compressed or encrypted `xtrabackup_logfile` is decoded to while
@@ -161,6 +164,10 @@ pub enum Error {
     PreparedDamaged { dir: PathBuf },
     #[error("{0}")]
     Unsupported(String),
+    /// An incremental that does not continue what was applied, or a chain
+    /// whose backups are missing or changed.
+    #[error("{0}")]
+    Chain(String),
     #[error(
         "{path}: {size} bytes, the manifest says {expected}; the backup is damaged (run `verify`)"
     )]
@@ -259,48 +266,16 @@ pub async fn apply_log(
     if prepared.exists() {
         return Err(Error::PreparedDamaged { dir: prepared });
     }
-    // The metadata (small) is checked before any of it is believed; each
-    // data file and the captured redo as they are used.
-    for name in [meta::CHECKPOINTS, meta::BACKUP_CNF] {
-        check_plain(&manifest, name, &dir.join(name))?;
-    }
-    for entry in manifest
-        .files
-        .iter()
-        .filter(|f| f.kind == FileKind::Metadata && f.stored_sha256.is_none())
-    {
-        let path = dir.join(&entry.path);
-        check_bytes(entry, &path, &path)?;
-    }
-    let checkpoints = read_checkpoints(dir)?;
-    let backup_cnf = OptionFile::load(&dir.join(meta::BACKUP_CNF))?;
+    let (checkpoints, backup_cnf) = check_metadata(dir, &manifest)?;
     refuse_unsupported(&manifest, &checkpoints, &backup_cnf, options.key.as_ref())?;
 
     let partial = dir.join(PARTIAL_DIR);
-    if partial.symlink_metadata().is_ok() {
-        if !options.force {
-            return Err(Error::PartialLeft { dir: partial });
-        }
-        let pids = mini::processes_using(&partial.join(MINI_CNF));
-        if !pids.is_empty() {
-            return Err(Error::MiniStillRunning { dir: partial, pids });
-        }
-        tracing::warn!(dir = %partial.display(), "--force: removing what an earlier apply-log left");
-        std::fs::remove_dir_all(&partial).map_err(|e| FileError::at("remove", &partial, e))?;
-    }
-    let mysqld = mini::probe(&mini::locate(options.mysqld.as_deref())?).await?;
-    if !same_version(&mysqld.version, &manifest.server_version) {
-        return Err(MiniError::VersionMismatch {
-            path: mysqld.path,
-            found: mysqld.version,
-            wanted: manifest.server_version,
-        }
-        .into());
-    }
-    tracing::info!(mysqld = %mysqld.path.display(), version = %mysqld.version, "preparing");
+    clear_partial(&partial, options.force)?;
+    let mysqld = probe_mysqld(options.mysqld.as_deref(), &manifest.server_version).await?;
 
     std::fs::create_dir(&partial).map_err(|e| FileError::at("create", &partial, e))?;
     let work = Work {
+        chain: None,
         backup_dir: dir,
         partial: &partial,
         manifest: &manifest,
@@ -330,9 +305,69 @@ pub async fn apply_log(
         &checkpoints,
         &backup_cnf,
         shutdown_lsn,
+        None,
     )?;
     report.prepared_dir = prepared;
     Ok(report)
+}
+
+/// Checks the backup's metadata files (small) against its manifest before
+/// any of it is believed (each data file and the captured redo are checked
+/// as they are used), and reads the two apply-log needs.
+fn check_metadata(dir: &Path, manifest: &Manifest) -> Result<(Checkpoints, OptionFile), Error> {
+    for name in [meta::CHECKPOINTS, meta::BACKUP_CNF] {
+        check_plain(manifest, name, &dir.join(name))?;
+    }
+    for entry in manifest
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Metadata && f.stored_sha256.is_none())
+    {
+        let path = dir.join(&entry.path);
+        check_bytes(entry, &path, &path)?;
+    }
+    Ok((
+        read_checkpoints(dir)?,
+        OptionFile::load(&dir.join(meta::BACKUP_CNF))?,
+    ))
+}
+
+/// Refuses what an earlier run left in `partial`, or removes it with
+/// `force` (never while its mini instance still runs).
+fn clear_partial(partial: &Path, force: bool) -> Result<(), Error> {
+    if partial.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    if !force {
+        return Err(Error::PartialLeft {
+            dir: partial.to_owned(),
+        });
+    }
+    let pids = mini::processes_using(&partial.join(MINI_CNF));
+    if !pids.is_empty() {
+        return Err(Error::MiniStillRunning {
+            dir: partial.to_owned(),
+            pids,
+        });
+    }
+    tracing::warn!(dir = %partial.display(), "--force: removing what an earlier apply-log left");
+    std::fs::remove_dir_all(partial).map_err(|e| FileError::at("remove", partial, e))?;
+    Ok(())
+}
+
+/// The mysqld to recover with; it must be the source's exact version.
+async fn probe_mysqld(path: Option<&Path>, server_version: &str) -> Result<Mysqld, Error> {
+    let mysqld = mini::probe(&mini::locate(path)?).await?;
+    if !same_version(&mysqld.version, server_version) {
+        return Err(MiniError::VersionMismatch {
+            path: mysqld.path,
+            found: mysqld.version,
+            wanted: server_version.to_owned(),
+        }
+        .into());
+    }
+    tracing::info!(mysqld = %mysqld.path.display(), version = %mysqld.version, "preparing");
+    Ok(mysqld)
 }
 
 /// Checks a plain (not compressed or encrypted) file of the backup, named
@@ -377,12 +412,29 @@ fn refuse_unsupported(
     backup_cnf: &OptionFile,
     key: Option<&crate::repo::Key>,
 ) -> Result<(), Error> {
+    if checkpoints.backup_type == BackupType::Incremental {
+        return Err(Error::Unsupported(
+            "this is an incremental backup: run apply-log on its full backup, then \
+             apply-incremental-backup --backup-dir FULL --incremental-backup-dir with each \
+             incremental in order"
+                .into(),
+        ));
+    }
     if checkpoints.backup_type != BackupType::FullBackuped {
         return Err(Error::Unsupported(format!(
             "backup_type is {}: apply-log prepares raw full backups (full-backuped) only",
             checkpoints.backup_type.as_str()
         )));
     }
+    refuse_unsupported_source(manifest, backup_cnf, key)
+}
+
+/// What any backup (full or incremental) needs that apply-log lacks.
+fn refuse_unsupported_source(
+    manifest: &Manifest,
+    backup_cnf: &OptionFile,
+    key: Option<&crate::repo::Key>,
+) -> Result<(), Error> {
     crate::repo::lifecycle::check_key(manifest, key)
         .map_err(|e| Error::Unsupported(e.to_string()))?;
     for option in ["innodb_redo_log_encrypt", "innodb_undo_log_encrypt"] {
@@ -403,6 +455,7 @@ fn finish(
     raw: &Checkpoints,
     backup_cnf: &OptionFile,
     shutdown_lsn: u64,
+    chain_record: Option<&str>,
 ) -> Result<(), Error> {
     // copy-back leaves the redo behind and the restored server starts with
     // new redo at the LSN page 0 of the system tablespace holds: it must be
@@ -427,12 +480,31 @@ fn finish(
         ..raw.clone()
     };
     meta::write_atomically(partial, meta::CHECKPOINTS, marker.render().as_bytes())?;
+    if let Some(record) = chain_record {
+        meta::write_atomically(partial, incremental::CHAIN_FILE, record.as_bytes())?;
+    }
     // Sealed last: copy-back checks every file against this before it
     // puts anything into a datadir.
     sums::seal(partial)?;
+    // A prepared datadir an incremental replaces goes only once the new
+    // one is complete.
+    let superseded = dir.join(incremental::SUPERSEDED_DIR);
+    if superseded.exists() && prepared.exists() {
+        // Left by a run stopped between the two renames below.
+        std::fs::remove_dir_all(&superseded)
+            .map_err(|e| FileError::at("remove", &superseded, e))?;
+    }
+    if prepared.exists() {
+        std::fs::rename(prepared, &superseded)
+            .map_err(|e| FileError::new("rename", prepared, &superseded, e))?;
+    }
     std::fs::rename(partial, prepared)
         .map_err(|e| FileError::new("rename", partial, prepared, e))?;
     fileops::sync_dir(dir)?;
+    if superseded.exists() {
+        std::fs::remove_dir_all(&superseded)
+            .map_err(|e| FileError::at("remove", &superseded, e))?;
+    }
     tracing::info!(dir = %prepared.display(), flushed_lsn = shutdown_lsn, "prepared");
     Ok(())
 }
@@ -452,6 +524,10 @@ fn system_flushed_lsn(datadir: &Path, data_file_path: &str) -> Option<u64> {
 }
 
 struct Work<'a> {
+    /// For an incremental: the chain whose tablespaces are rebuilt by
+    /// overlay; `backup_dir` and `manifest` are then its last backup's,
+    /// whose redo, binlog and other files are used.
+    chain: Option<&'a [overlay::Member]>,
     backup_dir: &'a Path,
     partial: &'a Path,
     manifest: &'a Manifest,
@@ -466,6 +542,10 @@ impl Work<'_> {
     async fn run(&self) -> Result<ApplyLogReport, Error> {
         let (reflinked, copied) = self.copy_data_files().await?;
         tracing::info!(reflinked, copied, "data files in the working copy");
+        if let Some(chain) = self.chain {
+            let overlaid = self.overlay(chain).await?;
+            tracing::info!(?overlaid, "tablespaces rebuilt from the chain");
+        }
         self.write_auto_cnf()?;
         let redo = self.synthesize_redo().await?;
         tracing::info!(
@@ -496,6 +576,8 @@ impl Work<'_> {
             .files
             .iter()
             .filter(|f| is_datadir_file(f.kind))
+            // A chain's tablespaces come from the overlay.
+            .filter(|f| self.chain.is_none() || !is_tablespace(f.kind))
             .cloned()
             .collect();
         let (backup_dir, partial, key) = (
@@ -545,6 +627,17 @@ impl Work<'_> {
         });
         let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
         job.await.expect("the copy task does not panic")
+    }
+
+    async fn overlay(&self, chain: &[overlay::Member]) -> Result<overlay::OverlayReport, Error> {
+        let (chain, partial, key) = (chain.to_vec(), self.partial.to_owned(), self.key.cloned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            overlay::build(&chain, &partial, key.as_ref(), &worker_stop)
+        });
+        let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
+        job.await.expect("the overlay task does not panic")
     }
 
     /// The source's server UUID, so the prepared datadir (and an in-place
@@ -792,6 +885,13 @@ pub(crate) fn is_datadir_file(kind: FileKind) -> bool {
             | FileKind::Tablespace
             | FileKind::NonInnodb
             | FileKind::Binlog
+    )
+}
+
+fn is_tablespace(kind: FileKind) -> bool {
+    matches!(
+        kind,
+        FileKind::SystemTablespace | FileKind::UndoTablespace | FileKind::Tablespace
     )
 }
 

@@ -104,6 +104,11 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
     tokio::task::spawn_blocking(move || prepare::sums::check(&checked, &list))
         .await
         .expect("the check task does not panic")?;
+    // A datadir rebuilt from a chain holds the files of its last backup.
+    let mut manifest = manifest;
+    if let Some(chain) = prepare::incremental::read_chain(&prepared)? {
+        manifest.files = chain.files;
+    }
     let plan = plan::plan(
         &files,
         &plan::targets(&manifest, &datadir, &options.layout),

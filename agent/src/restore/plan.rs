@@ -223,6 +223,7 @@ mod tests {
             sha256: String::new(),
             stored_size: None,
             stored_sha256: None,
+            space_id: None,
         };
         let manifest: Manifest = serde_json::from_value(serde_json::json!({
             "format_version": 1, "tool": "t", "tool_version": "1", "backup_type": "full-backuped",

@@ -188,6 +188,8 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             slave_info: options.slave_info,
             redo_consumer: !options.skip_redo_consumer,
             locks: backup::LockOptions::default(),
+            // Incremental backups are taken from the command line only.
+            incremental: None,
         },
         dir,
         location,

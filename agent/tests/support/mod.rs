@@ -72,6 +72,7 @@ pub fn backup_options(
         slave_info: false,
         redo_consumer: true,
         locks: Default::default(),
+        incremental: None,
     }
 }
 
