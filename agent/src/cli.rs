@@ -906,6 +906,55 @@ mod tests {
         assert_eq!(args.pacing, Pacing::Off);
     }
 
+    fn backup_args(args: &[&str]) -> BackupArgs {
+        let mut all = vec!["innoxide-agent", "backup", "/backups"];
+        all.extend_from_slice(args);
+        let Command::Backup(args) = Cli::try_parse_from(all).unwrap().command else {
+            panic!("not backup")
+        };
+        args
+    }
+
+    #[test]
+    fn incremental_takes_both_tools_spellings() {
+        let innobackupex = backup_args(&["--incremental", "--incremental-basedir=/b/full"])
+            .incremental()
+            .unwrap()
+            .unwrap();
+        assert_eq!(innobackupex.base, "/b/full");
+        assert_eq!(innobackupex.method, None);
+        let mysqlbackup = backup_args(&[
+            "--incremental=full-scan",
+            "--incremental-base=dir:s3://bucket/db/2026-11-21_18-39-12",
+        ])
+        .incremental()
+        .unwrap()
+        .unwrap();
+        assert_eq!(mysqlbackup.base, "s3://bucket/db/2026-11-21_18-39-12");
+        assert_eq!(
+            mysqlbackup.method,
+            Some(crate::meta::ChangedPages::FullScan)
+        );
+        assert!(backup_args(&[]).incremental().unwrap().is_none());
+    }
+
+    #[test]
+    fn an_incremental_without_a_usable_base_is_refused() {
+        let err = backup_args(&["--incremental"]).incremental().unwrap_err();
+        assert!(err.to_string().contains("needs its base"), "{err}");
+        let err = backup_args(&["--incremental-base=history:last_backup"])
+            .incremental()
+            .unwrap_err();
+        assert!(err.to_string().contains("only dir:BASE"), "{err}");
+        let err = backup_args(&["--incremental=optimistic", "--incremental-basedir=/b"])
+            .incremental()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("full-scan and page-track"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_wrong_flag_is_refused() {
         let err =
