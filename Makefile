@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint testbed testbed-kube fmt build demo crds bench
+.PHONY: test lint testbed testbed-kube images fmt build demo crds bench
 
 ## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid), sysbench,
 ## Azurite (Microsoft's Azure Storage emulator, from npm) for the az:// tests, and
@@ -18,6 +18,14 @@ testbed:
 testbed-kube:
 	@bash scripts/kube-apiserver.sh >/dev/null
 
+## OCI images with Debian's podman/buildah (FROM scratch; scripts/containers.sh
+## installs them): the static innoxide-agent and innoxide-operator as
+## ghcr.io/innoxide/*:<version>, and the tests' MySQL 9.7 image (uid 999).
+## The e2e test tests/real_pod.rs runs a wired pod from them. docs/releasing.md
+## has the multi-arch release flow.
+images: testbed
+	@bash scripts/images.sh
+
 ## Lint: formatting and clippy with warnings as errors.
 lint:
 	$(CARGO) fmt --all --check
@@ -27,7 +35,7 @@ lint:
 ## Integration tests each run their own mysqld (and often sysbench): at most
 ## TEST_THREADS of them at once, so a 2-core machine is busy, not thrashing.
 TEST_THREADS ?= 4
-test: testbed testbed-kube lint
+test: testbed testbed-kube images lint
 	RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --workspace --locked --no-fail-fast
 
 ## The local demo: real MySQL 9.7 under sysbench load → hot backup → verify →

@@ -49,7 +49,7 @@ pub struct Config {
     )]
     pub ca_secret: String,
     /// The image with the agent binary at /usr/local/bin/innoxide-agent.
-    #[arg(long, env = "INNOXIDE_AGENT_IMAGE", default_value = concat!("innoxide/innoxide-agent:", env!("CARGO_PKG_VERSION")))]
+    #[arg(long, env = "INNOXIDE_AGENT_IMAGE", default_value = concat!("ghcr.io/innoxide/innoxide-agent:", env!("CARGO_PKG_VERSION")))]
     pub agent_image: String,
     /// Plain-HTTP address of /metrics, /healthz and /readyz.
     #[arg(long, env = "INNOXIDE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
