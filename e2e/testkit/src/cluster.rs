@@ -114,6 +114,7 @@ pub struct ClusterBuilder {
     agent_binary: Option<PathBuf>,
     manual_clock: Option<jiff::Timestamp>,
     agent_lost_timeout: Duration,
+    agent_image: String,
 }
 
 impl ClusterBuilder {
@@ -133,6 +134,13 @@ impl ClusterBuilder {
     /// The operator's clock stands still at `now` until [`Cluster::advance_clock`].
     pub fn manual_clock(mut self, now: jiff::Timestamp) -> Self {
         self.manual_clock = Some(now);
+        self
+    }
+
+    /// The operator's `--agent-image` (what the wiring's install container
+    /// runs; only pods run by the [`crate::Kubelet`] use it).
+    pub fn agent_image(mut self, image: impl Into<String>) -> Self {
+        self.agent_image = image.into();
         self
     }
 
@@ -189,7 +197,7 @@ impl ClusterBuilder {
                 namespace: OPERATOR_NAMESPACE.into(),
                 ca_secret: CA_SECRET.into(),
                 wiring: WiringSettings {
-                    agent_image: "innoxide/innoxide-agent:test".into(),
+                    agent_image: self.agent_image,
                 },
                 agent_lost_timeout: self.agent_lost_timeout,
             },
@@ -251,6 +259,7 @@ impl Cluster {
             agent_binary: None,
             manual_clock: None,
             agent_lost_timeout: DEFAULT_AGENT_LOST_TIMEOUT,
+            agent_image: "innoxide/innoxide-agent:test".into(),
         }
     }
 
@@ -459,6 +468,7 @@ impl Cluster {
                 stateful_set: name.to_owned(),
                 mysql: None,
                 agent: None,
+                real_agent_port: None,
                 present: false,
             },
         );
@@ -487,10 +497,50 @@ impl Cluster {
                 stateful_set: name.to_owned(),
                 mysql: Some(mysql.clone()),
                 agent: None,
+                real_agent_port: None,
                 present: false,
             },
         );
         self.pods.start_agent(&pod).await?;
+        self.pods.create_pod(&pod).await?;
+        Ok(())
+    }
+
+    /// Creates this StatefulSet (it must carry the opt-in label, and no
+    /// scheduling gate) and waits for the operator to wire it.
+    pub async fn create_custom_stateful_set(&self, sts: &StatefulSet) -> Result<StatefulSet> {
+        let name = sts.name_any();
+        Api::<StatefulSet>::namespaced(self.client.clone(), &self.namespace)
+            .create(&PostParams::default(), sts)
+            .await
+            .with_context(|| format!("creating StatefulSet {name}"))?;
+        let wired = self.wait_wired(&name).await?;
+        self.write_tls(&name).await?;
+        Ok(wired)
+    }
+
+    /// Makes pod `<name>-<ordinal>` Running and Ready in the API for a pod
+    /// that really runs (in the [`crate::Kubelet`]), its agent listening on
+    /// `agent_port` of 127.0.0.1. When the pod is deleted, the
+    /// [`PodDeletedHook`] must run it again before it returns
+    /// [`PodFate::Recreate`]; the cluster starts no agent for it.
+    pub async fn register_real_pod(
+        &self,
+        name: &str,
+        ordinal: usize,
+        agent_port: u16,
+    ) -> Result<()> {
+        let pod = format!("{name}-{ordinal}");
+        lock(&self.pods.0.pods).insert(
+            pod.clone(),
+            PodRecord {
+                stateful_set: name.to_owned(),
+                mysql: None,
+                agent: None,
+                real_agent_port: Some(agent_port),
+                present: false,
+            },
+        );
         self.pods.create_pod(&pod).await?;
         Ok(())
     }
@@ -633,6 +683,9 @@ struct PodRecord {
     /// None until a gated pod is started (see [`PodStartHook`]).
     mysql: Option<PodMysql>,
     agent: Option<AgentProcess>,
+    /// The agent's port of a pod that really runs (see
+    /// [`Cluster::register_real_pod`]).
+    real_agent_port: Option<u16>,
     /// The pod exists in the API (as far as the kubelet stand-in knows).
     present: bool,
 }
@@ -842,9 +895,10 @@ impl Pods {
         let port = {
             let pods = lock(&self.0.pods);
             let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
-            match &record.agent {
-                Some(agent) => agent.grpc.port(),
-                None => closed_port()?,
+            match (&record.agent, record.real_agent_port) {
+                (Some(agent), _) => agent.grpc.port(),
+                (None, Some(port)) => port,
+                (None, None) => closed_port()?,
             }
         };
         let pods: Api<Pod> = Api::namespaced(self.0.client.clone(), &self.0.namespace);
@@ -1035,8 +1089,16 @@ async fn kubelet(pods: Pods) {
                 None => PodFate::Recreate,
             };
             if fate == PodFate::Recreate {
-                let recreated = match pods.start_agent(&pod).await {
-                    Ok(_) => pods.create_pod(&pod).await.map(|_| ()),
+                let real = lock(&pods.0.pods)
+                    .get(&pod)
+                    .is_some_and(|r| r.real_agent_port.is_some());
+                let started = if real {
+                    Ok(())
+                } else {
+                    pods.start_agent(&pod).await.map(|_| ())
+                };
+                let recreated = match started {
+                    Ok(()) => pods.create_pod(&pod).await.map(|_| ()),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = recreated {

@@ -1,7 +1,8 @@
 //! Test support for Innoxide: throwaway MySQL 9.7 servers on loopback, sysbench
 //! load against them, an in-process S3 server with fault injection, and a
 //! Kubernetes API (a real apiserver for our custom resources, an in-memory
-//! fake for the core ones).
+//! fake for the core ones) and a kubelet stand-in that runs pods in podman
+//! ([`kubelet`]).
 //!
 //! Everything here runs real software: the MySQL binaries come from the test bed
 //! that `scripts/testbed.sh` installs (see `/work/shared/TESTBED.md`), sysbench is
@@ -15,15 +16,18 @@
 //! sweeps servers left behind by test processes that died without running
 //! `Drop` (see [`sweep_orphans`]).
 
+pub mod apply;
 pub mod azurite;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod gtid;
 pub mod kube_api;
+pub mod kubelet;
 pub mod mirror;
 mod mysql;
 pub mod oracle;
 pub mod orphan;
+pub mod pod_security;
 mod registry;
 mod s3;
 mod sysbench;
@@ -40,8 +44,9 @@ pub use cluster::{
 };
 pub use gtid::gtid_count;
 pub use kube_api::KubeApi;
+pub use kubelet::{Kubelet, RunningPod, stateful_set_pod};
 pub use mysql::{MysqlBuilder, MysqlServer};
 pub use registry::{SweptServer, pid_is_running, runs_dir, sweep_orphans, sweep_orphans_in};
 pub use s3::{Fault, FaultCounts, RequestRecord, S3Faults, S3Server};
 pub use sysbench::{Sysbench, SysbenchReport, SysbenchRun, Workload};
-pub use testbed::{azurite_prefix, cache_dir, kube_api_prefix, mysql_prefix};
+pub use testbed::{azurite_prefix, cache_dir, containers_prefix, kube_api_prefix, mysql_prefix};

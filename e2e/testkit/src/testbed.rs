@@ -1,6 +1,6 @@
 //! Where the test bed lives, and installing it on first use: MySQL 9.7 and
 //! sysbench (`scripts/testbed.sh`), the Kubernetes API server and etcd
-//! (`scripts/kube-apiserver.sh`).
+//! (`scripts/kube-apiserver.sh`), podman and buildah (`scripts/containers.sh`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -57,6 +57,20 @@ pub fn azurite_prefix() -> Result<PathBuf> {
     static INSTALL: Installed = OnceLock::new();
     install_once(&INSTALL, "azurite.sh", AZURITE_BIN)
 }
+
+/// The container tools' folder: Debian's podman, buildah and runc installed
+/// and `PREFIX/containers.conf` written by `scripts/containers.sh` (once per
+/// process when missing; podman must be run with `CONTAINERS_CONF` set to it).
+pub fn containers_prefix() -> Result<PathBuf> {
+    let prefix = cache_dir().join("containers");
+    if prefix.join(CONTAINERS_CONF).is_file() && std::path::Path::new("/usr/bin/podman").is_file() {
+        return Ok(prefix);
+    }
+    static INSTALL: Installed = OnceLock::new();
+    install_once(&INSTALL, "containers.sh", CONTAINERS_CONF)
+}
+
+pub(crate) const CONTAINERS_CONF: &str = "containers.conf";
 
 pub(crate) const AZURITE_BIN: &str = "node_modules/.bin/azurite-blob";
 
