@@ -17,15 +17,39 @@
 //!
 //! Settings come from the StatefulSet's annotations, with defaults that fit
 //! the official MySQL image.
+//!
+//! What a real kubelet and admission need of the injected containers:
+//! - the mounted Secrets are readable by the agent's user: group-readable
+//!   (0440) when the pod has an fsGroup (the kubelet gives them that group),
+//!   else readable by all (0444), as the kubelet leaves them owned by root;
+//!   each is mounted only into the one container that needs it;
+//! - nothing of the agent gates the pod's readiness: an agent that is down
+//!   never takes mysqld out of its Service (the operator dials the agent
+//!   itself and reports a lost agent); a liveness probe restarts only the
+//!   agent's container;
+//! - `restricted` Pod Security: no privilege escalation, seccomp
+//!   RuntimeDefault unless the pod or mysqld say otherwise, all capabilities
+//!   dropped when the container cannot run as root, and the install
+//!   container runs as the agent image's non-root user; a scratch /tmp lets
+//!   the agent work under a read-only root file system;
+//! - resources on every injected container, requests equal to limits so a
+//!   Guaranteed mysqld pod stays Guaranteed (`innoxide.dev/agent-resources`
+//!   overrides them for the sidecar and `init`);
+//! - the agent image is pinned per StatefulSet: once wired, an operator
+//!   upgrade keeps the image the pods run (a new one would roll every
+//!   database at once); `innoxide.dev/agent-image` chooses another (an image
+//!   reference, or `operator` to follow the operator's own), which rolls the
+//!   pods when the user asks for it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -57,6 +81,22 @@ pub const SOCKET_ANNOTATION: &str = "innoxide.dev/mysql-socket";
 /// On the StatefulSet: PersistentVolumeClaims (comma-separated) to mount
 /// into the agent as `pvc` backup storage.
 pub const CLAIMS_ANNOTATION: &str = "innoxide.dev/backup-claims";
+/// On the StatefulSet: the agent image its pods run (default: the one they
+/// run now, else the operator's); `operator` follows the operator's image.
+pub const AGENT_IMAGE_ANNOTATION: &str = "innoxide.dev/agent-image";
+/// The [`AGENT_IMAGE_ANNOTATION`] value that follows the operator's image.
+pub const FOLLOW_OPERATOR_IMAGE: &str = "operator";
+/// On the StatefulSet: the resources (JSON, as a container's `resources`)
+/// of the agent sidecar and the `init` container.
+pub const RESOURCES_ANNOTATION: &str = "innoxide.dev/agent-resources";
+/// The agent sidecar's and `init`'s resources unless annotated: apply-log
+/// runs a mysqld with a 256Mi buffer pool (a restore's default `useMemory`)
+/// inside them. Requests equal limits, so a Guaranteed pod stays one.
+pub const DEFAULT_AGENT_CPU: &str = "500m";
+pub const DEFAULT_AGENT_MEMORY: &str = "1Gi";
+/// The install container only copies one file.
+const INSTALL_CPU: &str = "50m";
+const INSTALL_MEMORY: &str = "64Mi";
 
 pub const DEFAULT_DATADIR: &str = "/var/lib/mysql";
 pub const DEFAULT_SOCKET: &str = "/var/run/mysqld/mysqld.sock";
@@ -68,6 +108,9 @@ const TLS_DIR: &str = "/innoxide/tls";
 const RUN_VOLUME: &str = "innoxide-mysql-run";
 const RESTORE_SPEC_VOLUME: &str = "innoxide-restore-spec";
 const RESTORE_SPEC_DIR: &str = "/innoxide/restore-spec";
+/// A writable /tmp for the agent (apply-log's private socket folder) even
+/// when mysqld's root file system is read-only.
+const TMP_VOLUME: &str = "innoxide-agent-tmp";
 /// Where the agent binary is inside the agent image.
 pub const AGENT_IMAGE_BINARY: &str = "/usr/local/bin/innoxide-agent";
 
@@ -237,6 +280,22 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
         }
     }
 
+    let agent_resources = match annotation(RESOURCES_ANNOTATION) {
+        Some(text) => serde_json::from_str::<ResourceRequirements>(text).map_err(|_| {
+            bad(
+                RESOURCES_ANNOTATION,
+                text,
+                r#"a container's resources as JSON, e.g. {"requests":{"cpu":"1","memory":"2Gi"},"limits":{"cpu":"1","memory":"2Gi"}}"#,
+            )
+        })?,
+        None => guaranteed(DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY),
+    };
+    let agent_image = match annotation(AGENT_IMAGE_ANNOTATION) {
+        Some(FOLLOW_OPERATOR_IMAGE) => settings.agent_image.clone(),
+        Some(image) => image.to_owned(),
+        None => pinned_agent_image(&pod_spec).unwrap_or_else(|| settings.agent_image.clone()),
+    };
+
     let restore_from = annotation(RESTORE_FROM_ANNOTATION);
     if let Some(restore) = restore_from
         && (!is_dns_subdomain(restore) || restore.len() > 240)
@@ -269,6 +328,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
     // has one there, else an emptyDir we add to both containers.
     let socket_mount = holder(socket).filter(|m| m.name != RUN_VOLUME);
 
+    let secret_mode = secret_mode(pod_spec.security_context.as_ref());
     let mut volumes = vec![
         Volume {
             name: BIN_VOLUME.into(),
@@ -279,12 +339,22 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             name: TLS_VOLUME.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(tls_secret_name(&name)),
-                default_mode: Some(0o440),
+                default_mode: Some(secret_mode),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         },
+        Volume {
+            name: TMP_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
     ];
+    let tmp_mount = VolumeMount {
+        name: TMP_VOLUME.into(),
+        mount_path: "/tmp".into(),
+        ..VolumeMount::default()
+    };
     // The installed agent, read-only in both containers that run it.
     let bin_mount = VolumeMount {
         name: BIN_VOLUME.into(),
@@ -301,6 +371,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             read_only: Some(true),
             ..VolumeMount::default()
         },
+        tmp_mount.clone(),
     ];
     let mut containers = Vec::new();
     match &socket_mount {
@@ -327,7 +398,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             });
         }
     }
-    let mut init_mounts = vec![same_mount(&data_mount), bin_mount];
+    let mut init_mounts = vec![same_mount(&data_mount), bin_mount, tmp_mount];
     for claim in &claims {
         let volume = claim_volume(claim);
         // A restore's init container reads `pvc` backups from the claim too.
@@ -391,7 +462,7 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
             name: RESTORE_SPEC_VOLUME.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(restore_spec_secret_name(restore)),
-                default_mode: Some(0o440),
+                default_mode: Some(secret_mode),
                 // Pods must still start after the restore (and its Secret)
                 // is deleted; init stops only an empty volume without it.
                 optional: Some(true),
@@ -411,13 +482,18 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
     }
     // With mysqld's image (a restore's apply-log needs its exact mysqld)
     // and its user (the files it moves keep their owner).
+    let agent_security = agent_security_context(
+        mysql.security_context.as_ref(),
+        pod_spec.security_context.as_ref(),
+    );
     let init = Container {
         name: INIT_CONTAINER.into(),
         image: Some(image.clone()),
         image_pull_policy: mysql.image_pull_policy.clone(),
         command: Some(vec![format!("{BIN_DIR}/innoxide-agent"), "init".into()]),
         args: Some(init_args),
-        security_context: mysql.security_context.clone(),
+        resources: Some(agent_resources.clone()),
+        security_context: Some(agent_security.clone()),
         volume_mounts: Some(init_mounts),
         ..Container::default()
     };
@@ -449,20 +525,21 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
                 ..ContainerPort::default()
             },
         ]),
-        readiness_probe: Some(healthz.clone()),
+        // No readiness probe: the pod's readiness is mysqld's alone.
         liveness_probe: Some(Probe {
             failure_threshold: Some(6),
             ..healthz
         }),
+        resources: Some(agent_resources),
         // The agent reads and writes mysqld's files: as mysqld's user.
-        security_context: mysql.security_context.clone(),
+        security_context: Some(agent_security),
         volume_mounts: Some(agent_mounts),
         ..Container::default()
     });
     let init_containers = vec![
         Container {
             name: INSTALL_CONTAINER.into(),
-            image: Some(settings.agent_image.clone()),
+            image: Some(agent_image),
             // The agent copies itself: the agent image needs no shell or cp.
             command: Some(vec![
                 AGENT_IMAGE_BINARY.into(),
@@ -474,6 +551,13 @@ pub fn desired(sts: &StatefulSet, settings: &WiringSettings) -> Result<Desired, 
                 mount_path: BIN_DIR.into(),
                 ..VolumeMount::default()
             }]),
+            resources: Some(guaranteed(INSTALL_CPU, INSTALL_MEMORY)),
+            // The agent image's own user (65532); the emptyDir is writable by all.
+            security_context: Some(SecurityContext {
+                run_as_non_root: Some(true),
+                read_only_root_filesystem: Some(true),
+                ..restricted_basics(None)
+            }),
             ..Container::default()
         },
         init,
@@ -620,6 +704,88 @@ pub fn has_wiring(have: &PodSpec, desired: &Desired) -> bool {
             .iter()
             .flatten()
             .all(|w| have.volumes.iter().flatten().any(|h| h == w))
+}
+
+/// The agent image the StatefulSet's pods run now (the install container's),
+/// if it is wired already.
+fn pinned_agent_image(pod_spec: &PodSpec) -> Option<String> {
+    pod_spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == INSTALL_CONTAINER)
+        .and_then(|c| c.image.clone())
+}
+
+/// Mode of the Secret files the agent's user must read: the kubelet gives
+/// them the pod's fsGroup if it has one, else leaves them root's.
+fn secret_mode(pod: Option<&PodSecurityContext>) -> i32 {
+    if pod.and_then(|p| p.fs_group).is_some() {
+        0o440
+    } else {
+        0o444
+    }
+}
+
+fn guaranteed(cpu: &str, memory: &str) -> ResourceRequirements {
+    let both = BTreeMap::from([
+        ("cpu".to_owned(), Quantity(cpu.to_owned())),
+        ("memory".to_owned(), Quantity(memory.to_owned())),
+    ]);
+    ResourceRequirements {
+        limits: Some(both.clone()),
+        requests: Some(both),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// What `restricted` Pod Security asks of every container, over `base`: no
+/// privilege escalation, not privileged, seccomp RuntimeDefault unless
+/// chosen already, every capability dropped.
+fn restricted_basics(base: Option<&SecurityContext>) -> SecurityContext {
+    let base = base.cloned().unwrap_or_default();
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: None,
+        seccomp_profile: base.seccomp_profile.clone().or(Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        })),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".into()]),
+        }),
+        ..base
+    }
+}
+
+/// The sidecar's and `init`'s context: mysqld's user, groups and file
+/// system settings, hardened. An agent that may run as root (no non-root
+/// user anywhere) keeps mysqld's capabilities: it may need them to handle
+/// files of mysqld's user.
+fn agent_security_context(
+    mysql: Option<&SecurityContext>,
+    pod: Option<&PodSecurityContext>,
+) -> SecurityContext {
+    let user = mysql
+        .and_then(|c| c.run_as_user)
+        .or(pod.and_then(|p| p.run_as_user));
+    let non_root = mysql
+        .and_then(|c| c.run_as_non_root)
+        .or(pod.and_then(|p| p.run_as_non_root))
+        == Some(true);
+    let mut context = restricted_basics(mysql);
+    if pod.and_then(|p| p.seccomp_profile.as_ref()).is_some()
+        && mysql.and_then(|c| c.seccomp_profile.as_ref()).is_none()
+    {
+        // The pod's profile applies.
+        context.seccomp_profile = None;
+    }
+    let may_be_root = !non_root && user.is_none_or(|u| u == 0);
+    if may_be_root {
+        context.capabilities = mysql.and_then(|c| c.capabilities.clone());
+    }
+    context
 }
 
 fn claim_volume(claim: &str) -> String {
@@ -801,7 +967,7 @@ spec:
             .flatten()
             .map(|v| v.name.as_str())
             .collect();
-        assert_eq!(volumes, [BIN_VOLUME, TLS_VOLUME, RUN_VOLUME]);
+        assert_eq!(volumes, [BIN_VOLUME, TLS_VOLUME, TMP_VOLUME, RUN_VOLUME]);
         let tls = spec
             .volumes
             .iter()
@@ -1108,6 +1274,209 @@ spec:
         let second = desired(&after, &settings()).unwrap();
         assert_eq!(first, second);
         assert!(is_wired(&after, &second));
+    }
+
+    fn volume<'a>(spec: &'a PodSpec, name: &str) -> &'a Volume {
+        spec.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .expect("volume")
+    }
+
+    #[test]
+    fn secrets_are_readable_by_the_agents_user_with_or_without_fs_group() {
+        // The official images' way (runAsUser 999, no fsGroup): the kubelet
+        // leaves the files root's, so only "other" can let 999 read them.
+        let desired = super::desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let tls = volume(pod_spec(&desired), TLS_VOLUME);
+        assert_eq!(tls.secret.as_ref().unwrap().default_mode, Some(0o444));
+        // With an fsGroup the kubelet gives them that group: 0440 suffices.
+        let yaml = OFFICIAL_IMAGE.replace(
+            "    spec:\n      containers:",
+            "    spec:\n      securityContext: {fsGroup: 999}\n      containers:",
+        );
+        let yaml = yaml.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/restore-from: r}",
+        );
+        let desired = super::desired(&sts(&yaml), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        for name in [TLS_VOLUME, RESTORE_SPEC_VOLUME] {
+            assert_eq!(
+                volume(spec, name).secret.as_ref().unwrap().default_mode,
+                Some(0o440),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_agent_never_gates_the_pods_readiness() {
+        let desired = super::desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let agent = container(pod_spec(&desired), AGENT_CONTAINER);
+        assert_eq!(agent.readiness_probe, None);
+        assert!(
+            agent.liveness_probe.is_some(),
+            "a stuck agent restarts alone"
+        );
+    }
+
+    #[test]
+    fn injected_containers_meet_restricted_pod_security() {
+        let desired = super::desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain([container(spec, AGENT_CONTAINER)])
+        {
+            let sc = c.security_context.as_ref().expect("a security context");
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_owned()][..]),
+                "{}",
+                c.name
+            );
+            assert_eq!(
+                sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                Some("RuntimeDefault"),
+                "{}",
+                c.name
+            );
+        }
+        let install = &spec.init_containers.as_ref().unwrap()[0];
+        let sc = install.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_user, None, "the agent image's own non-root user");
+        let agent = container(spec, AGENT_CONTAINER);
+        assert_eq!(
+            agent.security_context.as_ref().unwrap().run_as_user,
+            Some(999),
+            "still mysqld's user"
+        );
+        assert!(
+            mounts(agent).contains(&(TMP_VOLUME.into(), "/tmp".into())),
+            "a writable /tmp under a read-only root"
+        );
+    }
+
+    #[test]
+    fn an_agent_that_may_run_as_root_keeps_mysqlds_capabilities() {
+        let yaml = OFFICIAL_IMAGE.replace(
+            "securityContext: {runAsUser: 999, runAsGroup: 999}",
+            "securityContext: {capabilities: {add: [SYS_NICE]}}",
+        );
+        let desired = super::desired(&sts(&yaml), &settings()).unwrap();
+        let agent = container(pod_spec(&desired), AGENT_CONTAINER);
+        let sc = agent.security_context.as_ref().unwrap();
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().add.as_deref(),
+            Some(&["SYS_NICE".to_owned()][..])
+        );
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+    }
+
+    #[test]
+    fn injected_containers_have_guaranteed_resources_that_an_annotation_overrides() {
+        let desired = super::desired(&sts(OFFICIAL_IMAGE), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain([container(spec, AGENT_CONTAINER)])
+        {
+            let r = c.resources.as_ref().expect("resources");
+            assert_eq!(r.requests, r.limits, "{}: Guaranteed QoS", c.name);
+            assert!(
+                r.limits.as_ref().unwrap().contains_key("memory"),
+                "{}",
+                c.name
+            );
+        }
+        let agent = container(spec, AGENT_CONTAINER);
+        assert_eq!(
+            agent.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"],
+            Quantity(DEFAULT_AGENT_MEMORY.into())
+        );
+
+        let yaml = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/agent-resources: '{\"requests\":{\"cpu\":\"2\",\"memory\":\"4Gi\"}}'}",
+        );
+        let desired = super::desired(&sts(&yaml), &settings()).unwrap();
+        let spec = pod_spec(&desired);
+        for c in [init_container(spec), container(spec, AGENT_CONTAINER)] {
+            let r = c.resources.as_ref().unwrap();
+            assert_eq!(
+                r.requests.as_ref().unwrap()["memory"],
+                Quantity("4Gi".into())
+            );
+            assert_eq!(r.limits, None);
+        }
+        let bad = OFFICIAL_IMAGE.replace(
+            "labels: {innoxide.dev/agent: enabled}",
+            "labels: {innoxide.dev/agent: enabled}\n  annotations: {innoxide.dev/agent-resources: 2Gi}",
+        );
+        let err = super::desired(&sts(&bad), &settings()).unwrap_err();
+        assert!(err.to_string().contains("resources as JSON"), "{err}");
+    }
+
+    fn install_image(desired: &Desired) -> String {
+        pod_spec(desired).init_containers.as_ref().unwrap()[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_operator_upgrade_keeps_the_agent_image_a_statefulset_runs() {
+        // Wired by the old operator.
+        let mut wired = sts(OFFICIAL_IMAGE);
+        let old = super::desired(&wired, &settings()).unwrap();
+        wired
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers = pod_spec(&old).init_containers.clone();
+        let upgraded = WiringSettings {
+            agent_image: "innoxide/innoxide-agent:0.2.0".into(),
+        };
+        let after = super::desired(&wired, &upgraded).unwrap();
+        assert_eq!(install_image(&after), "innoxide/innoxide-agent:0.1.0");
+        assert_eq!(
+            after.patch, old.patch,
+            "the same fields: no template change, no rollout"
+        );
+        // A new StatefulSet gets the operator's image.
+        assert_eq!(
+            install_image(&super::desired(&sts(OFFICIAL_IMAGE), &upgraded).unwrap()),
+            "innoxide/innoxide-agent:0.2.0"
+        );
+        // The user moves when they choose: to the operator's, or any image.
+        for (value, image) in [
+            ("operator", "innoxide/innoxide-agent:0.2.0"),
+            ("registry.local/agent:0.1.1", "registry.local/agent:0.1.1"),
+        ] {
+            let mut chosen = wired.clone();
+            chosen
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(AGENT_IMAGE_ANNOTATION.into(), value.into());
+            assert_eq!(
+                install_image(&super::desired(&chosen, &upgraded).unwrap()),
+                image
+            );
+        }
     }
 
     #[test]
