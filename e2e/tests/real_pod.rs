@@ -1,6 +1,10 @@
-//! The wired pod in a real container runtime: the StatefulSet's pod exactly
-//! as the operator's wiring leaves its template, run by the kubelet stand-in
-//! (`innoxide_testkit::kubelet`) in podman from the project's images (`make
+//! The wired pod in a real container runtime. The user's StatefulSet is
+//! created in the API (core kinds on mirror CRDs with real server-side
+//! apply), the operator wires it, and the test checks that the API holds
+//! every field the wiring applied beside every field the user wrote. The
+//! StatefulSet controller stand-in makes the pod from the stored template,
+//! and the kubelet stand-in (`innoxide_testkit::kubelet`) runs that pod,
+//! exactly as the API holds it, in podman from the project's images (`make
 //! images`): the install init container from the static agent image, then
 //! `innoxide-agent init` and the sidecar in the test MySQL 9.7 image beside
 //! mysqld, with the pod's users, groups, Secret modes and security settings.
@@ -30,13 +34,13 @@ use innoxide_operator::wiring::{self, WiringSettings};
 use innoxide_testkit::oracle::{self, OracleInput};
 use innoxide_testkit::pod_security::restricted_violations;
 use innoxide_testkit::{
-    Cluster, Kubelet, MysqlServer, PodFate, RunningPod, S3Server, Sysbench, apply, mysql_async,
-    stateful_set_pod,
+    Cluster, Kubelet, MysqlServer, PodFate, PodRunHook, RunningPod, S3Server, Sysbench, mysql_async,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret};
 use kube::api::{Api, PostParams};
 use mysql_async::prelude::Queryable;
+use serde_json::Value;
 
 const AGENT_IMAGE: &str = concat!(
     "ghcr.io/innoxide/innoxide-agent:",
@@ -218,10 +222,47 @@ impl PodMysqld {
     }
 }
 
-/// The user's StatefulSet with the operator's wiring applied: what
-/// server-side apply of `wiring::desired` leaves on a real API server (the
-/// in-memory fake's apply replaces lists, so it is merged here).
-fn wired(user: &StatefulSet) -> StatefulSet {
+/// Where `want` is not contained in `have` (every field of an object, with
+/// the same value; each object of a list in some object of the other; lists
+/// of plain values equal), as a path; None when it is. The API may add
+/// fields (defaults such as a port's `protocol`) and the user's items
+/// beside the operator's, never lose or change one.
+fn not_contained(want: &Value, have: &Value, path: &str) -> Option<String> {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w.iter().find_map(|(k, v)| match h.get(k) {
+            Some(hv) => not_contained(v, hv, &format!("{path}.{k}")),
+            None if v.is_null() => None,
+            None => Some(format!("{path}.{k}: missing")),
+        }),
+        // Lists of objects (containers, mounts, ports, env: merged by
+        // their keys): each wanted item is in some item the API holds.
+        (Value::Array(w), Value::Array(h)) if w.iter().all(Value::is_object) => {
+            w.iter().find_map(|wv| {
+                h.iter()
+                    .all(|hv| not_contained(wv, hv, path).is_some())
+                    .then(|| format!("{path}: {wv} not in {have}"))
+            })
+        }
+        _ if want == have => None,
+        _ => Some(format!("{path}: want {want}, have {have}")),
+    }
+}
+
+fn template_spec(sts: &StatefulSet) -> &PodSpec {
+    sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+fn named<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
+    containers.iter().find(|c| c.name == name)
+}
+
+/// The StatefulSet as the API stores it after the operator's apply (real
+/// server-side apply on the mirror CRDs): every container, init container
+/// and volume of `wiring::desired` with all of its fields, the init
+/// containers in the wiring's order (install, then init) before none of
+/// the user's, and the user's own container with every field the user
+/// wrote.
+fn assert_wiring_applied(user: &StatefulSet, stored: &StatefulSet) {
     let desired = wiring::desired(
         user,
         &WiringSettings {
@@ -229,20 +270,82 @@ fn wired(user: &StatefulSet) -> StatefulSet {
         },
     )
     .unwrap();
-    serde_json::from_value(apply::merge(
-        &serde_json::to_value(user).unwrap(),
-        &serde_json::to_value(&desired.patch).unwrap(),
-    ))
-    .unwrap()
+    let want = template_spec(&desired.patch);
+    let have = template_spec(stored);
+    let json = |v: &Container| serde_json::to_value(v).unwrap();
+    let have_init = have.init_containers.as_deref().unwrap_or_default();
+    let want_init = want.init_containers.as_deref().unwrap_or_default();
+    let names = |cs: &[Container]| cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(have_init),
+        names(want_init),
+        "init containers, in order"
+    );
+    assert_eq!(
+        names(want_init),
+        [wiring::INSTALL_CONTAINER, wiring::INIT_CONTAINER]
+    );
+    for w in want.containers.iter().chain(want_init) {
+        let h = named(&have.containers, &w.name)
+            .or_else(|| named(have_init, &w.name))
+            .unwrap_or_else(|| panic!("the API lost the wiring's container {}", w.name));
+        if let Some(diff) = not_contained(&json(w), &json(h), &w.name) {
+            panic!("the API does not hold what the operator applied: {diff}");
+        }
+    }
+    for w in want.volumes.iter().flatten() {
+        let h = have
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == w.name)
+            .unwrap_or_else(|| panic!("the API lost the wiring's volume {}", w.name));
+        let (w, h) = (
+            serde_json::to_value(w).unwrap(),
+            serde_json::to_value(h).unwrap(),
+        );
+        if let Some(diff) = not_contained(&w, &h, "volume") {
+            panic!("the API does not hold the wiring's volume: {diff}");
+        }
+    }
+    // The user's container keeps every field the user wrote; the wiring
+    // only adds mounts to it.
+    let mine = &template_spec(user).containers[0];
+    let kept = named(&have.containers, &mine.name).expect("the user's mysql container");
+    let (mut mine, mut kept) = (json(mine), json(kept));
+    let my_mounts = mine["volumeMounts"].take();
+    let kept_mounts = kept["volumeMounts"].take();
+    if let Some(diff) = not_contained(&mine, &kept, "mysql") {
+        panic!("the operator's apply changed the user's container: {diff}");
+    }
+    for mount in my_mounts.as_array().unwrap() {
+        assert!(
+            kept_mounts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| not_contained(mount, k, "").is_none()),
+            "the user's mount {mount} stays: {kept_mounts}"
+        );
+    }
 }
 
-fn agent_container(sts: &StatefulSet) -> Container {
-    let spec = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    spec.containers
-        .iter()
-        .find(|c| c.name == wiring::AGENT_CONTAINER)
-        .cloned()
-        .expect("the agent sidecar")
+/// The stand-in ran the API's pod: its init containers to completion in
+/// the pod's order (the wiring's install, then init), then every container
+/// of the pod, mysqld and the agent sidecar, still running.
+fn assert_runs_as_the_api_says(running: &RunningPod, api_pod: &Pod) {
+    let spec = api_pod.spec.as_ref().unwrap();
+    let names = |cs: &[Container]| cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        running.init_containers_run(),
+        names(spec.init_containers.as_deref().unwrap_or_default())
+    );
+    assert_eq!(running.containers_started(), names(&spec.containers));
+    assert!(
+        running
+            .containers_started()
+            .contains(&wiring::AGENT_CONTAINER.to_owned())
+    );
 }
 
 /// Runs the pod and waits until mysqld and the agent serve.
@@ -333,40 +436,51 @@ async fn backup_and_restore_in_a_real_pod(variant: Variant) {
         .unwrap();
     cluster.create_s3_secret("s3-keys", &s3).await.unwrap();
     let mysqld = PodMysqld { port: free_port() };
-    let user = stateful_set(variant, mysqld.port, free_port());
-    let in_api = cluster.create_custom_stateful_set(&user).await.unwrap();
-    let sts = wired(&user);
-    assert_eq!(
-        agent_container(&in_api),
-        agent_container(&sts),
-        "the operator applied what wiring::desired says"
-    );
-    let wired_pod: Pod = stateful_set_pod(&sts, 0).unwrap();
-    let violations = restricted_violations(wired_pod.spec.as_ref().unwrap());
+    let agent_port = free_port();
+    let user = stateful_set(variant, mysqld.port, agent_port);
+    let stored = cluster.create_custom_stateful_set(&user).await.unwrap();
+    assert_wiring_applied(&user, &stored);
+
+    // The kubelet stand-in runs the pod exactly as the API holds it (made
+    // from the stored template by the StatefulSet controller stand-in),
+    // each time it is made.
+    let mut kubelet = Kubelet::new(
+        dir.path().join("pods"),
+        Api::<Secret>::namespaced(cluster.client(), "db"),
+    )
+    .await
+    .unwrap();
+    kubelet.provide_claim("data-db-0", &claim);
+    let kubelet = Arc::new(kubelet);
+    let pod: Arc<tokio::sync::Mutex<Option<RunningPod>>> = Arc::default();
+    let ran: Arc<std::sync::Mutex<Vec<Pod>>> = Arc::default();
+    let run: PodRunHook = {
+        let (kubelet, pod, ran) = (kubelet.clone(), pod.clone(), ran.clone());
+        Arc::new(move |api_pod: Pod| {
+            let (kubelet, pod, ran) = (kubelet.clone(), pod.clone(), ran.clone());
+            Box::pin(async move {
+                let running = run_pod(&kubelet, &api_pod).await?;
+                assert_runs_as_the_api_says(&running, &api_pod);
+                *pod.lock().await = Some(running);
+                ran.lock().unwrap().push(api_pod);
+                Ok(())
+            })
+        })
+    };
+    let ready = cluster
+        .register_real_pod("db", 0, agent_port, run)
+        .await
+        .unwrap();
+    let api_pod = cluster.api::<Pod>().get("db-0").await.unwrap();
+    assert_eq!(ran.lock().unwrap()[0].spec, api_pod.spec);
+    assert_eq!(ready.spec, api_pod.spec);
+    let violations = restricted_violations(api_pod.spec.as_ref().unwrap());
     if variant == Variant::Restricted {
         assert!(
             violations.is_empty(),
             "Pod Security `restricted` would reject the wired pod: {violations:?}"
         );
     }
-
-    let mut kubelet = Kubelet::new(
-        dir.path().join("pods"),
-        Api::<Secret>::namespaced(cluster.kube().fake(), "db"),
-    )
-    .await
-    .unwrap();
-    kubelet.provide_claim("data-db-0", &claim);
-    let kubelet = Arc::new(kubelet);
-    let pod = run_pod(&kubelet, &wired_pod).await.unwrap();
-    let agent_port: u16 = sts.metadata.annotations.as_ref().unwrap()[wiring::AGENT_PORT_ANNOTATION]
-        .parse()
-        .unwrap();
-    let pod = Arc::new(tokio::sync::Mutex::new(Some(pod)));
-    cluster
-        .register_real_pod("db", 0, agent_port)
-        .await
-        .unwrap();
     let up = started.elapsed();
 
     // The pod's mysqld has every transaction of the source so far.
@@ -395,44 +509,20 @@ async fn backup_and_restore_in_a_real_pod(variant: Variant) {
     mysqld.catch_up(&source).await;
     assert_ne!(mysqld.gtid_executed().await, backup_gtid);
 
-    // The kubelet's part of the restart: the deleted pod stops, and the
-    // StatefulSet's pod runs again (its init container swaps the datadir).
-    let init_log = Arc::new(std::sync::Mutex::new(String::new()));
+    // The kubelet's part of the restart: the deleted pod's containers stop;
+    // the pod made again runs through the run hook above (its init
+    // container swaps the datadir).
     cluster.on_pod_deleted({
-        let (pod, kubelet, wired_pod, init_log) = (
-            pod.clone(),
-            kubelet.clone(),
-            wired_pod.clone(),
-            init_log.clone(),
-        );
+        let pod = pod.clone();
         Arc::new(move |_| {
-            let (pod, kubelet, wired_pod, init_log) = (
-                pod.clone(),
-                kubelet.clone(),
-                wired_pod.clone(),
-                init_log.clone(),
-            );
+            let pod = pod.clone();
             Box::pin(async move {
-                let mut slot = pod.lock().await;
-                if let Some(mut old) = slot.take()
+                if let Some(mut old) = pod.lock().await.take()
                     && let Err(e) = old.stop().await
                 {
                     eprintln!("stopping the deleted pod: {e:#}");
                 }
-                match run_pod(&kubelet, &wired_pod).await {
-                    Ok(new) => {
-                        *init_log.lock().unwrap() = new
-                            .init_log(wiring::INIT_CONTAINER)
-                            .unwrap_or_default()
-                            .to_owned();
-                        *slot = Some(new);
-                        PodFate::Recreate
-                    }
-                    Err(e) => {
-                        eprintln!("the pod did not come back: {e:#}");
-                        PodFate::Gone
-                    }
-                }
+                PodFate::Recreate
             })
         })
     });
@@ -445,7 +535,14 @@ async fn backup_and_restore_in_a_real_pod(variant: Variant) {
     let status = restored.status.clone().unwrap();
     assert_eq!(restored.phase(), RestorePhase::Completed, "{status:?}");
     assert_eq!(status.gtid_executed.as_deref(), Some(backup_gtid.as_str()));
-    let init = init_log.lock().unwrap().clone();
+    assert_eq!(ran.lock().unwrap().len(), 2, "the pod ran again");
+    let init = pod
+        .lock()
+        .await
+        .as_ref()
+        .and_then(|p| p.init_log(wiring::INIT_CONTAINER))
+        .unwrap_or_default()
+        .to_owned();
     assert!(init.contains("done"), "the init container swapped: {init}");
     assert_eq!(mysqld.gtid_executed().await, backup_gtid);
     let restore_done = started.elapsed();

@@ -468,7 +468,7 @@ impl Cluster {
                 stateful_set: name.to_owned(),
                 mysql: None,
                 agent: None,
-                real_agent_port: None,
+                real: None,
                 present: false,
             },
         );
@@ -497,7 +497,7 @@ impl Cluster {
                 stateful_set: name.to_owned(),
                 mysql: Some(mysql.clone()),
                 agent: None,
-                real_agent_port: None,
+                real: None,
                 present: false,
             },
         );
@@ -519,17 +519,20 @@ impl Cluster {
         Ok(wired)
     }
 
-    /// Makes pod `<name>-<ordinal>` Running and Ready in the API for a pod
-    /// that really runs (in the [`crate::Kubelet`]), its agent listening on
-    /// `agent_port` of 127.0.0.1. When the pod is deleted, the
-    /// [`PodDeletedHook`] must run it again before it returns
-    /// [`PodFate::Recreate`]; the cluster starts no agent for it.
+    /// Makes pod `<name>-<ordinal>` from the StatefulSet's template in the
+    /// API, has `run` run it for real (in the [`crate::Kubelet`]: the pod
+    /// as the API holds it), then marks it Running and Ready, its agent
+    /// listening on `agent_port` of 127.0.0.1. Each time the pod is deleted,
+    /// the [`PodDeletedHook`] must stop what runs; on [`PodFate::Recreate`]
+    /// the pod is made again from the template of that time and `run` runs
+    /// it. The cluster starts no agent for it. Returns the Ready pod.
     pub async fn register_real_pod(
         &self,
         name: &str,
         ordinal: usize,
         agent_port: u16,
-    ) -> Result<()> {
+        run: PodRunHook,
+    ) -> Result<Pod> {
         let pod = format!("{name}-{ordinal}");
         lock(&self.pods.0.pods).insert(
             pod.clone(),
@@ -537,12 +540,11 @@ impl Cluster {
                 stateful_set: name.to_owned(),
                 mysql: None,
                 agent: None,
-                real_agent_port: Some(agent_port),
+                real: Some(RealPod { agent_port, run }),
                 present: false,
             },
         );
-        self.pods.create_pod(&pod).await?;
-        Ok(())
+        self.pods.create_pod(&pod).await
     }
 
     /// A Secret in the test's namespace.
@@ -683,12 +685,22 @@ struct PodRecord {
     /// None until a gated pod is started (see [`PodStartHook`]).
     mysql: Option<PodMysql>,
     agent: Option<AgentProcess>,
-    /// The agent's port of a pod that really runs (see
-    /// [`Cluster::register_real_pod`]).
-    real_agent_port: Option<u16>,
+    /// A pod that really runs (see [`Cluster::register_real_pod`]).
+    real: Option<RealPod>,
     /// The pod exists in the API (as far as the kubelet stand-in knows).
     present: bool,
 }
+
+/// How a pod that really runs is run, and where its agent listens.
+struct RealPod {
+    agent_port: u16,
+    run: PodRunHook,
+}
+
+/// Runs a pod for real, the kubelet's part (see
+/// [`Cluster::register_real_pod`]): it gets the pod exactly as the API holds
+/// it and returns once its containers serve.
+pub type PodRunHook = Arc<dyn Fn(Pod) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 struct Shared {
     agent_binary: PathBuf,
@@ -830,7 +842,8 @@ impl Pods {
 
     /// Creates the pod from its StatefulSet's current template, Running and
     /// Ready on 127.0.0.1, its annotation naming its agent's port (a port
-    /// nobody listens on when the agent is stopped).
+    /// nobody listens on when the agent is stopped). A pod that really runs
+    /// is run (from the pod the create returned) before it turns Ready.
     pub async fn create_pod(&self, pod: &str) -> Result<Pod> {
         let sts_name = {
             let pods = lock(&self.0.pods);
@@ -841,23 +854,31 @@ impl Pods {
         let sts = Api::<StatefulSet>::namespaced(self.0.client.clone(), ns)
             .get(&sts_name)
             .await?;
-        self.make_pod(pod, &sts).await?;
+        let made = self.make_pod(pod, &sts).await?;
+        let run = lock(&self.0.pods)
+            .get(pod)
+            .and_then(|r| r.real.as_ref())
+            .map(|r| r.run.clone());
+        if let Some(run) = run {
+            run(made)
+                .await
+                .with_context(|| format!("running pod {pod}"))?;
+        }
         self.mark_running(pod).await
     }
 
     /// Makes the pod from the StatefulSet's template as given, as the
-    /// StatefulSet controller does (its labels, its controller reference);
-    /// not started.
+    /// StatefulSet controller does (its name, claims' volumes, hostname,
+    /// labels, controller reference); not started.
     async fn make_pod(&self, pod: &str, sts: &StatefulSet) -> Result<Pod> {
         let ns = &self.0.namespace;
         let sts_name = sts.name_any();
-        let template = sts
-            .spec
-            .as_ref()
-            .map(|s| s.template.clone())
-            .unwrap_or_default();
-        let mut metadata = template.metadata.unwrap_or_default();
-        metadata.name = Some(pod.to_owned());
+        let ordinal: usize = pod
+            .strip_prefix(&format!("{sts_name}-"))
+            .and_then(|o| o.parse().ok())
+            .with_context(|| format!("pod {pod} is not one of StatefulSet {sts_name}'s"))?;
+        let made = crate::kubelet::stateful_set_pod(sts, ordinal)?;
+        let mut metadata = made.metadata;
         metadata.namespace = Some(ns.clone());
         let labels = metadata.labels.get_or_insert_with(Default::default);
         labels.insert(wiring::STATEFULSET_POD_LABEL.into(), pod.to_owned());
@@ -880,7 +901,7 @@ impl Pods {
             &PostParams::default(),
             &Pod {
                 metadata,
-                spec: template.spec,
+                spec: made.spec,
                 status: None,
             },
         )
@@ -895,9 +916,9 @@ impl Pods {
         let port = {
             let pods = lock(&self.0.pods);
             let record = pods.get(pod).with_context(|| format!("no pod {pod}"))?;
-            match (&record.agent, record.real_agent_port) {
+            match (&record.agent, &record.real) {
                 (Some(agent), _) => agent.grpc.port(),
-                (None, Some(port)) => port,
+                (None, Some(real)) => real.agent_port,
                 (None, None) => closed_port()?,
             }
         };
@@ -1091,7 +1112,7 @@ async fn kubelet(pods: Pods) {
             if fate == PodFate::Recreate {
                 let real = lock(&pods.0.pods)
                     .get(&pod)
-                    .is_some_and(|r| r.real_agent_port.is_some());
+                    .is_some_and(|r| r.real.is_some());
                 let started = if real {
                     Ok(())
                 } else {

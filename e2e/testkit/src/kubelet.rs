@@ -56,8 +56,9 @@ const OWNER_LABEL: &str = "innoxide.test.owner";
 const SECRET_DEFAULT_MODE: u32 = 0o644;
 
 /// The pod the StatefulSet controller makes for `ordinal`: the template with
-/// the pod's name and, for each claim template, a volume of that name bound
-/// to the claim `<template>-<statefulset>-<ordinal>`.
+/// the pod's name, hostname and subdomain (the governing Service) and, for
+/// each claim template, a volume of that name bound to the claim
+/// `<template>-<statefulset>-<ordinal>`.
 pub fn stateful_set_pod(sts: &StatefulSet, ordinal: usize) -> Result<Pod> {
     let name = sts
         .metadata
@@ -81,6 +82,7 @@ pub fn stateful_set_pod(sts: &StatefulSet, ordinal: usize) -> Result<Pod> {
         });
     }
     pod_spec.hostname = Some(format!("{name}-{ordinal}"));
+    pod_spec.subdomain = spec.service_name.clone();
     Ok(Pod {
         metadata,
         spec: Some(pod_spec),
@@ -656,6 +658,16 @@ pub struct RunningPod {
 impl RunningPod {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The init containers that ran to completion, in order.
+    pub fn init_containers_run(&self) -> Vec<String> {
+        self.init_logs.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The containers started (after the init containers), in order.
+    pub fn containers_started(&self) -> Vec<String> {
+        self.containers.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// What an init container printed.

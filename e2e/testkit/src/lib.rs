@@ -16,7 +16,6 @@
 //! sweeps servers left behind by test processes that died without running
 //! `Drop` (see [`sweep_orphans`]).
 
-pub mod apply;
 pub mod azurite;
 #[cfg(feature = "cluster")]
 pub mod cluster;
@@ -39,8 +38,8 @@ pub use mysql_async;
 pub use azurite::AzuriteServer;
 #[cfg(feature = "cluster")]
 pub use cluster::{
-    Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, PodStart, PodStartHook,
-    Pods,
+    Cluster, ClusterBuilder, PodDeleted, PodDeletedHook, PodFate, PodMysql, PodRunHook, PodStart,
+    PodStartHook, Pods,
 };
 pub use gtid::gtid_count;
 pub use kube_api::KubeApi;
