@@ -19,10 +19,12 @@ testbed-kube:
 	@bash scripts/kube-apiserver.sh >/dev/null
 
 ## OCI images with Debian's podman/buildah (FROM scratch; scripts/containers.sh
-## installs them): the static innoxide-agent and innoxide-operator as
-## ghcr.io/innoxide/*:<version>, and the tests' MySQL 9.7 image (uid 999).
-## The e2e test tests/real_pod.rs runs a wired pod from them. docs/releasing.md
-## has the multi-arch release flow.
+## installs podman, buildah and runc): the static innoxide-agent and
+## innoxide-operator as ghcr.io/innoxide/*:<version>, and the tests' MySQL 9.7
+## image (uid 999). Linked statically from the dev build (it shares the test
+## build's crates); an image whose inputs did not change is kept. The e2e test
+## tests/real_pod.rs runs a wired pod from them. Published images are release
+## builds: IMAGE_PROFILE=image (docs/releasing.md, multi-arch flow).
 images: testbed
 	@bash scripts/images.sh
 
