@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint testbed testbed-kube images fmt build demo crds bench
+.PHONY: test lint testbed testbed-kube images test-images fmt build demo crds bench
 
 ## Install the test bed into ~/.cache/innoxide, cached: MySQL 9.7 (Debian sid), sysbench,
 ## Azurite (Microsoft's Azure Storage emulator, from npm) for the az:// tests, and
@@ -28,6 +28,13 @@ testbed-kube:
 images: testbed
 	@bash scripts/images.sh
 
+## What the tests run (tests/real_pod.rs): the agent and MySQL images. The
+## operator's image is not built here: it runs in-process in the tests, and
+## linking it alone recompiles the crates whose features differ from the
+## workspace's (minutes on 2 cores).
+test-images: testbed
+	@bash scripts/images.sh agent mysql
+
 ## Lint: formatting and clippy with warnings as errors.
 lint:
 	$(CARGO) fmt --all --check
@@ -37,7 +44,7 @@ lint:
 ## Integration tests each run their own mysqld (and often sysbench): at most
 ## TEST_THREADS of them at once, so a 2-core machine is busy, not thrashing.
 TEST_THREADS ?= 4
-test: testbed testbed-kube images lint
+test: testbed testbed-kube test-images lint
 	RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --workspace --locked --no-fail-fast
 
 ## The local demo: real MySQL 9.7 under sysbench load → hot backup → verify →
