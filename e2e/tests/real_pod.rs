@@ -46,7 +46,9 @@ const AGENT_IMAGE: &str = concat!(
     "ghcr.io/innoxide/innoxide-agent:",
     env!("CARGO_PKG_VERSION")
 );
-const MYSQL_IMAGE: &str = "localhost/innoxide-test-mysql:9.7.4";
+/// `make test-images` tags the test bed's MySQL image `:latest` beside its
+/// version, so the test follows whatever 9.7 patch release the test bed has.
+const MYSQL_IMAGE: &str = "localhost/innoxide-test-mysql:latest";
 /// A name only the pod's /etc/hosts resolves (hostAliases).
 const S3_HOST: &str = "s3.innoxide.test";
 const DONE_WITHIN: Duration = Duration::from_secs(300);
