@@ -82,76 +82,147 @@ pub fn copy_tablespace(
     first_page: u64,
     ctx: &CopyContext,
 ) -> Result<Copied, CopyError> {
-    let read_err = |source_err| CopyError::Read {
-        path: source.to_owned(),
-        source: source_err,
-    };
-    let input = File::open(source).map_err(read_err)?;
-    // Pages appended after this point are created by redo we also capture.
-    let length = input.metadata().map_err(read_err)?.len();
+    let (input, length) = open_source(source)?;
     let mut output = Output::create(ctx, dest, length)?;
     if length == 0 {
         return output.finish(0);
     }
-    let mut head = vec![0u8; length.min(16384) as usize];
-    input.read_exact_at(&mut head, 0).map_err(read_err)?;
-    let (space_id, page_size) = if first_page == 0 {
-        identify(source, &head, expected)?
-    } else {
-        identify(source, &[], expected)?
-    };
-    let physical = page_size.physical as u64;
-    let pages = length / physical;
-    let skip = unvalidated_pages(space_id, page_size);
-
-    let pages_per_chunk = (CHUNK_BYTES as u64 / physical).max(1);
-    let mut buffer = vec![0u8; (pages_per_chunk * physical) as usize];
-    let mut pages_reread = 0;
-    let mut page_no = 0u64;
-    while page_no < pages {
-        if ctx.cancelled.load(Ordering::Relaxed) {
-            return Err(CopyError::Cancelled);
-        }
-        let count = pages_per_chunk.min(pages - page_no);
-        let chunk = &mut buffer[..(count * physical) as usize];
-        if let Some(throttle) = ctx.throttle {
-            throttle.take(chunk.len() as u64);
-        }
-        input
-            .read_exact_at(chunk, page_no * physical)
-            .map_err(read_err)?;
-        for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
-            let in_file = page_no + index as u64;
-            let this_page = first_page + in_file;
-            if skip.contains(&this_page) {
-                continue;
-            }
-            if let Err(reason) = check(page_bytes, page_size, space_id, this_page) {
-                pages_reread += 1;
-                let at = PageAt {
-                    in_file,
-                    page_no: this_page,
-                };
-                reread_until_valid(&input, source, page_bytes, page_size, space_id, at, reason)?;
-            }
-        }
-        output.write(chunk)?;
-        ctx.progress
-            .bytes_done
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        page_no += count;
-    }
-    // A file whose size is not a whole number of pages is being extended
-    // right now; the partial page is recreated from redo, so it is not copied.
-    ctx.progress
-        .bytes_done
-        .fetch_add(length - pages * physical, Ordering::Relaxed);
-    ctx.progress
-        .pages_reread
-        .fetch_add(pages_reread, Ordering::Relaxed);
-    let mut copied = output.finish(pages * physical)?;
+    let file = TablespaceFile::identify(source, input, length, expected, first_page)?;
+    // Pages the validation skips are copied as they are.
+    let (whole_pages, pages_reread) = file.read_validated(ctx, |chunk, _| output.write(chunk))?;
+    let mut copied = output.finish(whole_pages)?;
     copied.pages_reread = pages_reread;
     Ok(copied)
+}
+
+/// A tablespace file opened for a validated read, with what identifies it.
+pub(super) struct TablespaceFile<'p> {
+    source: &'p Path,
+    input: File,
+    /// Its length when opened: pages appended later are created by redo we
+    /// also capture.
+    pub length: u64,
+    pub space_id: u32,
+    pub page_size: PageSize,
+    /// The tablespace page number of the file's first page (not 0 only for
+    /// the later files of a system tablespace made of several).
+    pub first_page: u64,
+}
+
+impl<'p> TablespaceFile<'p> {
+    /// Identifies the file opened by [`open_source`] (see [`identify`]).
+    pub(super) fn identify(
+        source: &'p Path,
+        input: File,
+        length: u64,
+        expected: Option<(u32, u32)>,
+        first_page: u64,
+    ) -> Result<Self, CopyError> {
+        let mut head = vec![0u8; length.min(16384) as usize];
+        input
+            .read_exact_at(&mut head, 0)
+            .map_err(|e| read_error(source, e))?;
+        // Only the first file of a system tablespace has its header.
+        let head = if first_page == 0 { &head[..] } else { &[] };
+        let (space_id, page_size) = identify(source, head, expected)?;
+        Ok(Self {
+            source,
+            input,
+            length,
+            space_id,
+            page_size,
+            first_page,
+        })
+    }
+
+    /// The tablespace page numbers the validation does not check.
+    pub(super) fn unvalidated(&self) -> std::ops::Range<u64> {
+        unvalidated_pages(self.space_id, self.page_size)
+    }
+
+    /// Reads every whole page in chunks, with the cancel flag, the throttle
+    /// and the progress counters honoured, re-reads each page that fails
+    /// validation until it is valid, and hands each validated chunk to
+    /// `take` with the file-relative number of its first page. Returns the
+    /// bytes of whole pages and how many pages were re-read. A file whose
+    /// size is not a whole number of pages is being extended right now; the
+    /// partial page is recreated from redo, so it is not read.
+    pub(super) fn read_validated(
+        &self,
+        ctx: &CopyContext,
+        mut take: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
+    ) -> Result<(u64, u64), CopyError> {
+        let physical = self.page_size.physical as u64;
+        let pages = self.length / physical;
+        let skip = self.unvalidated();
+        let pages_per_chunk = (CHUNK_BYTES as u64 / physical).max(1);
+        let mut buffer = vec![0u8; (pages_per_chunk * physical) as usize];
+        let mut pages_reread = 0;
+        let mut page_no = 0u64;
+        while page_no < pages {
+            if ctx.cancelled.load(Ordering::Relaxed) {
+                return Err(CopyError::Cancelled);
+            }
+            let count = pages_per_chunk.min(pages - page_no);
+            let chunk = &mut buffer[..(count * physical) as usize];
+            if let Some(throttle) = ctx.throttle {
+                throttle.take(chunk.len() as u64);
+            }
+            self.input
+                .read_exact_at(chunk, page_no * physical)
+                .map_err(|e| read_error(self.source, e))?;
+            for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
+                let in_file = page_no + index as u64;
+                let this_page = self.first_page + in_file;
+                if skip.contains(&this_page) {
+                    continue;
+                }
+                if let Err(reason) = check(page_bytes, self.page_size, self.space_id, this_page) {
+                    pages_reread += 1;
+                    let at = PageAt {
+                        in_file,
+                        page_no: this_page,
+                    };
+                    reread_until_valid(
+                        &self.input,
+                        self.source,
+                        page_bytes,
+                        self.page_size,
+                        self.space_id,
+                        at,
+                        reason,
+                    )?;
+                }
+            }
+            take(chunk, page_no)?;
+            ctx.progress
+                .bytes_done
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            page_no += count;
+        }
+        ctx.progress
+            .bytes_done
+            .fetch_add(self.length - pages * physical, Ordering::Relaxed);
+        ctx.progress
+            .pages_reread
+            .fetch_add(pages_reread, Ordering::Relaxed);
+        Ok((pages * physical, pages_reread))
+    }
+}
+
+/// Opens a data file and takes its length: pages appended after this point
+/// are created by redo we also capture.
+pub(super) fn open_source(source: &Path) -> Result<(File, u64), CopyError> {
+    let input = File::open(source).map_err(|e| read_error(source, e))?;
+    let length = input.metadata().map_err(|e| read_error(source, e))?.len();
+    Ok((input, length))
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> CopyError {
+    CopyError::Read {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The tablespace id and page size: from page 0 when it is a complete

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::overlay::Member;
 use super::{
-    ApplyLogReport, Error, MiniError, PARTIAL_DIR, Work, check_metadata, clear_partial, finish,
-    is_prepared, prepared_dir, probe_mysqld, refuse_unsupported_source,
+    ApplyLogReport, Error, PARTIAL_DIR, Work, check_metadata, clear_partial, finish, is_prepared,
+    prepared_dir, probe_mysqld, refuse_unsupported_source,
 };
 use crate::fileops::FileError;
 use crate::meta::{self, BackupType, FileEntry, Manifest};
@@ -201,19 +201,7 @@ pub async fn apply_incremental(
         key: options.key.as_ref(),
         cancel: &cancel,
     };
-    let mut report = match work.run().await {
-        Ok(report) => report,
-        Err(Error::Mini(MiniError::Cancelled)) | Err(Error::Cancelled { .. }) => {
-            return Err(Error::Cancelled { dir: partial });
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %partial.display(), "apply-incremental-backup failed; the working copy is left for inspection");
-            return Err(e);
-        }
-    };
-    let shutdown_lsn = report
-        .flushed_lsn
-        .expect("a finished recovery has a shutdown LSN");
+    let (mut report, shutdown_lsn) = work.run_for("apply-incremental-backup").await?;
     let text = serde_json::to_string_pretty(&record).expect("the chain record serialises");
     finish(
         dir,

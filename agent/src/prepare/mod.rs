@@ -285,19 +285,7 @@ pub async fn apply_log(
         key: options.key.as_ref(),
         cancel: &cancel,
     };
-    let mut report = match work.run().await {
-        Ok(report) => report,
-        Err(Error::Mini(MiniError::Cancelled)) | Err(Error::Cancelled { .. }) => {
-            return Err(Error::Cancelled { dir: partial });
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %partial.display(), "apply-log failed; the working copy is left for inspection");
-            return Err(e);
-        }
-    };
-    let shutdown_lsn = report
-        .flushed_lsn
-        .expect("a finished recovery has a shutdown LSN");
+    let (mut report, shutdown_lsn) = work.run_for("apply-log").await?;
     finish(
         dir,
         &partial,
@@ -539,6 +527,29 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
+    /// Runs the whole recovery for `verb` and returns its report with the
+    /// LSN the server shut down at. A cancel names the working copy; any
+    /// other failure leaves the working copy for inspection.
+    async fn run_for(&self, verb: &str) -> Result<(ApplyLogReport, u64), Error> {
+        match self.run().await {
+            Ok(report) => {
+                let shutdown_lsn = report
+                    .flushed_lsn
+                    .expect("a finished recovery has a shutdown LSN");
+                Ok((report, shutdown_lsn))
+            }
+            Err(Error::Mini(MiniError::Cancelled)) | Err(Error::Cancelled { .. }) => {
+                Err(Error::Cancelled {
+                    dir: self.partial.to_owned(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %self.partial.display(), "{verb} failed; the working copy is left for inspection");
+                Err(e)
+            }
+        }
+    }
+
     async fn run(&self) -> Result<ApplyLogReport, Error> {
         let (reflinked, copied) = self.copy_data_files().await?;
         tracing::info!(reflinked, copied, "data files in the working copy");
