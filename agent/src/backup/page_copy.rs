@@ -488,18 +488,8 @@ mod tests {
                     .unwrap();
             })
         };
-        let store = Store::Local {
-            root: dir.path().join("backup"),
-        };
-        let progress = Progress::default();
-        let stop = AtomicBool::new(false);
-        let ctx = CopyContext {
-            store: &store,
-            transform: &Transform::default(),
-            progress: &progress,
-            throttle: None,
-            cancelled: &stop,
-        };
+        let copier = LocalCopier::new(&dir.path().join("backup"));
+        let ctx = copier.context();
         let copied = copy_tablespace(&source, "db/t.ibd", None, 0, &ctx).unwrap();
         finisher.join().unwrap();
         assert_eq!(copied.pages_reread, 1);
@@ -510,6 +500,37 @@ mod tests {
         assert_eq!(copied.stored.size, expected.len() as u64);
     }
 
+    /// What a copy into a local folder borrows, unthrottled and not cancelled.
+    struct LocalCopier {
+        store: Store,
+        transform: Transform,
+        progress: Progress,
+        cancelled: AtomicBool,
+    }
+
+    impl LocalCopier {
+        fn new(root: &Path) -> Self {
+            Self {
+                store: Store::Local {
+                    root: root.to_owned(),
+                },
+                transform: Transform::default(),
+                progress: Progress::default(),
+                cancelled: AtomicBool::new(false),
+            }
+        }
+
+        fn context(&self) -> CopyContext<'_> {
+            CopyContext {
+                store: &self.store,
+                transform: &self.transform,
+                progress: &self.progress,
+                throttle: None,
+                cancelled: &self.cancelled,
+            }
+        }
+    }
+
     #[test]
     fn a_page_that_stays_torn_fails_the_copy_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -518,18 +539,8 @@ mod tests {
         bytes.resize(3 * PAGE, 0);
         bytes[2 * PAGE + 100] = 7;
         std::fs::write(&source, &bytes).unwrap();
-        let store = Store::Local {
-            root: dir.path().join("backup"),
-        };
-        let progress = Progress::default();
-        let stop = AtomicBool::new(false);
-        let ctx = CopyContext {
-            store: &store,
-            transform: &Transform::default(),
-            progress: &progress,
-            throttle: None,
-            cancelled: &stop,
-        };
+        let copier = LocalCopier::new(&dir.path().join("backup"));
+        let ctx = copier.context();
         let err = copy_tablespace(&source, "t.ibd", None, 0, &ctx).unwrap_err();
         assert!(
             matches!(err, CopyError::CorruptPage { page_no: 2, .. }),
