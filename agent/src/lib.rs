@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod binlog;
 pub mod cli;
 pub mod fileops;
 pub mod innodb;
