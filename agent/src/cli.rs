@@ -356,6 +356,90 @@ struct ApplyLogArgs {
     /// redo is replayed in one pass.
     #[arg(long, value_parser = parse_size, default_value = "256M")]
     use_memory: u64,
+    #[command(flatten)]
+    point_in_time: PointInTimeArgs,
+}
+
+/// Point-in-time restore: after the backup's recovery, the mini instance's
+/// own applier replays the source's binlogs up to one target.
+#[derive(Args, Debug, Clone, Default)]
+#[command(group(
+    clap::ArgGroup::new("stop")
+        .args(["stop_gtid", "stop_datetime", "stop_position"])
+        .multiple(false)
+        .requires("binlogs")
+))]
+#[command(group(
+    clap::ArgGroup::new("binlogs")
+        .args(["binlog_dir", "binlog_archive"])
+        .multiple(false)
+        .requires("stop")
+))]
+struct PointInTimeArgs {
+    /// Replay plain binlog files from this folder (the source's binlog
+    /// folder while it still has them, or copies of its files).
+    #[arg(long, value_name = "DIR")]
+    binlog_dir: Option<PathBuf>,
+    /// Replay from a binlog archive written by archive-binlogs (a folder,
+    /// file://, s3://, gs://, az://; the --s3-* options as for backup).
+    #[arg(long, value_name = "LOCATION")]
+    binlog_archive: Option<String>,
+    /// The key of an encrypted archive (default: --encrypt-key-file).
+    #[arg(long, requires = "binlog_archive")]
+    binlog_encrypt_key_file: Option<PathBuf>,
+    /// Restore to exactly this GTID set (the restored gtid_executed).
+    #[arg(long, value_name = "GTID_SET")]
+    stop_gtid: Option<String>,
+    /// Restore to the last transaction committed at or before this time
+    /// (RFC 3339, e.g. 2026-12-06T20:31:05Z).
+    #[arg(long, value_name = "TIME")]
+    stop_datetime: Option<String>,
+    /// Restore to this transaction boundary of the source's binlog file.
+    #[arg(long, value_name = "FILE:POS")]
+    stop_position: Option<String>,
+    #[command(flatten)]
+    repo: RepoArgs,
+}
+
+impl PointInTimeArgs {
+    fn target(&self) -> anyhow::Result<Option<crate::prepare::pitr::StopTarget>> {
+        use crate::prepare::pitr::StopTarget;
+        let target = if let Some(set) = &self.stop_gtid {
+            StopTarget::Gtid(
+                set.parse()
+                    .map_err(|e| anyhow::anyhow!("--stop-gtid {set:?}: {e}"))?,
+            )
+        } else if let Some(time) = &self.stop_datetime {
+            StopTarget::parse_time(time).map_err(|e| anyhow::anyhow!("--stop-datetime: {e}"))?
+        } else if let Some(position) = &self.stop_position {
+            StopTarget::parse_position(position)
+                .map_err(|e| anyhow::anyhow!("--stop-position: {e}"))?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(target))
+    }
+
+    fn source(
+        &self,
+        backup_key: Option<&PathBuf>,
+    ) -> anyhow::Result<crate::prepare::pitr::BinlogSource> {
+        use crate::prepare::pitr::BinlogSource;
+        if let Some(dir) = &self.binlog_dir {
+            return Ok(BinlogSource::Dir(dir.clone()));
+        }
+        let location = self.binlog_archive.clone().ok_or_else(|| {
+            anyhow::anyhow!("say where the binlogs are: --binlog-dir or --binlog-archive")
+        })?;
+        let key = read_key(self.binlog_encrypt_key_file.as_ref().or(backup_key))?;
+        Ok(BinlogSource::Archive(Box::new(
+            crate::prepare::pitr::ArchiveSource {
+                location,
+                repo: self.repo.options(),
+                key,
+            },
+        )))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -563,6 +647,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 uncompress: false,
                 encrypt_key_file: args.backup.encrypt_key_file.clone(),
                 use_memory: 256 << 20,
+                point_in_time: PointInTimeArgs::default(),
             })
             .await?;
         }
@@ -713,10 +798,47 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
         force: args.force,
         buffer_pool: args.use_memory,
     };
-    let report = crate::prepare::apply_log(&options, cancel_on_signals()).await?;
+    let report = match args.point_in_time.target()? {
+        Some(target) => {
+            let options = crate::prepare::pitr::PointInTimeOptions {
+                binlogs: args.point_in_time.source(args.encrypt_key_file.as_ref())?,
+                apply: options,
+                target,
+            };
+            let done =
+                crate::prepare::pitr::apply_log_to_point(&options, cancel_on_signals()).await?;
+            let r = &done.record;
+            eprintln!(
+                "{}: prepared to {}: {} transaction(s) replayed{}{}; gtid_executed {}, the \
+                 source's binlog {}:{}",
+                done.apply.prepared_dir.display(),
+                r.target,
+                r.transactions_replayed,
+                match r.replay_seconds {
+                    Some(s) => format!(
+                        " in {s:.1} s ({:.0}/s)",
+                        r.transactions_replayed as f64 / s.max(0.001)
+                    ),
+                    None => String::new(),
+                },
+                match (&r.last_transaction, &r.last_committed) {
+                    (Some(gtid), Some(at)) => format!(" (the last {gtid}, committed {at})"),
+                    _ => String::new(),
+                },
+                r.gtid_executed,
+                r.binlog_file,
+                r.binlog_position
+            );
+            done.apply
+        }
+        None => crate::prepare::apply_log(&options, cancel_on_signals()).await?,
+    };
     if report.already_prepared {
+        let point = crate::prepare::pitr::read_record(&report.prepared_dir)?
+            .map(|r| format!(" (to {}: gtid_executed {})", r.target, r.gtid_executed))
+            .unwrap_or_default();
         eprintln!(
-            "{} is already prepared: nothing to do",
+            "{} is already prepared{point}: nothing to do",
             report.prepared_dir.display()
         );
     } else if let Some(proof) = &report.recovery {
@@ -953,6 +1075,60 @@ mod tests {
             err.to_string().contains("full-scan and page-track"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn apply_log_takes_one_stop_target_with_its_binlogs() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["innoxide-agent", "apply-log", "--backup-dir", "/b"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let ok = parse(&[
+            "--binlog-dir",
+            "/logs",
+            "--stop-position",
+            "binlog.000007:1234",
+        ])
+        .unwrap();
+        let Command::ApplyLog(args) = ok.command else {
+            panic!("not apply-log")
+        };
+        assert_eq!(
+            args.point_in_time.target().unwrap(),
+            Some(crate::prepare::pitr::StopTarget::Position {
+                file: "binlog.000007".into(),
+                pos: 1234
+            })
+        );
+        // A target needs binlogs, binlogs need a target, one of each.
+        for wrong in [
+            &["--stop-gtid", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"][..],
+            &["--binlog-dir", "/logs"],
+            &[
+                "--binlog-dir",
+                "/logs",
+                "--stop-gtid",
+                "x",
+                "--stop-datetime",
+                "y",
+            ],
+            &[
+                "--binlog-dir",
+                "/logs",
+                "--binlog-archive",
+                "s3://b/l",
+                "--stop-gtid",
+                "x",
+            ],
+        ] {
+            assert!(parse(wrong).is_err(), "{wrong:?} was accepted");
+        }
+        let bad_time = parse(&["--binlog-dir", "/logs", "--stop-datetime", "yesterday"]).unwrap();
+        let Command::ApplyLog(args) = bad_time.command else {
+            panic!("not apply-log")
+        };
+        assert!(args.point_in_time.target().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod connect;
 pub mod facts;
 pub mod log_status;
 pub mod recovery;
+pub mod replay;
 
 pub use connect::{ConnectOptions, connect};
 pub use facts::{ServerFacts, Version, from_variables as facts_from_variables};

@@ -200,6 +200,7 @@ pub async fn apply_incremental(
         buffer_pool: options.buffer_pool,
         key: options.key.as_ref(),
         cancel: &cancel,
+        replay: None,
     };
     let (mut report, shutdown_lsn) = work.run_for("apply-incremental-backup").await?;
     let text = serde_json::to_string_pretty(&record).expect("the chain record serialises");
@@ -217,16 +218,7 @@ pub async fn apply_incremental(
 }
 
 fn already_applied(prepared: PathBuf) -> ApplyLogReport {
-    ApplyLogReport {
-        prepared_dir: prepared,
-        already_prepared: true,
-        recovery: None,
-        prepared_xa: Vec::new(),
-        flushed_lsn: None,
-        files_reflinked: 0,
-        files_copied: 0,
-        slave_info: None,
-    }
+    ApplyLogReport::nothing_done(prepared)
 }
 
 /// Why an incremental does not continue the chain, with what was expected.

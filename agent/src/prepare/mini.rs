@@ -268,6 +268,8 @@ pub struct MiniConfig {
     pub innodb_directories: Vec<PathBuf>,
     /// `user=root`: mysqld refuses to run as root without it.
     pub running_as_root: bool,
+    /// Point-in-time replay: the folder of the relay log its applier reads.
+    pub relay_dir: Option<PathBuf>,
 }
 
 /// backup-my.cnf's `[mysqld]` section as name/value pairs.
@@ -345,6 +347,18 @@ pub fn render_defaults(c: &MiniConfig) -> String {
             set("binlog_expire_logs_seconds", &0);
         }
         None => set("disable_log_bin", &"ON"),
+    }
+    if let Some(dir) = &c.relay_dir {
+        // The replay channel's relay log (the source's binlogs, staged by
+        // prepare::pitr::relay) is in its own folder, never in the datadir.
+        let relay = crate::prepare::pitr::relay::RelayLog::basename(dir);
+        set("relay_log", &relay.display());
+        set(
+            "relay_log_index",
+            &crate::prepare::pitr::relay::RelayLog::index(dir).display(),
+        );
+        // Keep the staged files at startup (the default, said outright).
+        set("relay_log_recovery", &"OFF");
     }
     let gtid = if c.gtid_mode { "ON" } else { "OFF" };
     set("gtid_mode", &gtid);
@@ -663,6 +677,7 @@ plugin-dir                                                   /opt/m/root/usr/lib
             gtid_mode: true,
             innodb_directories: vec![],
             running_as_root: true,
+            relay_dir: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod incremental;
 mod memory;
 mod mini;
 pub mod overlay;
+pub mod pitr;
 mod recovery_log;
 mod redo_file;
 pub mod sums;
@@ -58,6 +59,9 @@ pub const OWN_FILES: &[&str] = &[
     MINI_CNF,
     sums::SUMS_FILE,
     incremental::CHAIN_FILE,
+    // A point-in-time prepare's record of where it stopped.
+    meta::BINLOG_INFO,
+    pitr::RECORD_FILE,
 ];
 
 /// Where a compressed or encrypted `xtrabackup_logfile` is decoded to while
@@ -205,6 +209,8 @@ pub enum Error {
     RollbackTimeout { count: u64 },
     #[error("apply-log was cancelled; {dir} is left as it was (rerun with --force)")]
     Cancelled { dir: PathBuf },
+    #[error(transparent)]
+    PointInTime(#[from] pitr::PitrError),
 }
 
 /// What apply-log did.
@@ -226,6 +232,25 @@ pub struct ApplyLogReport {
     pub flushed_lsn: Option<u64>,
     pub files_reflinked: usize,
     pub files_copied: usize,
+    /// Point-in-time: how long the applier took to replay the binlogs.
+    pub replay_seconds: Option<f64>,
+}
+
+impl ApplyLogReport {
+    /// The report of a run that found `prepared` done already.
+    pub fn nothing_done(prepared: PathBuf) -> Self {
+        ApplyLogReport {
+            prepared_dir: prepared,
+            already_prepared: true,
+            recovery: None,
+            prepared_xa: Vec::new(),
+            slave_info: None,
+            flushed_lsn: None,
+            files_reflinked: 0,
+            files_copied: 0,
+            replay_seconds: None,
+        }
+    }
 }
 
 /// `D/prepared` when apply-log has finished with `D`.
@@ -252,16 +277,7 @@ pub async fn apply_log(
     let prepared = prepared_dir(dir);
     if is_prepared(&prepared)? {
         tracing::info!(dir = %prepared.display(), "the backup is already prepared: nothing to do");
-        return Ok(ApplyLogReport {
-            prepared_dir: prepared,
-            already_prepared: true,
-            recovery: None,
-            prepared_xa: Vec::new(),
-            slave_info: None,
-            flushed_lsn: None,
-            files_reflinked: 0,
-            files_copied: 0,
-        });
+        return Ok(ApplyLogReport::nothing_done(prepared));
     }
     if prepared.exists() {
         return Err(Error::PreparedDamaged { dir: prepared });
@@ -284,6 +300,7 @@ pub async fn apply_log(
         buffer_pool: options.buffer_pool,
         key: options.key.as_ref(),
         cancel: &cancel,
+        replay: None,
     };
     let (mut report, shutdown_lsn) = work.run_for("apply-log").await?;
     finish(
@@ -524,6 +541,9 @@ struct Work<'a> {
     buffer_pool: u64,
     key: Option<&'a crate::repo::Key>,
     cancel: &'a CancellationToken,
+    /// Point-in-time: the binlogs the mini instance replays once recovery
+    /// has settled, before its clean shutdown.
+    replay: Option<&'a pitr::replay::ReplayPlan>,
 }
 
 impl Work<'_> {
@@ -576,6 +596,7 @@ impl Work<'_> {
             flushed_lsn: Some(shutdown_lsn),
             files_reflinked: reflinked,
             files_copied: copied,
+            replay_seconds: settled.replay_seconds,
         })
     }
 
@@ -761,6 +782,21 @@ impl Work<'_> {
                 return Err(e);
             }
         };
+        let mut settled = settled;
+        if let Some(plan) = self.replay {
+            match pitr::replay::run(&instance, plan, &stderr, self.cancel).await {
+                Ok(seconds) => settled.replay_seconds = Some(seconds),
+                Err(e) => {
+                    instance.kill().await;
+                    return Err(match e {
+                        pitr::ReplayError::Cancelled => Error::Cancelled {
+                            dir: self.partial.to_owned(),
+                        },
+                        e => pitr::PitrError::from(e).into(),
+                    });
+                }
+            }
+        }
         instance.shutdown(SHUTDOWN_TIMEOUT, self.cancel).await?;
         let log =
             std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
@@ -817,6 +853,7 @@ impl Work<'_> {
         Ok(Settled {
             prepared_xa: xa,
             slave_info,
+            replay_seconds: None,
         })
     }
 
@@ -882,6 +919,7 @@ impl Work<'_> {
                 vec![]
             },
             running_as_root: nix::unistd::Uid::effective().is_root(),
+            relay_dir: self.replay.map(|plan| plan.relay.dir.clone()),
         }
     }
 }
@@ -929,6 +967,7 @@ fn runtime_dir() -> Result<tempfile::TempDir, Error> {
 struct Settled {
     prepared_xa: Vec<String>,
     slave_info: Option<String>,
+    replay_seconds: Option<f64>,
 }
 
 /// Sets a flag when the token is cancelled, for blocking loops that check it.

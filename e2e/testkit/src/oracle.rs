@@ -322,6 +322,89 @@ async fn replication_errors(replica: &MysqlServer) -> Result<Vec<(u32, String)>>
     Ok(rows)
 }
 
+/// A reference replica for several points of one source's history: it
+/// receives the whole binlog stream at once, then applies up to one GTID
+/// set after another (`START REPLICA SQL_THREAD UNTIL SQL_AFTER_GTIDS`),
+/// so a point-in-time restore can be compared with the source as it was at
+/// each point, also after the source has purged its binlogs.
+pub struct ReferenceReplica {
+    server: MysqlServer,
+}
+
+impl ReferenceReplica {
+    /// Starts a fresh server replicating `source` from its first
+    /// transaction; only the receiver runs until [`Self::stop_at`].
+    pub async fn start(source: &MysqlServer) -> Result<Self> {
+        ensure_replication_user(source).await?;
+        let server = MysqlServer::builder()
+            .server_id(REFERENCE_SERVER_ID)
+            .start()
+            .await
+            .context("starting the reference replica")?;
+        server
+            .exec(&format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
+                 SOURCE_USER='{REPLICATION_USER}', SOURCE_PASSWORD='{REPLICATION_PASSWORD}', \
+                 SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1; START REPLICA IO_THREAD",
+                source.port()
+            ))
+            .await
+            .context("starting the reference replica's receiver")?;
+        Ok(Self { server })
+    }
+
+    /// Waits until the receiver holds every transaction of `set`.
+    pub async fn wait_received(&self, set: &str) -> Result<()> {
+        let deadline = Instant::now() + REPLICATION_TIMEOUT;
+        loop {
+            let received: String = self
+                .server
+                .query_scalar(
+                    "SELECT RECEIVED_TRANSACTION_SET FROM performance_schema.replication_connection_status",
+                )
+                .await?;
+            let subset: i64 = self
+                .server
+                .query_scalar(&format!("SELECT GTID_SUBSET('{set}', '{received}')"))
+                .await?;
+            if subset == 1 {
+                return Ok(());
+            }
+            let errors = replication_errors(&self.server).await?;
+            if !errors.is_empty() {
+                bail!("the reference replica failed: {errors:?}");
+            }
+            if Instant::now() > deadline {
+                bail!("the reference replica did not receive {set} within {REPLICATION_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Applies up to exactly `set` (which must hold what was applied
+    /// before) and returns the tables' checksums there; fails unless its
+    /// `gtid_executed` is then exactly `set`.
+    pub async fn stop_at(&self, set: &str, tables: &[&str]) -> Result<BTreeMap<String, u64>> {
+        self.wait_received(set).await?;
+        self.server
+            .exec(&format!(
+                "START REPLICA SQL_THREAD UNTIL SQL_AFTER_GTIDS = '{set}'"
+            ))
+            .await?;
+        wait_applier_stopped(&self.server).await?;
+        let errors = replication_errors(&self.server).await?;
+        if !errors.is_empty() {
+            bail!("the reference replica failed: {errors:?}");
+        }
+        let executed = GtidSet::parse(&self.server.gtid_executed().await?)?;
+        let wanted = GtidSet::parse(set)?;
+        if executed != wanted {
+            bail!("the reference replica stopped at {executed}, not at {wanted}");
+        }
+        self.server.checksum_tables(tables).await
+    }
+}
+
 /// A GTID set in a canonical form: server UUIDs (with their tags) in
 /// lower case and sorted, intervals merged and sorted. Two sets are equal
 /// exactly when their canonical texts are.

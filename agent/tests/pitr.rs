@@ -1,0 +1,449 @@
+//! Point-in-time restore against a real MySQL 9.7: one full backup taken
+//! under sysbench load, the load going on, a GTID set, a time and a binlog
+//! position sampled after it; apply-log replays the source's binlogs to
+//! each target with the mini instance's own applier, and the restored
+//! server must have exactly the expected `gtid_executed` and the same
+//! table checksums as a reference replica stopped at that set (`START
+//! REPLICA UNTIL SQL_AFTER_GTIDS`). Targets the binlogs cannot reach are
+//! refused before anything is built, and a replay that fails names the
+//! transaction and leaves the raw backup as it was.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use innoxide_agent::binlog::GtidSet;
+use innoxide_agent::meta::Manifest;
+use innoxide_agent::prepare::pitr::{PitrRecord, read_record};
+use innoxide_testkit::oracle::ReferenceReplica;
+use innoxide_testkit::{MysqlServer, Sysbench, mysql_prefix};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
+
+/// Prints how long each step of a test took (seen with `--nocapture`).
+struct Steps {
+    test: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Steps {
+    fn new(test: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            test,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn done(&mut self, step: &str) {
+        let now = Instant::now();
+        println!(
+            "[{}] {step}: {:.1?} (total {:.1?})",
+            self.test,
+            now - self.last,
+            now - self.started
+        );
+        self.last = now;
+    }
+}
+
+fn mysqld() -> String {
+    mysql_prefix()
+        .unwrap()
+        .join("bin/mysqld")
+        .display()
+        .to_string()
+}
+
+/// Runs the agent binary; returns its output whatever the exit status.
+async fn agent(args: &[&str]) -> Output {
+    tokio::process::Command::new(AGENT)
+        .args(args)
+        .env("INNOXIDE_LOG_JSON", "false")
+        .env_remove("INNOXIDE_MYSQLD")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn set(text: &str) -> GtidSet {
+    text.parse().unwrap()
+}
+
+async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
+    let socket = server.socket().display().to_string();
+    let dir_arg = dir.display().to_string();
+    let out = agent(&[
+        "backup",
+        "--socket",
+        &socket,
+        "--user",
+        "root",
+        "--no-timestamp",
+        "--backup-dir",
+        &dir_arg,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "backup failed:\n{}",
+        text(&out.stderr)
+    );
+    innoxide_agent::verify::read_manifest(dir).unwrap()
+}
+
+/// `apply-log --binlog-dir binlogs` to one target (`--stop-gtid SET`, …).
+async fn apply_log_to(dir: &Path, binlogs: &Path, stop: &[&str]) -> Output {
+    let (dir, binlogs, mysqld) = (
+        dir.display().to_string(),
+        binlogs.display().to_string(),
+        mysqld(),
+    );
+    let mut args = vec![
+        "apply-log",
+        "--backup-dir",
+        &dir,
+        "--mysqld",
+        &mysqld,
+        "--use-memory",
+        "128M",
+        "--binlog-dir",
+        &binlogs,
+    ];
+    args.extend_from_slice(stop);
+    agent(&args).await
+}
+
+/// Copies the server's binlog files (and index) into `to`.
+fn copy_binlogs(server: &MysqlServer, to: &Path) -> Vec<String> {
+    std::fs::create_dir_all(to).unwrap();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(server.datadir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("binlog.") {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+            if name != "binlog.index" {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The GTIDs in `files` (in order) with their original commit times, as
+/// the server's own `mysqlbinlog` prints them: an expectation for a time
+/// target that does not come from the code under test.
+fn commit_times(server: &MysqlServer, dir: &Path, files: &[String]) -> Vec<(String, u64)> {
+    let out = std::process::Command::new(server.bin("mysqlbinlog"))
+        .args(files.iter().map(|f| dir.join(f)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mysqlbinlog: {}", text(&out.stderr));
+    let mut list = Vec::new();
+    let mut time = None;
+    for line in text(&out.stdout).lines() {
+        if let Some(rest) = line.split("original_committed_timestamp=").nth(1) {
+            time = rest.split_whitespace().next().and_then(|t| t.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("SET @@SESSION.GTID_NEXT= '")
+            && let Some((gtid, _)) = rest.split_once('\'')
+            && gtid != "AUTOMATIC"
+        {
+            list.push((gtid.to_owned(), time.take().expect("a GTID event before")));
+        }
+    }
+    list
+}
+
+/// The source's binlog position and `gtid_executed` at one instant.
+async fn log_status(server: &MysqlServer) -> (String, u64, String) {
+    let rows: Vec<(String, u64, String)> = server
+        .query_rows(
+            "SELECT LOCAL->>'$.binary_log_file', LOCAL->>'$.binary_log_position', \
+             LOCAL->>'$.gtid_executed' FROM performance_schema.log_status",
+        )
+        .await
+        .unwrap();
+    let (file, pos, gtids) = rows.into_iter().next().unwrap();
+    (
+        file,
+        pos,
+        gtids.chars().filter(|c| !c.is_whitespace()).collect(),
+    )
+}
+
+/// Copies the prepared backup into a new datadir and starts it.
+async fn restore(dir: &Path, datadir: &Path, server_id: u32) -> MysqlServer {
+    let (dir, target) = (dir.display().to_string(), datadir.display().to_string());
+    let out = agent(&[
+        "copy-back",
+        "--backup-dir",
+        &dir,
+        "--datadir",
+        &target,
+        "--new-server-uuid",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "copy-back failed:\n{}",
+        text(&out.stderr)
+    );
+    MysqlServer::builder()
+        .server_id(server_id)
+        .existing_datadir(datadir)
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gtid_set_a_time_and_a_position_are_restored_exactly() {
+    let mut steps = Steps::new("pitr");
+    let source = MysqlServer::builder()
+        .redo_capacity(32 << 20)
+        .start()
+        .await
+        .unwrap();
+    let bench = Sysbench::prepare(&source, 4, 5_000).await.unwrap();
+    let tables = bench.table_names();
+    let table_refs: Vec<&str> = tables.iter().map(String::as_str).collect();
+    steps.done("source with 4 x 5k rows");
+
+    let load = bench.run_background(4, Duration::from_secs(24)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    steps.done("backup under 4-thread sysbench load");
+
+    // Three targets after the backup, the load going on, with binlog
+    // rotations between them so the replay crosses files.
+    source.exec("FLUSH BINARY LOGS").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gtid_target = source.gtid_executed().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    source.exec("FLUSH BINARY LOGS").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let time_target: String = source
+        .query_scalar("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ')")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (position_file, position, position_gtids) = log_status(&source).await;
+    let report = load.wait().await.unwrap();
+    assert!(report.transactions > 0, "the load ran: {report:?}");
+    steps.done("targets sampled, load finished");
+
+    let binlogs = work.path().join("binlogs");
+    let files = copy_binlogs(&source, &binlogs);
+    assert!(
+        files.len() >= 3,
+        "the replay crosses binlog files: {files:?}"
+    );
+    // The expected set for the time: every transaction before the first
+    // one committed after it, by mysqlbinlog's reading of the files.
+    let time_micros = {
+        let t = time::OffsetDateTime::parse(
+            &time_target,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (t.unix_timestamp_nanos() / 1000) as u64
+    };
+    let mut time_gtids = GtidSet::new();
+    for (gtid, committed) in commit_times(&source, &binlogs, &files) {
+        if committed > time_micros {
+            break;
+        }
+        time_gtids.union_with(&set(&gtid));
+    }
+    let backup_set = set(&manifest.gtid_executed);
+    let (gtid_set, position_set) = (set(&gtid_target), set(&position_gtids));
+    assert!(backup_set.is_subset(&gtid_set) && backup_set != gtid_set);
+    assert!(gtid_set.is_subset(&time_gtids) && gtid_set != time_gtids);
+    assert!(time_gtids.is_subset(&position_set) && time_gtids != position_set);
+    assert!(position_set != set(&source.gtid_executed().await.unwrap()));
+
+    // The reference: a replica of the source stopped at each set in turn.
+    let reference = ReferenceReplica::start(&source).await.unwrap();
+    let mut expected = BTreeMap::new();
+    for point in [&gtid_set, &time_gtids, &position_set] {
+        let sums = reference
+            .stop_at(&point.to_string(), &table_refs)
+            .await
+            .unwrap();
+        expected.insert(point.to_string(), sums);
+    }
+    drop(reference);
+    steps.done("reference replica stopped at each target");
+
+    let position_arg = format!("{position_file}:{position}");
+    let targets = [
+        ("--stop-gtid", gtid_target.as_str(), &gtid_set),
+        ("--stop-datetime", time_target.as_str(), &time_gtids),
+        ("--stop-position", position_arg.as_str(), &position_set),
+    ];
+    for (n, (flag, value, want)) in targets.into_iter().enumerate() {
+        let out = apply_log_to(&dir, &binlogs, &[flag, value]).await;
+        assert!(
+            out.status.success(),
+            "apply-log {flag} {value} failed:\n{}",
+            text(&out.stderr)
+        );
+        println!(
+            "{}",
+            text(&out.stderr).lines().rev().nth(1).unwrap_or_default()
+        );
+        innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
+        let record: PitrRecord = read_record(&dir.join("prepared")).unwrap().unwrap();
+        assert_eq!(set(&record.gtid_executed), *want, "{flag} {value}");
+        assert_eq!(
+            record.transactions_replayed,
+            want.subtract(&backup_set).count()
+        );
+        let info = std::fs::read_to_string(dir.join("prepared/xtrabackup_binlog_info")).unwrap();
+        assert!(info.starts_with(&format!(
+            "{}\t{}\t",
+            record.binlog_file, record.binlog_position
+        )));
+        if flag == "--stop-position" {
+            assert_eq!(
+                (record.binlog_file.as_str(), record.binlog_position),
+                (position_file.as_str(), position)
+            );
+        }
+        steps.done(&format!("apply-log {flag}"));
+
+        let datadir = work.path().join(format!("restored-{n}"));
+        let mut restored = restore(&dir, &datadir, 10 + n as u32).await;
+        let restored_set = set(&restored.gtid_executed().await.unwrap());
+        assert_eq!(restored_set, *want, "{flag} {value}: gtid_executed");
+        let sums = restored.checksum_tables(&table_refs).await.unwrap();
+        assert_eq!(
+            sums,
+            expected[&want.to_string()],
+            "{flag} {value}: checksums"
+        );
+        restored.stop().await.unwrap();
+        drop(restored);
+        std::fs::remove_dir_all(&datadir).unwrap();
+        std::fs::remove_dir_all(dir.join("prepared")).unwrap();
+        steps.done(&format!("restored to {flag}: exact"));
+    }
+
+    // Beyond the binlogs: refused before anything is built.
+    let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
+    let beyond = format!("{source_uuid}:1-{}", position_set.count() + 1_000_000);
+    for stop in [
+        ["--stop-gtid", beyond.as_str()],
+        ["--stop-datetime", "2099-01-01T00:00:00Z"],
+        [
+            "--stop-position",
+            &format!("{}:4", files.last().unwrap().replace(".0", ".9")),
+        ],
+    ] {
+        let out = apply_log_to(&dir, &binlogs, &stop).await;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{stop:?} was accepted");
+        assert!(
+            stderr.contains("do not have")
+                || stderr.contains("beyond")
+                || stderr.contains("not among"),
+            "{stop:?}: {stderr}"
+        );
+        assert!(!dir.join("prepared").exists() && !dir.join("prepared.partial").exists());
+    }
+    innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
+    steps.done("targets beyond the binlogs refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gap_is_refused_and_a_failing_transaction_is_named() {
+    let mut steps = Steps::new("pitr failures");
+    let source = MysqlServer::builder()
+        .redo_capacity(32 << 20)
+        .start()
+        .await
+        .unwrap();
+    source
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO app.t VALUES (1, 1), (2, 2)",
+        )
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&source, &dir).await;
+    // After the backup: a row the binlog never saw, then a logged update
+    // of it, which a replay of the binlog cannot apply.
+    source
+        .exec(
+            "INSERT INTO app.t VALUES (3, 3); FLUSH BINARY LOGS; INSERT INTO app.t VALUES (4, 4); \
+             FLUSH BINARY LOGS; SET sql_log_bin = 0; INSERT INTO app.t VALUES (99, 0); \
+             SET sql_log_bin = 1; UPDATE app.t SET v = 1 WHERE id = 99",
+        )
+        .await
+        .unwrap();
+    let last = source.gtid_executed().await.unwrap();
+    let binlogs = work.path().join("binlogs");
+    let files = copy_binlogs(&source, &binlogs);
+    steps.done("backup, then binlogs with an unreplayable update");
+
+    // A missing file in the middle is a gap, named by its transactions.
+    let hidden = work.path().join("hidden");
+    let middle = &files[files.len() - 2];
+    std::fs::rename(binlogs.join(middle), &hidden).unwrap();
+    let out = apply_log_to(&dir, &binlogs, &["--stop-gtid", &last]).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("gap in the binlogs"), "{stderr}");
+    assert!(!dir.join("prepared.partial").exists());
+    std::fs::rename(&hidden, binlogs.join(middle)).unwrap();
+
+    // A set that skips a transaction cannot be reached in binlog order.
+    let uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
+    let backup_set = set(&manifest.gtid_executed);
+    let backup_last = backup_set.intervals(backup_set.tsids().next().unwrap())[0].1;
+    let skipping = format!("{uuid}:1-{backup_last}:{}", backup_last + 2);
+    let out = apply_log_to(&dir, &binlogs, &["--stop-gtid", &skipping]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot be reached"),
+        "{}",
+        text(&out.stderr)
+    );
+    steps.done("a gap and an unreachable set refused up front");
+
+    // The update of row 99 fails in the applier: named, raw backup intact.
+    let out = apply_log_to(&dir, &binlogs, &["--stop-gtid", &last]).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "the replay should fail");
+    let failed = format!("{uuid}:{}", set(&last).count());
+    assert!(
+        stderr.contains(&format!("failed at transaction {failed}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1032") || stderr.contains("find record"),
+        "{stderr}"
+    );
+    assert!(!dir.join("prepared").exists());
+    assert!(dir.join("prepared.partial").exists());
+    innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
+    // One transaction before it is reachable, after --force.
+    let before: String = format!("{uuid}:1-{}", set(&last).count() - 1);
+    let out = apply_log_to(&dir, &binlogs, &["--force", "--stop-gtid", &before]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.join("prepared.relay").exists());
+    steps.done("a failing transaction named; the one before restored");
+}
