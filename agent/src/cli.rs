@@ -52,6 +52,10 @@ enum Command {
     Delete(DeleteArgs),
     /// Apply retention: delete backups beyond --keep-last / older than --keep-within, and orphans.
     Prune(PruneArgs),
+    /// Copy the server's binary logs into an archive (a folder or repository
+    /// URL), following the active one, for point-in-time recovery; with
+    /// --until-current up to the server's position now, then exit.
+    ArchiveBinlogs(ArchiveBinlogsArgs),
     /// Run the gRPC agent next to mysqld.
     Serve(ServeArgs),
     /// Before mysqld starts (the pod's init container): finish or run an armed
@@ -268,6 +272,38 @@ impl BackupArgs {
 enum Pacing {
     Adaptive,
     Off,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ArchiveBinlogsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The archive: a folder or a repository URL (s3://bucket/prefix/binlogs, gs://…, az://…).
+    #[arg(value_name = "LOCATION")]
+    location: String,
+    /// Archive up to the server's binlog position at the call, then exit
+    /// (non-zero, naming them, when gaps are found).
+    #[arg(long)]
+    until_current: bool,
+    /// The longest time between two uploads of the active binlog's new
+    /// transactions, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    upload_interval: u64,
+    /// Where the server's binlog files are, as seen from here (default: the
+    /// folder of @@log_bin_basename).
+    #[arg(long)]
+    binlog_dir: Option<PathBuf>,
+    /// Compress stored binlogs with zstd.
+    #[arg(long)]
+    compress: bool,
+    /// zstd level (1 fastest … 19 smallest).
+    #[arg(long, default_value_t = crate::repo::chunk::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compress_level: i32,
+    /// Encrypt stored binlogs (AES-256-GCM) with the 256-bit key in this file.
+    #[arg(long)]
+    encrypt_key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -730,6 +766,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             eprintln!("completed OK!");
         }
+        Command::ArchiveBinlogs(args) => archive_binlogs_command(&args).await?,
         Command::Serve(args) => crate::service::serve(args.config()?).await?,
         Command::Init(args) => crate::swap::init::run(args).await?,
         Command::Install { dir } => {
@@ -788,6 +825,38 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
     println!("{}", report.location);
     eprintln!("completed OK!");
     Ok(report.location)
+}
+
+async fn archive_binlogs_command(args: &ArchiveBinlogsArgs) -> anyhow::Result<()> {
+    use crate::binlog::archive::{self, ArchiveOptions, ArchiveStatus, Stop};
+    let options = ArchiveOptions {
+        connect: args.connect.resolve()?,
+        location: args.location.clone(),
+        repo: args.repo.options(),
+        transform: crate::repo::Transform {
+            zstd_level: args.compress.then_some(args.compress_level),
+            key: read_key(args.encrypt_key_file.as_ref())?,
+        },
+        upload_interval: Duration::from_secs(args.upload_interval),
+        binlog_dir: args.binlog_dir.clone(),
+        status: Arc::new(ArchiveStatus::default()),
+    };
+    let stop = if args.until_current {
+        Stop::UntilCurrent
+    } else {
+        Stop::Cancelled(cancel_on_signals())
+    };
+    let report = archive::archive_binlogs(&options, stop).await?;
+    tracing::info!(
+        segments = report.segments,
+        bytes = report.bytes,
+        transactions = report.transactions,
+        history = %report.history,
+        "binlogs archived"
+    );
+    println!("{}", report.history);
+    eprintln!("completed OK!");
+    Ok(())
 }
 
 async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {

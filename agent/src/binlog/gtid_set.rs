@@ -365,7 +365,7 @@ mod tests {
     fn tags_follow_the_untagged_intervals_in_order_and_fold_to_lower_case() {
         let text = format!("{A}:Zeta:1-2:alpha:5:1-3");
         // `1-3` after `alpha:5` belongs to alpha, as the server reads it.
-        assert_eq!(set(&text).to_string(), format!("{A}:alpha:1-5:zeta:1-2"));
+        assert_eq!(set(&text).to_string(), format!("{A}:alpha:1-3:5:zeta:1-2"));
         let text = format!("{A}:1-3:beta:4,{A}:9");
         assert_eq!(set(&text).to_string(), format!("{A}:1-3:9:beta:4"));
     }

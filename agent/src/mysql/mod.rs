@@ -5,6 +5,7 @@
 //! Every statement the engine sends lives here, so what a backup does to the
 //! server can be read in one place.
 
+pub mod binlogs;
 mod connect;
 pub mod facts;
 pub mod log_status;
