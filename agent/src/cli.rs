@@ -223,7 +223,8 @@ struct BackupArgs {
     spool_dir: Option<PathBuf>,
     /// Take an incremental backup: the pages changed since the base. Alone
     /// (innobackupex) or with a method, as mysqlbackup's
-    /// --incremental=full-scan|page-track (default: full-scan).
+    /// --incremental=full-scan|page-track. Default: the server's page
+    /// tracking when it runs and covers the base, else a full scan.
     #[arg(long, value_name = "METHOD", num_args = 0..=1, default_missing_value = "auto")]
     incremental: Option<String>,
     /// The incremental's base: the previous backup of the chain, full or
@@ -233,6 +234,13 @@ struct BackupArgs {
     /// mysqlbackup's spelling of the base: dir:BASE.
     #[arg(long, value_name = "dir:BASE")]
     incremental_base: Option<String>,
+    /// Start the server's page tracking (installing component_mysqlbackup
+    /// if needed: INSERT on mysql.component; tracking needs BACKUP_ADMIN)
+    /// before the copy, so the incrementals after this backup read only the
+    /// pages the server lists instead of every page (reading the list needs
+    /// SYSTEM_VARIABLES_ADMIN too). It keeps running.
+    #[arg(long)]
+    page_tracking: bool,
 }
 
 impl BackupArgs {
@@ -807,6 +815,7 @@ async fn backup_command(args: &BackupArgs) -> anyhow::Result<String> {
             reduced_ddl_lock: args.lock_ddl.eq_ignore_ascii_case("reduced"),
         },
         incremental: args.incremental()?,
+        page_tracking: args.page_tracking,
     };
     let progress = Progress::new();
     let cancel = cancel_on_signals();

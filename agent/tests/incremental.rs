@@ -2,11 +2,14 @@
 //! every kind and writes, incremental 1, more DDL under sysbench load,
 //! incremental 2; the chain applied (apply-log, then each incremental in
 //! order) and copied back must be exactly the source at incremental 2's
-//! GTID set (the consistency oracle). An incremental applied out of order
-//! is refused with what was expected, and nothing is changed. A chain
-//! also works across a repository: a compressed, encrypted full backup in
-//! S3 and a compressed, encrypted incremental in a folder that names it by
-//! URL.
+//! GTID set (the consistency oracle). The chain runs twice: with the
+//! changed pages found by a full scan, and by the server's page tracking
+//! (started by the full backup's `--page-tracking`). An incremental
+//! applied out of order is refused with what was expected, and nothing is
+//! changed; `--incremental=page-track` is refused, naming why, when the
+//! server's tracking does not cover the base. A chain also works across a
+//! repository: a compressed, encrypted full backup in S3 and a compressed,
+//! encrypted incremental in a folder that names it by URL.
 
 mod support;
 
@@ -14,7 +17,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use innoxide_agent::meta::{FileKind, Manifest};
+use innoxide_agent::meta::{ChangedPages, FileKind, Manifest};
 use innoxide_testkit::oracle::{self, OracleInput};
 use innoxide_testkit::{MysqlServer, Sysbench, mysql_prefix};
 
@@ -144,8 +147,59 @@ fn fill(table: &str, n: u32) -> String {
     )
 }
 
+/// Waits until the server's checkpoint reaches its LSN of now: the pages
+/// changed before are flushed, so tracking has recorded them (an idle test
+/// server may otherwise have recorded nothing since the last backup, which
+/// the server answers as "not tracked").
+async fn checkpoint_passes_now(server: &MysqlServer) {
+    let lsn = |name: &'static str| async move {
+        server
+            .query_scalar::<u64>(&format!(
+                "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+                 WHERE VARIABLE_NAME = '{name}'"
+            ))
+            .await
+            .unwrap()
+    };
+    let now = lsn("Innodb_redo_log_current_lsn").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lsn("Innodb_redo_log_checkpoint_lsn").await < now {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past LSN {now} in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The server's page lists (`#meb/*.idx`) left in its datadir.
+fn page_lists_left(server: &MysqlServer) -> Vec<String> {
+    std::fs::read_dir(server.datadir().join("#meb"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
+async fn a_chain_by_full_scan_with_ddl_under_load_restores_exactly_the_last_incremental() {
+    chain_with_ddl_under_load(ChangedPages::FullScan).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_by_page_tracking_with_ddl_under_load_restores_exactly_the_last_incremental() {
+    chain_with_ddl_under_load(ChangedPages::PageTracking).await;
+}
+
+/// The chain, its changed pages found by `method`: by page tracking, the
+/// full backup starts it (`--page-tracking`), incremental 1 uses it by
+/// default and incremental 2 asks for it (`--incremental=page-track`); by
+/// full scan, the server has no tracking and incremental 2 asks for the
+/// scan (`--incremental=full-scan`).
+async fn chain_with_ddl_under_load(method: ChangedPages) {
+    let by_tracking = method == ChangedPages::PageTracking;
     let mut steps = Steps::new();
     let source = MysqlServer::builder()
         .redo_capacity(32 << 20)
@@ -182,7 +236,13 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
     let full = work.path().join("full");
     let inc1 = work.path().join("inc1");
     let inc2 = work.path().join("inc2");
-    let full_manifest = backup(&source, &full, &[]).await;
+    let full_options: &[&str] = if by_tracking {
+        &["--page-tracking"]
+    } else {
+        &[]
+    };
+    let full_manifest = backup(&source, &full, full_options).await;
+    assert_eq!(full_manifest.page_tracking_lsn.is_some(), by_tracking);
     steps.done("full backup");
 
     // Every kind of DDL, and writes, between the full and incremental 1.
@@ -237,7 +297,11 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
         &source,
         &inc2,
         &[
-            "--incremental=full-scan",
+            if by_tracking {
+                "--incremental=page-track"
+            } else {
+                "--incremental=full-scan"
+            },
             &format!("--incremental-base=dir:{}", inc1.display()),
         ],
     )
@@ -253,6 +317,10 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
     ] {
         let incremental = manifest.incremental.as_ref().expect("an incremental");
         assert_eq!(manifest.backup_type, "incremental");
+        assert_eq!(
+            incremental.method, method,
+            "{name} found its pages by {method:?}"
+        );
         assert_eq!(manifest.redo.from_lsn, base.redo.to_lsn);
         assert_eq!(incremental.since_lsn, base.redo.start_checkpoint_lsn);
         let checkpoints =
@@ -265,6 +333,10 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
             checkpoints.contains(&format!("from_lsn = {}", base.redo.to_lsn)),
             "{checkpoints}"
         );
+        let said = format!("incremental_method = {}", method.as_str());
+        assert!(checkpoints.contains(&said), "{checkpoints}");
+        let info = std::fs::read_to_string(work.path().join(name).join("xtrabackup_info")).unwrap();
+        assert!(info.contains(&said), "{info}");
         let deltas = manifest
             .files
             .iter()
@@ -279,6 +351,11 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
         assert!(deltas > 0, "{name} stores changed pages as deltas");
         assert!(stored_bytes(manifest) < stored_bytes(&full_manifest));
     }
+    assert_eq!(
+        page_lists_left(&source),
+        Vec::<String>::new(),
+        "the server's page lists are removed"
+    );
     let whole = |manifest: &Manifest, path: &str| {
         let t = manifest
             .incremental
@@ -443,6 +520,127 @@ async fn a_chain_with_ddl_under_load_restores_exactly_the_last_incremental() {
     assert!(verdict.passed(), "{verdict}");
     assert_ne!(inc2_manifest.gtid_executed, inc1_manifest.gtid_executed);
     steps.done("oracle at incremental 2's GTID set");
+}
+
+/// `--incremental=page-track` refused, naming why and leaving nothing,
+/// when the server has no tracking and when its tracking started after the
+/// base; the default then scans. A backup that finds tracking running
+/// marks a point in it, so the incremental after it can use tracking even
+/// though tracking started after that backup's base; tracking stopped and
+/// started again since a base does not cover it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_track_is_refused_naming_why_when_tracking_does_not_cover_the_base() {
+    let source = MysqlServer::builder().start().await.unwrap();
+    exec_all(
+        &source,
+        &[
+            "SET GLOBAL cte_max_recursion_depth = 100000",
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY, note VARCHAR(255), n INT DEFAULT 0)",
+            &fill("shop.t", 3000),
+        ],
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let full = work.path().join("full");
+    backup(&source, &full, &[]).await;
+    let socket = source.socket().display().to_string();
+    let page_track = |base: &Path, dir: &Path| {
+        vec![
+            "backup".to_owned(),
+            "--socket".to_owned(),
+            socket.clone(),
+            "--user=root".to_owned(),
+            "--no-timestamp".to_owned(),
+            "--incremental=page-track".to_owned(),
+            format!("--incremental-basedir={}", base.display()),
+            "--backup-dir".to_owned(),
+            dir.display().to_string(),
+        ]
+    };
+    let refused = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = agent(&args).await;
+        assert!(!out.status.success(), "{args:?} was not refused");
+        text(&out.stderr)
+    };
+
+    // No component_mysqlbackup on the server.
+    exec_all(&source, &["UPDATE shop.t SET n = n + 1 WHERE id % 5 = 0"]).await;
+    let refused_dir = work.path().join("refused");
+    let err = refused(page_track(&full, &refused_dir)).await;
+    assert!(
+        err.contains("--incremental=page-track: the server has no page tracking"),
+        "{err}"
+    );
+    assert!(err.contains("component_mysqlbackup"), "{err}");
+    support::assert_refused_with_nothing_left(&source, &refused_dir).await;
+
+    // Tracking started after the full backup began.
+    exec_all(
+        &source,
+        &[
+            "INSTALL COMPONENT 'file://component_mysqlbackup'",
+            "DO mysqlbackup_page_track_set(1)",
+            "UPDATE shop.t SET n = n + 1 WHERE id % 7 = 0",
+        ],
+    )
+    .await;
+    let err = refused(page_track(&full, &refused_dir)).await;
+    assert!(err.contains("page tracking started at LSN"), "{err}");
+    assert!(err.contains("after the base"), "{err}");
+    support::assert_refused_with_nothing_left(&source, &refused_dir).await;
+    innoxide_agent::verify::verify_dir(&full).expect("the base is untouched");
+
+    // The default scans; finding tracking running, it marks a point.
+    let scanned_dir = work.path().join("scanned");
+    let scanned = backup(
+        &source,
+        &scanned_dir,
+        &[
+            "--incremental",
+            &format!("--incremental-basedir={}", full.display()),
+        ],
+    )
+    .await;
+    let incremental = scanned.incremental.as_ref().unwrap();
+    assert_eq!(incremental.method, ChangedPages::FullScan);
+    assert!(
+        scanned.page_tracking_lsn.is_some(),
+        "a point in the running tracking"
+    );
+
+    // From that point on, tracking serves the next incremental.
+    exec_all(&source, &["UPDATE shop.t SET n = n + 1 WHERE id % 11 = 0"]).await;
+    checkpoint_passes_now(&source).await;
+    let tracked_dir = work.path().join("tracked");
+    let args = page_track(&scanned_dir, &tracked_dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    agent_ok(&args).await;
+    let tracked = innoxide_agent::verify::read_manifest(&tracked_dir).unwrap();
+    assert_eq!(
+        tracked.incremental.as_ref().unwrap().method,
+        ChangedPages::PageTracking
+    );
+    assert!(
+        tracked.files.iter().any(|f| f.kind == FileKind::Delta),
+        "the changed pages are stored"
+    );
+
+    // Tracking stopped and started again: a gap since that base.
+    exec_all(
+        &source,
+        &[
+            "DO mysqlbackup_page_track_set(0)",
+            "UPDATE shop.t SET n = n + 1 WHERE id % 13 = 0",
+            "DO mysqlbackup_page_track_set(1)",
+        ],
+    )
+    .await;
+    let err = refused(page_track(&tracked_dir, &refused_dir)).await;
+    assert!(err.contains("page tracking started at LSN"), "{err}");
+    support::assert_refused_with_nothing_left(&source, &refused_dir).await;
+    assert_eq!(page_lists_left(&source), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -31,6 +31,8 @@ pub struct BackupTarget {
     pub env: Vec<(String, String)>,
     /// Working folder of the agent process: a stray relative path lands here.
     pub cwd: Option<PathBuf>,
+    /// More options (`--page-tracking`, `--incremental=…`, the base).
+    pub extra: Vec<String>,
 }
 
 impl Agent {
@@ -73,6 +75,9 @@ impl Agent {
         if let Some(pacing) = &target.pacing {
             cmd = cmd.arg(format!("--pacing={pacing}"));
         }
+        for extra in &target.extra {
+            cmd = cmd.arg(extra);
+        }
         cmd = cmd.arg(&target.location);
         for (k, v) in &target.env {
             cmd = cmd.env(k, v);
@@ -95,6 +100,26 @@ impl Agent {
             .arg("apply-log")
             .arg("--backup-dir")
             .arg(backup)
+            .arg("--mysqld")
+            .arg(mysqld);
+        runner.run(label, &cmd).await
+    }
+
+    /// `apply-incremental-backup --backup-dir FULL --incremental-backup-dir INC --mysqld M`.
+    pub async fn apply_incremental(
+        &self,
+        runner: &Runner,
+        label: &str,
+        full: &Path,
+        incremental: &Path,
+        mysqld: &Path,
+    ) -> Result<Run> {
+        let cmd = Cmd::new(&self.bin)
+            .arg("apply-incremental-backup")
+            .arg("--backup-dir")
+            .arg(full)
+            .arg("--incremental-backup-dir")
+            .arg(incremental)
             .arg("--mysqld")
             .arg(mysqld);
         runner.run(label, &cmd).await

@@ -2,11 +2,13 @@
 //! ([`crate::meta::delta`]): every page is read and validated exactly as a
 //! full copy does (LSN trailer, checksum, the page it claims to be,
 //! re-reads of torn pages), and the pages whose LSN is at or above the
-//! given LSN are kept.
+//! given LSN are kept. The pages read are all of them (a full scan) or
+//! those the server's page tracking listed.
 
 use std::path::Path;
 
 use super::page_copy::{Copied, CopyContext, CopyError, Output, TablespaceFile, open_source};
+use super::page_track::runs_in_file;
 use crate::innodb::page;
 use crate::meta::delta::{DeltaHeader, DeltaTrailer, page_record};
 
@@ -19,17 +21,27 @@ pub struct DeltaCopied {
     pub pages: u64,
 }
 
-/// Scans `source` and writes the pages with an LSN at or above `since_lsn`
-/// to `dest` in the delta format. `first_page` is the tablespace page
-/// number of the file's first page (not 0 only for the later files of a
-/// system tablespace made of several); the delta numbers pages within the
-/// file.
+/// Which pages of a tablespace a delta reads.
+#[derive(Debug, Clone, Copy)]
+pub enum PagesToRead<'a> {
+    All,
+    /// These tablespace page numbers (sorted, each once), as listed by the
+    /// server's page tracking.
+    Listed(&'a [u32]),
+}
+
+/// Reads `source` (all pages or the listed ones) and writes those with an
+/// LSN at or above `since_lsn` to `dest` in the delta format. `first_page`
+/// is the tablespace page number of the file's first page (not 0 only for
+/// the later files of a system tablespace made of several); the delta
+/// numbers pages within the file.
 pub fn copy_changed_pages(
     source: &Path,
     dest: &str,
     expected: Option<(u32, u32)>,
     first_page: u64,
     since_lsn: u64,
+    pages: PagesToRead,
     ctx: &CopyContext,
 ) -> Result<(Copied, DeltaCopied), CopyError> {
     let (input, length) = open_source(source)?;
@@ -52,7 +64,7 @@ pub fn copy_changed_pages(
     let skip = file.unvalidated();
     let physical = file.page_size.physical as usize;
     let mut kept = 0u64;
-    let (file_size, pages_reread) = file.read_validated(ctx, |chunk, first_in_file| {
+    let keep_changed = |chunk: &[u8], first_in_file: u64| -> Result<(), CopyError> {
         for (index, page_bytes) in chunk.chunks_exact(physical).enumerate() {
             let in_file = first_in_file + index as u64;
             if skip.contains(&(first_page + in_file)) {
@@ -65,7 +77,15 @@ pub fn copy_changed_pages(
             }
         }
         Ok(())
-    })?;
+    };
+    let (file_size, pages_reread) = match pages {
+        PagesToRead::All => file.read_validated(ctx, keep_changed)?,
+        PagesToRead::Listed(listed) => {
+            let runs = runs_in_file(listed, first_page, file.whole_pages(), &skip);
+            let reread = file.read_validated_runs(ctx, runs, keep_changed)?;
+            (file.whole_pages() * physical as u64, reread)
+        }
+    };
     output.write(
         &DeltaTrailer {
             file_size,

@@ -26,6 +26,7 @@ mod delta_copy;
 pub mod incremental;
 mod pacing;
 mod page_copy;
+pub mod page_track;
 pub mod progress;
 pub mod redo_check;
 pub mod redo_copier;
@@ -89,6 +90,10 @@ pub struct BackupOptions {
     pub locks: LockOptions,
     /// Take an incremental backup of the changes since this base.
     pub incremental: Option<IncrementalOptions>,
+    /// `--page-tracking`: start the server's page tracking (installing
+    /// `component_mysqlbackup` if needed) before the copy, so the
+    /// incrementals after this backup read only the pages it lists.
+    pub page_tracking: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,13 +156,6 @@ pub async fn run(
     preflight(&mut control, options, &facts).await?;
     let base = match &options.incremental {
         Some(incremental) => {
-            if incremental.method == Some(ChangedPages::PageTracking) {
-                return Err(Error::Unsupported(
-                    "incremental backups by page tracking are not built yet; use a full scan \
-                     (the default)"
-                        .into(),
-                ));
-            }
             Some(incremental::open_base(incremental, &options.repo, &facts).await?)
         }
         None => None,
@@ -359,6 +357,8 @@ struct Point {
     /// re-copied, file operations refused); later records are judged at the
     /// end.
     judged_lsn: Lsn,
+    /// How an incremental found its changed pages.
+    changed_pages: ChangedPages,
 }
 
 struct Backup<'a> {
@@ -374,6 +374,9 @@ struct Backup<'a> {
 impl Backup<'_> {
     async fn take(&self, sessions: &mut Sessions) -> Result<Manifest, Error> {
         let started_at = now_rfc3339();
+        // Before any page is read: see `page_track` for why that matters.
+        let page_tracking_lsn =
+            page_track::mark(sessions.control(), self.options.page_tracking).await?;
         let reduced = self.options.locks.reduced_ddl_lock;
         let (mut locked_at, mut lock_lsn) = (Instant::now(), 0);
         if !reduced {
@@ -431,6 +434,7 @@ impl Backup<'_> {
                 space_files,
                 late_lock_at,
                 judged_lsn,
+                changed_pages,
             },
             captured,
         ) = outcome?;
@@ -469,13 +473,20 @@ impl Backup<'_> {
             last_lsn: status.lsn,
             flushed_lsn: status.lsn,
         };
+        let mut checkpoints_text = checkpoints.render();
+        if self.base.is_some() {
+            checkpoints_text.push_str(&format!(
+                "incremental_method = {}\n",
+                changed_pages.as_str()
+            ));
+        }
         let mut texts = vec![
-            (meta::CHECKPOINTS, checkpoints.render()),
+            (meta::CHECKPOINTS, checkpoints_text),
             (meta::BINARY, "innoxide-agent\n".to_owned()),
             (meta::BACKUP_CNF, meta::render_backup_cnf(self.facts)),
             (
                 meta::INFO,
-                self.info_text(&status, &started_at, lock_seconds),
+                self.info_text(&status, &started_at, lock_seconds, changed_pages),
             ),
         ];
         if !status.binlog_file.is_empty() {
@@ -539,8 +550,9 @@ impl Backup<'_> {
             finished_at: now_rfc3339(),
             lock_seconds,
             files,
+            page_tracking_lsn,
             incremental: self.base.map(|base| meta::Incremental {
-                method: ChangedPages::FullScan,
+                method: changed_pages,
                 since_lsn: base.since_lsn(),
                 base: base.reference.clone(),
                 tablespaces,
@@ -666,7 +678,30 @@ impl Backup<'_> {
             .iter()
             .filter_map(|f| Some((f.space?.0, f.dest.clone())))
             .collect();
-        let copied = match self.copy_files(plan.clone(), &copier).await {
+        // The redo copy has started: its start checkpoint is written, so
+        // the server has recorded every page the incremental needs.
+        let method = match self.base {
+            Some(base) => {
+                let requested = self.options.incremental.as_ref().and_then(|i| i.method);
+                let chosen =
+                    page_track::choose(sessions.control(), &self.facts.datadir, base, requested)
+                        .await;
+                match chosen {
+                    Ok(method) => method,
+                    Err(e) => {
+                        let _ = copier.cancel().await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => page_track::Method::FullScan,
+        };
+        let changed_pages = method.recorded();
+        let listed = match method {
+            page_track::Method::PageTracking(list) => Some(Arc::new(list)),
+            page_track::Method::FullScan => None,
+        };
+        let copied = match self.copy_files(plan.clone(), &copier, listed).await {
             Ok(files) => files,
             Err(e) => {
                 // The copier's own error explains a copy stopped on its behalf.
@@ -679,8 +714,24 @@ impl Backup<'_> {
                 });
             }
         };
+        // Pages a sorted index build wrote before the list was asked for
+        // are listed; to depend on that no more than the scan does, every
+        // index built since the incremental's start checkpoint is scanned
+        // again.
+        let index_builds_since = if changed_pages == ChangedPages::PageTracking {
+            0
+        } else {
+            lock_lsn
+        };
         let (copied, late_lock_at, judged_lsn) = match self
-            .recopy_index_builds(sessions, &copier, copied, &plan, listed_lsn, lock_lsn)
+            .recopy_index_builds(
+                sessions,
+                &copier,
+                copied,
+                &plan,
+                listed_lsn,
+                (lock_lsn, index_builds_since),
+            )
             .await
         {
             Ok(done) => done,
@@ -703,6 +754,7 @@ impl Backup<'_> {
         point.space_files = space_files;
         point.late_lock_at = late_lock_at;
         point.judged_lsn = judged_lsn;
+        point.changed_pages = changed_pages;
         self.progress.set_phase(Phase::FinishingRedo);
         let captured = tokio::select! {
             result = copier.finish_at(point.status.lsn) => result?,
@@ -736,7 +788,7 @@ impl Backup<'_> {
         mut copied: Vec<(FileEntry, Tablespace)>,
         plan: &[DataFile],
         listed_lsn: Lsn,
-        since: Lsn,
+        (since, index_builds_since): (Lsn, Lsn),
     ) -> Result<(Vec<(FileEntry, Tablespace)>, Option<Instant>, Lsn), Error> {
         let reduced = self.options.locks.reduced_ddl_lock;
         let space_files: HashMap<u32, String> = plan
@@ -754,6 +806,15 @@ impl Backup<'_> {
         }
         let now_lsn = mysql::log_status::read(sessions.control()).await?.lsn;
         let mut events = copier.walked_to(now_lsn).await.ok_or(Error::Cancelled)?;
+        // Index builds before `since` on tablespaces still there (a file
+        // gone since is not in the backup).
+        let earlier_builds: Vec<u32> = events
+            .iter()
+            .filter(|e| e.kind == SpaceEventKind::IndexLoad)
+            .filter(|e| e.lsn >= index_builds_since && e.lsn < since)
+            .map(|e| e.space_id)
+            .filter(|space| plan.iter().any(|f| f.space.map(|s| s.0) == Some(*space)))
+            .collect();
         events.retain(|e| e.lsn >= since && e.lsn < now_lsn);
         let file_ops: Vec<&SpaceEvent> = events
             .iter()
@@ -773,6 +834,7 @@ impl Backup<'_> {
             .iter()
             .filter(|e| e.kind == SpaceEventKind::IndexLoad)
             .map(|e| e.space_id)
+            .chain(earlier_builds)
             .collect();
         for space in loaded {
             let Some(file) = plan.iter().find(|f| f.space.map(|s| s.0) == Some(space)) else {
@@ -788,7 +850,9 @@ impl Backup<'_> {
                 self.store.delete(&entry.path).await?;
             }
             copied.retain(|(_, tablespace)| tablespace.path != file.dest);
-            copied.extend(self.copy_files(vec![file.clone()], copier).await?);
+            // By a full scan: what the build wrote after the page list
+            // was asked for is not in it.
+            copied.extend(self.copy_files(vec![file.clone()], copier, None).await?);
             tracing::info!(
                 space,
                 file = %file.dest,
@@ -835,21 +899,31 @@ impl Backup<'_> {
 
     /// Copies files on `parallel` threads, largest first. Stops early when
     /// cancelled or when the redo copier fails (its error is the story).
+    /// `listed`: an incremental's deltas read only these pages.
     async fn copy_files(
         &self,
         plan: Vec<DataFile>,
         copier: &RedoCopier,
+        listed: Option<Arc<page_track::ChangedPageList>>,
     ) -> Result<Vec<(FileEntry, Tablespace)>, Error> {
         self.progress.set_phase(Phase::CopyingTablespaces);
+        let page_size = u64::from(self.facts.page_size);
         let mut jobs: Vec<(u64, CopyJob)> = plan
             .into_iter()
             .map(|file| {
-                (
-                    std::fs::metadata(&file.source)
+                let delta_since = self.base.and_then(|b| incremental::delta_since(b, &file));
+                let listed = listed.clone().filter(|_| delta_since.is_some());
+                let bytes = match (&listed, file.space_id) {
+                    (Some(list), Some(space)) => list.pages(space).len() as u64 * page_size,
+                    _ => std::fs::metadata(&file.source)
                         .map(|m| m.len())
                         .unwrap_or(0),
+                };
+                (
+                    bytes,
                     CopyJob {
-                        delta_since: self.base.and_then(|b| incremental::delta_since(b, &file)),
+                        delta_since,
+                        listed,
                         incremental: self.base.is_some(),
                         file,
                     },
@@ -982,6 +1056,7 @@ impl Backup<'_> {
             space_files: HashMap::new(),
             late_lock_at: None,
             judged_lsn: 0,
+            changed_pages: ChangedPages::FullScan,
         })
     }
 
@@ -1028,8 +1103,14 @@ impl Backup<'_> {
         Ok((files, status, slave_info))
     }
 
-    fn info_text(&self, status: &LogStatus, started_at: &str, lock_seconds: f64) -> String {
-        format!(
+    fn info_text(
+        &self,
+        status: &LogStatus,
+        started_at: &str,
+        lock_seconds: f64,
+        changed_pages: ChangedPages,
+    ) -> String {
+        let mut text = format!(
             "tool_name = innoxide-agent\ntool_version = {}\nserver_version = {}\nstart_time = {}\n\
              end_time = {}\nlock_time = {:.3}\nbinlog_pos = filename '{}', position '{}', GTID of the last change '{}'\n\
              innodb_from_lsn = {}\ninnodb_to_lsn = {}\npartial = N\nincremental = {}\nformat = file\ncompressed = N\nencrypted = N\n",
@@ -1044,7 +1125,14 @@ impl Backup<'_> {
             self.base.map_or(0, |b| b.reference.to_lsn),
             status.lsn_checkpoint,
             if self.base.is_some() { "Y" } else { "N" },
-        )
+        );
+        if self.base.is_some() {
+            text.push_str(&format!(
+                "incremental_method = {}\n",
+                changed_pages.as_str()
+            ));
+        }
+        text
     }
 }
 
@@ -1053,6 +1141,9 @@ impl Backup<'_> {
 struct CopyJob {
     file: DataFile,
     delta_since: Option<u64>,
+    /// The pages page tracking listed (a delta reads only these), or `None`
+    /// to read every page.
+    listed: Option<Arc<page_track::ChangedPageList>>,
     /// An incremental lists every tablespace by id: it needs the id.
     incremental: bool,
 }
@@ -1069,6 +1160,7 @@ fn copy_worker(
         let Some(CopyJob {
             file,
             delta_since,
+            listed,
             incremental,
         }) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
         else {
@@ -1105,12 +1197,17 @@ fn copy_worker(
             }
             Some(since) => {
                 let dest = format!("{}{}", file.dest, meta::DELTA_SUFFIX);
+                let pages = match (&listed, file.space_id) {
+                    (Some(list), Some(space)) => delta_copy::PagesToRead::Listed(list.pages(space)),
+                    _ => delta_copy::PagesToRead::All,
+                };
                 let (copied, delta) = delta_copy::copy_changed_pages(
                     &file.source,
                     &dest,
                     file.space,
                     file.first_page,
                     since,
+                    pages,
                     ctx,
                 )?;
                 let stored = &copied.stored;

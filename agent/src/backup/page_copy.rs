@@ -140,6 +140,11 @@ impl<'p> TablespaceFile<'p> {
         unvalidated_pages(self.space_id, self.page_size)
     }
 
+    /// Pages of the file as opened (a partial last page is not one).
+    pub(super) fn whole_pages(&self) -> u64 {
+        self.length / self.page_size.physical as u64
+    }
+
     /// Reads every whole page in chunks, with the cancel flag, the throttle
     /// and the progress counters honoured, re-reads each page that fails
     /// validation until it is valid, and hands each validated chunk to
@@ -150,63 +155,80 @@ impl<'p> TablespaceFile<'p> {
     pub(super) fn read_validated(
         &self,
         ctx: &CopyContext,
-        mut take: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
+        take: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
     ) -> Result<(u64, u64), CopyError> {
+        let pages = self.whole_pages();
+        let pages_reread = self.read_validated_runs(ctx, std::iter::once(0..pages), take)?;
         let physical = self.page_size.physical as u64;
-        let pages = self.length / physical;
+        ctx.progress
+            .bytes_done
+            .fetch_add(self.length - pages * physical, Ordering::Relaxed);
+        Ok((pages * physical, pages_reread))
+    }
+
+    /// [`Self::read_validated`] for some pages only: `runs` are ranges of
+    /// file-relative page numbers, in order, within the whole pages.
+    /// Returns how many pages were re-read.
+    pub(super) fn read_validated_runs(
+        &self,
+        ctx: &CopyContext,
+        runs: impl IntoIterator<Item = std::ops::Range<u64>>,
+        mut take: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
+    ) -> Result<u64, CopyError> {
+        let physical = self.page_size.physical as u64;
         let skip = self.unvalidated();
         let pages_per_chunk = (CHUNK_BYTES as u64 / physical).max(1);
         let mut buffer = vec![0u8; (pages_per_chunk * physical) as usize];
         let mut pages_reread = 0;
-        let mut page_no = 0u64;
-        while page_no < pages {
-            if ctx.cancelled.load(Ordering::Relaxed) {
-                return Err(CopyError::Cancelled);
-            }
-            let count = pages_per_chunk.min(pages - page_no);
-            let chunk = &mut buffer[..(count * physical) as usize];
-            if let Some(throttle) = ctx.throttle {
-                throttle.take(chunk.len() as u64);
-            }
-            self.input
-                .read_exact_at(chunk, page_no * physical)
-                .map_err(|e| read_error(self.source, e))?;
-            for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
-                let in_file = page_no + index as u64;
-                let this_page = self.first_page + in_file;
-                if skip.contains(&this_page) {
-                    continue;
+        for run in runs {
+            let mut page_no = run.start;
+            while page_no < run.end {
+                if ctx.cancelled.load(Ordering::Relaxed) {
+                    return Err(CopyError::Cancelled);
                 }
-                if let Err(reason) = check(page_bytes, self.page_size, self.space_id, this_page) {
-                    pages_reread += 1;
-                    let at = PageAt {
-                        in_file,
-                        page_no: this_page,
-                    };
-                    reread_until_valid(
-                        &self.input,
-                        self.source,
-                        page_bytes,
-                        self.page_size,
-                        self.space_id,
-                        at,
-                        reason,
-                    )?;
+                let count = pages_per_chunk.min(run.end - page_no);
+                let chunk = &mut buffer[..(count * physical) as usize];
+                if let Some(throttle) = ctx.throttle {
+                    throttle.take(chunk.len() as u64);
                 }
+                self.input
+                    .read_exact_at(chunk, page_no * physical)
+                    .map_err(|e| read_error(self.source, e))?;
+                for (index, page_bytes) in chunk.chunks_exact_mut(physical as usize).enumerate() {
+                    let in_file = page_no + index as u64;
+                    let this_page = self.first_page + in_file;
+                    if skip.contains(&this_page) {
+                        continue;
+                    }
+                    if let Err(reason) = check(page_bytes, self.page_size, self.space_id, this_page)
+                    {
+                        pages_reread += 1;
+                        let at = PageAt {
+                            in_file,
+                            page_no: this_page,
+                        };
+                        reread_until_valid(
+                            &self.input,
+                            self.source,
+                            page_bytes,
+                            self.page_size,
+                            self.space_id,
+                            at,
+                            reason,
+                        )?;
+                    }
+                }
+                take(chunk, page_no)?;
+                ctx.progress
+                    .bytes_done
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                page_no += count;
             }
-            take(chunk, page_no)?;
-            ctx.progress
-                .bytes_done
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            page_no += count;
         }
-        ctx.progress
-            .bytes_done
-            .fetch_add(self.length - pages * physical, Ordering::Relaxed);
         ctx.progress
             .pages_reread
             .fetch_add(pages_reread, Ordering::Relaxed);
-        Ok((pages * physical, pages_reread))
+        Ok(pages_reread)
     }
 }
 

@@ -37,6 +37,11 @@ pub struct Manifest {
     pub finished_at: String,
     pub lock_seconds: f64,
     pub files: Vec<FileEntry>,
+    /// The server's page tracking ran, without a gap, from this LSN, a
+    /// point made before this backup read any page: the next incremental
+    /// asks for the pages changed since it (see `backup::page_track`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_tracking_lsn: Option<u64>,
     /// Set for an incremental backup: its base and its tablespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<Incremental>,

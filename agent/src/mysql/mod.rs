@@ -9,6 +9,7 @@ pub mod binlogs;
 mod connect;
 pub mod facts;
 pub mod log_status;
+pub mod page_tracking;
 pub mod recovery;
 pub mod replay;
 

@@ -327,6 +327,7 @@ mod tests {
             finished_at: String::new(),
             lock_seconds: 0.0,
             files,
+            page_tracking_lsn: None,
             incremental: incremental.map(|tablespaces| Incremental {
                 method: ChangedPages::FullScan,
                 since_lsn: 1,

@@ -190,6 +190,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             locks: backup::LockOptions::default(),
             // Incremental backups are taken from the command line only.
             incremental: None,
+            page_tracking: false,
         },
         dir,
         location,

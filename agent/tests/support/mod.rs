@@ -73,6 +73,7 @@ pub fn backup_options(
         redo_consumer: true,
         locks: Default::default(),
         incremental: None,
+        page_tracking: false,
     }
 }
 

@@ -185,6 +185,19 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
         "6. Peak RSS",
         false,
     );
+    add(
+        "incremental",
+        &[
+            "full",
+            "page_track",
+            "full_scan",
+            "restore_full",
+            "restore_chain",
+        ],
+        &[],
+        "8. Incremental after a 1% change, and a chain's restore: wall time",
+        false,
+    );
     charts
 }
 

@@ -5,6 +5,7 @@
 
 pub mod apply_log;
 pub mod idle_backup;
+pub mod incremental;
 pub mod peer;
 pub mod restore;
 pub mod rss;
