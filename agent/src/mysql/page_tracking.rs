@@ -15,6 +15,9 @@ pub const COMPONENT: &str = "file://component_mysqlbackup";
 
 /// `ER_SP_DOES_NOT_EXIST`: calling a function of a component not installed.
 const ER_SP_DOES_NOT_EXIST: u16 = 1305;
+/// `ER_NO_DB_ERROR`: the same, in a session without a default database (the
+/// server then looks for a stored function in no database).
+const ER_NO_DB_ERROR: u16 = 1046;
 /// `ER_PAGE_TRACKING_RANGE_NOT_TRACKED`, as the functions answer it.
 pub const RANGE_NOT_TRACKED: i64 = 3803;
 
@@ -38,7 +41,9 @@ pub async fn state(conn: &mut Conn) -> Result<Tracking> {
     {
         Ok(Some(lsn)) if lsn > 0 => Ok(Tracking::Since(lsn as u64)),
         Ok(_) => Ok(Tracking::Stopped),
-        Err(mysql_async::Error::Server(e)) if e.code == ER_SP_DOES_NOT_EXIST => {
+        Err(mysql_async::Error::Server(e))
+            if e.code == ER_SP_DOES_NOT_EXIST || e.code == ER_NO_DB_ERROR =>
+        {
             Ok(Tracking::NoComponent)
         }
         Err(e) => Err(stmt("mysqlbackup_page_track_get_start_lsn()")(e)),
