@@ -422,3 +422,67 @@ async fn an_archive_in_s3_compressed_and_encrypted_gives_back_the_servers_bytes(
         "the stored segment is readable"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_through_the_running_archiver_drops_only_files_a_kept_backup_covers() {
+    let server = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("binlogs").to_string_lossy().into_owned();
+    let options = options(
+        &server,
+        location.clone(),
+        RepoOptions::default(),
+        Transform::default(),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = {
+        let (options, cancel) = (options.clone(), cancel.clone());
+        tokio::spawn(async move { archive_binlogs(&options, Stop::Cancelled(cancel)).await })
+    };
+    let writer = Writer::start(&server);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // What a backup taken now would hold.
+    let backup = gtid_executed(&server).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let before = load_index(&location, &RepoOptions::default()).await;
+    let pruned = options.status.prune(backup.clone()).await.unwrap();
+    assert!(
+        !pruned.removed.is_empty(),
+        "files before the backup should go"
+    );
+    let after = load_index(&location, &RepoOptions::default()).await;
+    assert_eq!(after.files.len() + pruned.removed.len(), before.files.len());
+    for file in &before.files[..pruned.removed.len()] {
+        assert!(
+            file.gtids.is_subset(&backup),
+            "{} held transactions after the backup",
+            file.name
+        );
+        for segment in &file.segments {
+            assert!(!Path::new(&location).join(&segment.path).exists());
+        }
+    }
+    assert!(after.files[0].previous_gtids.is_subset(&backup));
+
+    // The archiver goes on writing the same index; a restore from the
+    // backup still reaches the end.
+    server
+        .exec("INSERT INTO pitr.log (v) VALUES (3)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cancel.cancel();
+    let report = running.await.unwrap().unwrap();
+    assert_eq!(report.history, gtid_executed(&server).await);
+    let store = repo::open(&location, &RepoOptions::default()).unwrap();
+    let fetched = dir.path().join("fetched");
+    std::fs::create_dir(&fetched).unwrap();
+    let files = fetch_for_replay(&store, None, &backup, &ReplayTarget::Everything, &fetched)
+        .await
+        .unwrap();
+    let (replayable, _) = transactions_in(&files);
+    assert_eq!(backup.union(&replayable), gtid_executed(&server).await);
+}

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::archive_index::{ArchiveIndex, ArchivedFile, CommitTime, Gap, IndexError, Segment};
 use super::archive_plan::{self, ServerFile};
+use super::archive_prune::{self, PruneReport};
 use super::events::{self, EventError, FileHeader};
 use super::gtid_set::{GtidError, GtidSet};
 use crate::mysql::{self, ConnectOptions, LogStatus};
@@ -77,7 +78,15 @@ pub struct ArchiveReport {
 #[derive(Debug, Default)]
 pub struct ArchiveStatus {
     inner: Mutex<StatusSnapshot>,
+    /// Retention asked of the running archiver (the index has one writer).
+    prunes: Mutex<Vec<PruneRequest>>,
+    wake: tokio::sync::Notify,
 }
+
+type PruneRequest = (
+    GtidSet,
+    tokio::sync::oneshot::Sender<Result<PruneReport, String>>,
+);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusSnapshot {
@@ -97,6 +106,20 @@ pub struct StatusSnapshot {
 impl ArchiveStatus {
     pub fn snapshot(&self) -> StatusSnapshot {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Has the running archiver drop the leading files whose transactions
+    /// are all in `covered_by` (see [`archive_prune`](super::archive_prune)),
+    /// at once rather than at its next pass.
+    pub async fn prune(&self, covered_by: GtidSet) -> Result<PruneReport, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Ok(mut prunes) = self.prunes.lock() {
+            prunes.push((covered_by, reply));
+        }
+        self.wake.notify_one();
+        answer
+            .await
+            .map_err(|_| "the binlog archiver stopped before it pruned".to_owned())?
     }
 
     fn update(&self, change: impl FnOnce(&mut StatusSnapshot)) {
@@ -191,6 +214,7 @@ pub async fn archive_binlogs(
         Stop::Cancelled(cancel) => {
             let mut conn = Some(conn);
             loop {
+                archiver.serve_prunes().await;
                 let result = match conn.as_mut() {
                     Some(c) => archiver.pass(c, None).await.map(|_| ()),
                     None => match mysql::connect(&options.connect).await {
@@ -210,6 +234,7 @@ pub async fn archive_binlogs(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(options.upload_interval) => {}
+                    _ = options.status.wake.notified() => {}
                     _ = cancel.cancelled() => break,
                 }
             }
@@ -263,6 +288,28 @@ struct Pass {
 }
 
 impl Archiver<'_> {
+    /// Runs the prunes asked through the status, between passes.
+    async fn serve_prunes(&mut self) {
+        let requests = match self.options.status.prunes.lock() {
+            Ok(mut prunes) => std::mem::take(&mut *prunes),
+            Err(_) => return,
+        };
+        for (covered_by, reply) in requests {
+            let removed = archive_prune::prune_index(&mut self.index, &covered_by);
+            let result = if removed.is_empty() {
+                Ok(PruneReport::default())
+            } else {
+                match self.save_index().await {
+                    Ok(()) => archive_prune::delete_segments(&self.store, &removed)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let _ = reply.send(result);
+        }
+    }
+
     /// Passes until the server's position at the call is archived.
     async fn until(&mut self, conn: &mut Conn, target: &LogStatus) -> Result<(), ArchiveError> {
         let unreached = |why: String| ArchiveError::Unreached {

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod archive_fetch;
 pub mod archive_index;
 pub mod archive_plan;
+pub mod archive_prune;
 pub mod events;
 pub mod gtid_set;
 
@@ -15,4 +16,5 @@ pub use archive::{
 };
 pub use archive_fetch::{FetchError, ReplayTarget, fetch_for_replay, plan_replay};
 pub use archive_index::{ArchiveIndex, ArchivedFile, CommitTime, Gap, GapKind, RecoverableWindow};
+pub use archive_prune::{PruneError, PruneReport, prune_archive};
 pub use gtid_set::{Gtid, GtidError, GtidSet, Tsid, Uuid};
