@@ -3,7 +3,7 @@
 //! reloads (mydumper/myloader, mysqldump) and, as a peer on a different
 //! server, mariadb-backup on MariaDB 10.11.
 //!
-//! A run loads one sysbench dataset (its size is `--size`), runs the eight
+//! A run loads one sysbench dataset (its size is `--size`), runs the nine
 //! scenarios of [`scenarios`] in order, each `--repeat` times, and writes
 //! `bench/results/<date>-<size>.{json,md}` plus PNG charts ([`report`]). A
 //! measurement whose command fails (a verb not built yet, a refused option)
@@ -38,7 +38,7 @@ use crate::results::{Results, Scenario};
 use crate::scenarios::{Bench, Options};
 
 /// The scenarios, in the order they run (later ones use what earlier ones leave).
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "idle_backup",
     "under_load",
     "apply_log",
@@ -47,6 +47,7 @@ pub const SCENARIOS: [&str; 8] = [
     "rss",
     "peer",
     "incremental",
+    "replay",
 ];
 
 #[derive(Parser, Debug, Clone)]
@@ -94,7 +95,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub rss_divisor: u64,
     /// Only these scenarios (comma-separated ids: idle_backup, under_load, apply_log, restore,
-    /// throughput, rss, peer, incremental).
+    /// throughput, rss, peer, incremental, replay).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Parent of the scratch folder (default: the system temp folder).
@@ -179,6 +180,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
             "restore" => scenarios::restore::run(&mut bench).await,
             "throughput" => scenarios::throughput::run(&mut bench).await,
             "rss" => scenarios::rss::run(&mut bench).await,
+            "replay" => scenarios::replay::run(&mut bench).await,
             "peer" => scenarios::peer::run(&mut bench, &mut versions).await,
             "incremental" => scenarios::incremental::run(&mut bench).await,
             _ => unreachable!("SCENARIOS lists only these"),

@@ -7,6 +7,7 @@ pub mod apply_log;
 pub mod idle_backup;
 pub mod incremental;
 pub mod peer;
+pub mod replay;
 pub mod restore;
 pub mod rss;
 pub mod throughput;
