@@ -1,7 +1,9 @@
 //! Point-in-time restore against a real MySQL 9.7: one full backup taken
 //! under sysbench load, the load going on, a GTID set, a time and a binlog
-//! position sampled after it; apply-log replays the source's binlogs to
-//! each target with the mini instance's own applier, and the restored
+//! position sampled after it; the binlogs copied, archived by
+//! archive-binlogs and purged on the source; apply-log replays them (from
+//! the copies or the archive) to each target with the mini instance's own
+//! applier, and the restored
 //! server must have exactly the expected `gtid_executed` and the same
 //! table checksums as a reference replica stopped at that set (`START
 //! REPLICA UNTIL SQL_AFTER_GTIDS`). Targets the binlogs cannot reach are
@@ -102,6 +104,11 @@ async fn backup(server: &MysqlServer, dir: &Path) -> Manifest {
 
 /// `apply-log --binlog-dir binlogs` to one target (`--stop-gtid SET`, …).
 async fn apply_log_to(dir: &Path, binlogs: &Path, stop: &[&str]) -> Output {
+    apply_log_from(dir, "--binlog-dir", binlogs, stop).await
+}
+
+/// `apply-log` with the binlogs from `--binlog-dir` or `--binlog-archive`.
+async fn apply_log_from(dir: &Path, source: &str, binlogs: &Path, stop: &[&str]) -> Output {
     let (dir, binlogs, mysqld) = (
         dir.display().to_string(),
         binlogs.display().to_string(),
@@ -115,7 +122,7 @@ async fn apply_log_to(dir: &Path, binlogs: &Path, stop: &[&str]) -> Output {
         &mysqld,
         "--use-memory",
         "128M",
-        "--binlog-dir",
+        source,
         &binlogs,
     ];
     args.extend_from_slice(stop);
@@ -286,14 +293,65 @@ async fn a_gtid_set_a_time_and_a_position_are_restored_exactly() {
     drop(reference);
     steps.done("reference replica stopped at each target");
 
+    // The binlogs archived (compressed), then purged on the source: the
+    // time and position restores below read the archive alone.
+    let archive = work.path().join("archive");
+    let (socket, archive_arg) = (
+        source.socket().display().to_string(),
+        archive.display().to_string(),
+    );
+    let out = agent(&[
+        "archive-binlogs",
+        "--socket",
+        &socket,
+        "--user",
+        "root",
+        "--until-current",
+        "--compress",
+        &archive_arg,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "archive-binlogs failed:\n{}",
+        text(&out.stderr)
+    );
+    source.exec("FLUSH BINARY LOGS").await.unwrap();
+    let (current, _) = source.binlog_position().await.unwrap();
+    source
+        .exec(&format!("PURGE BINARY LOGS TO '{current}'"))
+        .await
+        .unwrap();
+    let left: Vec<(String, u64, String)> = source.query_rows("SHOW BINARY LOGS").await.unwrap();
+    assert_eq!(left.len(), 1, "the source kept {left:?}");
+    steps.done("binlogs archived, then purged on the source");
+
     let position_arg = format!("{position_file}:{position}");
     let targets = [
-        ("--stop-gtid", gtid_target.as_str(), &gtid_set),
-        ("--stop-datetime", time_target.as_str(), &time_gtids),
-        ("--stop-position", position_arg.as_str(), &position_set),
+        (
+            "--binlog-dir",
+            &binlogs,
+            "--stop-gtid",
+            gtid_target.as_str(),
+            &gtid_set,
+        ),
+        (
+            "--binlog-archive",
+            &archive,
+            "--stop-datetime",
+            time_target.as_str(),
+            &time_gtids,
+        ),
+        (
+            "--binlog-archive",
+            &archive,
+            "--stop-position",
+            position_arg.as_str(),
+            &position_set,
+        ),
     ];
-    for (n, (flag, value, want)) in targets.into_iter().enumerate() {
-        let out = apply_log_to(&dir, &binlogs, &[flag, value]).await;
+    for (n, (source_flag, logs, flag, value, want)) in targets.into_iter().enumerate() {
+        let out = apply_log_from(&dir, source_flag, logs, &[flag, value]).await;
         assert!(
             out.status.success(),
             "apply-log {flag} {value} failed:\n{}",
@@ -340,30 +398,37 @@ async fn a_gtid_set_a_time_and_a_position_are_restored_exactly() {
         steps.done(&format!("restored to {flag}: exact"));
     }
 
-    // Beyond the binlogs: refused before anything is built.
+    // Beyond the binlogs or the archive: refused before anything is built.
     let source_uuid: String = source.query_scalar("SELECT @@server_uuid").await.unwrap();
     let beyond = format!("{source_uuid}:1-{}", position_set.count() + 1_000_000);
-    for stop in [
-        ["--stop-gtid", beyond.as_str()],
-        ["--stop-datetime", "2099-01-01T00:00:00Z"],
-        [
-            "--stop-position",
-            &format!("{}:4", files.last().unwrap().replace(".0", ".9")),
-        ],
-    ] {
-        let out = apply_log_to(&dir, &binlogs, &stop).await;
-        let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "{stop:?} was accepted");
-        assert!(
-            stderr.contains("do not have")
-                || stderr.contains("beyond")
-                || stderr.contains("not among"),
-            "{stop:?}: {stderr}"
-        );
-        assert!(!dir.join("prepared").exists() && !dir.join("prepared.partial").exists());
+    let unknown_file = format!("{}:4", files.last().unwrap().replace(".0", ".9"));
+    for (source_flag, logs) in [("--binlog-dir", &binlogs), ("--binlog-archive", &archive)] {
+        for stop in [
+            ["--stop-gtid", beyond.as_str()],
+            ["--stop-datetime", "2099-01-01T00:00:00Z"],
+            ["--stop-position", unknown_file.as_str()],
+        ] {
+            let out = apply_log_from(&dir, source_flag, logs, &stop).await;
+            let stderr = text(&out.stderr);
+            assert!(!out.status.success(), "{source_flag} {stop:?} was accepted");
+            assert!(
+                [
+                    "do not have",
+                    "does not hold",
+                    "beyond",
+                    "past its end",
+                    "not among",
+                    "no binlog file"
+                ]
+                .iter()
+                .any(|why| stderr.contains(why)),
+                "{source_flag} {stop:?}: {stderr}"
+            );
+            assert!(!dir.join("prepared").exists() && !dir.join("prepared.partial").exists());
+        }
     }
     innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
-    steps.done("targets beyond the binlogs refused");
+    steps.done("targets beyond the binlogs and the archive refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
