@@ -144,6 +144,34 @@ pub trait AgentApi: Send + Sync + 'static {
         &self,
         target: &AgentTarget,
     ) -> impl Future<Output = Result<pb::ServerInfoResponse, AgentError>> + Send;
+
+    /// Starts archiving the server's binlogs (or returns the running
+    /// archive with these settings).
+    fn start_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBinlogArchiveRequest,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send;
+
+    fn stop_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send;
+
+    /// The archiver's state on this agent; NotFound if it never ran here.
+    fn get_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send;
+
+    /// Deletes the archived binlogs the oldest kept backup covers.
+    fn prune_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::PruneBinlogArchiveRequest,
+    ) -> impl Future<Output = Result<pb::PruneBinlogArchiveResponse, AgentError>> + Send;
 }
 
 /// The real agent, over gRPC with mTLS: the operator presents its client
@@ -369,6 +397,63 @@ impl AgentApi for TonicAgent {
             .map(tonic::Response::into_inner)
             .map_err(|s| self.fail(target, &s, ""))
     }
+
+    async fn start_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBinlogArchiveRequest,
+    ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+        let id = request.archive_id.clone();
+        let mut client = self.client(target)?;
+        client
+            .start_binlog_archive(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, &id))
+    }
+
+    async fn stop_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .stop_binlog_archive(pb::StopBinlogArchiveRequest {
+                archive_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
+    async fn get_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .get_binlog_archive(pb::GetBinlogArchiveRequest {
+                archive_id: id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, id))
+    }
+
+    async fn prune_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::PruneBinlogArchiveRequest,
+    ) -> Result<pb::PruneBinlogArchiveResponse, AgentError> {
+        let mut client = self.client(target)?;
+        client
+            .prune_binlog_archive(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(target, &s, ""))
+    }
 }
 
 impl<A: AgentApi> AgentApi for Arc<A> {
@@ -435,6 +520,38 @@ impl<A: AgentApi> AgentApi for Arc<A> {
     ) -> impl Future<Output = Result<pb::ServerInfoResponse, AgentError>> + Send {
         (**self).server_info(target)
     }
+
+    fn start_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::StartBinlogArchiveRequest,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send {
+        (**self).start_binlog_archive(target, request)
+    }
+
+    fn stop_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send {
+        (**self).stop_binlog_archive(target, id)
+    }
+
+    fn get_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        id: &str,
+    ) -> impl Future<Output = Result<pb::BinlogArchiveStatus, AgentError>> + Send {
+        (**self).get_binlog_archive(target, id)
+    }
+
+    fn prune_binlog_archive(
+        &self,
+        target: &AgentTarget,
+        request: pb::PruneBinlogArchiveRequest,
+    ) -> impl Future<Output = Result<pb::PruneBinlogArchiveResponse, AgentError>> + Send {
+        (**self).prune_binlog_archive(target, request)
+    }
 }
 
 pub mod fake {
@@ -455,6 +572,12 @@ pub mod fake {
         /// Every ArmSwap/DisarmSwap/DiscardRestore call, as `arm <id>` /
         /// `disarm <id>` / `discard <id>[ keeping previous]`.
         swap_calls: Vec<String>,
+        /// Binlog archives per pod, by archive id.
+        archives: HashMap<(String, String), pb::BinlogArchiveStatus>,
+        /// Every archive call, as `start <pod>`, `stop <pod>`,
+        /// `prune <pod> <covered_by>`.
+        archive_calls: Vec<String>,
+        archive_requests: Vec<pb::StartBinlogArchiveRequest>,
         fail_next: Option<AgentError>,
     }
 
@@ -544,6 +667,34 @@ pub mod fake {
 
         pub fn server_state(&self, pod: &str) -> pb::ServerInfoResponse {
             self.state().servers.get(pod).cloned().unwrap_or_default()
+        }
+
+        /// Every archive call, as `start <pod>`, `stop <pod>`,
+        /// `prune <pod> <covered_by>`.
+        pub fn archive_calls(&self) -> Vec<String> {
+            self.state().archive_calls.clone()
+        }
+
+        pub fn archive_requests(&self) -> Vec<pb::StartBinlogArchiveRequest> {
+            self.state().archive_requests.clone()
+        }
+
+        /// Changes what the archiver on this pod reports.
+        pub fn archive(
+            &self,
+            pod: &str,
+            id: &str,
+            change: impl FnOnce(&mut pb::BinlogArchiveStatus),
+        ) {
+            let mut state = self.state();
+            let status = state
+                .archives
+                .entry((pod.to_owned(), id.to_owned()))
+                .or_insert_with(|| pb::BinlogArchiveStatus {
+                    archive_id: id.to_owned(),
+                    ..pb::BinlogArchiveStatus::default()
+                });
+            change(status);
         }
 
         /// What the init container does at the pod's next start: the armed
@@ -755,6 +906,87 @@ pub mod fake {
                 return Err(e);
             }
             Ok(state.servers.get(&target.pod).cloned().unwrap_or_default())
+        }
+
+        async fn start_binlog_archive(
+            &self,
+            target: &AgentTarget,
+            request: pb::StartBinlogArchiveRequest,
+        ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.archive_calls.push(format!("start {}", target.pod));
+            state.archive_requests.push(request.clone());
+            let status = state
+                .archives
+                .entry((target.pod.clone(), request.archive_id.clone()))
+                .or_default();
+            status.archive_id = request.archive_id.clone();
+            status.state = pb::ArchiveState::Running as i32;
+            status.repository_url = request
+                .repository
+                .as_ref()
+                .map(|r| r.url.clone())
+                .unwrap_or_default();
+            Ok(status.clone())
+        }
+
+        async fn stop_binlog_archive(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state.archive_calls.push(format!("stop {}", target.pod));
+            match state.archives.get_mut(&(target.pod.clone(), id.to_owned())) {
+                Some(status) => {
+                    status.state = pb::ArchiveState::Stopped as i32;
+                    Ok(status.clone())
+                }
+                None => Err(AgentError::NotFound {
+                    pod: target.pod.clone(),
+                    id: id.into(),
+                }),
+            }
+        }
+
+        async fn get_binlog_archive(
+            &self,
+            target: &AgentTarget,
+            id: &str,
+        ) -> Result<pb::BinlogArchiveStatus, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state
+                .archives
+                .get(&(target.pod.clone(), id.to_owned()))
+                .cloned()
+                .ok_or_else(|| AgentError::NotFound {
+                    pod: target.pod.clone(),
+                    id: id.into(),
+                })
+        }
+
+        async fn prune_binlog_archive(
+            &self,
+            target: &AgentTarget,
+            request: pb::PruneBinlogArchiveRequest,
+        ) -> Result<pb::PruneBinlogArchiveResponse, AgentError> {
+            let mut state = self.state();
+            if let Some(e) = state.fail_next.take() {
+                return Err(e);
+            }
+            state
+                .archive_calls
+                .push(format!("prune {} {}", target.pod, request.covered_by));
+            Ok(pb::PruneBinlogArchiveResponse::default())
         }
     }
 }

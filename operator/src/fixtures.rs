@@ -362,6 +362,7 @@ impl ScheduleBuilder {
                     .build()
                     .spec,
             },
+            binlog_archive: None,
         };
         let mut schedule = MySQLBackupSchedule::new("nightly", spec);
         schedule.metadata.namespace = Some(NAMESPACE.into());
@@ -469,6 +470,25 @@ impl RestoreBuilder {
             RestoreSource {
                 backup_name: Some(backup.into()),
                 location: None,
+                point_in_time: None,
+            },
+        )
+    }
+
+    /// Restore `name` to `time` from the binlog archive of schedule
+    /// `schedule`.
+    pub fn to_point_in_time(name: &str, schedule: &str, time: &str) -> RestoreBuilder {
+        Self::with_source(
+            name,
+            RestoreSource {
+                backup_name: None,
+                location: None,
+                point_in_time: Some(PointInTime {
+                    schedule_name: schedule.into(),
+                    gtid: None,
+                    time: Some(Time(ts(time))),
+                    position: None,
+                }),
             },
         )
     }
@@ -493,6 +513,7 @@ impl RestoreBuilder {
                     storage,
                     backup_name: backup_name.into(),
                 }),
+                point_in_time: None,
             },
         )
     }

@@ -9,16 +9,20 @@
 //! - `restore::{source, request, step}`: what is restored, the agent's
 //!   request and the init container's spec, and what happens next;
 //! - `schedule::{cron, plan}`: when runs are due, concurrency, retention;
+//! - `archive::{plan, request}`: which agent archives the binlogs, and
+//!   what retention prunes of them;
 //! - `wiring::{patch, pki}`: what a StatefulSet needs for the agent, and
 //!   the certificates;
 //! - `leader`: who leads.
 //!
-//! I/O: `backup::controller`, `restore::controller`, `schedule::controller`, `wiring::controller`,
+//! I/O: `backup::controller`, `restore::controller`, `schedule::controller`
+//! (with `archive::controller`), `wiring::controller`,
 //! `agent` (gRPC + mTLS, behind the `AgentApi` trait), `run`.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod api;
+pub mod archive;
 pub mod backup;
 pub mod clock;
 pub mod conditions;

@@ -30,6 +30,62 @@ pub struct RestoreSpec {
     /// Buffer pool of the mysqld that applies the log; 0 means 256 MiB.
     #[serde(default)]
     pub use_memory_bytes: u64,
+    /// Point-in-time recovery: after apply-log, replay the binlog archive
+    /// up to a point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTimeSpec>,
+}
+
+/// Where a point-in-time restore stops, and the archive it replays.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PointInTimeSpec {
+    /// The binlog archive (a repository of its own).
+    pub archive: RepositorySpec,
+    pub target: StopTarget,
+}
+
+/// Exactly one way to say where the replay stops.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StopTarget {
+    /// The restored server's gtid_executed is exactly this set.
+    Gtid(String),
+    /// The last transaction committed at or before this RFC 3339 time.
+    Time(String),
+    /// Up to this position of an archived binlog file.
+    Position { file: String, position: u64 },
+}
+
+impl StopTarget {
+    /// As the API takes it; a time that is not RFC 3339 gives no target
+    /// (the agent refuses the request, naming the field).
+    pub fn restore_point(&self) -> pb::RestorePoint {
+        use std::str::FromStr;
+        let target = match self {
+            StopTarget::Gtid(set) => Some(pb::restore_point::Target::Gtid(set.clone())),
+            StopTarget::Time(text) => prost_types::Timestamp::from_str(text)
+                .ok()
+                .map(pb::restore_point::Target::Time),
+            StopTarget::Position { file, position } => {
+                Some(pb::restore_point::Target::Position(pb::BinlogPosition {
+                    file: file.clone(),
+                    position: *position,
+                }))
+            }
+        };
+        pb::RestorePoint { target }
+    }
+}
+
+impl fmt::Display for StopTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopTarget::Gtid(set) => write!(f, "gtid {set}"),
+            StopTarget::Time(time) => write!(f, "time {time}"),
+            StopTarget::Position { file, position } => write!(f, "position {file}:{position}"),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
@@ -102,7 +158,25 @@ impl RestoreSpec {
     /// The StageRestore request that fetches, verifies and prepares the
     /// backup this spec names.
     pub fn stage_request(&self) -> pb::StageRestoreRequest {
-        let repository = &self.repository;
+        pb::StageRestoreRequest {
+            operation_id: self.operation_id.clone(),
+            repository: Some(self.repository.repository()),
+            backup_name: self.backup_name.clone(),
+            encryption_key: self.encryption_key.as_ref().map(SecretSource::secret_ref),
+            use_memory_bytes: self.use_memory_bytes,
+            point_in_time: self
+                .point_in_time
+                .as_ref()
+                .map(|p| p.target.restore_point()),
+            binlog_archive: self.point_in_time.as_ref().map(|p| p.archive.repository()),
+        }
+    }
+}
+
+impl RepositorySpec {
+    /// As the API takes it.
+    pub fn repository(&self) -> pb::Repository {
+        let repository = self;
         let credentials = if let Some(s3) = &repository.s3 {
             Some(pb::repository::Credentials::S3(pb::S3Credentials {
                 access_key_id: s3.access_key_id.as_ref().map(SecretSource::secret_ref),
@@ -120,16 +194,10 @@ impl RestoreSpec {
                 })
             })
         };
-        pb::StageRestoreRequest {
-            operation_id: self.operation_id.clone(),
-            repository: Some(pb::Repository {
-                url: self.repository.url.clone(),
-                options: self.repository.options.clone().into_iter().collect(),
-                credentials,
-            }),
-            backup_name: self.backup_name.clone(),
-            encryption_key: self.encryption_key.as_ref().map(SecretSource::secret_ref),
-            use_memory_bytes: self.use_memory_bytes,
+        pb::Repository {
+            url: self.url.clone(),
+            options: self.options.clone().into_iter().collect(),
+            credentials,
         }
     }
 }
@@ -167,6 +235,38 @@ mod tests {
             Some(pb::secret_ref::Source::File("/secrets/s3/key".into()))
         );
         assert_eq!(RestoreSpec::from_json(&spec.to_json()).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_point_in_time_reaches_the_request_with_its_archive() {
+        let mut spec = RestoreSpec::from_json(SPEC).unwrap();
+        assert_eq!(spec.stage_request().point_in_time, None);
+        spec.point_in_time = Some(PointInTimeSpec {
+            archive: RepositorySpec {
+                url: "s3://bucket/cluster-a/binlogs".into(),
+                ..spec.repository.clone()
+            },
+            target: StopTarget::Time("2026-12-06T20:14:03Z".into()),
+        });
+        let request = spec.stage_request();
+        let Some(pb::restore_point::Target::Time(at)) = request.point_in_time.unwrap().target
+        else {
+            panic!("no time target")
+        };
+        assert_eq!(at.seconds, 1_796_588_043);
+        let archive = request.binlog_archive.unwrap();
+        assert_eq!(archive.url, "s3://bucket/cluster-a/binlogs");
+        assert!(archive.credentials.is_some());
+        assert_eq!(RestoreSpec::from_json(&spec.to_json()).unwrap(), spec);
+        let position = StopTarget::Position {
+            file: "binlog.000012".into(),
+            position: 4567,
+        };
+        assert_eq!(position.to_string(), "position binlog.000012:4567");
+        assert_eq!(
+            StopTarget::Time("yesterday".into()).restore_point().target,
+            None
+        );
     }
 
     #[test]

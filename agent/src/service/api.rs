@@ -300,6 +300,41 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "StartBinlogArchive", archive_id = %request.get_ref().archive_id))]
+    async fn start_binlog_archive(
+        &self,
+        request: Request<pb::StartBinlogArchiveRequest>,
+    ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
+        let req = request.into_inner();
+        check_name("archive_id", &req.archive_id).map_err(Status::invalid_argument)?;
+        Err(archiving_not_built())
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "StopBinlogArchive", archive_id = %request.get_ref().archive_id))]
+    async fn stop_binlog_archive(
+        &self,
+        request: Request<pb::StopBinlogArchiveRequest>,
+    ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
+        let id = request.into_inner().archive_id;
+        Err(not_found(&id))
+    }
+
+    async fn get_binlog_archive(
+        &self,
+        request: Request<pb::GetBinlogArchiveRequest>,
+    ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
+        let id = request.into_inner().archive_id;
+        Err(not_found(&id))
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "PruneBinlogArchive"))]
+    async fn prune_binlog_archive(
+        &self,
+        _request: Request<pb::PruneBinlogArchiveRequest>,
+    ) -> Result<Response<pb::PruneBinlogArchiveResponse>, Status> {
+        Err(archiving_not_built())
+    }
+
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "CancelOperation", operation_id = %request.get_ref().operation_id))]
     async fn cancel_operation(
         &self,
@@ -386,6 +421,13 @@ fn start_status(e: StartError) -> Status {
     }
 }
 
+fn archiving_not_built() -> Status {
+    Status::failed_precondition(
+        "UNSUPPORTED: this agent has no binlog archiver built in yet; point-in-time recovery \
+         needs an agent that reports the capability binlog.archive",
+    )
+}
+
 fn not_found(id: &str) -> Status {
     Status::not_found(format!(
         "no operation has id {id:?} on this agent; start it first"
@@ -427,6 +469,11 @@ pub fn operation(record: Record) -> pb::Operation {
             last_lsn: s.last_lsn,
             binlog_file: s.binlog_file,
             binlog_position: s.binlog_position,
+            backup_gtid_executed: s.replayed.as_ref().map_or_else(
+                || s.gtid_executed.clone(),
+                |r| r.backup_gtid_executed.clone(),
+            ),
+            transactions_replayed: s.replayed.as_ref().map_or(0, |r| r.transactions),
             gtid_executed: s.gtid_executed,
         }),
     });

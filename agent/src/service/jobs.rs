@@ -254,6 +254,12 @@ pub fn stage_plan_in(
         .ok_or_else(|| Status::invalid_argument("repository is required"))?;
     let target = target(repository)?;
     check_name("backup_name", &req.backup_name).map_err(Status::invalid_argument)?;
+    if req.point_in_time.is_some() {
+        return Err(Status::failed_precondition(
+            "UNSUPPORTED: point_in_time: this agent cannot replay a binlog archive yet; restore \
+             the backup to its own consistent point (leave point_in_time unset)",
+        ));
+    }
     let key = encryption_key(req.encryption_key.as_ref(), "encryption_key")?;
     let staging = staging_dir.join(&req.operation_id);
     Ok(StagePlan {
@@ -353,6 +359,7 @@ async fn stage_into(
         binlog_file: manifest.binlog_file,
         binlog_position: manifest.binlog_position,
         gtid_executed: manifest.gtid_executed,
+        replayed: None,
     })
 }
 

@@ -673,7 +673,7 @@ mod tests {
                 tokio::select! {
                     _ = release.cancelled() => Ok(Outcome::StageRestore(StageOutcome {
                         prepared_dir: "/p".into(), backup_location: String::new(), server_version: String::new(),
-                        last_lsn: 0, binlog_file: String::new(), binlog_position: 0, gtid_executed: String::new(),
+                        last_lsn: 0, binlog_file: String::new(), binlog_position: 0, gtid_executed: String::new(), replayed: None,
                     })),
                     _ = job.cancel.cancelled() => Err(Failure::new(Code::Cancelled, "CANCELLED", "stopped")),
                 }

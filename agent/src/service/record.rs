@@ -161,7 +161,20 @@ pub struct StageOutcome {
     pub last_lsn: u64,
     pub binlog_file: String,
     pub binlog_position: u64,
+    /// What the prepared datadir has executed: the backup's set, or with a
+    /// point in time the set at that point.
     pub gtid_executed: String,
+    /// A point-in-time restore: the replay on top of the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<Replayed>,
+}
+
+/// The binlog replay of a point-in-time restore.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Replayed {
+    /// The backup's own set, before the replay.
+    pub backup_gtid_executed: String,
+    pub transactions: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -43,6 +43,11 @@ use super::{BackupProgress, BackupStorage, SecretKeyRef};
         "!(has(self.source.location) && has(self.source.location.storage.pvc) && self.target.mode == 'NewStatefulSet')"
     ).message(
         "a pvc location cannot be restored into a new StatefulSet: the operator cannot read the backup's GTID set from a claim to check the result; restore from a MySQLBackup (source.backupName) or from object storage"
+    ),
+    validation = Rule::new(
+        "!has(self.source.pointInTime) || self.target.mode == 'InPlace'"
+    ).message(
+        "source.pointInTime restores in place only (target.mode InPlace) for now"
     )
 )]
 pub struct MySQLRestoreSpec {
@@ -70,11 +75,12 @@ pub struct MySQLRestoreSpec {
     pub start_deadline_seconds: Option<u32>,
 }
 
-/// Exactly one of a MySQLBackup of this namespace or a raw location.
+/// Exactly one of a MySQLBackup of this namespace, a raw location, or a
+/// point in time.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.backupName) != has(self.location)")
-    .message("source: set exactly one of backupName (a MySQLBackup in this namespace) or location (a backup in a repository)"))]
+#[x_kube(validation = Rule::new("(has(self.backupName) ? 1 : 0) + (has(self.location) ? 1 : 0) + (has(self.pointInTime) ? 1 : 0) == 1")
+    .message("source: set exactly one of backupName (a MySQLBackup in this namespace), location (a backup in a repository) or pointInTime (a time, GTID set or position in a schedule's binlog archive)"))]
 pub struct RestoreSource {
     /// A Completed MySQLBackup in this namespace: its storage, credentials
     /// and encryption key are used.
@@ -84,6 +90,36 @@ pub struct RestoreSource {
     /// A backup in a repository, e.g. one another cluster or namespace took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<BackupLocation>,
+    /// A point in time: the newest Completed backup of the schedule before
+    /// it, then the schedule's binlog archive replayed up to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// Where a point-in-time restore stops: exactly one of `gtid`, `time` and
+/// `position`, in the binlog archive of a MySQLBackupSchedule of this
+/// namespace (`spec.binlogArchive`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.gtid) ? 1 : 0) + (has(self.time) ? 1 : 0) + (has(self.position) ? 1 : 0) == 1")
+    .message("pointInTime: set exactly one of gtid, time or position"))]
+pub struct PointInTime {
+    /// The MySQLBackupSchedule whose backups and binlog archive are used.
+    #[schemars(length(min = 1, max = 253))]
+    pub schedule_name: String,
+    /// The restored server has executed exactly this GTID set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub gtid: Option<String>,
+    /// The last transaction committed at or before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// `FILE:POSITION` of an archived binlog file (of the server that wrote
+    /// it): the replay stops there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[^:/]+:[0-9]+$')")
+        .message("position: FILE:POSITION of a binlog file, e.g. binlog.000012:4567"))]
+    pub position: Option<String>,
 }
 
 /// A backup by where it is: the repository (the same storage shape as a
@@ -210,6 +246,9 @@ pub struct MySQLRestoreStatus {
     /// What is restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<RestoredBackup>,
+    /// A point-in-time restore: the base backup and the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTimeStatus>,
     /// The restored server's @@GLOBAL.gtid_executed, read after it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_executed: Option<String>,
@@ -254,6 +293,27 @@ pub struct RestoredBackup {
     /// executed exactly this set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_executed: Option<String>,
+}
+
+/// What a point-in-time restore restores.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PointInTimeStatus {
+    /// The target as asked (`time 2026-12-06T20:14:03Z`, `gtid …`,
+    /// `position binlog.000012:4567`).
+    pub target: String,
+    /// The MySQLBackup the restore starts from: the newest Completed one
+    /// of the schedule before the target.
+    pub base_backup: String,
+    /// The binlog archive replayed (`s3://bucket/prefix/binlogs`).
+    pub archive: String,
+    /// The GTID set at the target: what the restored server has executed
+    /// (known once staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+    /// Transactions replayed from the archive on top of the base backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_replayed: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

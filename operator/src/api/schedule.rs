@@ -65,7 +65,36 @@ pub struct MySQLBackupScheduleSpec {
     pub backups_on_delete: BackupsOnDelete,
     /// The MySQLBackup each run creates.
     pub backup_template: BackupTemplate,
+    /// Point-in-time recovery: the primary's agent archives the binary
+    /// logs of the template's StatefulSet into the template's storage +
+    /// `/binlogs` (with its compression and encryption key), continuously,
+    /// and follows the primary after a failover. Retention then also
+    /// deletes the archived binlogs no kept backup needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_archive: Option<BinlogArchiveSpec>,
 }
+
+/// Continuous binlog archiving for point-in-time restores.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogArchiveSpec {
+    /// Archive while true; false stops the archiver (the archive stays).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The longest a committed transaction waits to be uploaded (the
+    /// growing binlog is uploaded at least this often). Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub upload_interval_seconds: Option<u32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The folder, under a schedule's backup storage, that holds its binlog
+/// archive.
+pub const BINLOG_ARCHIVE_FOLDER: &str = "binlogs";
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum ConcurrencyPolicy {
@@ -169,6 +198,68 @@ pub struct MySQLBackupScheduleStatus {
     /// The newest backup this schedule made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<String>,
+    /// The binlog archive, when `spec.binlogArchive` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_archive: Option<BinlogArchiveStatus>,
+}
+
+/// The binlog archive as the operator last saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogArchiveStatus {
+    /// `Archiving`, `Stopped`, `Failed`, or `Waiting` (for a primary, its
+    /// agent, a Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Where the archive is (`s3://bucket/prefix/binlogs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The pod whose agent archives (the primary), and its server UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_uuid: Option<String>,
+    /// The recoverable window: a restore can reach any time from
+    /// `earliest` to `latest` (from a backup completed in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<Time>,
+    /// Seconds the archive is behind the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Stretches the archive does not hold: no restore can cross them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<BinlogGapStatus>,
+    /// The oldest kept backup whose GTID set retention keeps binlogs after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_from: Option<String>,
+    /// When the operator last read the archiver's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+    /// What is happening, or what went wrong and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One gap of the binlog archive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogGapStatus {
+    /// PURGED_BEFORE_ARCHIVED, SERVER_CHANGED, ...
+    pub reason: String,
+    /// The archived files on each side (empty at an end).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub after_file: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub before_file: String,
+    /// What is missing (a GTID set or a file range).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub missing: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<Time>,
 }
 
 /// Labels on the backups a schedule makes.

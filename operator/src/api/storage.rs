@@ -171,6 +171,31 @@ impl BackupStorage {
         }
     }
 
+    /// The same storage one folder down (`<prefix>/<folder>`): where a
+    /// schedule's binlog archive lives beside its backups.
+    pub fn child(&self, folder: &str) -> BackupStorage {
+        let down = |prefix: &Option<String>| {
+            Some(match prefix.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => format!("{}/{folder}", p.trim_end_matches('/')),
+                None => folder.to_owned(),
+            })
+        };
+        let mut child = self.clone();
+        if let Some(s3) = child.s3.as_mut() {
+            s3.prefix = down(&s3.prefix);
+        }
+        if let Some(gcs) = child.gcs.as_mut() {
+            gcs.prefix = down(&gcs.prefix);
+        }
+        if let Some(azure) = child.azure.as_mut() {
+            azure.prefix = down(&azure.prefix);
+        }
+        if let Some(pvc) = child.pvc.as_mut() {
+            pvc.path = down(&pvc.path);
+        }
+        child
+    }
+
     /// Object stores the operator can reach itself (to delete backups):
     /// everything but a claim, which only the sidecar mounts.
     pub fn is_object_store(&self) -> bool {
@@ -182,5 +207,45 @@ fn object_url(scheme: &str, bucket: &str, prefix: Option<&str>) -> String {
     match prefix.filter(|p| !p.is_empty()) {
         Some(prefix) => format!("{scheme}://{bucket}/{prefix}"),
         None => format!("{scheme}://{bucket}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_folder_is_one_level_below_the_prefix_of_any_storage() {
+        let s3 = BackupStorage {
+            s3: Some(S3Storage {
+                bucket: "bk".into(),
+                prefix: Some("prod/db".into()),
+                ..S3Storage::default()
+            }),
+            ..BackupStorage::default()
+        };
+        assert_eq!(
+            s3.child("binlogs").repository_url(),
+            "s3://bk/prod/db/binlogs"
+        );
+        let bare = BackupStorage {
+            gcs: Some(GcsStorage {
+                bucket: "bk".into(),
+                ..GcsStorage::default()
+            }),
+            ..BackupStorage::default()
+        };
+        assert_eq!(bare.child("binlogs").repository_url(), "gs://bk/binlogs");
+        let claim = BackupStorage {
+            pvc: Some(PvcStorage {
+                claim_name: "backups".into(),
+                path: None,
+            }),
+            ..BackupStorage::default()
+        };
+        assert_eq!(
+            claim.child("binlogs").repository_url(),
+            format!("file://{CLAIM_MOUNT_ROOT}/backups/binlogs")
+        );
     }
 }

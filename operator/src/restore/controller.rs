@@ -19,14 +19,15 @@ use kube::{Api, ResourceExt};
 use tracing::instrument;
 
 use super::cleanup;
+use super::point_in_time;
 use super::record;
 use super::request::{restore_spec, spec_secret};
 use super::source::{self, Source, Unresolved};
 use super::step::{Act, Answer, PodView, StatefulSetView, World, step};
 use crate::agent::{AgentApi, AgentError};
 use crate::api::{
-    BackupSource, MySQLBackup, MySQLRestore, RESTORE_FINALIZER, RESTORE_FROM_ANNOTATION,
-    RestoreMode, RestorePhase, restore_spec_secret_name,
+    BackupSource, MySQLBackup, MySQLBackupSchedule, MySQLRestore, RESTORE_FINALIZER,
+    RESTORE_FROM_ANNOTATION, RestoreMode, RestorePhase, restore_spec_secret_name,
 };
 use crate::backup::controller::stateful_set_pods;
 use crate::context::{Context, Error, FIELD_MANAGER, Result, apply_status};
@@ -483,10 +484,25 @@ async fn resolve_source<A: AgentApi>(
     restore: &MySQLRestore,
     ctx: &Context<A>,
 ) -> Result<std::result::Result<Source, Unresolved>> {
+    let ns = restore.namespace().unwrap_or_default();
+    if let Some(point) = &restore.spec.source.point_in_time {
+        // The schedule's archive and its backups (labelled with its name).
+        let schedules: Api<MySQLBackupSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+        let schedule = schedules.get_opt(&point.schedule_name).await?;
+        let backups: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &ns);
+        let owned = backups
+            .list(&ListParams::default().labels(&format!(
+                "{}={}",
+                crate::api::SCHEDULE_LABEL,
+                point.schedule_name
+            )))
+            .await?
+            .items;
+        return Ok(point_in_time::resolve(restore, schedule.as_ref(), &owned));
+    }
     let backup = match &restore.spec.source.backup_name {
         Some(name) => {
-            let api: Api<MySQLBackup> =
-                Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+            let api: Api<MySQLBackup> = Api::namespaced(ctx.client.clone(), &ns);
             api.get_opt(name).await?
         }
         None => None,

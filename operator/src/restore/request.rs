@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use innoxide_proto::agent::v1 as pb;
-use innoxide_proto::restore_spec::{RepositorySpec, RestoreSpec, S3CredentialsSpec, SecretSource};
+use innoxide_proto::restore_spec::{
+    PointInTimeSpec, RepositorySpec, RestoreSpec, S3CredentialsSpec, SecretSource,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -22,13 +24,37 @@ pub fn restore_spec(
     source: &Source,
     credentials: &Credentials,
 ) -> Result<RestoreSpec, Unusable> {
-    let repository = request::repository(&source.storage, credentials)?;
+    let repository = repository_spec(&source.storage, credentials)?;
     let use_memory_bytes = match &restore.spec.use_memory {
         Some(q) => {
             units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("useMemory: {e}")))?
         }
         None => 0,
     };
+    let point_in_time = match &source.point_in_time {
+        Some(point) => Some(PointInTimeSpec {
+            // The archive lives in the backups' storage: the same keys.
+            archive: repository_spec(&point.archive, credentials)?,
+            target: point.target.clone(),
+        }),
+        None => None,
+    };
+    Ok(RestoreSpec {
+        operation_id: restore.uid().unwrap_or_default(),
+        repository,
+        backup_name: source.backup_name.clone(),
+        encryption_key: credentials.encryption_key.clone().map(SecretSource::Value),
+        use_memory_bytes,
+        point_in_time,
+    })
+}
+
+/// A storage as the restore spec names it, with credentials by value.
+fn repository_spec(
+    storage: &crate::api::BackupStorage,
+    credentials: &Credentials,
+) -> Result<RepositorySpec, Unusable> {
+    let repository = request::repository(storage, credentials)?;
     let (mut s3, mut gcs_service_account_key, mut azure_access_key) = (None, None, None);
     match repository.credentials {
         Some(pb::repository::Credentials::S3(keys)) => {
@@ -46,18 +72,12 @@ pub fn restore_spec(
         }
         None => {}
     }
-    Ok(RestoreSpec {
-        operation_id: restore.uid().unwrap_or_default(),
-        repository: RepositorySpec {
-            url: repository.url,
-            options: repository.options.into_iter().collect::<BTreeMap<_, _>>(),
-            s3,
-            gcs_service_account_key,
-            azure_access_key,
-        },
-        backup_name: source.backup_name.clone(),
-        encryption_key: credentials.encryption_key.clone().map(SecretSource::Value),
-        use_memory_bytes,
+    Ok(RepositorySpec {
+        url: repository.url,
+        options: repository.options.into_iter().collect::<BTreeMap<_, _>>(),
+        s3,
+        gcs_service_account_key,
+        azure_access_key,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Source {
     /// MySQLBackup's status, or the manifest the operator read).
     pub gtid_executed: Option<String>,
     pub last_lsn: Option<u64>,
+    /// A point-in-time restore: the target and the archive replayed.
+    pub point_in_time: Option<super::point_in_time::PointInTimeSource>,
 }
 
 /// Why there is no source (yet).
@@ -48,9 +50,16 @@ pub fn resolve(restore: &MySQLRestore, backup: Option<&MySQLBackup>) -> Result<S
             encryption_key: spec.encryption_key_secret_ref.clone(),
             gtid_executed: None,
             last_lsn: None,
+            point_in_time: None,
         });
     }
-    let name = spec.source.backup_name.clone().unwrap_or_default();
+    let name = match &spec.source.point_in_time {
+        // A point in time: `backup` is the base its resolution picked.
+        Some(_) => backup
+            .and_then(|b| b.metadata.name.clone())
+            .unwrap_or_default(),
+        None => spec.source.backup_name.clone().unwrap_or_default(),
+    };
     let Some(backup) = backup else {
         return Err(Unresolved::Wait {
             reason: "BackupNotFound",
@@ -96,6 +105,7 @@ pub fn resolve(restore: &MySQLRestore, backup: Option<&MySQLBackup>) -> Result<S
             .or_else(|| backup.spec.encryption_key_secret_ref.clone()),
         gtid_executed: status.gtid_executed.clone(),
         last_lsn: status.lsn.as_ref().map(|l| l.last.unwrap_or(l.end)),
+        point_in_time: None,
     })
 }
 

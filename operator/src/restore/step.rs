@@ -227,12 +227,26 @@ impl Draft<'_> {
         self.action = Some(action);
     }
 
+    /// The set the restored server must have executed: the target's of a
+    /// point-in-time restore (known once staged), else the backup's.
     fn expected_gtid(&self) -> String {
+        if let Some(point) = &self.status.point_in_time {
+            return point.gtid_executed.clone().unwrap_or_default();
+        }
         self.status
             .backup
             .as_ref()
             .and_then(|b| b.gtid_executed.clone())
             .unwrap_or_default()
+    }
+
+    /// What the expected set is, for messages.
+    fn expected_what(&self) -> &'static str {
+        if self.status.point_in_time.is_some() {
+            "the point in time's"
+        } else {
+            "the backup's"
+        }
     }
 
     fn finish(mut self, from: Option<RestorePhase>) -> Decision {
@@ -348,6 +362,11 @@ fn admit(d: &mut Draft<'_>, world: &World) -> Option<Source> {
                 last_lsn: known.last_lsn.or(source.last_lsn),
                 gtid_executed: known.gtid_executed.or(source.gtid_executed.clone()),
             });
+            if let Some(point) = &source.point_in_time
+                && d.status.point_in_time.is_none()
+            {
+                d.status.point_in_time = Some(point.status());
+            }
             Some(source)
         }
     }
@@ -484,7 +503,16 @@ fn follow_stage(d: &mut Draft<'_>, op: &pb::Operation) {
                     backup.location = result.backup_location.clone();
                 }
                 backup.last_lsn = Some(result.last_lsn);
-                backup.gtid_executed = Some(result.gtid_executed.clone());
+                match d.status.point_in_time.as_mut() {
+                    Some(point) => {
+                        if !result.backup_gtid_executed.is_empty() {
+                            backup.gtid_executed = Some(result.backup_gtid_executed.clone());
+                        }
+                        point.gtid_executed = Some(result.gtid_executed.clone());
+                        point.transactions_replayed = Some(result.transactions_replayed);
+                    }
+                    None => backup.gtid_executed = Some(result.gtid_executed.clone()),
+                }
             }
             d.status.staging_seconds =
                 seconds_between(op.created_at.as_ref(), op.finished_at.as_ref());
@@ -663,7 +691,8 @@ fn restarting(d: &mut Draft<'_>, world: &World) {
     if gtid_sets_equal(&info.gtid_executed, &expected) {
         d.status.completion_time = Some(Time(d.now));
         let mut message = format!(
-            "pod {pod_name} runs on the restored data: gtid_executed is the backup's {}",
+            "pod {pod_name} runs on the restored data: gtid_executed is {} {}",
+            d.expected_what(),
             shown(&expected)
         );
         let others: Vec<&str> = world
@@ -686,8 +715,9 @@ fn restarting(d: &mut Draft<'_>, world: &World) {
         d.fail(
             "GtidMismatch",
             format!(
-                "pod {pod_name} runs on the swapped datadir but its gtid_executed {} is not the backup's {}. The previous datadir is kept at {}: to return to it, stop mysqld and run `innoxide-agent init --datadir {} --state-dir {} --revert {uid}` in the pod",
+                "pod {pod_name} runs on the swapped datadir but its gtid_executed {} is not {} {}. The previous datadir is kept at {}: to return to it, stop mysqld and run `innoxide-agent init --datadir {} --state-dir {} --revert {uid}` in the pod",
                 shown(&info.gtid_executed),
+                d.expected_what(),
                 shown(&expected),
                 shown(&last.previous_datadir),
                 datadir_of(info),

@@ -52,6 +52,7 @@ fn source() -> Source {
         encryption_key: None,
         gtid_executed: Some(GTID.into()),
         last_lsn: Some(2048),
+        point_in_time: None,
     }
 }
 

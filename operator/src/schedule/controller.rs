@@ -1,6 +1,7 @@
 //! The MySQLBackupSchedule reconcile: check the spec (pure), list the
-//! backups the schedule owns, plan (pure: [`super::plan`]), then apply the
-//! plan: delete what `Replace` replaces, create the due backup, delete what
+//! backups the schedule owns, plan (pure: [`super::plan`]), run the binlog
+//! archive's part ([`crate::archive::controller`]), then apply the plan:
+//! delete what `Replace` replaces, create the due backup, delete what
 //! retention prunes, write the status, tell the Events.
 
 use std::collections::BTreeMap;
@@ -74,7 +75,19 @@ pub async fn reconcile<A: AgentApi>(
         }
     }
 
-    let plan = plan::plan(schedule, &checked, &owned, now);
+    let mut plan = plan::plan(schedule, &checked, &owned, now);
+    // The binlog archive: its archiver follows the primary, and retention
+    // prunes what the oldest backup it keeps no longer needs.
+    let kept: Vec<&MySQLBackup> = owned
+        .iter()
+        .filter(|b| !plan.prune.contains(&b.name_any()))
+        .collect();
+    let archived = crate::archive::controller::reconcile(schedule, &kept, &ctx).await?;
+    plan.status.binlog_archive = archived.status;
+    plan.notes.extend(archived.notes);
+    if let Some(recheck) = archived.requeue_after {
+        plan.requeue_after = plan.requeue_after.min(recheck);
+    }
     for name in &plan.replace {
         delete_backup(&backups, name).await?;
     }
