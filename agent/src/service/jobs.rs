@@ -15,9 +15,10 @@ use tonic::{Code, Status};
 
 use super::Config;
 use super::operations::{Job, Live};
-use super::record::{BackupOutcome, Failure, Outcome, Phase, StageOutcome, check_name};
+use super::record::{BackupOutcome, Failure, Outcome, Phase, Replayed, StageOutcome, check_name};
 use crate::backup::{self, BackupOptions};
 use crate::mysql::{self, ConnectOptions};
+use crate::prepare::pitr;
 use crate::repo::{Key, RepoOptions, StoreError, Transform, lifecycle};
 use crate::secret::Secret;
 use crate::{meta, prepare, verify};
@@ -235,6 +236,8 @@ pub struct StagePlan {
     /// `backup/` under it, and apply-log prepares `backup/prepared/`.
     pub staging: PathBuf,
     pub apply_log: prepare::ApplyLogOptions,
+    /// Replay the archive to this point after apply-log.
+    pub point_in_time: Option<(pitr::BinlogSource, pitr::StopTarget)>,
 }
 
 pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<StagePlan, Status> {
@@ -254,13 +257,11 @@ pub fn stage_plan_in(
         .ok_or_else(|| Status::invalid_argument("repository is required"))?;
     let target = target(repository)?;
     check_name("backup_name", &req.backup_name).map_err(Status::invalid_argument)?;
-    if req.point_in_time.is_some() {
-        return Err(Status::failed_precondition(
-            "UNSUPPORTED: point_in_time: this agent cannot replay a binlog archive yet; restore \
-             the backup to its own consistent point (leave point_in_time unset)",
-        ));
-    }
     let key = encryption_key(req.encryption_key.as_ref(), "encryption_key")?;
+    let point_in_time = match &req.point_in_time {
+        Some(point) => Some(point_in_time(point, req.binlog_archive.as_ref(), &key)?),
+        None => None,
+    };
     let staging = staging_dir.join(&req.operation_id);
     Ok(StagePlan {
         repository_url: repository.url.clone(),
@@ -278,8 +279,58 @@ pub fn stage_plan_in(
                 n => n,
             },
         },
+        point_in_time,
         staging,
     })
+}
+
+/// A StageRestore's point in time, as the replay takes it: the target and
+/// the archive (read with the backup's key: one cluster, one key).
+fn point_in_time(
+    point: &pb::RestorePoint,
+    archive: Option<&pb::Repository>,
+    key: &Option<Key>,
+) -> Result<(pitr::BinlogSource, pitr::StopTarget), Status> {
+    let stop = match &point.target {
+        Some(pb::restore_point::Target::Gtid(text)) => pitr::StopTarget::Gtid(
+            text.parse()
+                .map_err(|e| Status::invalid_argument(format!("point_in_time.gtid: {e}")))?,
+        ),
+        Some(pb::restore_point::Target::Time(at)) => {
+            let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+            pitr::StopTarget::Time(
+                time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                    .map_err(|e| Status::invalid_argument(format!("point_in_time.time: {e}")))?,
+            )
+        }
+        Some(pb::restore_point::Target::Position(at)) => {
+            if at.file.is_empty() {
+                return Err(Status::invalid_argument(
+                    "point_in_time.position.file is required",
+                ));
+            }
+            pitr::StopTarget::Position {
+                file: at.file.clone(),
+                pos: at.position,
+            }
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "point_in_time is set but names no gtid, time or position",
+            ));
+        }
+    };
+    let archive = archive
+        .ok_or_else(|| Status::invalid_argument("binlog_archive is required with point_in_time"))?;
+    let archive = target(archive)?;
+    Ok((
+        pitr::BinlogSource::Archive(Box::new(pitr::ArchiveSource {
+            location: archive.location,
+            repo: archive.options,
+            key: key.clone(),
+        })),
+        stop,
+    ))
 }
 
 /// Fetch, verify, apply the log. A failure removes the staging folder: it
@@ -347,6 +398,31 @@ async fn stage_into(
     }
 
     live.set_phase(Phase::ApplyingLog);
+    if let Some((binlogs, target)) = &plan.point_in_time {
+        let options = pitr::PointInTimeOptions {
+            apply: plan.apply_log.clone(),
+            binlogs: binlogs.clone(),
+            target: target.clone(),
+        };
+        let report = pitr::apply_log_to_point(&options, cancel.clone())
+            .await
+            .map_err(|e| apply_log_failure(&e))?;
+        live.set_phase(Phase::Done);
+        let record = report.record;
+        return Ok(StageOutcome {
+            prepared_dir: report.apply.prepared_dir,
+            backup_location: plan.source.clone(),
+            server_version: manifest.server_version,
+            last_lsn: manifest.redo.last_lsn,
+            binlog_file: record.binlog_file,
+            binlog_position: record.binlog_position,
+            gtid_executed: record.gtid_executed,
+            replayed: Some(Replayed {
+                backup_gtid_executed: record.backup_gtid_executed,
+                transactions: record.transactions_replayed,
+            }),
+        });
+    }
     let report = prepare::apply_log(&plan.apply_log, cancel.clone())
         .await
         .map_err(|e| apply_log_failure(&e))?;
@@ -656,6 +732,14 @@ fn backup_failure(e: &backup::Error) -> Failure {
 fn apply_log_failure(e: &prepare::Error) -> Failure {
     let (code, reason) = match e {
         prepare::Error::Cancelled { .. } => return cancelled(),
+        // The archive cannot reach the target from this backup (a gap, a
+        // point before the backup or past the archive): the message names it.
+        prepare::Error::PointInTime(
+            pitr::PitrError::Stream(_)
+            | pitr::PitrError::Target(_)
+            | pitr::PitrError::Archive(_)
+            | pitr::PitrError::NoGtids,
+        ) => (Code::FailedPrecondition, "TARGET_UNREACHABLE"),
         prepare::Error::Unsupported(_) => (Code::FailedPrecondition, "UNSUPPORTED"),
         prepare::Error::Backup(_)
         | prepare::Error::Meta(_)
