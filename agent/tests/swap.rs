@@ -386,6 +386,7 @@ async fn a_new_volume_is_restored_from_s3_once_and_a_used_one_is_refused() {
         backup_name: "full-1".into(),
         encryption_key: None,
         use_memory_bytes: 64 << 20,
+        point_in_time: None,
     };
     let spec_file = files.path().join("restore.json");
     std::fs::write(&spec_file, spec.to_json()).unwrap();
