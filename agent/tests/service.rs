@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use innoxide_agent::binlog::GtidSet;
 use innoxide_agent::meta;
 use innoxide_proto::agent::v1 as pb;
 use innoxide_proto::agent::v1::agent_client::AgentClient;
@@ -1069,6 +1070,190 @@ async fn a_compressed_encrypted_backup_goes_to_s3_and_is_staged_back_from_it() {
     };
     assert_eq!(result.gtid_executed, taken.gtid_executed);
     assert!(innoxide_agent::prepare::is_prepared(Path::new(&result.prepared_dir)).unwrap());
+}
+
+/// Polls GetBinlogArchive until its recoverable window holds exactly `want`.
+async fn wait_archived(
+    client: &mut AgentClient<Channel>,
+    id: &str,
+    want: &GtidSet,
+) -> pb::BinlogArchiveStatus {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = client
+            .get_binlog_archive(pb::GetBinlogArchiveRequest {
+                archive_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let held: GtidSet = status.gtid_set.parse().unwrap_or_default();
+        if &held == want {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive never reached {want}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn archive_state(status: &pb::BinlogArchiveStatus) -> pb::ArchiveState {
+    pb::ArchiveState::try_from(status.state).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binlog_archiver_follows_the_server_into_s3_across_a_restart_prunes_and_stops() {
+    let s3 = innoxide_testkit::S3Server::start().await.unwrap();
+    let mut server = MysqlServer::builder()
+        .extra("max_binlog_size=65536")
+        .start()
+        .await
+        .unwrap();
+    let bench = Sysbench::prepare(&server, 1, 2_000).await.unwrap();
+    let (pki, state_dir) = (Pki::new(), tempfile::tempdir().unwrap());
+    let agent = Agent::start(&setup(&pki, state_dir.path(), &server)).await;
+    let mut client = agent.client(&pki).await;
+    let info = server_info(&mut client).await;
+    assert!(
+        info.capabilities.iter().any(|c| c == "binlog.archive"),
+        "{info:?}"
+    );
+
+    let request = pb::StartBinlogArchiveRequest {
+        archive_id: "schedule-uid-1".into(),
+        repository: Some(s3_repository(&s3, "cluster-a/binlogs")),
+        compression: pb::Compression::Zstd as i32,
+        encryption_key: Some(pb::SecretRef {
+            source: Some(pb::secret_ref::Source::Value(hex_key())),
+        }),
+        upload_interval_seconds: 1,
+        ..Default::default()
+    };
+    let started = client
+        .start_binlog_archive(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archive_state(&started), pb::ArchiveState::Running);
+    assert_eq!(started.server_uuid, info.server_uuid);
+    // The operator asks again every reconcile: the same archive answers.
+    let again = client
+        .start_binlog_archive(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.started_at, started.started_at);
+    let refused = client
+        .start_binlog_archive(pb::StartBinlogArchiveRequest {
+            archive_id: "another-schedule".into(),
+            ..request.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("schedule-uid-1"), "{refused:?}");
+
+    // Writes under load: the window reaches the server's gtid_executed.
+    bench.run(2, Duration::from_secs(4)).await.unwrap();
+    let before_restart: GtidSet = server.gtid_executed().await.unwrap().parse().unwrap();
+    let status = wait_archived(&mut client, "schedule-uid-1", &before_restart).await;
+    assert!(status.files > 1, "small binlogs rotated: {status:?}");
+    assert!(status.earliest.is_some() && status.latest.is_some());
+    assert!(status.gaps.is_empty(), "{status:?}");
+
+    // A MySQL restart: the archiver reconnects and goes on from its index.
+    server.restart().await.unwrap();
+    bench.run(2, Duration::from_secs(3)).await.unwrap();
+    let after_restart: GtidSet = server.gtid_executed().await.unwrap().parse().unwrap();
+    assert!(before_restart.is_subset(&after_restart) && before_restart != after_restart);
+    let status = wait_archived(&mut client, "schedule-uid-1", &after_restart).await;
+    assert_eq!(archive_state(&status), pb::ArchiveState::Running);
+    assert!(status.gaps.is_empty(), "{status:?}");
+    // Caught up: nothing behind once a pass has seen the idle server.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = client
+        .get_binlog_archive(pb::GetBinlogArchiveRequest {
+            archive_id: "schedule-uid-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(idle.bytes_behind, 0, "{idle:?}");
+    assert_eq!(idle.lag_seconds, 0.0, "{idle:?}");
+    assert!(idle.error.is_none(), "{idle:?}");
+
+    // Retention: the files a backup at `before_restart` covers go, through
+    // the running archiver; the window still ends at the server's set.
+    let pruned = client
+        .prune_binlog_archive(pb::PruneBinlogArchiveRequest {
+            repository: Some(s3_repository(&s3, "cluster-a/binlogs")),
+            encryption_key: request.encryption_key.clone(),
+            covered_by: before_restart.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!pruned.removed.is_empty(), "{pruned:?}");
+    assert!(pruned.freed_bytes > 0);
+    let kept = wait_archived(&mut client, "schedule-uid-1", &after_restart).await;
+    assert_eq!(kept.files, idle.files - pruned.removed.len() as u64);
+    let store = innoxide_agent::repo::open(
+        &format!("s3://{}/cluster-a/binlogs", s3.bucket()),
+        &innoxide_agent::repo::RepoOptions {
+            s3_endpoint: Some(s3.endpoint()),
+            s3_region: Some(s3.region().to_owned()),
+            s3_access_key_id: Some(s3.access_key().to_owned()),
+            s3_secret_access_key: Some(innoxide_agent::secret::Secret::new(s3.secret_key())),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let index = innoxide_agent::binlog::ArchiveIndex::load(&store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(index.key_id.is_some() && index.compression.as_deref() == Some("zstd"));
+    assert!(
+        index
+            .files
+            .iter()
+            .all(|f| !pruned.removed.contains(&f.name)),
+        "{pruned:?}"
+    );
+
+    // Stop: STOPPED, and stopping again changes nothing.
+    let stopped = client
+        .stop_binlog_archive(pb::StopBinlogArchiveRequest {
+            archive_id: "schedule-uid-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archive_state(&stopped), pb::ArchiveState::Stopped);
+    assert_eq!(stopped.gtid_set, kept.gtid_set);
+    let still = client
+        .stop_binlog_archive(pb::StopBinlogArchiveRequest {
+            archive_id: "schedule-uid-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archive_state(&still), pb::ArchiveState::Stopped);
+    let unknown = client
+        .get_binlog_archive(pb::GetBinlogArchiveRequest {
+            archive_id: "never-started".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let logs = agent.logs();
+    for secret in [s3.secret_key().to_owned(), hex_key()] {
+        assert!(!logs.contains(&secret), "a secret in the agent's log");
+        assert!(!all_text_under(state_dir.path()).contains(&secret));
+    }
 }
 
 /// A 256-bit key as 64 hex characters.

@@ -101,6 +101,8 @@ pub struct StatusSnapshot {
     /// Every gap in the archive, described.
     pub gaps: Vec<String>,
     pub passes: u64,
+    /// When the last pass ended (failed or not).
+    pub updated_at: Option<CommitTime>,
 }
 
 impl ArchiveStatus {
@@ -120,6 +122,14 @@ impl ArchiveStatus {
         answer
             .await
             .map_err(|_| "the binlog archiver stopped before it pruned".to_owned())?
+    }
+
+    /// Records an error that stopped a pass (or a run) until the next one.
+    pub fn failed_pass(&self, error: String) {
+        self.update(|s| {
+            s.last_error = Some(error);
+            s.updated_at = Some(CommitTime::now());
+        });
     }
 
     fn update(&self, change: impl FnOnce(&mut StatusSnapshot)) {
@@ -227,9 +237,7 @@ pub async fn archive_binlogs(
                         return Err(e);
                     }
                     tracing::warn!(error = %e, "binlog archiving pass failed; retrying");
-                    options
-                        .status
-                        .update(|s| s.last_error = Some(e.to_string()));
+                    options.status.failed_pass(e.to_string());
                     conn = None;
                 }
                 tokio::select! {
@@ -631,6 +639,7 @@ impl Archiver<'_> {
             s.last_error = None;
             s.gaps = gaps;
             s.passes += 1;
+            s.updated_at = Some(CommitTime::now());
         });
         behind == 0
     }

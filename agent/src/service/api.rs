@@ -14,6 +14,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::Config;
+use super::archive::Archives;
 use super::jobs;
 use super::operations::{NewOperation, Operations, StartError, Started};
 use super::record::{Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
@@ -29,18 +30,24 @@ const CAPABILITIES: &[&str] = &[
     "restore.init",
     "restore.discard",
     "operations.watch",
+    "binlog.archive",
 ];
 /// How often a watch looks at live progress between changes of state.
 const WATCH_POLL: Duration = Duration::from_millis(250);
 
 pub struct AgentService {
     ops: Arc<Operations>,
+    archives: Arc<Archives>,
     config: Arc<Config>,
 }
 
 impl AgentService {
-    pub fn new(ops: Arc<Operations>, config: Arc<Config>) -> Self {
-        AgentService { ops, config }
+    pub fn new(ops: Arc<Operations>, archives: Arc<Archives>, config: Arc<Config>) -> Self {
+        AgentService {
+            ops,
+            archives,
+            config,
+        }
     }
 }
 
@@ -305,9 +312,10 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::StartBinlogArchiveRequest>,
     ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
-        let req = request.into_inner();
-        check_name("archive_id", &req.archive_id).map_err(Status::invalid_argument)?;
-        Err(archiving_not_built())
+        self.archives
+            .start(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "StopBinlogArchive", archive_id = %request.get_ref().archive_id))]
@@ -316,7 +324,7 @@ impl pb::agent_server::Agent for AgentService {
         request: Request<pb::StopBinlogArchiveRequest>,
     ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
         let id = request.into_inner().archive_id;
-        Err(not_found(&id))
+        self.archives.stop(&id).await.map(Response::new)
     }
 
     async fn get_binlog_archive(
@@ -324,15 +332,18 @@ impl pb::agent_server::Agent for AgentService {
         request: Request<pb::GetBinlogArchiveRequest>,
     ) -> Result<Response<pb::BinlogArchiveStatus>, Status> {
         let id = request.into_inner().archive_id;
-        Err(not_found(&id))
+        self.archives.get(&id).await.map(Response::new)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "PruneBinlogArchive"))]
     async fn prune_binlog_archive(
         &self,
-        _request: Request<pb::PruneBinlogArchiveRequest>,
+        request: Request<pb::PruneBinlogArchiveRequest>,
     ) -> Result<Response<pb::PruneBinlogArchiveResponse>, Status> {
-        Err(archiving_not_built())
+        self.archives
+            .prune(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(method = "CancelOperation", operation_id = %request.get_ref().operation_id))]
@@ -419,13 +430,6 @@ fn start_status(e: StartError) -> Status {
             Status::internal(message)
         }
     }
-}
-
-fn archiving_not_built() -> Status {
-    Status::failed_precondition(
-        "UNSUPPORTED: this agent has no binlog archiver built in yet; point-in-time recovery \
-         needs an agent that reports the capability binlog.archive",
-    )
 }
 
 fn not_found(id: &str) -> Status {
@@ -529,7 +533,7 @@ fn progress(p: &ProgressRecord) -> pb::Progress {
     }
 }
 
-fn timestamp(at: SystemTime) -> Timestamp {
+pub(super) fn timestamp(at: SystemTime) -> Timestamp {
     let since = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();

@@ -128,8 +128,18 @@ fn target(repository: &pb::Repository) -> Result<Target, Status> {
     })
 }
 
+/// A request's repository as `repo::open` takes it (the binlog archive's):
+/// its location and options.
+pub(super) fn repository(repository: &pb::Repository) -> Result<(String, RepoOptions), Status> {
+    let target = target(repository)?;
+    Ok((target.location, target.options))
+}
+
 /// The AES-256 key of a request, from its SecretRef.
-fn encryption_key(secret: Option<&pb::SecretRef>, field: &str) -> Result<Option<Key>, Status> {
+pub(super) fn encryption_key(
+    secret: Option<&pb::SecretRef>,
+    field: &str,
+) -> Result<Option<Key>, Status> {
     let Some(secret) = secret else {
         return Ok(None);
     };

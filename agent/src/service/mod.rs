@@ -5,10 +5,12 @@
 //! - `operations`: the registry keyed by the caller's id, with its records on
 //!   the volume and one running operation of a kind at a time; `record`: what
 //!   a record holds;
+//! - `archive`: the binlog archiver task behind the archive RPCs;
 //! - `tls`: the mTLS listener; `metrics`: Prometheus; `server`: listeners,
 //!   signals and the order of a clean shutdown.
 
 mod api;
+mod archive;
 mod jobs;
 mod metrics;
 mod operations;

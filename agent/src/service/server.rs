@@ -5,7 +5,8 @@
 //!    (UNAVAILABLE);
 //! 2. running operations are cancelled, and we wait (up to the grace period)
 //!    until the engine has released the server's backup lock and redo log
-//!    consumer and removed partial output, with each record written;
+//!    consumer and removed partial output, with each record written; the
+//!    binlog archiver ends after its pass in flight (its index whole);
 //! 3. watch streams end, the listeners close, the process exits 0.
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tonic_health::ServingStatus;
 
 use super::Config;
 use super::api::AgentService;
+use super::archive::Archives;
 use super::metrics::Metrics;
 use super::operations::Operations;
 use super::tls;
@@ -33,6 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let ops = Operations::open(&config.state_dir, metrics.clone())?;
+    let archives = Archives::new(config.clone());
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(tls::Reloading::load(files.clone())?)),
         None => None,
@@ -59,10 +62,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Cancelled once the operations have stopped: the listeners close then.
     let stopped = CancellationToken::new();
     tokio::spawn({
-        let (stopping, stopped, ops, grace) = (
+        let (stopping, stopped, ops, archives, grace) = (
             stopping.clone(),
             stopped.clone(),
             ops.clone(),
+            archives.clone(),
             config.shutdown_grace,
         );
         async move {
@@ -71,7 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
-            ops.shutdown(grace).await;
+            tokio::join!(ops.shutdown(grace), archives.shutdown(grace));
             tracing::info!("operations stopped; closing the listeners");
             stopped.cancel();
         }
@@ -131,7 +135,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let router = Server::builder()
         .add_service(health_service)
-        .add_service(AgentServer::new(AgentService::new(ops, config.clone())));
+        .add_service(AgentServer::new(AgentService::new(
+            ops,
+            archives,
+            config.clone(),
+        )));
     let until_stopped = stopped.clone().cancelled_owned();
     let serving = async {
         match tls {
