@@ -511,6 +511,9 @@ struct CopyBackArgs {
     /// Drop auto.cnf so the restored server gets a new server UUID (a clone, not an in-place restore).
     #[arg(long)]
     new_server_uuid: bool,
+    /// Files (and 64 MiB ranges of large files) copied at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -968,6 +971,7 @@ fn restore_options(
         force_non_empty: args.force,
         new_server_uuid: args.new_server_uuid,
         move_files,
+        parallel: args.parallel.into(),
         layout: crate::restore::TargetLayout {
             data_home_dir: known(&args.innodb_data_home_dir, "innodb_data_home_dir"),
             undo_directory: known(&args.innodb_undo_directory, "innodb_undo_directory"),

@@ -119,6 +119,7 @@ fn copy_back_options(dir: &Path, datadir: &Path) -> CopyBackOptions {
         new_server_uuid: true,
         move_files: false,
         layout: Default::default(),
+        parallel: 4,
     }
 }
 

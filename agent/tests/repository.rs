@@ -391,6 +391,7 @@ async fn prepare_and_restore(dir: &Path, key: Option<Key>, server_id: u32) -> My
         new_server_uuid: true,
         move_files: false,
         layout: Default::default(),
+        parallel: 4,
     })
     .await
     .unwrap();

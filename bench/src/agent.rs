@@ -125,7 +125,7 @@ impl Agent {
         runner.run(label, &cmd).await
     }
 
-    /// `copy-back --backup-dir D --datadir T`.
+    /// `copy-back --backup-dir D --datadir T --parallel N`.
     pub async fn copy_back(
         &self,
         runner: &Runner,
@@ -138,7 +138,8 @@ impl Agent {
             .arg("--backup-dir")
             .arg(backup)
             .arg("--datadir")
-            .arg(datadir);
+            .arg(datadir)
+            .arg(format!("--parallel={}", self.parallel));
         runner.run(label, &cmd).await
     }
 }

@@ -15,14 +15,17 @@
 //! - move-back renames the prepared files (copy + remove across
 //!   filesystems) and then removes what is left of `D/prepared/`: the raw
 //!   backup is untouched, so apply-log can prepare it again.
+//! - Files are placed `--parallel` at a time, large ones in ranges, all or
+//!   nothing ([`place`]): a failed copy-back takes back what it placed.
 
+pub mod place;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
 
-use crate::fileops::{self, FileError, Transfer};
+use crate::fileops::{self, FileError};
 use crate::prepare::{self, ApplyLogOptions};
 
 pub use plan::{Placement, Plan, TargetLayout};
@@ -36,6 +39,8 @@ pub struct CopyBackOptions {
     pub move_files: bool,
     /// Where the target server keeps system and undo tablespaces.
     pub layout: TargetLayout,
+    /// Files (or ranges of large files) copied at once.
+    pub parallel: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,8 @@ pub enum Error {
     TargetExists(PathBuf),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Place(#[from] place::PlaceError),
     #[error("cannot give {path} to uid {uid} gid {gid}: {source}")]
     Chown {
         path: PathBuf,
@@ -191,38 +198,21 @@ fn place_all(
     owner: Option<(Uid, Gid)>,
 ) -> Result<CopyBackReport, Error> {
     create_private_dir(datadir)?;
-    let mut report = CopyBackReport {
+    let placed = place::place_all(plan, prepared, options.move_files, options.parallel.max(1))?;
+    let report = CopyBackReport {
         datadir: datadir.to_owned(),
-        files: 0,
-        reflinked: 0,
-        copied: 0,
-        renamed: 0,
+        files: plan.placements.len(),
+        reflinked: placed.reflinked,
+        copied: placed.copied,
+        renamed: placed.renamed,
         owner: owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
     };
-    let mut outside = Vec::new();
-    for placement in &plan.placements {
-        let from = prepared.join(&placement.from);
-        let how = if options.move_files {
-            fileops::move_file(&from, &placement.to)?
-        } else {
-            fileops::copy_file(&from, &placement.to)?
-        };
-        match how {
-            Transfer::Reflinked => report.reflinked += 1,
-            Transfer::Copied => report.copied += 1,
-            Transfer::Renamed => report.renamed += 1,
-        }
-        report.files += 1;
-        if !placement.to.starts_with(datadir) {
-            outside.push(placement.to.clone());
-        }
-    }
     let redo = datadir.join(plan::REDO_DIR);
     create_private_dir(&redo)?;
     if let Some((uid, gid)) = owner {
         chown_tree(datadir, uid, gid)?;
-        for path in &outside {
-            chown(path, uid, gid)?;
+        for placement in plan.outside(datadir) {
+            chown(&placement.to, uid, gid)?;
         }
     }
     for dir in folders_of(plan, datadir) {

@@ -19,7 +19,8 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
     let mut s = Scenario::new(
         "restore",
         "4. Restore: copy-back + server start vs logical reload",
-        "Physical: `innoxide-agent copy-back` of a prepared backup into an empty datadir, plus the start \
+        "Physical: `innoxide-agent copy-back --parallel` (the backups' `--parallel`: files and 64 MiB \
+         ranges of large files copied at once) of a prepared backup into an empty datadir, plus the start \
          of a 9.7 server on it until it accepts connections. Logical: the same data dumped once with \
          mydumper and with the 9.7 mysqldump (`--single-transaction`), each reloaded (myloader; `mysql < \
          dump.sql`) into a fresh, already running 9.7 server with the same settings.",
