@@ -46,14 +46,20 @@ impl FileError {
 /// Copies `from` to `to` (which must not exist), creating `to`'s parent
 /// folders, and syncs the new file.
 pub fn copy_file(from: &Path, to: &Path) -> Result<Transfer, FileError> {
-    create_parent(to)?;
-    let how = match reflink_copy::reflink_or_copy(from, to) {
-        Ok(None) => Transfer::Reflinked,
-        Ok(Some(_)) => Transfer::Copied,
-        Err(e) => return Err(FileError::new("copy", from, to, e)),
-    };
+    let how = copy_file_unsynced(from, to)?;
     sync_file(to)?;
     Ok(how)
+}
+
+/// [`copy_file`] without the sync: for a caller that syncs later, while it
+/// does other work.
+pub fn copy_file_unsynced(from: &Path, to: &Path) -> Result<Transfer, FileError> {
+    create_parent(to)?;
+    match reflink_copy::reflink_or_copy(from, to) {
+        Ok(None) => Ok(Transfer::Reflinked),
+        Ok(Some(_)) => Ok(Transfer::Copied),
+        Err(e) => Err(FileError::new("copy", from, to, e)),
+    }
 }
 
 /// Renames `from` to `to`; across filesystems (EXDEV) copies, syncs and

@@ -76,6 +76,19 @@ fn decode_file(
     key: Option<&crate::repo::Key>,
     to: &Path,
 ) -> Result<(), Error> {
+    decode_file_unsynced(backup_dir, entry, key, to)?
+        .sync_all()
+        .map_err(|e| FileError::at("write", to, e))?;
+    Ok(())
+}
+
+/// [`decode_file`] without the sync; returns the written file.
+fn decode_file_unsynced(
+    backup_dir: &Path,
+    entry: &FileEntry,
+    key: Option<&crate::repo::Key>,
+    to: &Path,
+) -> Result<std::fs::File, Error> {
     use std::io::Write;
     let store = crate::repo::Store::Local {
         root: backup_dir.to_owned(),
@@ -89,11 +102,10 @@ fn decode_file(
         .map_err(|e| {
             Error::Unsupported(format!("{e}; the backup is damaged or the key is wrong"))
         })?;
-    let file = writer
+    writer
         .into_inner()
-        .map_err(|e| FileError::at("write", to, e.into_error()))?;
-    file.sync_all().map_err(|e| FileError::at("write", to, e))?;
-    Ok(())
+        .map_err(|e| FileError::at("write", to, e.into_error()))
+        .map_err(Error::from)
 }
 
 /// Largest synthesized redo file: mysqld's limit, or less when the
@@ -571,8 +583,12 @@ impl Work<'_> {
     }
 
     async fn run(&self) -> Result<ApplyLogReport, Error> {
-        let (reflinked, copied) = self.copy_data_files().await?;
+        let (reflinked, copied, written) = self.copy_data_files().await?;
         tracing::info!(reflinked, copied, "data files in the working copy");
+        // The copies reach the disk while the redo is made and mysqld
+        // recovers (it reads them from the page cache meanwhile), not
+        // before: the result is sealed only once they have.
+        let synced = tokio::task::spawn_blocking(move || sync_files(&written));
         if let Some(chain) = self.chain {
             let overlaid = self.overlay(chain).await?;
             tracing::info!(?overlaid, "tablespaces rebuilt from the chain");
@@ -587,6 +603,7 @@ impl Work<'_> {
             "redo file synthesized"
         );
         let (recovery, settled, shutdown_lsn) = self.recover(&redo).await?;
+        synced.await.expect("the sync task does not panic")?;
         Ok(ApplyLogReport {
             prepared_dir: self.partial.to_owned(),
             already_prepared: false,
@@ -601,8 +618,9 @@ impl Work<'_> {
     }
 
     /// Every data file of the backup (tablespaces, non-InnoDB files, the
-    /// binlog and its index) at the same relative path in the working copy.
-    async fn copy_data_files(&self) -> Result<(usize, usize), Error> {
+    /// binlog and its index) at the same relative path in the working copy:
+    /// how many were reflinked and copied, and the new files, not synced yet.
+    async fn copy_data_files(&self) -> Result<(usize, usize, Vec<PathBuf>), Error> {
         let files: Vec<FileEntry> = self
             .manifest
             .files
@@ -621,42 +639,44 @@ impl Work<'_> {
         let worker_stop = stop.clone();
         // Files are copied and checked on several threads: the checksum of
         // each copy is CPU work, and a large backup has many files.
-        let job = tokio::task::spawn_blocking(move || -> Result<(usize, usize), Error> {
-            let copy_one = |entry: &FileEntry| -> Result<Transfer, Error> {
-                let (from, to) = (backup_dir.join(&entry.path), partial.join(&entry.path));
-                if worker_stop.load(Ordering::Relaxed) {
-                    return Err(Error::Cancelled { dir: to });
-                }
-                if entry.stored_sha256.is_some() {
-                    // Compressed or encrypted: decoded and checked on the way.
-                    decode_file(&backup_dir, entry, key.as_ref(), &to)?;
-                    return Ok(Transfer::Copied);
-                }
-                let size = std::fs::metadata(&from)
-                    .map_err(|e| FileError::at("read", &from, e))?
-                    .len();
-                if size != entry.size {
-                    return Err(Error::SizeMismatch {
-                        path: from,
-                        size,
-                        expected: entry.size,
+        let job =
+            tokio::task::spawn_blocking(move || -> Result<(usize, usize, Vec<PathBuf>), Error> {
+                let copy_one = |entry: &FileEntry| -> Result<Transfer, Error> {
+                    let (from, to) = (backup_dir.join(&entry.path), partial.join(&entry.path));
+                    if worker_stop.load(Ordering::Relaxed) {
+                        return Err(Error::Cancelled { dir: to });
+                    }
+                    if entry.stored_sha256.is_some() {
+                        // Compressed or encrypted: decoded and checked on the way.
+                        decode_file_unsynced(&backup_dir, entry, key.as_ref(), &to)?;
+                        return Ok(Transfer::Copied);
+                    }
+                    let size = std::fs::metadata(&from)
+                        .map_err(|e| FileError::at("read", &from, e))?
+                        .len();
+                    if size != entry.size {
+                        return Err(Error::SizeMismatch {
+                            path: from,
+                            size,
+                            expected: entry.size,
+                        });
+                    }
+                    let how = fileops::copy_file_unsynced(&from, &to)?;
+                    // The copy is what recovery will use: check it, not the source.
+                    check_bytes(entry, &from, &to)?;
+                    Ok(how)
+                };
+                let done =
+                    fileops::map_parallel(&files, fileops::hash_threads(), &worker_stop, copy_one)?;
+                if done.len() < files.len() {
+                    return Err(Error::Cancelled {
+                        dir: partial.clone(),
                     });
                 }
-                let how = fileops::copy_file(&from, &to)?;
-                // The copy is what recovery will use: check it, not the source.
-                check_bytes(entry, &from, &to)?;
-                Ok(how)
-            };
-            let done =
-                fileops::map_parallel(&files, fileops::hash_threads(), &worker_stop, copy_one)?;
-            if done.len() < files.len() {
-                return Err(Error::Cancelled {
-                    dir: partial.clone(),
-                });
-            }
-            let reflinked = done.iter().filter(|t| **t == Transfer::Reflinked).count();
-            Ok((reflinked, done.len() - reflinked))
-        });
+                let reflinked = done.iter().filter(|t| **t == Transfer::Reflinked).count();
+                let written = files.iter().map(|f| partial.join(&f.path)).collect();
+                Ok((reflinked, done.len() - reflinked, written))
+            });
         let _stop_on_cancel = StopOnCancel::new(self.cancel, stop);
         job.await.expect("the copy task does not panic")
     }
@@ -697,8 +717,9 @@ impl Work<'_> {
                 self.key.cloned(),
                 decoded.clone(),
             );
+            // A temporary file, removed once the redo is made: not synced.
             tokio::task::spawn_blocking(move || {
-                decode_file(&backup_dir, &entry, key.as_ref(), &to)
+                decode_file_unsynced(&backup_dir, &entry, key.as_ref(), &to)
             })
             .await
             .expect("the decode task does not panic")?;
@@ -922,6 +943,15 @@ impl Work<'_> {
             relay_dir: self.replay.map(|plan| plan.relay.dir.clone()),
         }
     }
+}
+
+/// Syncs every file of `files`, a few at once (each sync waits for the disk).
+fn sync_files(files: &[PathBuf]) -> Result<(), Error> {
+    let stop = AtomicBool::new(false);
+    fileops::map_parallel(files, fileops::hash_threads(), &stop, |f| {
+        fileops::sync_file(f)
+    })?;
+    Ok(())
 }
 
 /// The files a datadir is made of (the rest of a backup is its metadata

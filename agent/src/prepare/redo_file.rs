@@ -252,8 +252,8 @@ impl SplitWriter<'_> {
         Ok(())
     }
 
-    /// Closes the file being written (synced) and opens the next, with the
-    /// header for where it starts.
+    /// Closes the file being written and opens the next, with the header
+    /// for where it starts.
     fn open_next(&mut self) -> Result<(), RedoFileError> {
         self.close(None)?;
         let id = self.next_id;
@@ -287,7 +287,10 @@ impl SplitWriter<'_> {
         Ok(())
     }
 
-    /// Flushes and syncs the open file, first growing it to `len` when given.
+    /// Flushes the open file, first growing it to `len` when given. Not
+    /// synced: mysqld reads it at once (from the page cache), a restore
+    /// never uses it, and a crash before apply-log ends leaves a working
+    /// copy that is rebuilt, never used.
     fn close(&mut self, len: Option<u64>) -> Result<u64, RedoFileError> {
         let Some((path, writer)) = self.current.take() else {
             return Ok(0);
@@ -300,7 +303,6 @@ impl SplitWriter<'_> {
         if let Some(len) = len {
             file.set_len(len).map_err(write_err)?;
         }
-        file.sync_all().map_err(write_err)?;
         Ok(file.metadata().map_err(write_err)?.len())
     }
 
