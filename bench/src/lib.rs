@@ -82,6 +82,10 @@ pub struct Args {
     /// sysbench threads of the write load.
     #[arg(long, default_value_t = 4)]
     pub load_threads: u32,
+    /// Seconds of write load during each heavy-redo backup of scenario 3
+    /// (throttled to last that long, so its redo piles up); 0 skips them.
+    #[arg(long, default_value_t = 90)]
+    pub heavy_redo_seconds: u64,
     /// `--throttle` of the second series of backups under load (bytes/s, K/M/G suffixes).
     #[arg(long, default_value = "100M")]
     pub load_throttle: String,
@@ -153,6 +157,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
         workload: Workload::WriteOnly,
         load_throttle: args.load_throttle.clone(),
         baseline_agent: args.baseline_agent.clone(),
+        heavy_redo_seconds: args.heavy_redo_seconds,
     };
     let machine = Machine::describe(work.path());
     tracing::info!(machine = machine.summary(), size = %plan.label, repeat = opts.repeat, "starting");

@@ -1,13 +1,15 @@
 //! Scenario 3: apply-log (prepare) of the backups taken under load: its wall
 //! time, and the redo it replays (last LSN − start checkpoint LSN, from the
-//! manifest) per second of it.
+//! manifest) per second of it. Then the same where prepare matters: backups
+//! paced slow (`--throttle`) under a long write load, so each holds
+//! hundreds of MiB of redo ([`heavy`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::Bench;
-use crate::agent::manifest_facts;
+use super::{Bench, OPEN_ENDED};
+use crate::agent::{BackupTarget, manifest_facts};
 use crate::child::remove_dir;
 use crate::prepare_phases::{Phases, phases};
 use crate::results::{Metric, Scenario, Unit};
@@ -103,7 +105,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         Unit::Bytes,
         &redo,
     ));
-    breakdown.report(&mut s);
+    breakdown.report(&mut s, "", "");
     if let Some(agent) = &baseline.agent {
         s.push(Metric::from_series(
             "apply_time_baseline",
@@ -122,7 +124,158 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         "The redo a backup holds is what the load wrote while it ran, so at this size the time is mostly \
          the recovery instance's start and clean shutdown, and the rate understates what replay alone does.",
     );
+    heavy(b, &mut s).await;
     Ok(s)
+}
+
+/// The long heavy load's part: `--heavy-redo-seconds` of sysbench during
+/// each backup, which `--throttle` stretches to about that long (the rows
+/// and metrics keyed `_heavy`).
+async fn heavy(b: &mut Bench, s: &mut Scenario) {
+    let seconds = b.opts.heavy_redo_seconds;
+    if seconds == 0 {
+        s.note("The heavy-redo series was skipped (`--heavy-redo-seconds 0`).");
+        return;
+    }
+    // What a backup copies, spread over the wanted time.
+    let bytes = b
+        .kept
+        .idle_backup_bytes
+        .unwrap_or_else(|| b.dataset.datadir_bytes.saturating_sub(b.opts.redo_capacity));
+    let throttle = (bytes / seconds).max(1 << 20);
+    let (mut times, mut rates, mut redo) = (Series::new(), Series::new(), Series::new());
+    let (mut backup_times, mut fixed) = (Series::new(), Series::new());
+    let mut breakdown = Breakdown::default();
+    let mut baseline = Baseline {
+        agent: b.opts.baseline_agent.clone(),
+        times: Series::new(),
+    };
+    let mysqld = b.mysqld();
+    for i in 0..b.repeat() {
+        tracing::info!(
+            run = i + 1,
+            of = b.repeat(),
+            throttle,
+            "3. heavy redo: backup under a long load"
+        );
+        let dir = b.scratch(&format!("heavy-{i}"));
+        let target = BackupTarget {
+            location: dir.display().to_string(),
+            throttle: Some(throttle.to_string()),
+            pacing: Some("off".into()),
+            ..Default::default()
+        };
+        let taken = async {
+            let load = b.sysbench.run_background(b.opts.load_threads, OPEN_ENDED)?;
+            let run = b
+                .agent
+                .backup(
+                    &b.runner,
+                    &format!("heavy-{i}-backup"),
+                    b.source.socket(),
+                    &target,
+                )
+                .await;
+            load.stop().await?;
+            run
+        }
+        .await;
+        let run = match taken {
+            Ok(run) => run,
+            Err(e) => {
+                times.fail(format!("the backup under load: {e:#}"));
+                remove_dir(&dir);
+                continue;
+            }
+        };
+        backup_times.push(run.seconds());
+        let redo_bytes = manifest_facts(&dir).ok().and_then(|f| f.redo_bytes);
+        if let Some(bytes) = redo_bytes {
+            redo.push(bytes as f64);
+        }
+        tracing::info!(run = i + 1, redo_bytes, "3. heavy redo: apply-log");
+        let baseline_first = i % 2 == 0;
+        if baseline_first {
+            baseline.push(b, &dir, i as usize + 100, &mysqld).await;
+        }
+        let ours = b
+            .agent
+            .apply_log(&b.runner, &format!("apply-log-heavy-{i}"), &dir, &mysqld)
+            .await;
+        if !baseline_first {
+            baseline.push(b, &dir, i as usize + 100, &mysqld).await;
+        }
+        match ours {
+            Ok(run) => {
+                times.push(run.seconds());
+                if let Some(p) = breakdown.add(&dir, run.seconds()) {
+                    fixed.push((run.seconds() - p.redo).max(0.0));
+                }
+                if let Some(bytes) = redo_bytes {
+                    rates.push(bytes as f64 / run.seconds());
+                }
+            }
+            Err(e) => times.fail(format!("{e:#}")),
+        }
+        remove_dir(&dir);
+    }
+    s.push(Metric::from_series(
+        "backup_time_heavy",
+        &format!("Heavy redo: backup under load, --throttle={throttle} (time)"),
+        Unit::Seconds,
+        &backup_times,
+    ));
+    s.push(Metric::from_series(
+        "redo_bytes_heavy",
+        "Heavy redo: redo captured per backup",
+        Unit::Bytes,
+        &redo,
+    ));
+    s.push(Metric::from_series(
+        "apply_time_heavy",
+        "Heavy redo: Innoxide apply-log time",
+        Unit::Seconds,
+        &times,
+    ));
+    let rate = match times.outcome() {
+        Outcome::Unavailable { unavailable } => Outcome::unavailable(unavailable),
+        Outcome::Measured(_) => rates.outcome(),
+    };
+    s.push(Metric::new(
+        "redo_rate_heavy",
+        "Heavy redo: apply-log redo per second",
+        Unit::BytesPerSecond,
+        rate,
+    ));
+    s.push(Metric::from_series(
+        "fixed_heavy",
+        "Heavy redo: fixed overhead (all but redo scan and apply)",
+        Unit::Seconds,
+        &fixed,
+    ));
+    breakdown.report(s, "_heavy", "Heavy redo: ");
+    if let Some(agent) = &baseline.agent {
+        s.push(Metric::from_series(
+            "apply_time_heavy_baseline",
+            &format!(
+                "Heavy redo: apply-log of the same backups by {}",
+                agent.display()
+            ),
+            Unit::Seconds,
+            &baseline.times,
+        ));
+        s.ratio(
+            "apply_speedup_heavy",
+            "Heavy redo: apply-log time ÷ the baseline agent's, same backups",
+            "apply_time_heavy",
+            "apply_time_heavy_baseline",
+        );
+    }
+    s.note(format!(
+        "Heavy redo: sysbench `{}` with {} threads runs during each backup, which          `--throttle={throttle} --pacing=off` stretches to about {seconds} s, so the redo from the          backup's start checkpoint to its last LSN piles up; apply-log then replays it (the phases          as above). Fixed overhead is apply-log's time minus the redo scan and apply.",
+        b.opts.workload_script(),
+        b.opts.load_threads,
+    ));
 }
 
 /// Where each apply-log's time went (from its mini instance's error log).
@@ -138,7 +291,8 @@ struct Breakdown {
 }
 
 impl Breakdown {
-    fn add(&mut self, backup: &std::path::Path, total: f64) {
+    /// Adds one apply-log's phases, and returns them.
+    fn add(&mut self, backup: &std::path::Path, total: f64) -> Option<Phases> {
         let log = backup.join("prepared").join("mysql-stderr");
         let Some(p) = std::fs::read_to_string(&log)
             .ok()
@@ -149,7 +303,7 @@ impl Breakdown {
             for series in [&mut self.start, &mut self.redo, &mut self.agent] {
                 series.fail(why.clone());
             }
-            return;
+            return None;
         };
         let Phases {
             start,
@@ -166,9 +320,12 @@ impl Breakdown {
         self.shutdown.push(shutdown);
         self.agent.push((total - p.mysqld_total()).max(0.0));
         self.batches.push(batches as f64);
+        Some(p)
     }
 
-    fn report(&self, s: &mut Scenario) {
+    /// The phases as metrics, their keys ending in `suffix` and their
+    /// labels starting with `prefix`.
+    fn report(&self, s: &mut Scenario, suffix: &str, prefix: &str) {
         for (key, label, series) in [
             (
                 "phase_agent",
@@ -193,15 +350,26 @@ impl Breakdown {
             ),
             ("phase_shutdown", "  of which the shutdown", &self.shutdown),
         ] {
-            s.push(Metric::from_series(key, label, Unit::Seconds, series));
+            s.push(Metric::from_series(
+                &format!("{key}{suffix}"),
+                &with_prefix(prefix, label),
+                Unit::Seconds,
+                series,
+            ));
         }
         s.push(Metric::from_series(
-            "apply_batches",
-            "Recovery apply batches",
+            &format!("apply_batches{suffix}"),
+            &with_prefix(prefix, "Recovery apply batches"),
             Unit::Count,
             &self.batches,
         ));
     }
+}
+
+/// `label` after `prefix`, keeping a sub-row's indent in front.
+fn with_prefix(prefix: &str, label: &str) -> String {
+    let indent = label.len() - label.trim_start().len();
+    format!("{}{prefix}{}", &label[..indent], label.trim_start())
 }
 
 /// The older agent's apply-log on copies of the same backups.

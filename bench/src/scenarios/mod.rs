@@ -44,6 +44,9 @@ pub struct Options {
     pub load_throttle: String,
     /// An older agent whose apply-log scenario 3 runs in turns with ours.
     pub baseline_agent: Option<PathBuf>,
+    /// Seconds of write load during each of scenario 3's heavy-redo
+    /// backups (0: none).
+    pub heavy_redo_seconds: u64,
 }
 
 impl Options {
