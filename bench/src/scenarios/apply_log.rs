@@ -221,7 +221,10 @@ async fn heavy(b: &mut Bench, s: &mut Scenario) {
     }
     s.push(Metric::from_series(
         "backup_time_heavy",
-        &format!("Heavy redo: backup under load, --throttle={throttle} (time)"),
+        &format!(
+            "Heavy redo: backup under load, --throttle={:.1}M (time)",
+            throttle as f64 / f64::from(1 << 20)
+        ),
         Unit::Seconds,
         &backup_times,
     ));
@@ -272,9 +275,14 @@ async fn heavy(b: &mut Bench, s: &mut Scenario) {
         );
     }
     s.note(format!(
-        "Heavy redo: sysbench `{}` with {} threads runs during each backup, which          `--throttle={throttle} --pacing=off` stretches to about {seconds} s, so the redo from the          backup's start checkpoint to its last LSN piles up; apply-log then replays it (the phases          as above). Fixed overhead is apply-log's time minus the redo scan and apply.",
+        "Heavy redo: sysbench `{}` with {} threads runs during each backup, which \
+         `--throttle={throttle} --pacing=off` ({:.1} MiB/s) stretches to about {seconds} s, so \
+         the redo from the backup's start checkpoint to its last LSN piles up; apply-log then \
+         replays it (the phases as above). Fixed overhead is apply-log's time minus the redo scan \
+         and apply.",
         b.opts.workload_script(),
         b.opts.load_threads,
+        throttle as f64 / f64::from(1 << 20),
     ));
 }
 
