@@ -380,8 +380,16 @@ struct ApplyIncrementalArgs {
 
 #[derive(Args, Debug, Clone)]
 struct ApplyLogArgs {
+    /// The backup to prepare; with --backup-repository, the (empty) folder
+    /// the chosen backup is fetched into and prepared in.
     #[arg(long, alias = "target-dir", value_name = "DIR")]
     backup_dir: PathBuf,
+    /// Point-in-time restore from a repository of several backups (a
+    /// folder or a repository URL): the newest full backup at or before the
+    /// --stop-* target that the binlogs reach it from is chosen (and said
+    /// why), then fetched into --backup-dir; the repository is only read.
+    #[arg(long, value_name = "LOCATION", requires = "stop")]
+    backup_repository: Option<String>,
     /// The mysqld to recover with: must be the source's exact version (default: from PATH).
     #[arg(long, env = "INNOXIDE_MYSQLD")]
     mysqld: Option<PathBuf>,
@@ -689,6 +697,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             apply_log_command(&ApplyLogArgs {
                 backup_dir: PathBuf::from(location),
+                backup_repository: None,
                 mysqld: args.mysqld,
                 force: false,
                 uncompress: false,
@@ -881,8 +890,20 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
     };
     let report = match args.point_in_time.target()? {
         Some(target) => {
+            let binlogs = args.point_in_time.source(args.encrypt_key_file.as_ref())?;
+            if let Some(repository) = &args.backup_repository {
+                fetch_base(
+                    repository,
+                    &args.point_in_time.repo.options(),
+                    &binlogs,
+                    &target,
+                    options.key.as_ref(),
+                    &args.backup_dir,
+                )
+                .await?;
+            }
             let options = crate::prepare::pitr::PointInTimeOptions {
-                binlogs: args.point_in_time.source(args.encrypt_key_file.as_ref())?,
+                binlogs,
                 apply: options,
                 target,
             };
@@ -938,6 +959,28 @@ async fn apply_log_command(args: &ApplyLogArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("completed OK!");
+    Ok(())
+}
+
+/// `apply-log --backup-repository`: the base backup for `target` chosen
+/// from the repository (said why) and fetched into `dir`.
+async fn fetch_base(
+    repository: &str,
+    repo: &crate::repo::RepoOptions,
+    binlogs: &crate::prepare::pitr::BinlogSource,
+    target: &crate::prepare::pitr::StopTarget,
+    key: Option<&crate::repo::Key>,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::prepare::pitr::repository;
+    let chosen = repository::choose(repository, repo, binlogs, target).await?;
+    tracing::info!(backup = %chosen.location, why = %chosen.why, "base backup chosen");
+    eprintln!("{}", chosen.why);
+    if repository::fetch(&chosen, key, dir).await? {
+        eprintln!("fetched {} into {}", chosen.location, dir.display());
+    } else {
+        eprintln!("{} holds {} already", dir.display(), chosen.name);
+    }
     Ok(())
 }
 
@@ -1211,6 +1254,21 @@ mod tests {
             panic!("not apply-log")
         };
         assert!(args.point_in_time.target().is_err());
+        // A repository of backups needs a target to choose the base by.
+        assert!(parse(&["--backup-repository", "s3://b/db"]).is_err());
+        let ok = parse(&[
+            "--backup-repository",
+            "s3://b/db",
+            "--binlog-archive",
+            "s3://b/db/binlogs",
+            "--stop-datetime",
+            "2026-12-06T20:31:05Z",
+        ])
+        .unwrap();
+        let Command::ApplyLog(args) = ok.command else {
+            panic!("not apply-log")
+        };
+        assert_eq!(args.backup_repository.as_deref(), Some("s3://b/db"));
     }
 
     #[test]

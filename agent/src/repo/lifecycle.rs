@@ -232,7 +232,9 @@ pub async fn orphans(
             continue;
         };
         let slot = newest.entry(name.to_owned()).or_insert((false, None));
-        slot.0 |= rest == meta::MANIFEST;
+        // A binlog archive kept beside the backups (the operator's
+        // `<storage>/binlogs`) is no failed backup.
+        slot.0 |= rest == meta::MANIFEST || rest == crate::binlog::archive_index::INDEX;
         slot.1 = slot.1.max(object.modified);
     }
     Ok(newest

@@ -22,8 +22,10 @@
 //! leaves `prepared.partial/` (and the relay folder) for inspection, and
 //! the error names the transaction the applier stopped at.
 
+pub mod base;
 pub mod relay;
 pub mod replay;
+pub mod repository;
 pub mod stream;
 pub mod target;
 
@@ -126,6 +128,10 @@ pub enum PitrError {
     },
     #[error("the binlog archive: {0}")]
     Archive(String),
+    #[error("the backup repository {0}")]
+    Repository(String),
+    #[error("no base backup in the repository {0}")]
+    NoBase(String),
 }
 
 /// apply-log to a point in time: see the module documentation.
@@ -320,21 +326,11 @@ async fn fetch(
     target: &StopTarget,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, PitrError> {
-    use crate::binlog::{CommitTime, ReplayTarget};
     let store = crate::repo::open(&archive.location, &archive.repo)
         .map_err(|e| PitrError::Archive(e.to_string()))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| PitrError::Archive(format!("create {}: {e}", dir.display())))?;
-    let wanted = match target {
-        StopTarget::Gtid(set) => ReplayTarget::Gtids(set.clone()),
-        StopTarget::Time(time) => ReplayTarget::Time(CommitTime(
-            (time.unix_timestamp_nanos() / 1000).max(0) as u64,
-        )),
-        StopTarget::Position { file, pos } => ReplayTarget::Position {
-            file: file.clone(),
-            position: *pos,
-        },
-    };
+    let wanted = replay_target(target);
     crate::binlog::fetch_for_replay(
         &store,
         archive.key.as_ref(),
@@ -344,6 +340,21 @@ async fn fetch(
     )
     .await
     .map_err(|e| PitrError::Archive(e.to_string()))
+}
+
+/// The archive's reading of a target.
+fn replay_target(target: &StopTarget) -> crate::binlog::ReplayTarget {
+    use crate::binlog::{CommitTime, ReplayTarget};
+    match target {
+        StopTarget::Gtid(set) => ReplayTarget::Gtids(set.clone()),
+        StopTarget::Time(time) => ReplayTarget::Time(CommitTime(
+            (time.unix_timestamp_nanos() / 1000).max(0) as u64,
+        )),
+        StopTarget::Position { file, pos } => ReplayTarget::Position {
+            file: file.clone(),
+            position: *pos,
+        },
+    }
 }
 
 /// The folder's binlogs from the last one whose Previous_gtids the backup
