@@ -479,6 +479,16 @@ impl Archiver<'_> {
     ) -> Result<(), ArchiveError> {
         let path = self.dir.join(&entry.name);
         let fde = self.header(&entry.name)?.fde.clone();
+        // What the archive holds before this file. After a failover the new
+        // primary's file logs again, replicated, transactions the old
+        // primary's files hold: they stay in the bytes (the file is stored
+        // as the server wrote it; replay's GTID auto-skip passes them) but
+        // the index names each transaction once, in the file that first
+        // archived it.
+        let mut before = self.index.history();
+        if in_index {
+            before = before.subtract(&entry.gtids);
+        }
         let mut read_cap = MAX_SEGMENT;
         while entry.size < limit {
             let start = entry.size;
@@ -511,8 +521,15 @@ impl Archiver<'_> {
                 .await?;
             entry.segments.push(segment);
             entry.size = scan.end;
-            entry.gtids.union_with(&scan.gtids());
+            let mut new = 0;
             for t in &scan.transactions {
+                if t.gtid.as_ref().is_some_and(|g| before.contains(g)) {
+                    continue;
+                }
+                if let Some(gtid) = &t.gtid {
+                    entry.gtids.insert(gtid);
+                }
+                new += 1;
                 let at = CommitTime(t.commit_micros);
                 entry.first_event_time = Some(entry.first_event_time.map_or(at, |f| f.min(at)));
                 entry.last_event_time = Some(entry.last_event_time.map_or(at, |l| l.max(at)));
@@ -520,7 +537,7 @@ impl Archiver<'_> {
             entry.complete = may_complete && entry.size >= limit;
             self.report.segments += 1;
             self.report.bytes += data.len() as u64;
-            self.report.transactions += scan.transactions.len() as u64;
+            self.report.transactions += new;
             self.commit(&entry, &mut in_index).await?;
             read_cap = MAX_SEGMENT;
         }

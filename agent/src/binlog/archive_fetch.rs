@@ -109,6 +109,20 @@ pub fn plan_replay<'a>(
     let Some(last) = last.filter(|l| *l >= first) else {
         return Ok(Vec::new());
     };
+    // A diverged gap lies between two histories: the files after it do
+    // not continue the ones before it, even where their Previous_gtids
+    // would allow it (the new primary's file may begin before the
+    // transactions it lacks).
+    if let Some(gap) = index.gaps.iter().find(|g| {
+        g.kind == super::archive_index::GapKind::Diverged
+            && first < g.position
+            && g.position <= last
+    }) {
+        return Err(format!(
+            "the replay would cross a failover to a server of another history: {gap}; restore to \
+             a point before it, or from a backup taken after it"
+        ));
+    }
     // Every file's predecessors must be in the backup or in a file replayed
     // before it: anything else was lost (a gap) or predates the archive.
     let mut have = from.clone();
@@ -337,6 +351,34 @@ mod tests {
         let after = set("U:1-20");
         let ok = plan_replay(&index, &after, &ReplayTarget::Gtids(set("U:1-25"))).unwrap();
         assert_eq!(names(ok), ["b.3"]);
+    }
+
+    #[test]
+    fn a_replay_across_a_diverged_failover_is_refused() {
+        let mut index = archive();
+        // b.3 is the new primary's: it lacks U:18-20 of b.2.
+        index.files[2].previous_gtids = set("U:1-17");
+        index.gaps.push(Gap {
+            detected_at: CommitTime(1),
+            kind: GapKind::Diverged,
+            missing: set("U:18-20"),
+            position: 2,
+            before: "b.3".into(),
+            server_uuid: U.into(),
+            message: "lacks transactions the archive holds".into(),
+        });
+        let across = ReplayTarget::Gtids(set("U:1-30"));
+        let err = plan_replay(&index, &set("U:1-5"), &across).unwrap_err();
+        assert!(
+            err.contains("another history") && err.contains("U:18-20".replace('U', U).as_str()),
+            "{err}"
+        );
+        // Before the failover it is reachable.
+        let before = ReplayTarget::Gtids(set("U:1-20"));
+        assert_eq!(
+            names(plan_replay(&index, &set("U:1-5"), &before).unwrap()),
+            ["b.1", "b.2"]
+        );
     }
 
     #[test]

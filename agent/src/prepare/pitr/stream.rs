@@ -291,9 +291,14 @@ pub fn continuing(
         });
     };
     files.drain(..start);
-    for pair in files.windows(2) {
-        let (previous, next) = (&pair[0], &pair[1]);
-        let through = previous.previous_gtids.union(&previous.gtids());
+    let mut through = GtidSet::new();
+    for at in 0..files.len() {
+        if at == 0 {
+            through = files[0].previous_gtids.union(&files[0].gtids());
+            continue;
+        }
+        let (head, tail) = files.split_at_mut(at);
+        let (previous, next) = (&head[at - 1], &mut tail[0]);
         let missing = next.previous_gtids.subtract(&through);
         if !missing.is_empty() {
             return Err(StreamError::Gap {
@@ -304,12 +309,21 @@ pub fn continuing(
         }
         let extra = through.subtract(&next.previous_gtids);
         if !extra.is_empty() {
-            return Err(StreamError::NotContinuous {
-                previous: previous.name.clone(),
-                next: next.name.clone(),
-                extra: extra.to_string(),
-            });
+            // After a failover: the new primary (a replica until then)
+            // began this file before it had logged `extra`, and logs them
+            // in it, replicated. Its copies are left out of the stream (the
+            // applier's GTID auto-skip passes them in the relay log); any
+            // other overlap is not one history.
+            if !extra.is_subset(&next.gtids()) {
+                return Err(StreamError::NotContinuous {
+                    previous: previous.name.clone(),
+                    next: next.name.clone(),
+                    extra: extra.to_string(),
+                });
+            }
+            next.transactions.retain(|t| !through.contains(&t.gtid));
         }
+        through.union_with(&next.gtids());
     }
     Ok(files)
 }
@@ -408,5 +422,26 @@ pub(crate) mod tests {
             matches!(&err, StreamError::StartsAfterBackup { missing, .. } if *missing == format!("{U}:4-10")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_new_primarys_file_that_logs_the_old_ones_last_transactions_again_continues_it() {
+        // The old primary wrote 1-10; the replica began r.000002 after 1-6
+        // and logs 7-10 again (replicated), then its own 11-12 (one UUID
+        // here for brevity).
+        let mut replica = file("r.000002", &format!("{U}:1-6"), 7..=12, 30);
+        let files = vec![
+            file("b.000001", "", 1..=5, 0),
+            file("b.000002", &format!("{U}:1-5"), 6..=10, 10),
+            replica.clone(),
+        ];
+        let got = continuing(files, &set(&format!("{U}:1-3"))).unwrap();
+        let gnos: Vec<u64> = got[2].transactions.iter().map(|t| t.gtid.gno).collect();
+        assert_eq!(gnos, [11, 12], "the copies are left out");
+        // A file that lacks some of them is not that history.
+        replica.transactions.remove(0);
+        let files = vec![file("b.000002", &format!("{U}:1-5"), 6..=10, 10), replica];
+        let err = continuing(files, &set(&format!("{U}:1-5"))).unwrap_err();
+        assert!(matches!(err, StreamError::NotContinuous { .. }), "{err}");
     }
 }
