@@ -148,52 +148,57 @@ pub fn resolve(
     Ok(source)
 }
 
-/// The newest Completed backup before the target: by its GTID set (a
-/// subset of the target set) for a GTID, by its completion time for a
-/// time (the consistent point comes before it, so such a backup never
-/// holds a transaction after the target), by its binlog position for a
-/// position (same file name stem, not past it).
+/// The newest Completed backup before the target, by the rule the CLI's
+/// `apply-log --backup-repository` uses too
+/// ([`innoxide_agent::prepare::pitr::base`]): its GTID set within the
+/// target set, its completion at or before the time (its consistent point
+/// comes before it, so such a backup never holds a transaction after the
+/// target), its binlog position in the same binlog sequence, not past it.
 pub fn pick_base<'a>(
     target: &StopTarget,
     backups: &'a [MySQLBackup],
 ) -> Result<&'a MySQLBackup, String> {
-    let completed = backups
-        .iter()
-        .filter(|b| b.phase() == BackupPhase::Completed && b.metadata.deletion_timestamp.is_none());
-    let newest = |b: &&MySQLBackup| (completed_at(b), b.metadata.name.clone());
-    let picked = match target {
+    use innoxide_agent::binlog::CommitTime;
+    use innoxide_agent::prepare::pitr::StopTarget as Target;
+    use innoxide_agent::prepare::pitr::base::{BaseCandidate, TargetContext, bases_before};
+    let wanted = match target {
         StopTarget::Gtid(text) => {
-            let wanted: GtidSet = text.parse().map_err(|e| format!("gtid {text:?}: {e}"))?;
-            completed
-                .filter(|b| {
-                    b.status
-                        .as_ref()
-                        .and_then(|s| s.gtid_executed.as_deref())
-                        .and_then(|g| g.parse::<GtidSet>().ok())
-                        .is_some_and(|set| set.is_subset(&wanted))
-                })
-                .max_by_key(newest)
+            Target::Gtid(text.parse().map_err(|e| format!("gtid {text:?}: {e}"))?)
         }
-        StopTarget::Time(text) => {
-            let at: Timestamp = text.parse().map_err(|e| format!("time {text:?}: {e}"))?;
-            completed
-                .filter(|b| completed_at(b).is_some_and(|done| done <= at))
-                .max_by_key(newest)
-        }
-        StopTarget::Position { file, position } => completed
-            .filter(|b| {
-                b.status
-                    .as_ref()
-                    .and_then(|s| s.binlog.as_ref())
-                    .is_some_and(|at| position_not_after(&at.file, at.position, file, *position))
-            })
-            .max_by_key(newest),
+        StopTarget::Time(text) => Target::parse_time(text).map_err(|e| format!("time: {e}"))?,
+        StopTarget::Position { file, position } => Target::Position {
+            file: file.clone(),
+            pos: *position,
+        },
     };
-    picked.ok_or_else(|| {
-        format!(
-            "no Completed MySQLBackup of the schedule is before {target}: a point-in-time restore starts from a backup taken before the point. Pick a later point"
-        )
-    })
+    let candidates = backups
+        .iter()
+        .filter(|b| b.phase() == BackupPhase::Completed && b.metadata.deletion_timestamp.is_none())
+        .map(|b| {
+            let status = b.status.as_ref();
+            BaseCandidate {
+                item: b,
+                gtid_executed: status
+                    .and_then(|s| s.gtid_executed.as_deref())
+                    .and_then(|g| g.parse::<GtidSet>().ok()),
+                binlog: status
+                    .and_then(|s| s.binlog.as_ref())
+                    .map(|at| (at.file.clone(), at.position)),
+                server_uuid: None,
+                finished_at: completed_at(b)
+                    .map(|t| CommitTime(u64::try_from(t.as_microsecond()).unwrap_or(0))),
+                tie_break: b.metadata.name.clone().unwrap_or_default(),
+            }
+        });
+    bases_before(&wanted, &TargetContext::default(), candidates)
+        .into_iter()
+        .next()
+        .map(|c| c.item)
+        .ok_or_else(|| {
+            format!(
+                "no Completed MySQLBackup of the schedule is before {target}: a point-in-time restore starts from a backup taken before the point. Pick a later point"
+            )
+        })
 }
 
 fn completed_at(backup: &MySQLBackup) -> Option<Timestamp> {
@@ -202,21 +207,6 @@ fn completed_at(backup: &MySQLBackup) -> Option<Timestamp> {
         .as_ref()
         .and_then(|s| s.completion_time.as_ref())
         .map(|t| t.0)
-}
-
-/// `a_file:a_pos` is at or before `b_file:b_pos` in one server's binlog
-/// sequence (`binlog.000012`: same stem, numbered suffix).
-fn position_not_after(a_file: &str, a_pos: u64, b_file: &str, b_pos: u64) -> bool {
-    let split = |f: &str| -> Option<(String, u64)> {
-        let (stem, number) = f.rsplit_once('.')?;
-        Some((stem.to_owned(), number.parse().ok()?))
-    };
-    match (split(a_file), split(b_file)) {
-        (Some((a_stem, a_n)), Some((b_stem, b_n))) if a_stem == b_stem => {
-            (a_n, a_pos) <= (b_n, b_pos)
-        }
-        _ => false,
-    }
 }
 
 /// A gap lies between the base and the target: what the replay would need
