@@ -38,7 +38,7 @@ use crate::results::{Results, Scenario};
 use crate::scenarios::{Bench, Options};
 
 /// The scenarios, in the order they run (later ones use what earlier ones leave).
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "idle_backup",
     "under_load",
     "apply_log",
@@ -48,6 +48,7 @@ pub const SCENARIOS: [&str; 9] = [
     "peer",
     "incremental",
     "replay",
+    "archive_lag",
 ];
 
 #[derive(Parser, Debug, Clone)]
@@ -188,6 +189,7 @@ pub async fn run(args: Args) -> Result<PathBuf> {
             "replay" => scenarios::replay::run(&mut bench).await,
             "peer" => scenarios::peer::run(&mut bench, &mut versions).await,
             "incremental" => scenarios::incremental::run(&mut bench).await,
+            "archive_lag" => scenarios::archive_lag::run(&mut bench).await,
             _ => unreachable!("SCENARIOS lists only these"),
         };
         let mut scenario = result.unwrap_or_else(|e| {

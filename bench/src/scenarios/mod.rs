@@ -4,6 +4,7 @@
 //! load are the ones apply-log prepares and copy-back restores).
 
 pub mod apply_log;
+pub mod archive_lag;
 pub mod idle_backup;
 pub mod incremental;
 pub mod peer;
