@@ -5,8 +5,10 @@
 //! transactions; and a failed or refused step must leave the raw backup as
 //! it was.
 
+mod support;
+use support::{agent, text};
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,22 +53,6 @@ impl Steps {
 
 fn mysqld() -> PathBuf {
     mysql_prefix().unwrap().join("bin/mysqld")
-}
-
-/// Runs the agent binary; returns its output whatever the exit status.
-async fn agent(args: &[&str]) -> Output {
-    tokio::process::Command::new(AGENT)
-        .args(args)
-        .env("INNOXIDE_LOG_JSON", "false")
-        .env_remove("INNOXIDE_MYSQLD")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A hot backup with the CLI, as root over the socket, into `dir`.

@@ -8,6 +8,9 @@
 //! "failover" to a replica that lacks archived transactions is a
 //! `diverged` gap, reported and refused by name.
 
+mod support;
+use support::{agent, text};
+
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -22,23 +25,8 @@ use innoxide_testkit::{MysqlServer, mysql_prefix};
 const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
 const TABLES: &[&str] = &["app.log"];
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn set(text: &str) -> GtidSet {
     text.parse().unwrap()
-}
-
-async fn agent(args: &[&str]) -> Output {
-    tokio::process::Command::new(AGENT)
-        .args(args)
-        .env("INNOXIDE_LOG_JSON", "false")
-        .env_remove("INNOXIDE_MYSQLD")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
 }
 
 /// Small binlog files, so the writes span several of them.

@@ -10,6 +10,9 @@
 //! refused before anything is built, and a replay that fails names the
 //! transaction and leaves the raw backup as it was.
 
+mod support;
+use support::{agent, text};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
@@ -20,8 +23,6 @@ use innoxide_agent::meta::Manifest;
 use innoxide_agent::prepare::pitr::{PitrRecord, read_record};
 use innoxide_testkit::oracle::ReferenceReplica;
 use innoxide_testkit::{MysqlServer, Sysbench, mysql_prefix};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
 
 /// Prints how long each step of a test took (seen with `--nocapture`).
 struct Steps {
@@ -58,22 +59,6 @@ fn mysqld() -> String {
         .join("bin/mysqld")
         .display()
         .to_string()
-}
-
-/// Runs the agent binary; returns its output whatever the exit status.
-async fn agent(args: &[&str]) -> Output {
-    tokio::process::Command::new(AGENT)
-        .args(args)
-        .env("INNOXIDE_LOG_JSON", "false")
-        .env_remove("INNOXIDE_MYSQLD")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn set(text: &str) -> GtidSet {

@@ -10,6 +10,9 @@
 //! operator keeps it) is never written to, and prune takes the archive
 //! for no orphan.
 
+mod support;
+use support::{agent, text};
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -17,26 +20,10 @@ use std::time::{Duration, Instant};
 use innoxide_agent::binlog::GtidSet;
 use innoxide_testkit::{MysqlServer, mysql_prefix};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
 const TABLES: &[&str] = &["app.t"];
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn set(text: &str) -> GtidSet {
     text.parse().unwrap()
-}
-
-async fn agent(args: &[&str]) -> Output {
-    tokio::process::Command::new(AGENT)
-        .args(args)
-        .env("INNOXIDE_LOG_JSON", "false")
-        .env_remove("INNOXIDE_MYSQLD")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
 }
 
 fn mysqld() -> String {

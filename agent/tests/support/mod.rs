@@ -87,3 +87,22 @@ pub fn local_backup_options(server: &MysqlServer, dir: &Path) -> BackupOptions {
         false,
     )
 }
+
+const AGENT: &str = env!("CARGO_BIN_EXE_innoxide-agent");
+
+/// Runs the agent binary; returns its output whatever the exit status.
+pub async fn agent(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(AGENT)
+        .args(args)
+        .env("INNOXIDE_LOG_JSON", "false")
+        .env_remove("INNOXIDE_MYSQLD")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Process output as text, for assertions and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
