@@ -1260,3 +1260,124 @@ async fn the_binlog_archiver_follows_the_server_into_s3_across_a_restart_prunes_
 fn hex_key() -> String {
     "4f".repeat(32)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_chain() {
+    let s3 = innoxide_testkit::S3Server::start().await.unwrap();
+    let server = MysqlServer::builder().start().await.unwrap();
+    let bench = Sysbench::prepare(&server, 2, 10_000).await.unwrap();
+    let (pki, state_dir) = (Pki::new(), tempfile::tempdir().unwrap());
+    let agent = Agent::start(&AgentSetup {
+        mysqld: Some(server.bin("mysqld")),
+        ..setup(&pki, state_dir.path(), &server)
+    })
+    .await;
+    let mut client = agent.client(&pki).await;
+    let key = pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Value(hex_key())),
+    };
+    let backup = |id: &str, base: Option<&str>| pb::StartBackupRequest {
+        operation_id: id.into(),
+        repository: Some(s3_repository(&s3, "chain")),
+        options: Some(pb::BackupOptions {
+            parallel: 2,
+            compression: pb::Compression::Zstd as i32,
+            encryption_key: Some(key.clone()),
+            ..Default::default()
+        }),
+        incremental: base.map(|b| pb::IncrementalBackup {
+            base_backup_name: b.into(),
+        }),
+        ..Default::default()
+    };
+    let result = |op: &pb::Operation| match &op.result {
+        Some(pb::operation::Result::Backup(b)) => b.clone(),
+        _ => panic!("no backup result: {op:?}"),
+    };
+
+    client.start_backup(backup("full", None)).await.unwrap();
+    let full = watch_to_end(&mut client, "full").await.pop().unwrap();
+    assert_eq!(state(&full), pb::OperationState::Succeeded, "{full:?}");
+    let full = result(&full);
+    assert_eq!(full.backup_type, pb::BackupType::Full as i32);
+    assert_eq!(full.chain.len(), 1);
+
+    // Writes between the backups, and under load during the incrementals.
+    bench
+        .run_background(2, Duration::from_secs(3))
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
+    client
+        .start_backup(backup("inc-1", Some("full")))
+        .await
+        .unwrap();
+    let inc1 = watch_to_end(&mut client, "inc-1").await.pop().unwrap();
+    assert_eq!(state(&inc1), pb::OperationState::Succeeded, "{inc1:?}");
+    load.wait().await.unwrap();
+    let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
+    client
+        .start_backup(backup("inc-2", Some("inc-1")))
+        .await
+        .unwrap();
+    let inc2 = watch_to_end(&mut client, "inc-2").await.pop().unwrap();
+    assert_eq!(state(&inc2), pb::OperationState::Succeeded, "{inc2:?}");
+    load.wait().await.unwrap();
+    let (inc1, inc2) = (result(&inc1), result(&inc2));
+    assert_eq!(inc2.backup_type, pb::BackupType::Incremental as i32);
+    assert_eq!(inc2.from_lsn, inc1.to_lsn);
+    let names: Vec<&str> = inc2.chain.iter().map(|l| l.backup_name.as_str()).collect();
+    assert_eq!(names, ["full", "inc-1", "inc-2"]);
+    assert!(
+        inc2.bytes < full.bytes,
+        "an incremental stores less than its full: {} vs {}",
+        inc2.bytes,
+        full.bytes
+    );
+    assert_ne!(inc2.gtid_executed, full.gtid_executed);
+
+    // A base that is not in the repository is refused, naming it.
+    client
+        .start_backup(backup("orphan", Some("no-such-backup")))
+        .await
+        .unwrap();
+    let orphan = watch_to_end(&mut client, "orphan").await.pop().unwrap();
+    let error = orphan.error.unwrap();
+    assert_eq!(
+        (state(&orphan), error.reason.as_str()),
+        (pb::OperationState::Failed, "UNSUPPORTED"),
+        "{error:?}"
+    );
+    assert!(error.message.contains("no-such-backup"), "{error:?}");
+
+    client
+        .stage_restore(pb::StageRestoreRequest {
+            operation_id: "stage-chain".into(),
+            repository: Some(s3_repository(&s3, "chain")),
+            backup_name: "inc-2".into(),
+            encryption_key: Some(key.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let staged = watch_to_end(&mut client, "stage-chain")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(state(&staged), pb::OperationState::Succeeded, "{staged:?}");
+    let Some(pb::operation::Result::StageRestore(staged)) = &staged.result else {
+        panic!("no restore result: {staged:?}")
+    };
+    assert_eq!(staged.gtid_executed, inc2.gtid_executed);
+    assert_eq!(staged.backup_type, pb::BackupType::Incremental as i32);
+    assert_eq!(staged.chain, inc2.chain);
+    let prepared = Path::new(&staged.prepared_dir);
+    assert!(innoxide_agent::prepare::is_prepared(prepared).unwrap());
+    let applied = innoxide_agent::prepare::incremental::read_chain(prepared)
+        .unwrap()
+        .expect("the prepared datadir records its chain");
+    assert_eq!(applied.incrementals.len(), 2);
+    assert_eq!(applied.incrementals[1].gtid_executed, inc2.gtid_executed);
+}

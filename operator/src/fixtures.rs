@@ -266,6 +266,25 @@ impl BackupBuilder {
         self
     }
 
+    /// An Incremental; `base` names its base in the spec (else it is
+    /// chosen when it starts).
+    pub fn incremental(mut self, base: Option<&str>) -> Self {
+        self.backup.spec.backup_type = BackupType::Incremental;
+        self.backup.spec.incremental_base = base.map(str::to_owned);
+        self
+    }
+
+    /// An Incremental whose base `base` was chosen when it started.
+    pub fn continuing(mut self, base: &str) -> Self {
+        self.backup.spec.backup_type = BackupType::Incremental;
+        self.status().incremental = Some(IncrementalStatus {
+            base_name: base.into(),
+            base_backup_name: format!("{base}-uid{base}"),
+            ..IncrementalStatus::default()
+        });
+        self
+    }
+
     pub fn being_deleted(mut self) -> Self {
         self.backup.metadata.deletion_timestamp = Some(Time(ts("2026-11-21T12:00:00Z")));
         self
@@ -348,6 +367,7 @@ impl ScheduleBuilder {
     pub fn cron(expression: &str) -> ScheduleBuilder {
         let spec = MySQLBackupScheduleSpec {
             schedule: expression.into(),
+            incremental: None,
             time_zone: None,
             suspend: false,
             concurrency_policy: ConcurrencyPolicy::Forbid,
@@ -370,6 +390,14 @@ impl ScheduleBuilder {
         schedule.metadata.generation = Some(1);
         schedule.metadata.creation_timestamp = Some(Time(ts("2026-11-01T00:00:00Z")));
         ScheduleBuilder { schedule }
+    }
+
+    /// Incrementals on `expression` between the fulls.
+    pub fn incrementals(mut self, expression: &str) -> Self {
+        self.schedule.spec.incremental = Some(IncrementalSchedule {
+            schedule: expression.into(),
+        });
+        self
     }
 
     pub fn in_zone(mut self, zone: &str) -> Self {

@@ -133,7 +133,11 @@ impl World {
     }
 
     async fn reconcile(&self) {
-        let backup = self.backup().await;
+        self.reconcile_named("nightly").await;
+    }
+
+    async fn reconcile_named(&self, name: &str) {
+        let backup = self.backups().get(name).await.unwrap();
         reconcile(Arc::new(DeserializeGuard(Ok(backup))), self.ctx.clone())
             .await
             .expect("reconcile");
@@ -261,4 +265,62 @@ async fn deleting_a_running_backup_cancels_it_and_releases_the_finalizer() {
     assert_eq!(w.agent.cancelled(), ["uid-nightly"]);
     let finalizers = w.backup().await.metadata.finalizers.unwrap_or_default();
     assert_eq!(finalizers, ["example.com/keep"], "ours is released");
+}
+
+#[tokio::test]
+async fn an_incremental_continues_the_completed_backup_on_its_pod_with_its_base_recorded_first() {
+    let w = world(true).await;
+    w.reconcile().await;
+    w.reconcile().await;
+    w.agent.update("uid-nightly", |op| {
+        op.state = pb::OperationState::Succeeded as i32;
+        op.result = Some(pb::operation::Result::Backup(pb::BackupResult {
+            to_lsn: 2000,
+            gtid_executed: "uuid:1-10".into(),
+            ..pb::BackupResult::default()
+        }));
+    });
+    w.reconcile().await;
+    assert_eq!(w.backup().await.phase(), BackupPhase::Completed);
+
+    let hourly: MySQLBackup = serde_yaml::from_str(
+        &BACKUP
+            .replace("name: nightly", "name: hourly")
+            .replace("uid: uid-nightly", "uid: uid-hourly")
+            .replace(
+                "  compression: None",
+                "  type: Incremental\n  compression: None",
+            ),
+    )
+    .unwrap();
+    w.backups()
+        .create(&kube::api::PostParams::default(), &hourly)
+        .await
+        .unwrap();
+    w.reconcile_named("hourly").await;
+    w.reconcile_named("hourly").await;
+    let status = w.backups().get("hourly").await.unwrap().status.unwrap();
+    let chosen = status.incremental.clone().unwrap();
+    assert_eq!(
+        (chosen.base_name.as_str(), chosen.base_backup_name.as_str()),
+        ("nightly", "nightly-uidnight")
+    );
+    assert_eq!(status.pod.as_deref(), Some("db-1"), "where its base ran");
+    assert_eq!(
+        w.agent.requests().len(),
+        1,
+        "the base is written down before anything starts"
+    );
+
+    w.reconcile_named("hourly").await;
+    let requests = w.agent.requests();
+    let started = requests.last().unwrap();
+    assert_eq!(started.operation_id, "uid-hourly");
+    assert_eq!(
+        started.incremental.as_ref().unwrap().base_backup_name,
+        "nightly-uidnight"
+    );
+    let status = w.backups().get("hourly").await.unwrap().status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Running));
+    assert_eq!(status.incremental, Some(chosen), "the choice never changes");
 }

@@ -246,3 +246,45 @@ fn schedule_names_leave_room_for_the_run_time() {
     let long = GOOD_SCHEDULE.replace("name: nightly,", &format!("name: {},", "n".repeat(51)));
     refused_schedule(&long, "metadata.name: at most 50 characters");
 }
+
+#[test]
+fn an_incremental_base_goes_with_type_incremental() {
+    let incremental = GOOD_BACKUP.replace(
+        "  compression: Zstd",
+        "  type: Incremental\n  incrementalBase: weekly\n  compression: Zstd",
+    );
+    create::<MySQLBackup>(&incremental).unwrap();
+    create::<MySQLBackup>(&incremental.replace("  incrementalBase: weekly\n", "")).unwrap();
+    let untyped = GOOD_BACKUP.replace(
+        "  compression: Zstd",
+        "  incrementalBase: weekly\n  compression: Zstd",
+    );
+    refused_backup(
+        &untyped,
+        "incrementalBase names the backup an Incremental continues",
+    );
+    refused_backup(
+        &untyped.replace("  incrementalBase", "  type: Full\n  incrementalBase"),
+        "set type: Incremental",
+    );
+}
+
+#[test]
+fn a_schedule_takes_incrementals_on_its_own_cron_and_chooses_their_type() {
+    let weekly_hourly = GOOD_SCHEDULE.replace(
+        "  timeZone:",
+        "  incremental: {schedule: \"0 * * * *\"}\n  timeZone:",
+    );
+    create::<MySQLBackupSchedule>(&weekly_hourly).unwrap();
+    refused_schedule(
+        &weekly_hourly.replace("\"0 * * * *\"", "\"hourly\""),
+        "incremental.schedule: five cron fields",
+    );
+    refused_schedule(
+        &GOOD_SCHEDULE.replace(
+            "      mysql: {statefulSetName: db}",
+            "      type: Incremental\n      mysql: {statefulSetName: db}",
+        ),
+        "leave type and incrementalBase out",
+    );
+}

@@ -17,15 +17,17 @@ use super::Config;
 use super::archive::Archives;
 use super::jobs;
 use super::operations::{NewOperation, Operations, StartError, Started};
-use super::record::{Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
+use super::record::{ChainLink, Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
 use crate::{mysql, swap};
 
 /// What the agent can do, as ServerInfo reports it.
 const CAPABILITIES: &[&str] = &[
     "backup.full",
+    "backup.incremental",
     "backup.throttle",
     "repository.file",
     "restore.stage",
+    "restore.chain",
     "restore.swap",
     "restore.init",
     "restore.discard",
@@ -447,6 +449,28 @@ fn mysql_status(e: &mysql::Error) -> Status {
     Status::new(code, format!("{e}{advice}"))
 }
 
+fn backup_type(incremental: bool) -> pb::BackupType {
+    if incremental {
+        pb::BackupType::Incremental
+    } else {
+        pb::BackupType::Full
+    }
+}
+
+fn chain(links: Vec<ChainLink>) -> Vec<pb::ChainLink> {
+    links
+        .into_iter()
+        .map(|l| pb::ChainLink {
+            backup_name: l.backup_name,
+            backup_type: backup_type(l.incremental) as i32,
+            from_lsn: l.from_lsn,
+            to_lsn: l.to_lsn,
+            last_lsn: l.last_lsn,
+            gtid_executed: l.gtid_executed,
+        })
+        .collect()
+}
+
 /// A record as the API shows it.
 pub fn operation(record: Record) -> pb::Operation {
     let result = record.result.map(|outcome| match outcome {
@@ -465,6 +489,9 @@ pub fn operation(record: Record) -> pb::Operation {
             bytes: b.bytes,
             files: b.files,
             lock_seconds: b.lock_seconds,
+            backup_type: backup_type(b.incremental) as i32,
+            from_lsn: b.from_lsn,
+            chain: chain(b.chain),
         }),
         Outcome::StageRestore(s) => pb::operation::Result::StageRestore(pb::StageRestoreResult {
             prepared_dir: s.prepared_dir.display().to_string(),
@@ -479,6 +506,8 @@ pub fn operation(record: Record) -> pb::Operation {
             ),
             transactions_replayed: s.replayed.as_ref().map_or(0, |r| r.transactions),
             gtid_executed: s.gtid_executed,
+            backup_type: backup_type(s.chain.len() > 1) as i32,
+            chain: chain(s.chain),
         }),
     });
     pb::Operation {

@@ -14,14 +14,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use super::Config;
+use super::chain;
 use super::operations::{Job, Live};
-use super::record::{BackupOutcome, Failure, Outcome, Phase, Replayed, StageOutcome, check_name};
+use super::record::{
+    BackupOutcome, ChainLink, Failure, Outcome, Phase, Replayed, StageOutcome, check_name,
+};
 use crate::backup::{self, BackupOptions};
 use crate::mysql::{self, ConnectOptions};
 use crate::prepare::pitr;
 use crate::repo::{Key, RepoOptions, StoreError, Transform, lifecycle};
 use crate::secret::Secret;
-use crate::{meta, prepare, verify};
+use crate::{prepare, verify};
 
 /// Files a backup copies at once when the request leaves it open.
 const DEFAULT_PARALLEL: usize = 4;
@@ -38,6 +41,8 @@ pub struct BackupPlan {
     pub location: String,
     pub repository_url: String,
     pub backup_name: String,
+    /// The repository, where an incremental's chain is looked up.
+    target: Target,
 }
 
 /// Where a request's repository is and how to reach it.
@@ -182,6 +187,25 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
         }
     };
     let key = encryption_key(options.encryption_key.as_ref(), "options.encryption_key")?;
+    let incremental = match &req.incremental {
+        None => None,
+        Some(incremental) => {
+            let base = &incremental.base_backup_name;
+            check_name("incremental.base_backup_name", base).map_err(Status::invalid_argument)?;
+            if *base == backup_name {
+                return Err(Status::invalid_argument(format!(
+                    "incremental.base_backup_name {base:?} is this backup's own name; name the \
+                     backup it continues"
+                )));
+            }
+            Some(backup::IncrementalOptions {
+                base: target.backup(base).0,
+                // Page tracking is not built yet: changed pages are found
+                // by a full scan.
+                method: None,
+            })
+        }
+    };
     let (location, dir) = target.backup(&backup_name);
     Ok(BackupPlan {
         options: BackupOptions {
@@ -199,14 +223,14 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             slave_info: options.slave_info,
             redo_consumer: !options.skip_redo_consumer,
             locks: backup::LockOptions::default(),
-            // Incremental backups are taken from the command line only.
-            incremental: None,
+            incremental,
             page_tracking: false,
         },
         dir,
         location,
         repository_url: repository.url.clone(),
         backup_name,
+        target,
     })
 }
 
@@ -223,14 +247,32 @@ pub async fn run_backup(plan: BackupPlan, job: Job) -> Result<Outcome, Failure> 
     let report = backup::run(&plan.options, job.live.engine.clone(), job.cancel.clone())
         .await
         .map_err(|e| backup_failure(&e))?;
-    Ok(Outcome::Backup(BackupOutcome::from_manifest(
+    let mut outcome = BackupOutcome::from_manifest(
         match &plan.dir {
             Some(dir) => location_of(dir),
             None => plan.location.clone(),
         },
-        plan.backup_name,
+        plan.backup_name.clone(),
         &report.manifest,
-    )))
+    );
+    outcome.chain = if report.manifest.incremental.is_some() {
+        // The backup is complete whatever this says: a chain that cannot
+        // be read now is reported empty, and a restore reads it again.
+        let target = &plan.target;
+        match chain::walk(&plan.backup_name, |n| target.backup(n).0, &target.options).await {
+            Ok(members) => members.iter().map(chain::Member::link).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "the incremental's chain cannot be read back");
+                Vec::new()
+            }
+        }
+    } else {
+        vec![ChainLink::from_manifest(
+            plan.backup_name.clone(),
+            &report.manifest,
+        )]
+    };
+    Ok(Outcome::Backup(outcome))
 }
 
 /// A StageRestore request, checked.
@@ -242,12 +284,16 @@ pub struct StagePlan {
     pub source: String,
     pub source_options: RepoOptions,
     pub key: Option<Key>,
-    /// `<staging dir>/<operation id>`: the fetched backup goes into
-    /// `backup/` under it, and apply-log prepares `backup/prepared/`.
+    /// `<staging dir>/<operation id>`: the fetched backup (an incremental's
+    /// full) goes into `backup/` under it, and apply-log prepares
+    /// `backup/prepared/`; an incremental's chain goes into
+    /// `incrementals/<n>-<name>/` and is applied onto it in order.
     pub staging: PathBuf,
     pub apply_log: prepare::ApplyLogOptions,
     /// Replay the archive to this point after apply-log.
     pub point_in_time: Option<(pitr::BinlogSource, pitr::StopTarget)>,
+    /// The repository, where an incremental's chain is looked up.
+    target: Target,
 }
 
 pub fn stage_plan(req: &pb::StageRestoreRequest, config: &Config) -> Result<StagePlan, Status> {
@@ -291,6 +337,7 @@ pub fn stage_plan_in(
         },
         point_in_time,
         staging,
+        target,
     })
 }
 
@@ -383,28 +430,84 @@ async fn stage_into(
     std::fs::create_dir_all(&plan.staging).map_err(|e| io_failure("create", &plan.staging, &e))?;
 
     live.set_phase(Phase::Fetching);
-    let fetched = plan.apply_log.backup_dir.clone();
-    let manifest = fetch(plan, &fetched, live, cancel).await?;
-
-    live.set_phase(Phase::Verifying);
-    let to_verify = fetched.clone();
-    let verified = tokio::task::spawn_blocking(move || verify::verify_dir(&to_verify))
-        .await
-        .map_err(|e| internal(&e))?
-        .map_err(|e| {
+    let target = &plan.target;
+    let chain = chain::walk(&plan.backup_name, |n| target.backup(n).0, &target.options).await?;
+    if chain.len() > 1 && plan.point_in_time.is_some() {
+        // The replay runs in apply-log's mini instance; applying a chain
+        // first would need it to start from the last incremental's point.
+        return Err(Failure::new(
+            Code::FailedPrecondition,
+            "UNSUPPORTED",
+            format!(
+                "{} is an incremental backup: a point in time from an incremental is not built \
+                 yet; restore it to a point from its full backup {}, or without a point in time",
+                plan.backup_name, chain[0].name
+            ),
+        ));
+    }
+    // The full into backup/ (where apply-log prepares it), each incremental
+    // into its own folder, numbered in the order they are applied.
+    let folders: Vec<PathBuf> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, member)| match i {
+            0 => plan.apply_log.backup_dir.clone(),
+            _ => plan
+                .staging
+                .join(INCREMENTALS_DIR)
+                .join(format!("{i}-{}", member.name)),
+        })
+        .collect();
+    for member in &chain {
+        lifecycle::check_key(&member.manifest, plan.key.as_ref()).map_err(|e| {
             Failure::new(
-                Code::DataLoss,
+                Code::FailedPrecondition,
                 "BACKUP_INVALID",
-                format!("{e}; take a new backup"),
+                format!("{}: {e}; check the encryption key", member.location),
             )
         })?;
-    tracing::info!(
-        files = verified.files,
-        bytes = verified.bytes,
-        "backup verified"
-    );
-    if cancel.is_cancelled() {
-        return Err(cancelled());
+    }
+    let files = || chain.iter().flat_map(|m| m.manifest.files.iter());
+    // Applying an incremental builds the new prepared datadir beside the
+    // old one: a chain needs room for one more copy of the full.
+    let rebuilt = (chain.len() > 1).then(|| chain[0].manifest.files.iter().map(|f| f.size));
+    check_space(
+        &plan.staging,
+        files().map(|f| f.size).chain(rebuilt.into_iter().flatten()),
+    )?;
+    let progress = &live.engine;
+    progress
+        .bytes_total
+        .store(files().map(|f| f.size).sum(), Ordering::Relaxed);
+    progress
+        .files_total
+        .store(files().count() as u64, Ordering::Relaxed);
+    for (member, folder) in chain.iter().zip(&folders) {
+        fetch(plan, member, folder, live, cancel).await?;
+    }
+
+    live.set_phase(Phase::Verifying);
+    for folder in &folders {
+        let to_verify = folder.clone();
+        let verified = tokio::task::spawn_blocking(move || verify::verify_dir(&to_verify))
+            .await
+            .map_err(|e| internal(&e))?
+            .map_err(|e| {
+                Failure::new(
+                    Code::DataLoss,
+                    "BACKUP_INVALID",
+                    format!("{e}; take a new backup"),
+                )
+            })?;
+        tracing::info!(
+            dir = %folder.display(),
+            files = verified.files,
+            bytes = verified.bytes,
+            "backup verified"
+        );
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
     }
 
     live.set_phase(Phase::ApplyingLog);
@@ -419,10 +522,11 @@ async fn stage_into(
             .map_err(|e| apply_log_failure(&e))?;
         live.set_phase(Phase::Done);
         let record = report.record;
+        let manifest = &chain[0].manifest;
         return Ok(StageOutcome {
             prepared_dir: report.apply.prepared_dir,
             backup_location: plan.source.clone(),
-            server_version: manifest.server_version,
+            server_version: manifest.server_version.clone(),
             last_lsn: manifest.redo.last_lsn,
             binlog_file: record.binlog_file,
             binlog_position: record.binlog_position,
@@ -431,55 +535,67 @@ async fn stage_into(
                 backup_gtid_executed: record.backup_gtid_executed,
                 transactions: record.transactions_replayed,
             }),
+            chain: chain.iter().map(chain::Member::link).collect(),
         });
     }
-    let report = prepare::apply_log(&plan.apply_log, cancel.clone())
+    let mut report = prepare::apply_log(&plan.apply_log, cancel.clone())
         .await
         .map_err(|e| apply_log_failure(&e))?;
+    for folder in &folders[1..] {
+        tracing::info!(incremental = %folder.display(), "applying an incremental of the chain");
+        let options = prepare::incremental::ApplyIncrementalOptions {
+            backup_dir: plan.apply_log.backup_dir.clone(),
+            incremental_dir: folder.clone(),
+            mysqld: plan.apply_log.mysqld.clone(),
+            force: false,
+            buffer_pool: plan.apply_log.buffer_pool,
+            key: None,
+        };
+        report = prepare::incremental::apply_incremental(&options, cancel.clone())
+            .await
+            .map_err(|e| apply_log_failure(&e))?;
+    }
     live.set_phase(Phase::Done);
+    let last = chain
+        .last()
+        .expect("a chain holds at least its full backup");
+    let manifest = &last.manifest;
     Ok(StageOutcome {
         prepared_dir: report.prepared_dir,
         backup_location: plan.source.clone(),
-        server_version: manifest.server_version,
+        server_version: manifest.server_version.clone(),
         last_lsn: manifest.redo.last_lsn,
-        binlog_file: manifest.binlog_file,
+        binlog_file: manifest.binlog_file.clone(),
         binlog_position: manifest.binlog_position,
-        gtid_executed: manifest.gtid_executed,
+        gtid_executed: manifest.gtid_executed.clone(),
         replayed: None,
+        chain: chain.iter().map(chain::Member::link).collect(),
     })
 }
 
-/// Copies a backup from its repository into `to` as plain files (decrypted,
-/// decompressed), verifying every file against the manifest as it streams;
-/// the manifest is written last. Progress counts the bytes.
+/// Where a staged incremental's chain is fetched, under the staging folder.
+const INCREMENTALS_DIR: &str = "incrementals";
+
+/// Copies one backup of the chain from its repository into `to` as plain
+/// files (decrypted, decompressed), verifying every file against the
+/// manifest as it streams; the manifest is written last. Progress counts
+/// the bytes.
 async fn fetch(
     plan: &StagePlan,
+    member: &chain::Member,
     to: &Path,
     live: &Live,
     cancel: &CancellationToken,
-) -> Result<meta::Manifest, Failure> {
-    let invalid = |e: &dyn std::fmt::Display| {
+) -> Result<(), Failure> {
+    let store = crate::repo::open(&member.location, &plan.source_options).map_err(|e| {
         Failure::new(
             Code::FailedPrecondition,
             "BACKUP_INVALID",
-            format!("{e}; check backup_name, the repository URL and the encryption key"),
+            format!("{e}; check backup_name and the repository URL"),
         )
-    };
-    let store = crate::repo::open(&plan.source, &plan.source_options).map_err(|e| invalid(&e))?;
-    let manifest = lifecycle::read_manifest(&store)
-        .await
-        .map_err(|e| invalid(&e))?;
-    lifecycle::check_key(&manifest, plan.key.as_ref()).map_err(|e| invalid(&e))?;
-    check_space(&plan.staging, &manifest)?;
+    })?;
     let progress = live.engine.clone();
-    progress.bytes_total.store(
-        manifest.files.iter().map(|f| f.size).sum(),
-        Ordering::Relaxed,
-    );
-    progress
-        .files_total
-        .store(manifest.files.len() as u64, Ordering::Relaxed);
-    let (to, key, fetched) = (to.to_owned(), plan.key.clone(), manifest.clone());
+    let (to, key, fetched) = (to.to_owned(), plan.key.clone(), member.manifest.clone());
     let copy = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&to).map_err(|e| io_failure("create", &to, &e))?;
         lifecycle::fetch(&store, &fetched, key.as_ref(), &to, &mut |bytes| {
@@ -498,7 +614,7 @@ async fn fetch(
         copied = copy => copied.map_err(|e| internal(&e))??,
         _ = cancel.cancelled() => return Err(cancelled()),
     }
-    Ok(manifest)
+    Ok(())
 }
 
 /// Room a staged restore takes beyond its files: the redo the mini
@@ -519,11 +635,11 @@ pub fn space_needed(file_sizes: impl IntoIterator<Item = u64>) -> u64 {
 
 /// Refuses, before a byte is fetched, a staged restore the volume has no
 /// room for: running the live server's volume full is worse than no restore.
-fn check_space(staging: &Path, manifest: &meta::Manifest) -> Result<(), Failure> {
+fn check_space(staging: &Path, file_sizes: impl Iterator<Item = u64>) -> Result<(), Failure> {
     let stat = nix::sys::statvfs::statvfs(staging)
         .map_err(|e| io_failure("measure the free space of", staging, &e.into()))?;
     let available = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
-    let needed = space_needed(manifest.files.iter().map(|f| f.size));
+    let needed = space_needed(file_sizes);
     match space_refusal(staging, needed, available) {
         Some(refusal) => Err(refusal),
         None => Ok(()),

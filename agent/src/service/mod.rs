@@ -11,6 +11,7 @@
 
 mod api;
 mod archive;
+mod chain;
 mod jobs;
 mod metrics;
 mod operations;

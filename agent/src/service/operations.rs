@@ -674,6 +674,7 @@ mod tests {
                     _ = release.cancelled() => Ok(Outcome::StageRestore(StageOutcome {
                         prepared_dir: "/p".into(), backup_location: String::new(), server_version: String::new(),
                         last_lsn: 0, binlog_file: String::new(), binlog_position: 0, gtid_executed: String::new(), replayed: None,
+                        chain: Vec::new(),
                     })),
                     _ = job.cancel.cancelled() => Err(Failure::new(Code::Cancelled, "CANCELLED", "stopped")),
                 }

@@ -125,6 +125,40 @@ pub struct BackupOutcome {
     pub bytes: u64,
     pub files: u32,
     pub lock_seconds: f64,
+    #[serde(default)]
+    pub incremental: bool,
+    /// The base's to_lsn; 0 for a full backup.
+    #[serde(default)]
+    pub from_lsn: u64,
+    /// The chain a restore of this backup applies, the full first and this
+    /// one last. Empty when unknown (a backup whose agent stopped after its
+    /// manifest was written is recorded without reading its chain).
+    #[serde(default)]
+    pub chain: Vec<ChainLink>,
+}
+
+/// One backup of an incremental chain.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChainLink {
+    pub backup_name: String,
+    pub incremental: bool,
+    pub from_lsn: u64,
+    pub to_lsn: u64,
+    pub last_lsn: u64,
+    pub gtid_executed: String,
+}
+
+impl ChainLink {
+    pub fn from_manifest(backup_name: String, manifest: &Manifest) -> Self {
+        ChainLink {
+            backup_name,
+            incremental: manifest.incremental.is_some(),
+            from_lsn: manifest.redo.from_lsn,
+            to_lsn: manifest.redo.to_lsn,
+            last_lsn: manifest.redo.last_lsn,
+            gtid_executed: manifest.gtid_executed.clone(),
+        }
+    }
 }
 
 impl BackupOutcome {
@@ -148,6 +182,9 @@ impl BackupOutcome {
                 .sum(),
             files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
             lock_seconds: manifest.lock_seconds,
+            incremental: manifest.incremental.is_some(),
+            from_lsn: manifest.redo.from_lsn,
+            chain: Vec::new(),
         }
     }
 }
@@ -167,6 +204,9 @@ pub struct StageOutcome {
     /// A point-in-time restore: the replay on top of the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<Replayed>,
+    /// The chain applied, the full first (one link for a full backup).
+    #[serde(default)]
+    pub chain: Vec<ChainLink>,
 }
 
 /// The binlog replay of a point-in-time restore.

@@ -27,6 +27,7 @@ use super::{BackupStorage, MysqlCredentials, SecretKeyRef};
     validation = Rule::new("self.spec == oldSelf.spec").message(
         "spec is immutable: a MySQLBackup is one backup; create another MySQLBackup to take a new one"
     ),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
     printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
@@ -40,7 +41,9 @@ use super::{BackupStorage, MysqlCredentials, SecretKeyRef};
         .message("sourcePod names the pod to back up: set it exactly when source is Pod"),
     validation = Rule::new("!(has(self.storage.pvc) && has(self.deletionPolicy) && self.deletionPolicy == 'Delete')").message(
         "deletionPolicy: Delete needs object storage (s3, gcs or azure): the operator cannot reach a PVC to delete from it; use Retain"
-    )
+    ),
+    validation = Rule::new("!has(self.incrementalBase) || (has(self.type) && self.type == 'Incremental')")
+        .message("incrementalBase names the backup an Incremental continues: set type: Incremental, or leave incrementalBase out")
 )]
 pub struct MySQLBackupSpec {
     /// Which MySQL: its StatefulSet, or a selector of its pods.
@@ -52,6 +55,16 @@ pub struct MySQLBackupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_pod: Option<String>,
     pub storage: BackupStorage,
+    /// `Full` (the default), or `Incremental`: only the pages changed since
+    /// its base, restored by applying its whole chain (the full and every
+    /// incremental up to this one).
+    #[serde(default, rename = "type")]
+    pub backup_type: BackupType,
+    /// The MySQLBackup an `Incremental` continues (Completed, of the same
+    /// MySQL and storage; full or incremental). Left out: the newest
+    /// Completed backup of the same MySQL and storage when this one starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_base: Option<String>,
     #[serde(default)]
     pub compression: Compression,
     /// An AES-256 key (32 bytes, raw, hex or base64) that encrypts the
@@ -125,6 +138,24 @@ pub enum BackupSource {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum BackupType {
+    /// Every page of every tablespace.
+    #[default]
+    Full,
+    /// The pages changed since the base backup.
+    Incremental,
+}
+
+impl BackupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "Full",
+            BackupType::Incremental => "Incremental",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum Compression {
     #[default]
     None,
@@ -188,6 +219,11 @@ pub struct MySQLBackupStatus {
     pub progress: Option<BackupProgress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lsn: Option<LsnRange>,
+    /// An Incremental's chain: the backup it continues (chosen when it
+    /// starts and never changed after) and, once Completed, its LSN range
+    /// and every backup a restore of it applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<BinlogPosition>,
     /// The GTID set the backup contains: a restored server has executed
@@ -245,6 +281,27 @@ pub struct LsnRange {
     /// The last LSN captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementalStatus {
+    /// The MySQLBackup this one continues.
+    pub base_name: String,
+    /// The base's folder in the repository.
+    pub base_backup_name: String,
+    /// The base's consistent LSN, where this backup's changes begin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_lsn: Option<u64>,
+    /// This backup's consistent LSN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_lsn: Option<u64>,
+    /// How many backups a restore of this one applies, the full included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_length: Option<u32>,
+    /// Their folders in the repository, the full first and this one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]

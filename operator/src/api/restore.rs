@@ -293,6 +293,11 @@ pub struct RestoredBackup {
     /// executed exactly this set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_executed: Option<String>,
+    /// The chain the restore applied, as the backups' folders in the
+    /// repository: the full first, then each incremental in order (one
+    /// entry for a full backup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 /// What a point-in-time restore restores.

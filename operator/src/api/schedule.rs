@@ -33,6 +33,9 @@ use super::MySQLBackupSpec;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.backupTemplate.spec.incrementalBase) && (!has(self.backupTemplate.spec.type) || self.backupTemplate.spec.type == 'Full')"
+).message("backupTemplate.spec: leave type and incrementalBase out: the schedule chooses them (set incremental.schedule to take incrementals)"))]
 pub struct MySQLBackupScheduleSpec {
     /// Standard cron: five fields (minute hour day-of-month month
     /// day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly.
@@ -40,6 +43,13 @@ pub struct MySQLBackupScheduleSpec {
         "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+)$')"
     ).message("schedule: five cron fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"))]
     pub schedule: String,
+    /// Incremental backups between the full ones that `schedule` takes,
+    /// e.g. fulls `@weekly` and incrementals `@hourly`. Each incremental
+    /// continues the newest Completed backup of this schedule (full or
+    /// incremental); a run with none to continue takes a full. At a time
+    /// both schedules name, the full is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalSchedule>,
     /// An IANA time zone the schedule is read in (`Europe/Berlin`). Left
     /// out: UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +106,17 @@ fn default_true() -> bool {
 /// archive.
 pub const BINLOG_ARCHIVE_FOLDER: &str = "binlogs";
 
+/// When a schedule takes incrementals.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementalSchedule {
+    /// Standard cron, read in the schedule's time zone, like `schedule`.
+    #[x_kube(validation = Rule::new(
+        "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+)$')"
+    ).message("incremental.schedule: five cron fields (minute hour day-of-month month day-of-week), e.g. '0 * * * *', or @hourly"))]
+    pub schedule: String,
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum ConcurrencyPolicy {
     /// Start the run even if an earlier backup still runs (the agent takes
@@ -121,7 +142,11 @@ pub enum BackupsOnDelete {
 }
 
 /// Which completed backups to keep. The newest completed backup is always
-/// kept; a backup is deleted when no rule keeps it.
+/// kept; a backup is deleted when no rule keeps it. Full and incremental
+/// backups count alike (each is a point to restore to), and a backup that a
+/// kept incremental needs (its base, and the base's base, back to the full)
+/// is kept with it: retention deletes whole chains or their newest ends,
+/// never a base under a kept incremental.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.keepLast) || has(self.maxAge)")

@@ -1,8 +1,10 @@
 //! The MySQLBackup reconcile, as a pipeline:
 //!
 //! 1. dereference (I/O): the MySQL's pods, the Secrets the spec names;
-//! 2. select the pod and build the agent request (pure: [`crate::target`],
-//!    [`super::request`]);
+//! 2. an Incremental's base chosen once and written to its status before
+//!    anything starts (pure: [`super::base`]); select the pod (the base's,
+//!    for an Incremental) and build the agent request (pure:
+//!    [`crate::target`], [`super::request`]);
 //! 3. apply: start the operation with the resource's UID (the agent
 //!    returns the existing one on a repeat), or poll it once started;
 //! 4. status (pure: [`super::status`]) written by server-side apply, an
@@ -24,6 +26,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use tracing::instrument;
 
+use super::base;
 use super::cleanup::{self, AgentAnswer, Step};
 use super::request::{self, Credentials};
 use super::status::{Observed, next_status, past_deadline, until_start_deadline};
@@ -81,7 +84,31 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
     });
     let location = backup.spec.storage.location_of(&backup_name);
     let now = ctx.clock.now();
-    let observed = observe(backup, &backup_name, ctx).await?;
+    let observed = match choose_base(backup, ctx).await? {
+        Some(Ok(chosen)) => {
+            // Written before the start: the agent's operation, keyed by
+            // the UID, must never be asked for with another base.
+            let message = format!(
+                "an incremental continuing MySQLBackup {} ({})",
+                chosen.incremental.base_name, chosen.incremental.base_backup_name
+            );
+            let mut new_status = status.clone();
+            new_status.phase = Some(BackupPhase::Pending);
+            new_status.backup_name = Some(backup_name.clone());
+            new_status.location = Some(location.clone());
+            new_status.pod = new_status.pod.or(chosen.pod);
+            new_status.incremental = Some(chosen.incremental);
+            new_status.message = Some(message.clone());
+            let api: Api<MySQLBackup> =
+                Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+            apply_status(&api, backup, &new_status).await?;
+            ctx.event(backup, false, "BaseChosen", "Backup", message)
+                .await;
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
+        Some(Err(observed)) => observed,
+        None => observe(backup, &backup_name, ctx).await?,
+    };
     let observed = past_deadline(backup, observed, now, ctx.settings.agent_lost_timeout);
     let (new_status, transition) = next_status(backup, &observed, &backup_name, &location, now);
     if backup.status.as_ref() != Some(&new_status) {
@@ -108,6 +135,21 @@ async fn apply<A: AgentApi>(backup: &MySQLBackup, ctx: &Context<A>) -> Result<Ac
             WAIT.min(until_start_deadline(backup, now) + Duration::from_millis(500)),
         ),
     })
+}
+
+/// An Incremental's base, when it is still to be chosen: the choice, or
+/// why there is none (yet).
+async fn choose_base<A: AgentApi>(
+    backup: &MySQLBackup,
+    ctx: &Context<A>,
+) -> Result<Option<std::result::Result<base::Chosen, Observed>>> {
+    if !base::needs_choice(backup) {
+        return Ok(None);
+    }
+    let api: Api<MySQLBackup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let others = api.list(&ListParams::default()).await?.items;
+    Ok(Some(base::choose(backup, &others)))
 }
 
 /// Dereference and talk to the agent: everything the status is made from.
@@ -159,8 +201,18 @@ async fn observe<A: AgentApi>(
             });
         }
     };
-    let request = match request::start_backup_request(&backup.spec, &id, backup_name, &credentials)
-    {
+    let base_backup_name = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.incremental.as_ref())
+        .map(|i| i.base_backup_name.as_str());
+    let request = match request::start_backup_request(
+        &backup.spec,
+        &id,
+        backup_name,
+        base_backup_name,
+        &credentials,
+    ) {
         Ok(r) => r,
         Err(e) => {
             return Ok(Observed::Failed {

@@ -1,6 +1,7 @@
 //! The MySQLBackup controller: [`controller`] is the I/O around the pure
-//! steps ([`request`], [`status`], [`cleanup`]).
+//! steps ([`base`], [`request`], [`status`], [`cleanup`]).
 
+pub mod base;
 pub mod cleanup;
 pub mod controller;
 pub mod request;

@@ -3,7 +3,7 @@
 
 use innoxide_proto::agent::v1 as pb;
 
-use crate::api::{BackupStorage, Compression, MySQLBackupSpec};
+use crate::api::{BackupStorage, BackupType, Compression, MySQLBackupSpec};
 use crate::units;
 
 /// The Secret values a backup needs, read by the controller.
@@ -170,14 +170,27 @@ pub fn repo_options(
     options
 }
 
-/// The StartBackup request for this spec.
+/// The StartBackup request for this spec; an Incremental's base is its
+/// base's folder in the same repository (chosen before it starts).
 pub fn start_backup_request(
     spec: &MySQLBackupSpec,
     operation_id: &str,
     backup_name: &str,
+    base_backup_name: Option<&str>,
     credentials: &Credentials,
 ) -> Result<pb::StartBackupRequest, Unusable> {
     let repository = repository(&spec.storage, credentials)?;
+    let incremental = match (spec.backup_type, base_backup_name) {
+        (BackupType::Full, _) => None,
+        (BackupType::Incremental, Some(base)) => Some(pb::IncrementalBackup {
+            base_backup_name: base.to_owned(),
+        }),
+        (BackupType::Incremental, None) => {
+            return Err(Unusable(
+                "an Incremental backup has no base chosen; this is a bug: please report it".into(),
+            ));
+        }
+    };
     let throttle = match &spec.throttle {
         Some(q) => {
             units::parse_quantity_bytes(&q.0).map_err(|e| Unusable(format!("throttle: {e}")))?
@@ -207,6 +220,7 @@ pub fn start_backup_request(
             slave_info: false,
             skip_redo_consumer: false,
         }),
+        incremental,
     })
 }
 
@@ -297,7 +311,8 @@ mod tests {
             s3_secret_access_key: Some("secret".into()),
             ..Credentials::default()
         };
-        let request = start_backup_request(&backup.spec, "uid-1", "nightly", &credentials).unwrap();
+        let request =
+            start_backup_request(&backup.spec, "uid-1", "nightly", None, &credentials).unwrap();
         let repository = request.repository.unwrap();
         assert_eq!(repository.url, "s3://backups/prod/db");
         assert_eq!(repository.options["endpoint"], "http://minio:9000");
@@ -324,7 +339,7 @@ mod tests {
             .storing_on_claim("backups", Some("db1"))
             .build();
         let request =
-            start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap();
+            start_backup_request(&backup.spec, "u", "b", None, &Credentials::default()).unwrap();
         assert_eq!(
             request.repository.unwrap().url,
             "file:///innoxide/claims/backups/db1"
@@ -339,8 +354,8 @@ mod tests {
             .storing_in_s3("x", None)
             .throttled("10MB")
             .build();
-        let err =
-            start_backup_request(&backup.spec, "u", "b", &Credentials::default()).unwrap_err();
+        let err = start_backup_request(&backup.spec, "u", "b", None, &Credentials::default())
+            .unwrap_err();
         assert!(
             err.0.starts_with("throttle:") && err.0.contains("200Mi"),
             "{err}"

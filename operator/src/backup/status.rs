@@ -323,6 +323,17 @@ fn apply_result(status: &mut MySQLBackupStatus, result: &pb::BackupResult) {
     status.server_uuid = nonempty(&result.server_uuid);
     status.size_bytes = Some(result.bytes);
     status.size = Some(units::format_bytes(result.bytes));
+    if result.backup_type == pb::BackupType::Incremental as i32 {
+        // The base names were chosen before the start; the agent adds
+        // what only the finished backup knows.
+        let incremental = status.incremental.get_or_insert_with(Default::default);
+        incremental.from_lsn = Some(result.from_lsn);
+        incremental.to_lsn = Some(result.to_lsn);
+        if !result.chain.is_empty() {
+            incremental.chain = result.chain.iter().map(|l| l.backup_name.clone()).collect();
+            incremental.chain_length = u32::try_from(result.chain.len()).ok();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -427,6 +438,46 @@ mod tests {
             ("True", "Completed")
         );
         assert_eq!(transition.unwrap().from, Some(BackupPhase::Running));
+    }
+
+    #[test]
+    fn a_completed_incremental_shows_its_chain_and_lsn_range() {
+        let backup = BackupBuilder::named("hourly")
+            .on_stateful_set("db")
+            .storing_in_s3("b", None)
+            .continuing("weekly")
+            .running_on("db-0")
+            .build();
+        let link = |name: &str| pb::ChainLink {
+            backup_name: name.into(),
+            ..pb::ChainLink::default()
+        };
+        let op = OperationBuilder::succeeded()
+            .result(|r| {
+                r.backup_type = pb::BackupType::Incremental as i32;
+                r.from_lsn = 1500;
+                r.to_lsn = 2000;
+                r.chain = vec![link("weekly-uidweekly"), link("hourly")];
+            })
+            .build();
+        let (status, _) = observe(
+            &backup,
+            Observed::Operation {
+                pod: "db-0".into(),
+                operation: Box::new(op),
+            },
+        );
+        assert_eq!(
+            status.incremental,
+            Some(crate::api::IncrementalStatus {
+                base_name: "weekly".into(),
+                base_backup_name: "weekly-uidweekly".into(),
+                from_lsn: Some(1500),
+                to_lsn: Some(2000),
+                chain_length: Some(2),
+                chain: vec!["weekly-uidweekly".into(), "hourly".into()],
+            })
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Source {
     pub last_lsn: Option<u64>,
     /// A point-in-time restore: the target and the archive replayed.
     pub point_in_time: Option<super::point_in_time::PointInTimeSource>,
+    /// The chain a restore applies, when the MySQLBackup's status knows it
+    /// (the agent reports the one it applied).
+    pub chain: Vec<String>,
 }
 
 /// Why there is no source (yet).
@@ -51,6 +54,7 @@ pub fn resolve(restore: &MySQLRestore, backup: Option<&MySQLBackup>) -> Result<S
             gtid_executed: None,
             last_lsn: None,
             point_in_time: None,
+            chain: Vec::new(),
         });
     }
     let name = match &spec.source.point_in_time {
@@ -106,6 +110,11 @@ pub fn resolve(restore: &MySQLRestore, backup: Option<&MySQLBackup>) -> Result<S
         gtid_executed: status.gtid_executed.clone(),
         last_lsn: status.lsn.as_ref().map(|l| l.last.unwrap_or(l.end)),
         point_in_time: None,
+        chain: status
+            .incremental
+            .as_ref()
+            .map(|i| i.chain.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -361,6 +361,11 @@ fn admit(d: &mut Draft<'_>, world: &World) -> Option<Source> {
                 location: source.location.clone(),
                 last_lsn: known.last_lsn.or(source.last_lsn),
                 gtid_executed: known.gtid_executed.or(source.gtid_executed.clone()),
+                chain: if known.chain.is_empty() {
+                    source.chain.clone()
+                } else {
+                    known.chain
+                },
             });
             if let Some(point) = &source.point_in_time
                 && d.status.point_in_time.is_none()
@@ -512,6 +517,9 @@ fn follow_stage(d: &mut Draft<'_>, op: &pb::Operation) {
                         point.transactions_replayed = Some(result.transactions_replayed);
                     }
                     None => backup.gtid_executed = Some(result.gtid_executed.clone()),
+                }
+                if !result.chain.is_empty() {
+                    backup.chain = result.chain.iter().map(|l| l.backup_name.clone()).collect();
                 }
             }
             d.status.staging_seconds =

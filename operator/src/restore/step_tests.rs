@@ -53,6 +53,7 @@ fn source() -> Source {
         gtid_executed: Some(GTID.into()),
         last_lsn: Some(2048),
         point_in_time: None,
+        chain: Vec::new(),
     }
 }
 
@@ -219,6 +220,33 @@ fn a_staged_restore_is_ready_with_its_result_and_staging_time() {
         (Some(2048), Some(GTID))
     );
     assert_eq!(d.action, None, "nothing is touched in Ready");
+}
+
+#[test]
+fn a_staged_incremental_shows_the_chain_it_applied() {
+    let r = restore(IN_PLACE, "  phase: Preparing\n  pod: db-0\n");
+    let mut w = running();
+    let mut op = staged();
+    let link = |name: &str, backup_type: pb::BackupType| pb::ChainLink {
+        backup_name: name.into(),
+        backup_type: backup_type as i32,
+        ..pb::ChainLink::default()
+    };
+    if let Some(pb::operation::Result::StageRestore(result)) = &mut op.result {
+        result.backup_type = pb::BackupType::Incremental as i32;
+        result.chain = vec![
+            link("weekly-1", pb::BackupType::Full),
+            link("hourly-1", pb::BackupType::Incremental),
+            link("hourly-2", pb::BackupType::Incremental),
+        ];
+    }
+    w.operation = Answer::Found(op);
+    let d = step(&r, &w, now());
+    assert_eq!(d.status.phase, Some(Ready));
+    assert_eq!(
+        d.status.backup.unwrap().chain,
+        ["weekly-1", "hourly-1", "hourly-2"]
+    );
 }
 
 #[test]

@@ -187,7 +187,10 @@ pub fn new_backup(schedule: &MySQLBackupSchedule, new: &NewBackup) -> MySQLBacku
         .map(|m| m.annotations.clone())
         .unwrap_or_default();
     annotations.insert(SCHEDULED_AT_ANNOTATION.into(), new.scheduled_at.to_string());
-    let mut backup = MySQLBackup::new(&new.name, template.spec.clone());
+    let mut spec = template.spec.clone();
+    spec.backup_type = new.backup_type;
+    spec.incremental_base = new.base.clone();
+    let mut backup = MySQLBackup::new(&new.name, spec);
     backup.metadata.namespace = schedule.namespace();
     backup.metadata.labels = Some(labels);
     backup.metadata.annotations = Some(annotations);
@@ -221,7 +224,33 @@ mod tests {
         NewBackup {
             name: "nightly-202611210300".into(),
             scheduled_at: ts("2026-11-21T03:00:00Z"),
+            backup_type: crate::api::BackupType::Full,
+            base: None,
         }
+    }
+
+    #[test]
+    fn an_incremental_run_names_the_backup_it_continues() {
+        let schedule = ScheduleBuilder::cron("@weekly")
+            .incrementals("@hourly")
+            .build();
+        let backup = new_backup(
+            &schedule,
+            &NewBackup {
+                backup_type: crate::api::BackupType::Incremental,
+                base: Some("nightly-202611210200".into()),
+                ..run()
+            },
+        );
+        assert_eq!(backup.spec.backup_type, crate::api::BackupType::Incremental);
+        assert_eq!(
+            backup.spec.incremental_base.as_deref(),
+            Some("nightly-202611210200")
+        );
+        assert_eq!(
+            backup.spec.storage,
+            schedule.spec.backup_template.spec.storage
+        );
     }
 
     #[test]

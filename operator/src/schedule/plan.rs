@@ -1,9 +1,12 @@
 //! What a MySQLBackupSchedule must do now: pure, from the schedule, the
 //! backups it owns and the time. Which run is due (and whether it missed
-//! its deadline), what the concurrency policy allows, which backups
-//! retention deletes (the repository's own prune rule, applied to the
-//! MySQLBackup objects), and the status to write.
+//! its deadline), full or incremental (and which backup an incremental
+//! continues), what the concurrency policy allows, which backups retention
+//! deletes (the repository's own prune rule, applied to the MySQLBackup
+//! objects, then every base a kept incremental needs taken back out), and
+//! the status to write.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
@@ -12,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::cron::Cron;
 use crate::api::{
-    BackupPhase, ConcurrencyPolicy, DeletionPolicy, MySQLBackup, MySQLBackupSchedule,
+    BackupPhase, BackupType, ConcurrencyPolicy, DeletionPolicy, MySQLBackup, MySQLBackupSchedule,
     MySQLBackupScheduleStatus,
 };
 use crate::conditions::{self, Wanted};
@@ -30,6 +33,8 @@ const HELD_BACK_RECHECK: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub cron: Cron,
+    /// When incrementals are taken between the fulls.
+    pub incremental: Option<Cron>,
     pub tz: TimeZone,
     pub keep_within: Option<Duration>,
 }
@@ -39,6 +44,12 @@ pub struct Checked {
 pub fn check(schedule: &MySQLBackupSchedule, now: Timestamp) -> Result<Checked, String> {
     let spec = &schedule.spec;
     let cron = Cron::parse(&spec.schedule).map_err(|e| e.to_string())?;
+    let incremental = match &spec.incremental {
+        Some(i) => {
+            Some(Cron::parse(&i.schedule).map_err(|e| format!("incremental.schedule: {e}"))?)
+        }
+        None => None,
+    };
     let tz = match spec.time_zone.as_deref() {
         None | Some("") => TimeZone::UTC,
         Some(name) => TimeZone::get(name)
@@ -56,6 +67,7 @@ pub fn check(schedule: &MySQLBackupSchedule, now: Timestamp) -> Result<Checked, 
     };
     Ok(Checked {
         cron,
+        incremental,
         tz,
         keep_within,
     })
@@ -66,6 +78,9 @@ pub fn check(schedule: &MySQLBackupSchedule, now: Timestamp) -> Result<Checked, 
 pub struct NewBackup {
     pub name: String,
     pub scheduled_at: Timestamp,
+    pub backup_type: BackupType,
+    /// The MySQLBackup an incremental continues.
+    pub base: Option<String>,
 }
 
 /// An Event to tell.
@@ -137,12 +152,17 @@ fn secs(d: i64) -> jiff::SignedDuration {
     jiff::SignedDuration::from_secs(d)
 }
 
-/// The latest run time in (earliest, now], if any.
-fn latest_due(checked: &Checked, earliest: Timestamp, now: Timestamp) -> Option<Timestamp> {
+/// The latest run time of `cron` in (earliest, now], if any.
+fn latest_due(
+    cron: &Cron,
+    tz: &TimeZone,
+    earliest: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
     let mut due = None;
     let mut cursor = earliest;
     for _ in 0..MAX_MISSED_SEARCH {
-        match checked.cron.next_after(cursor, &checked.tz) {
+        match cron.next_after(cursor, tz) {
             Some(t) if t <= now => {
                 due = Some(t);
                 cursor = t;
@@ -157,9 +177,117 @@ fn latest_due(checked: &Checked, earliest: Timestamp, now: Timestamp) -> Option<
         .unwrap_or(earliest)
         .max(earliest);
     if recent > cursor {
-        return latest_due(checked, recent, now).or(due);
+        return latest_due(cron, tz, recent, now).or(due);
     }
     due
+}
+
+/// The run due now and its type: the latest of either schedule, and a full
+/// whenever a full run is due (a full missed by an outage is not replaced
+/// by a later incremental).
+fn run_due(
+    checked: &Checked,
+    earliest: Timestamp,
+    now: Timestamp,
+) -> Option<(Timestamp, BackupType)> {
+    let full = latest_due(&checked.cron, &checked.tz, earliest, now);
+    let incremental = checked
+        .incremental
+        .as_ref()
+        .and_then(|cron| latest_due(cron, &checked.tz, earliest, now));
+    match (full, incremental) {
+        (Some(f), Some(i)) => Some((f.max(i), BackupType::Full)),
+        (Some(f), None) => Some((f, BackupType::Full)),
+        (None, Some(i)) => Some((i, BackupType::Incremental)),
+        (None, None) => None,
+    }
+}
+
+/// The next run of either schedule.
+fn next_run(checked: &Checked, now: Timestamp) -> Option<Timestamp> {
+    let full = checked.cron.next_after(now, &checked.tz);
+    let incremental = checked
+        .incremental
+        .as_ref()
+        .and_then(|cron| cron.next_after(now, &checked.tz));
+    match (full, incremental) {
+        (Some(f), Some(i)) => Some(f.min(i)),
+        (f, i) => f.or(i),
+    }
+}
+
+/// The backup an incremental continues: its chosen base, else the one its
+/// spec names.
+pub fn base_of(backup: &MySQLBackup) -> Option<String> {
+    backup
+        .status
+        .as_ref()
+        .and_then(|s| s.incremental.as_ref())
+        .map(|i| i.base_name.clone())
+        .or_else(|| backup.spec.incremental_base.clone())
+}
+
+fn completed_at(backup: &MySQLBackup) -> Timestamp {
+    backup
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.as_ref())
+        .map(|t| t.0)
+        .unwrap_or_else(|| started_at(backup))
+}
+
+/// Retention's candidates less every backup a kept one needs (its base,
+/// the base's base, back to the full), ordered so that a backup comes
+/// after every backup that continues it: a chain is deleted from its
+/// newest end, and a restore of what is left always finds its bases.
+fn keep_chains_whole(candidates: Vec<String>, live: &[&MySQLBackup]) -> Vec<String> {
+    let by_name: BTreeMap<String, &MySQLBackup> = live.iter().map(|b| (name(b), *b)).collect();
+    let doomed: BTreeSet<&str> = candidates.iter().map(String::as_str).collect();
+    let mut needed = BTreeSet::new();
+    for kept in live.iter().filter(|b| !doomed.contains(name(b).as_str())) {
+        if kept.phase() == BackupPhase::Failed {
+            continue;
+        }
+        let mut base = base_of(kept);
+        while let Some(b) = base {
+            if !needed.insert(b.clone()) {
+                break;
+            }
+            base = by_name.get(&b).and_then(|b| base_of(b));
+        }
+    }
+    let pruned: Vec<String> = candidates
+        .into_iter()
+        .filter(|c| !needed.contains(c))
+        .collect();
+    let mut ordered = Vec::with_capacity(pruned.len());
+    let mut placed = BTreeSet::new();
+    for victim in &pruned {
+        place_after_dependants(victim, &pruned, &by_name, &mut placed, &mut ordered);
+    }
+    ordered
+}
+
+fn place_after_dependants(
+    victim: &str,
+    pruned: &[String],
+    by_name: &BTreeMap<String, &MySQLBackup>,
+    placed: &mut BTreeSet<String>,
+    ordered: &mut Vec<String>,
+) {
+    if !placed.insert(victim.to_owned()) {
+        return;
+    }
+    let mut dependants: Vec<&MySQLBackup> = pruned
+        .iter()
+        .filter_map(|p| by_name.get(p).copied())
+        .filter(|b| base_of(b).as_deref() == Some(victim))
+        .collect();
+    dependants.sort_by_key(|b| std::cmp::Reverse((completed_at(b), name(b))));
+    for dependant in dependants {
+        place_after_dependants(&name(dependant), pruned, by_name, placed, ordered);
+    }
+    ordered.push(victim.to_owned());
 }
 
 /// Decides what to do. `owned` are the MySQLBackups this schedule made.
@@ -207,11 +335,11 @@ pub fn plan(
     let due = if spec.suspend {
         None
     } else {
-        latest_due(checked, earliest, now)
+        run_due(checked, earliest, now)
     };
 
     let mut held_back = None;
-    if let Some(at) = due {
+    if let Some((at, due_type)) = due {
         let late = now.duration_since(at);
         let missed = spec
             .starting_deadline_seconds
@@ -254,14 +382,37 @@ pub fn plan(
                             });
                         }
                     }
+                    // An incremental continues the newest completed backup
+                    // of this schedule; with none, the chain starts here.
+                    let base = (due_type == BackupType::Incremental)
+                        .then(|| {
+                            live.iter()
+                                .filter(|b| b.phase() == BackupPhase::Completed)
+                                .max_by_key(|b| (completed_at(b), name(b)))
+                                .map(|b| name(b))
+                        })
+                        .flatten();
+                    let (backup_type, what) = match (&base, due_type) {
+                        (Some(base), _) => (
+                            BackupType::Incremental,
+                            format!("an incremental continuing {base}"),
+                        ),
+                        (None, BackupType::Incremental) => (
+                            BackupType::Full,
+                            "a full backup: no completed backup to continue yet".to_owned(),
+                        ),
+                        (None, BackupType::Full) => (BackupType::Full, "a full backup".to_owned()),
+                    };
                     notes.push(Note {
                         warning: false,
                         reason: "BackupCreated",
-                        message: format!("created MySQLBackup {name} for the run of {at}"),
+                        message: format!("created MySQLBackup {name} ({what}) for the run of {at}"),
                     });
                     create = Some(NewBackup {
                         name: name.clone(),
                         scheduled_at: at,
+                        backup_type,
+                        base,
                     });
                     status.last_schedule_time = Some(Time(at));
                 }
@@ -289,11 +440,14 @@ pub fn plan(
         completed.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         // The newest completed backup is always kept, whatever maxAge says.
         let keep_last = Some(retention.keep_last.unwrap_or(1).max(1) as usize);
-        prune = innoxide_agent::repo::lifecycle::plan_prune(
-            &completed,
-            keep_last,
-            checked.keep_within,
-            SystemTime::from(now),
+        prune = keep_chains_whole(
+            innoxide_agent::repo::lifecycle::plan_prune(
+                &completed,
+                keep_last,
+                checked.keep_within,
+                SystemTime::from(now),
+            ),
+            &live,
         );
         let mut failed: Vec<&MySQLBackup> = live
             .iter()
@@ -354,7 +508,7 @@ pub fn plan(
     let next = if spec.suspend {
         None
     } else {
-        checked.cron.next_after(now, &checked.tz)
+        next_run(checked, now)
     };
     status.next_schedule_time = next.map(Time);
     let ready = match (&held_back, spec.suspend, next) {
@@ -469,6 +623,8 @@ mod tests {
             Some(NewBackup {
                 name: "nightly-202611210300".into(),
                 scheduled_at: ts("2026-11-21T03:00:00Z"),
+                backup_type: BackupType::Full,
+                base: None,
             })
         );
         assert_eq!(
@@ -716,6 +872,156 @@ mod tests {
         assert_eq!(p.create.unwrap().name, "nightly-202611210800");
     }
 
+    fn incremental(name: &str, base: &str, at: &str) -> MySQLBackup {
+        BackupBuilder::named(name)
+            .of_schedule("nightly", at)
+            .incremental(Some(base))
+            .completed_at(at)
+            .build()
+    }
+
+    /// Fulls on Sundays at 03:00, incrementals every hour.
+    fn weekly_and_hourly() -> ScheduleBuilder {
+        ScheduleBuilder::cron("0 3 * * 0").incrementals("0 * * * *")
+    }
+
+    #[test]
+    fn incrementals_run_between_the_fulls_and_continue_the_newest_backup() {
+        // Sunday 2026-11-22.
+        let schedule = weekly_and_hourly()
+            .last_scheduled("2026-11-22T03:00:00Z")
+            .build();
+        let owned = [
+            completed("nightly-202611220300", "2026-11-22T03:20:00Z"),
+            failed("nightly-old", "2026-11-22T03:30:00Z"),
+        ];
+        let p = plan_at(&schedule, &owned, "2026-11-22T04:00:05Z");
+        let new = p.create.unwrap();
+        assert_eq!(
+            (new.name.as_str(), new.backup_type, new.base.as_deref()),
+            (
+                "nightly-202611220400",
+                BackupType::Incremental,
+                Some("nightly-202611220300")
+            )
+        );
+        assert!(p.notes.iter().any(|n| {
+            n.message
+                .contains("an incremental continuing nightly-202611220300")
+        }));
+        assert_eq!(
+            p.status.next_schedule_time,
+            Some(Time(ts("2026-11-22T05:00:00Z")))
+        );
+
+        // The next incremental continues the last one.
+        let owned = [
+            completed("nightly-202611220300", "2026-11-22T03:20:00Z"),
+            incremental(
+                "nightly-202611220400",
+                "nightly-202611220300",
+                "2026-11-22T04:02:00Z",
+            ),
+        ];
+        let schedule = weekly_and_hourly()
+            .last_scheduled("2026-11-22T04:00:00Z")
+            .build();
+        let new = plan_at(&schedule, &owned, "2026-11-22T05:00:05Z")
+            .create
+            .unwrap();
+        assert_eq!(new.base.as_deref(), Some("nightly-202611220400"));
+    }
+
+    #[test]
+    fn a_full_wins_when_both_are_due_and_the_first_run_is_always_a_full() {
+        let schedule = weekly_and_hourly()
+            .last_scheduled("2026-11-22T02:00:00Z")
+            .build();
+        let owned = [completed("nightly-202611220200", "2026-11-22T02:05:00Z")];
+        let new = plan_at(&schedule, &owned, "2026-11-22T03:00:05Z")
+            .create
+            .unwrap();
+        assert_eq!((new.backup_type, new.base), (BackupType::Full, None));
+
+        // Nothing completed yet: the hourly run starts the chain with a full.
+        let fresh = weekly_and_hourly()
+            .created_at("2026-11-23T09:30:00Z")
+            .build();
+        let p = plan_at(
+            &fresh,
+            &[failed("f", "2026-11-23T09:40:00Z")],
+            "2026-11-23T10:00:05Z",
+        );
+        let new = p.create.unwrap();
+        assert_eq!((new.backup_type, new.base), (BackupType::Full, None));
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.message.contains("no completed backup to continue yet"))
+        );
+    }
+
+    #[test]
+    fn retention_never_deletes_a_base_a_kept_incremental_needs() {
+        let schedule = weekly_and_hourly()
+            .last_scheduled("2026-11-22T06:00:00Z")
+            .keep_last(2)
+            .build();
+        // Two chains: w1 ← h1 ← h2 (last week's) and w2 ← h3 ← h4, plus a
+        // running incremental continuing h4.
+        let owned = [
+            completed("w1", "2026-11-15T03:10:00Z"),
+            incremental("h1", "w1", "2026-11-15T04:01:00Z"),
+            incremental("h2", "h1", "2026-11-15T05:01:00Z"),
+            completed("w2", "2026-11-22T03:10:00Z"),
+            incremental("h3", "w2", "2026-11-22T04:01:00Z"),
+            incremental("h4", "h3", "2026-11-22T05:01:00Z"),
+            BackupBuilder::named("h5")
+                .of_schedule("nightly", "2026-11-22T06:00:00Z")
+                .continuing("h4")
+                .running_on("db-0")
+                .build(),
+        ];
+        let p = plan_at(&schedule, &owned, "2026-11-22T06:00:30Z");
+        // keepLast 2 keeps h3 and h4; their chain back to w2 stays whole.
+        // The old chain goes, its newest end first.
+        assert_eq!(p.prune, ["h2", "h1", "w1"]);
+    }
+
+    #[test]
+    fn a_chain_outside_retention_is_kept_while_an_incremental_of_it_is_kept() {
+        let schedule = weekly_and_hourly()
+            .last_scheduled("2026-11-22T06:00:00Z")
+            .max_age("2h")
+            .build();
+        // Only h2 is young enough, and it needs h1 and w1: nothing goes.
+        let owned = [
+            completed("w1", "2026-11-15T03:10:00Z"),
+            incremental("h1", "w1", "2026-11-15T04:01:00Z"),
+            incremental("h2", "h1", "2026-11-22T05:01:00Z"),
+        ];
+        assert!(
+            plan_at(&schedule, &owned, "2026-11-22T06:00:30Z")
+                .prune
+                .is_empty()
+        );
+        // A base chosen when the incremental started (not named in its
+        // spec) is protected the same way.
+        let owned = [
+            completed("w1", "2026-11-15T03:10:00Z"),
+            BackupBuilder::named("h1")
+                .of_schedule("nightly", "2026-11-22T05:00:00Z")
+                .continuing("w1")
+                .completed_at("2026-11-22T05:01:00Z")
+                .build(),
+            completed("x", "2026-11-14T03:10:00Z"),
+        ];
+        assert_eq!(
+            plan_at(&schedule, &owned, "2026-11-22T06:00:30Z").prune,
+            ["x"]
+        );
+    }
+
     #[test]
     fn specs_the_api_server_cannot_check_are_refused_with_a_message() {
         let now = ts("2026-11-21T00:00:00Z");
@@ -730,6 +1036,14 @@ mod tests {
             .contains("IANA")
         );
         assert!(message(ScheduleBuilder::cron("0 0 31 2 *").build()).contains("never runs"));
+        assert!(
+            message(
+                ScheduleBuilder::cron("@weekly")
+                    .incrementals("0 * * *")
+                    .build()
+            )
+            .starts_with("incremental.schedule: ")
+        );
         let invalid = invalid_status(&ScheduleBuilder::cron("x").build(), "bad", now);
         assert_eq!(invalid.conditions[0].reason, "InvalidSpec");
         assert_eq!(invalid.conditions[0].status, "False");
