@@ -388,8 +388,8 @@ pub fn plan(
                         .then(|| {
                             live.iter()
                                 .filter(|b| b.phase() == BackupPhase::Completed)
-                                .max_by_key(|b| (completed_at(b), name(b)))
-                                .map(|b| name(b))
+                                .max_by_key(|b| (completed_at(b), name_of(b)))
+                                .map(|b| name_of(b))
                         })
                         .flatten();
                     let (backup_type, what) = match (&base, due_type) {
