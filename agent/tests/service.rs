@@ -1344,7 +1344,7 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
         .await
         .unwrap();
     let orphan = watch_to_end(&mut client, "orphan").await.pop().unwrap();
-    let error = orphan.error.unwrap();
+    let error = orphan.error.clone().unwrap();
     assert_eq!(
         (state(&orphan), error.reason.as_str()),
         (pb::OperationState::Failed, "UNSUPPORTED"),

@@ -216,7 +216,9 @@ spec:
     #[test]
     fn with_nothing_to_continue_the_incremental_fails_saying_to_take_a_full() {
         let hourly = from_yaml(INCREMENTAL);
-        let Err(Observed::Failed { reason, message }) = choose(&hourly, &[hourly.clone()]) else {
+        let Err(Observed::Failed { reason, message }) =
+            choose(&hourly, std::slice::from_ref(&hourly))
+        else {
             panic!("an incremental without a base cannot run")
         };
         assert_eq!(reason, "NoBase");
