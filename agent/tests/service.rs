@@ -1380,4 +1380,35 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
         .expect("the prepared datadir records its chain");
     assert_eq!(applied.incrementals.len(), 2);
     assert_eq!(applied.incrementals[1].gtid_executed, inc2.gtid_executed);
+
+    // A point in time from an incremental is not built: refused clearly,
+    // before anything is fetched.
+    client
+        .stage_restore(pb::StageRestoreRequest {
+            operation_id: "stage-chain-to-a-point".into(),
+            repository: Some(s3_repository(&s3, "chain")),
+            backup_name: "inc-2".into(),
+            encryption_key: Some(key.clone()),
+            point_in_time: Some(pb::RestorePoint {
+                target: Some(pb::restore_point::Target::Gtid(inc2.gtid_executed.clone())),
+            }),
+            binlog_archive: Some(s3_repository(&s3, "chain/binlogs")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused = watch_to_end(&mut client, "stage-chain-to-a-point")
+        .await
+        .pop()
+        .unwrap();
+    let error = refused.error.clone().unwrap();
+    assert_eq!(
+        (state(&refused), error.reason.as_str()),
+        (pb::OperationState::Failed, "UNSUPPORTED"),
+        "{error:?}"
+    );
+    assert!(
+        error.message.contains("inc-2") && error.message.contains("full"),
+        "{error:?}"
+    );
 }
