@@ -1276,17 +1276,21 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     let key = pb::SecretRef {
         source: Some(pb::secret_ref::Source::Value(hex_key())),
     };
-    let backup = |id: &str, base: Option<&str>| pb::StartBackupRequest {
+    // The full starts page tracking; inc-1 requires it, inc-2 leaves the
+    // choice to the agent (auto), which finds it covering inc-1.
+    let backup = |id: &str, base: Option<(&str, pb::IncrementalMethod)>| pb::StartBackupRequest {
         operation_id: id.into(),
         repository: Some(s3_repository(&s3, "chain")),
         options: Some(pb::BackupOptions {
             parallel: 2,
             compression: pb::Compression::Zstd as i32,
             encryption_key: Some(key.clone()),
+            start_page_tracking: base.is_none(),
             ..Default::default()
         }),
-        incremental: base.map(|b| pb::IncrementalBackup {
+        incremental: base.map(|(b, method)| pb::IncrementalBackup {
             base_backup_name: b.into(),
+            method: method as i32,
         }),
         ..Default::default()
     };
@@ -1301,6 +1305,11 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     let full = result(&full);
     assert_eq!(full.backup_type, pb::BackupType::Full as i32);
     assert_eq!(full.chain.len(), 1);
+    assert_eq!(full.changed_pages, pb::ChangedPages::Unspecified as i32);
+    assert!(
+        full.page_tracking_lsn > 0,
+        "the full started page tracking and marked a point in it: {full:?}"
+    );
 
     // Writes between the backups, and under load during the incrementals.
     bench
@@ -1311,7 +1320,10 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
         .unwrap();
     let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
     client
-        .start_backup(backup("inc-1", Some("full")))
+        .start_backup(backup(
+            "inc-1",
+            Some(("full", pb::IncrementalMethod::PageTrack)),
+        ))
         .await
         .unwrap();
     let inc1 = watch_to_end(&mut client, "inc-1").await.pop().unwrap();
@@ -1319,7 +1331,10 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     load.wait().await.unwrap();
     let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
     client
-        .start_backup(backup("inc-2", Some("inc-1")))
+        .start_backup(backup(
+            "inc-2",
+            Some(("inc-1", pb::IncrementalMethod::Auto)),
+        ))
         .await
         .unwrap();
     let inc2 = watch_to_end(&mut client, "inc-2").await.pop().unwrap();
@@ -1328,6 +1343,14 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     let (inc1, inc2) = (result(&inc1), result(&inc2));
     assert_eq!(inc2.backup_type, pb::BackupType::Incremental as i32);
     assert_eq!(inc2.from_lsn, inc1.to_lsn);
+    for inc in [&inc1, &inc2] {
+        assert_eq!(
+            inc.changed_pages,
+            pb::ChangedPages::PageTracking as i32,
+            "the incremental read the server's page list: {inc:?}"
+        );
+        assert!(inc.page_tracking_lsn > 0, "{inc:?}");
+    }
     let names: Vec<&str> = inc2.chain.iter().map(|l| l.backup_name.as_str()).collect();
     assert_eq!(names, ["full", "inc-1", "inc-2"]);
     // No size comparison here: on 2x10k rows under load, the redo an
@@ -1337,7 +1360,10 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
 
     // A base that is not in the repository is refused, naming it.
     client
-        .start_backup(backup("orphan", Some("no-such-backup")))
+        .start_backup(backup(
+            "orphan",
+            Some(("no-such-backup", pb::IncrementalMethod::Auto)),
+        ))
         .await
         .unwrap();
     let orphan = watch_to_end(&mut client, "orphan").await.pop().unwrap();

@@ -396,6 +396,7 @@ impl ScheduleBuilder {
     pub fn incrementals(mut self, expression: &str) -> Self {
         self.schedule.spec.incremental = Some(IncrementalSchedule {
             schedule: expression.into(),
+            method: None,
         });
         self
     }

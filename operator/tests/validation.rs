@@ -285,6 +285,6 @@ fn a_schedule_takes_incrementals_on_its_own_cron_and_chooses_their_type() {
             "      mysql: {statefulSetName: db}",
             "      type: Incremental\n      mysql: {statefulSetName: db}",
         ),
-        "leave type and incrementalBase out",
+        "leave type, incrementalBase and incrementalMethod out",
     );
 }

@@ -18,6 +18,7 @@ use super::archive::Archives;
 use super::jobs;
 use super::operations::{NewOperation, Operations, StartError, Started};
 use super::record::{ChainLink, Kind, Outcome, Phase, ProgressRecord, Record, State, check_name};
+use crate::meta::ChangedPages;
 use crate::{mysql, swap};
 
 /// What the agent can do, as ServerInfo reports it.
@@ -492,6 +493,12 @@ pub fn operation(record: Record) -> pb::Operation {
             backup_type: backup_type(b.incremental) as i32,
             from_lsn: b.from_lsn,
             chain: chain(b.chain),
+            changed_pages: match b.changed_pages {
+                None => pb::ChangedPages::Unspecified,
+                Some(ChangedPages::PageTracking) => pb::ChangedPages::PageTracking,
+                Some(ChangedPages::FullScan) => pb::ChangedPages::FullScan,
+            } as i32,
+            page_tracking_lsn: b.page_tracking_lsn.unwrap_or(0),
         }),
         Outcome::StageRestore(s) => pb::operation::Result::StageRestore(pb::StageRestoreResult {
             prepared_dir: s.prepared_dir.display().to_string(),

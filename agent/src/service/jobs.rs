@@ -24,7 +24,7 @@ use crate::mysql::{self, ConnectOptions};
 use crate::prepare::pitr;
 use crate::repo::{Key, RepoOptions, StoreError, Transform, lifecycle};
 use crate::secret::Secret;
-use crate::{prepare, verify};
+use crate::{meta, prepare, verify};
 
 /// Files a backup copies at once when the request leaves it open.
 const DEFAULT_PARALLEL: usize = 4;
@@ -198,11 +198,19 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
                      backup it continues"
                 )));
             }
+            let method = match pb::IncrementalMethod::try_from(incremental.method) {
+                Ok(pb::IncrementalMethod::Auto) => None,
+                Ok(pb::IncrementalMethod::PageTrack) => Some(meta::ChangedPages::PageTracking),
+                Ok(pb::IncrementalMethod::FullScan) => Some(meta::ChangedPages::FullScan),
+                Err(_) => {
+                    return Err(Status::invalid_argument(
+                        "incremental.method is not a known value",
+                    ));
+                }
+            };
             Some(backup::IncrementalOptions {
                 base: target.backup(base).0,
-                // Page tracking is not built yet: changed pages are found
-                // by a full scan.
-                method: None,
+                method,
             })
         }
     };
@@ -224,7 +232,7 @@ pub fn backup_plan(req: &pb::StartBackupRequest, config: &Config) -> Result<Back
             redo_consumer: !options.skip_redo_consumer,
             locks: backup::LockOptions::default(),
             incremental,
-            page_tracking: false,
+            page_tracking: options.start_page_tracking,
         },
         dir,
         location,
@@ -947,6 +955,51 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn an_incremental_asks_for_its_method_and_a_backup_for_page_tracking() {
+        let mut request = request("s3://bucket/db");
+        request.backup_name = "inc-1".into();
+        let method_of = |request: &pb::StartBackupRequest| {
+            backup_plan(request, &config())
+                .map(|plan| plan.options.incremental.and_then(|i| i.method))
+        };
+        for (asked, method) in [
+            (pb::IncrementalMethod::Auto, None),
+            (
+                pb::IncrementalMethod::PageTrack,
+                Some(meta::ChangedPages::PageTracking),
+            ),
+            (
+                pb::IncrementalMethod::FullScan,
+                Some(meta::ChangedPages::FullScan),
+            ),
+        ] {
+            request.incremental = Some(pb::IncrementalBackup {
+                base_backup_name: "full".into(),
+                method: asked as i32,
+            });
+            assert_eq!(method_of(&request).unwrap(), method, "{asked:?}");
+        }
+        request.incremental = Some(pb::IncrementalBackup {
+            base_backup_name: "full".into(),
+            method: 7,
+        });
+        let refused = method_of(&request).unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().contains("incremental.method"),
+            "{refused:?}"
+        );
+
+        let mut full = self::request("s3://bucket/db");
+        assert!(!backup_plan(&full, &config()).unwrap().options.page_tracking);
+        full.options = Some(pb::BackupOptions {
+            start_page_tracking: true,
+            ..Default::default()
+        });
+        assert!(backup_plan(&full, &config()).unwrap().options.page_tracking);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use crate::backup;
-use crate::meta::Manifest;
+use crate::meta::{ChangedPages, Manifest};
 
 /// The version of the record files' format.
 pub const RECORD_FORMAT: u32 = 1;
@@ -135,6 +135,12 @@ pub struct BackupOutcome {
     /// manifest was written is recorded without reading its chain).
     #[serde(default)]
     pub chain: Vec<ChainLink>,
+    /// An incremental: how its changed pages were found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_pages: Option<ChangedPages>,
+    /// The point it marked in the server's page tracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_tracking_lsn: Option<u64>,
 }
 
 /// One backup of an incremental chain.
@@ -185,6 +191,8 @@ impl BackupOutcome {
             incremental: manifest.incremental.is_some(),
             from_lsn: manifest.redo.from_lsn,
             chain: Vec::new(),
+            changed_pages: manifest.incremental.as_ref().map(|i| i.method),
+            page_tracking_lsn: manifest.page_tracking_lsn,
         }
     }
 }

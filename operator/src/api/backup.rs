@@ -43,7 +43,9 @@ use super::{BackupStorage, MysqlCredentials, SecretKeyRef};
         "deletionPolicy: Delete needs object storage (s3, gcs or azure): the operator cannot reach a PVC to delete from it; use Retain"
     ),
     validation = Rule::new("!has(self.incrementalBase) || (has(self.type) && self.type == 'Incremental')")
-        .message("incrementalBase names the backup an Incremental continues: set type: Incremental, or leave incrementalBase out")
+        .message("incrementalBase names the backup an Incremental continues: set type: Incremental, or leave incrementalBase out"),
+    validation = Rule::new("!has(self.incrementalMethod) || (has(self.type) && self.type == 'Incremental')")
+        .message("incrementalMethod says how an Incremental finds its changed pages: set type: Incremental, or leave incrementalMethod out")
 )]
 pub struct MySQLBackupSpec {
     /// Which MySQL: its StatefulSet, or a selector of its pods.
@@ -65,6 +67,21 @@ pub struct MySQLBackupSpec {
     /// Completed backup of the same MySQL and storage when this one starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental_base: Option<String>,
+    /// How an `Incremental` finds its changed pages: `Auto` (the default:
+    /// the server's page tracking when it runs and covers the base, else a
+    /// scan of every page), `PageTrack` (fails, naming why, when tracking
+    /// cannot serve) or `FullScan`. `status.incremental.changedPages` says
+    /// which was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_method: Option<IncrementalMethod>,
+    /// Start the server's page tracking (installing `component_mysqlbackup`
+    /// if it is missing), so the incrementals after this backup read only
+    /// the pages it lists instead of scanning every page. The backup fails,
+    /// naming why, when the agent's MySQL user may not. A schedule with
+    /// incrementals sets it on its full backups (unless its
+    /// `incremental.method` is `FullScan`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub page_tracking: bool,
     #[serde(default)]
     pub compression: Compression,
     /// An AES-256 key (32 bytes, raw, hex or base64) that encrypts the
@@ -146,6 +163,18 @@ pub enum BackupType {
     Incremental,
 }
 
+/// How an incremental backup finds the pages changed since its base.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum IncrementalMethod {
+    /// Page tracking when the server's covers the base, else a full scan.
+    #[default]
+    Auto,
+    /// The server's page tracking only.
+    PageTrack,
+    /// Read every page, keep those changed since the base.
+    FullScan,
+}
+
 impl BackupType {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -224,6 +253,11 @@ pub struct MySQLBackupStatus {
     /// and every backup a restore of it applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalStatus>,
+    /// The point this backup marked in the server's page tracking: the
+    /// next incremental can read its changed pages from the server's list
+    /// instead of scanning. Unset: tracking did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_tracking_lsn: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<BinlogPosition>,
     /// The GTID set the backup contains: a restored server has executed
@@ -302,6 +336,10 @@ pub struct IncrementalStatus {
     /// Their folders in the repository, the full first and this one last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<String>,
+    /// How its changed pages were found: `PageTracking` (the server's list)
+    /// or `FullScan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_pages: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::MySQLBackupSpec;
+use super::{IncrementalMethod, MySQLBackupSpec};
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -34,8 +34,8 @@ use super::MySQLBackupSpec;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
-    "!has(self.backupTemplate.spec.incrementalBase) && (!has(self.backupTemplate.spec.type) || self.backupTemplate.spec.type == 'Full')"
-).message("backupTemplate.spec: leave type and incrementalBase out: the schedule chooses them (set incremental.schedule to take incrementals)"))]
+    "!has(self.backupTemplate.spec.incrementalBase) && !has(self.backupTemplate.spec.incrementalMethod) && (!has(self.backupTemplate.spec.type) || self.backupTemplate.spec.type == 'Full')"
+).message("backupTemplate.spec: leave type, incrementalBase and incrementalMethod out: the schedule chooses them (set incremental.schedule and incremental.method to take incrementals)"))]
 pub struct MySQLBackupScheduleSpec {
     /// Standard cron: five fields (minute hour day-of-month month
     /// day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly.
@@ -115,6 +115,13 @@ pub struct IncrementalSchedule {
         "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+)$')"
     ).message("incremental.schedule: five cron fields (minute hour day-of-month month day-of-week), e.g. '0 * * * *', or @hourly"))]
     pub schedule: String,
+    /// How the incrementals find their changed pages (see MySQLBackup's
+    /// `incrementalMethod`; default `Auto`). Unless it is `FullScan`, the
+    /// schedule's full backups start the server's page tracking
+    /// (`pageTracking: true`), so the incrementals after them read only
+    /// the pages it lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<IncrementalMethod>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

@@ -3,7 +3,7 @@
 
 use innoxide_proto::agent::v1 as pb;
 
-use crate::api::{BackupStorage, BackupType, Compression, MySQLBackupSpec};
+use crate::api::{BackupStorage, BackupType, Compression, IncrementalMethod, MySQLBackupSpec};
 use crate::units;
 
 /// The Secret values a backup needs, read by the controller.
@@ -184,6 +184,11 @@ pub fn start_backup_request(
         (BackupType::Full, _) => None,
         (BackupType::Incremental, Some(base)) => Some(pb::IncrementalBackup {
             base_backup_name: base.to_owned(),
+            method: match spec.incremental_method.unwrap_or_default() {
+                IncrementalMethod::Auto => pb::IncrementalMethod::Auto,
+                IncrementalMethod::PageTrack => pb::IncrementalMethod::PageTrack,
+                IncrementalMethod::FullScan => pb::IncrementalMethod::FullScan,
+            } as i32,
         }),
         (BackupType::Incremental, None) => {
             return Err(Unusable(
@@ -219,6 +224,7 @@ pub fn start_backup_request(
             encryption_key: secret(&credentials.encryption_key),
             slave_info: false,
             skip_redo_consumer: false,
+            start_page_tracking: spec.page_tracking,
         }),
         incremental,
     })

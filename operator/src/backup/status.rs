@@ -333,7 +333,13 @@ fn apply_result(status: &mut MySQLBackupStatus, result: &pb::BackupResult) {
             incremental.chain = result.chain.iter().map(|l| l.backup_name.clone()).collect();
             incremental.chain_length = u32::try_from(result.chain.len()).ok();
         }
+        incremental.changed_pages = match pb::ChangedPages::try_from(result.changed_pages) {
+            Ok(pb::ChangedPages::PageTracking) => Some("PageTracking".into()),
+            Ok(pb::ChangedPages::FullScan) => Some("FullScan".into()),
+            _ => None,
+        };
     }
+    status.page_tracking_lsn = (result.page_tracking_lsn > 0).then_some(result.page_tracking_lsn);
 }
 
 #[cfg(test)]
@@ -458,6 +464,8 @@ mod tests {
                 r.from_lsn = 1500;
                 r.to_lsn = 2000;
                 r.chain = vec![link("weekly-uidweekly"), link("hourly")];
+                r.changed_pages = pb::ChangedPages::PageTracking as i32;
+                r.page_tracking_lsn = 2100;
             })
             .build();
         let (status, _) = observe(
@@ -476,8 +484,10 @@ mod tests {
                 to_lsn: Some(2000),
                 chain_length: Some(2),
                 chain: vec!["weekly-uidweekly".into(), "hourly".into()],
+                changed_pages: Some("PageTracking".into()),
             })
         );
+        assert_eq!(status.page_tracking_lsn, Some(2100));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tracing::instrument;
 use super::plan::{self, NewBackup};
 use crate::agent::AgentApi;
 use crate::api::{
-    BackupsOnDelete, MySQLBackup, MySQLBackupSchedule, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION,
+    BackupType, BackupsOnDelete, IncrementalMethod, MySQLBackup, MySQLBackupSchedule,
+    SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION,
 };
 use crate::conditions;
 use crate::context::{Context, Result, apply_status};
@@ -190,6 +191,16 @@ pub fn new_backup(schedule: &MySQLBackupSchedule, new: &NewBackup) -> MySQLBacku
     let mut spec = template.spec.clone();
     spec.backup_type = new.backup_type;
     spec.incremental_base = new.base.clone();
+    if let Some(incremental) = &schedule.spec.incremental {
+        match new.backup_type {
+            // The incrementals after a full read the pages tracking lists
+            // from the point the full marked in it.
+            BackupType::Full => {
+                spec.page_tracking |= incremental.method != Some(IncrementalMethod::FullScan);
+            }
+            BackupType::Incremental => spec.incremental_method = incremental.method,
+        }
+    }
     let mut backup = MySQLBackup::new(&new.name, spec);
     backup.metadata.namespace = schedule.namespace();
     backup.metadata.labels = Some(labels);
@@ -247,9 +258,48 @@ mod tests {
             backup.spec.incremental_base.as_deref(),
             Some("nightly-202611210200")
         );
+        assert_eq!(backup.spec.incremental_method, None);
+        assert!(!backup.spec.page_tracking);
         assert_eq!(
             backup.spec.storage,
             schedule.spec.backup_template.spec.storage
+        );
+    }
+
+    #[test]
+    fn the_fulls_of_a_schedule_with_incrementals_start_page_tracking_unless_they_scan() {
+        let weekly = |method: Option<IncrementalMethod>| {
+            let mut schedule = ScheduleBuilder::cron("@weekly")
+                .incrementals("@hourly")
+                .build();
+            schedule.spec.incremental.as_mut().unwrap().method = method;
+            schedule
+        };
+        let incremental = NewBackup {
+            backup_type: BackupType::Incremental,
+            base: Some("nightly-202611210200".into()),
+            ..run()
+        };
+        let full = new_backup(&weekly(None), &run());
+        assert!(full.spec.page_tracking, "{:?}", full.spec);
+        let page_track = weekly(Some(IncrementalMethod::PageTrack));
+        assert!(new_backup(&page_track, &run()).spec.page_tracking);
+        assert_eq!(
+            new_backup(&page_track, &incremental)
+                .spec
+                .incremental_method,
+            Some(IncrementalMethod::PageTrack)
+        );
+        let scan = weekly(Some(IncrementalMethod::FullScan));
+        assert!(!new_backup(&scan, &run()).spec.page_tracking);
+        assert_eq!(
+            new_backup(&scan, &incremental).spec.incremental_method,
+            Some(IncrementalMethod::FullScan)
+        );
+        let without = new_backup(&ScheduleBuilder::cron("@weekly").build(), &run());
+        assert!(
+            !without.spec.page_tracking,
+            "only a schedule with incrementals asks"
         );
     }
 
