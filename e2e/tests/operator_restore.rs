@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use innoxide_operator::api::{
-    MySQLBackup, MySQLRestore, RESTORE_FROM_ANNOTATION, RESTORE_SPEC_KEY, RestorePhase,
+    BackupType, MySQLBackup, MySQLRestore, RESTORE_FROM_ANNOTATION, RESTORE_SPEC_KEY, RestorePhase,
 };
 use innoxide_testkit::oracle::{self, OracleInput};
 use innoxide_testkit::{Cluster, MysqlServer, PodDeleted, PodFate, PodMysql, S3Server, Sysbench};
@@ -57,12 +57,16 @@ fn backup(s3: &S3Server, sts: &str) -> MySQLBackup {
 }
 
 fn restore(name: &str, sts: &str, mode: &str) -> MySQLRestore {
+    restore_of(name, "nightly", sts, mode)
+}
+
+fn restore_of(name: &str, backup_name: &str, sts: &str, mode: &str) -> MySQLRestore {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "innoxide.dev/v1alpha1",
         "kind": "MySQLRestore",
         "metadata": {"name": name},
         "spec": {
-            "source": {"backupName": "nightly"},
+            "source": {"backupName": backup_name},
             "target": {"statefulSetName": sts, "mode": mode},
             "useMemory": "256Mi",
         },
@@ -72,13 +76,27 @@ fn restore(name: &str, sts: &str, mode: &str) -> MySQLRestore {
 
 /// Takes a MySQLBackup of StatefulSet `sts` and waits for it.
 async fn take_backup(cluster: &Cluster, s3: &S3Server, sts: &str) -> MySQLBackup {
+    take(cluster, backup(s3, sts)).await
+}
+
+/// Takes an Incremental MySQLBackup `name` of StatefulSet `sts` (its base
+/// the newest Completed backup) and waits for it.
+async fn take_incremental(cluster: &Cluster, s3: &S3Server, sts: &str, name: &str) -> MySQLBackup {
+    let mut incremental = backup(s3, sts);
+    incremental.metadata.name = Some(name.into());
+    incremental.spec.backup_type = BackupType::Incremental;
+    take(cluster, incremental).await
+}
+
+async fn take(cluster: &Cluster, backup: MySQLBackup) -> MySQLBackup {
+    let name = backup.metadata.name.clone().unwrap_or_default();
     cluster
         .api::<MySQLBackup>()
-        .create(&PostParams::default(), &backup(s3, sts))
+        .create(&PostParams::default(), &backup)
         .await
         .unwrap();
     let done = cluster
-        .wait_backup_finished("nightly", DONE_WITHIN)
+        .wait_backup_finished(&name, DONE_WITHIN)
         .await
         .unwrap();
     assert!(
@@ -168,7 +186,17 @@ struct Restart {
     init_output: String,
 }
 
-async fn in_place(tables: u32, rows: u64) {
+/// What an in-place restore restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restored {
+    /// A full backup.
+    Full,
+    /// An incremental taken under load after writes since its full: the
+    /// restore applies the chain.
+    Chain,
+}
+
+async fn in_place(tables: u32, rows: u64, restored: Restored) {
     let started = Instant::now();
     let (s3, (source, bench)) = tokio::join!(async { S3Server::start().await.unwrap() }, async {
         let source = MysqlServer::builder().server_id(1).start().await.unwrap();
@@ -192,7 +220,36 @@ async fn in_place(tables: u32, rows: u64) {
         .unwrap();
 
     let backed_up = take_backup(&cluster, &s3, "db").await;
-    let backup_gtid = backed_up.status.unwrap().gtid_executed.unwrap();
+    let (backed_up, backup_name) = match restored {
+        Restored::Full => (backed_up, "nightly"),
+        Restored::Chain => {
+            // Writes since the full, then the incremental under load.
+            bench.run(2, Duration::from_secs(3)).await.unwrap();
+            let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
+            let incremental = take_incremental(&cluster, &s3, "db", "hourly").await;
+            load.wait().await.unwrap();
+            let chain = incremental.status.clone().unwrap().incremental.unwrap();
+            let full_folder = backed_up.status.clone().unwrap().backup_name.unwrap();
+            assert_eq!(
+                (chain.base_name.as_str(), chain.chain_length),
+                ("nightly", Some(2)),
+                "{chain:?}"
+            );
+            assert_eq!(chain.chain[0], full_folder);
+            assert_eq!(
+                chain.from_lsn,
+                backed_up.status.clone().unwrap().lsn.map(|l| l.end)
+            );
+            assert!(
+                incremental.status.as_ref().unwrap().size_bytes
+                    < backed_up.status.as_ref().unwrap().size_bytes,
+                "an incremental stores less than its full"
+            );
+            (incremental, "hourly")
+        }
+    };
+    let backup_status = backed_up.status.clone().unwrap();
+    let backup_gtid = backup_status.gtid_executed.clone().unwrap();
 
     // Writes after the backup, on A and so on B: the restore must undo them.
     bench.run(2, Duration::from_secs(3)).await.unwrap();
@@ -234,7 +291,10 @@ async fn in_place(tables: u32, rows: u64) {
 
     cluster
         .api::<MySQLRestore>()
-        .create(&PostParams::default(), &restore("back", "db", "InPlace"))
+        .create(
+            &PostParams::default(),
+            &restore_of("back", backup_name, "db", "InPlace"),
+        )
         .await
         .unwrap();
     let done = wait_restore(&cluster, "back").await;
@@ -249,6 +309,15 @@ async fn in_place(tables: u32, rows: u64) {
         Some(backup_gtid.as_str())
     );
     assert!(status.previous_datadir.is_some(), "{status:?}");
+    let chain_used = status.backup.as_ref().unwrap().chain.clone();
+    let chain_taken = match &backup_status.incremental {
+        Some(incremental) => incremental.chain.clone(),
+        None => vec![backup_status.backup_name.clone().unwrap()],
+    };
+    assert_eq!(
+        chain_used, chain_taken,
+        "the restore shows the chain it applied"
+    );
     let restart = seen.lock().unwrap().clone();
     assert!(
         restart.init_output.contains("done"),
@@ -314,7 +383,10 @@ async fn in_place(tables: u32, rows: u64) {
     let written = replica.lock().await.gtid_executed().await.unwrap();
     let first_uid = done.metadata.uid.clone().unwrap();
     restores
-        .create(&PostParams::default(), &restore("back", "db", "InPlace"))
+        .create(
+            &PostParams::default(),
+            &restore_of("back", backup_name, "db", "InPlace"),
+        )
         .await
         .unwrap();
     let again = wait_restore(&cluster, "back").await;
@@ -336,7 +408,7 @@ async fn in_place(tables: u32, rows: u64) {
     assert_eq!(replica.lock().await.gtid_executed().await.unwrap(), written);
     let status = done.status.clone().unwrap();
     eprintln!(
-        "in-place restore of {tables}x{rows} rows: staging {:.1}s while serving; unavailable {:.1}s (operator: pod deletion → agent answering); mysqld stop → ready {:.1?} (init {:.1?}); {:.1?} wall time",
+        "in-place restore ({restored:?}) of {tables}x{rows} rows: staging {:.1}s while serving; unavailable {:.1}s (operator: pod deletion → agent answering); mysqld stop → ready {:.1?} (init {:.1?}); {:.1?} wall time",
         status.staging_seconds.unwrap_or_default(),
         status.unavailability_seconds.unwrap_or_default(),
         restart.stop_to_ready.unwrap_or_default(),
@@ -347,12 +419,18 @@ async fn in_place(tables: u32, rows: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_place_restore_of_2x10k_rows_swaps_at_one_restart_and_passes_the_oracle() {
-    in_place(2, 10_000).await;
+    in_place(2, 10_000, Restored::Full).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_place_restore_of_an_incremental_applies_its_chain_and_passes_the_oracle_at_its_gtid_set()
+ {
+    in_place(2, 10_000, Restored::Chain).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_place_restore_of_4x50k_rows_swaps_at_one_restart_and_passes_the_oracle() {
-    in_place(4, 50_000).await;
+    in_place(4, 50_000, Restored::Full).await;
 }
 
 /// What the kubelet stand-in saw of the pods it started.
