@@ -191,8 +191,8 @@ struct Restart {
 enum Restored {
     /// A full backup.
     Full,
-    /// An incremental taken under load after writes since its full: the
-    /// restore applies the chain.
+    /// The second of two incrementals, each taken under load after writes
+    /// since its base: the restore applies the chain of three.
     Chain,
 }
 
@@ -223,29 +223,55 @@ async fn in_place(tables: u32, rows: u64, restored: Restored) {
     let (backed_up, backup_name) = match restored {
         Restored::Full => (backed_up, "nightly"),
         Restored::Chain => {
-            // Writes since the full, then the incremental under load.
+            // Writes since the full, then an incremental under load; more
+            // writes, then a second incremental under load on the first.
+            let full = backed_up.status.clone().unwrap();
             bench.run(2, Duration::from_secs(3)).await.unwrap();
             let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
-            let incremental = take_incremental(&cluster, &s3, "db", "hourly").await;
+            let first = take_incremental(&cluster, &s3, "db", "hourly").await;
             load.wait().await.unwrap();
-            let chain = incremental.status.clone().unwrap().incremental.unwrap();
-            let full_folder = backed_up.status.clone().unwrap().backup_name.unwrap();
+            let first_status = first.status.clone().unwrap();
+            let first_chain = first_status.incremental.clone().unwrap();
+            let full_folder = full.backup_name.clone().unwrap();
+            let first_folder = first_status.backup_name.clone().unwrap();
             assert_eq!(
-                (chain.base_name.as_str(), chain.chain_length),
+                (first_chain.base_name.as_str(), first_chain.chain_length),
                 ("nightly", Some(2)),
-                "{chain:?}"
+                "{first_chain:?}"
             );
-            assert_eq!(chain.chain[0], full_folder);
             assert_eq!(
-                chain.from_lsn,
-                backed_up.status.clone().unwrap().lsn.map(|l| l.end)
+                first_chain.chain,
+                [full_folder.clone(), first_folder.clone()]
             );
-            assert!(
-                incremental.status.as_ref().unwrap().size_bytes
-                    < backed_up.status.as_ref().unwrap().size_bytes,
-                "an incremental stores less than its full"
+            assert_eq!(first_chain.from_lsn, full.lsn.as_ref().map(|l| l.end));
+
+            bench.run(2, Duration::from_secs(3)).await.unwrap();
+            let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
+            let second = take_incremental(&cluster, &s3, "db", "hourly-2").await;
+            load.wait().await.unwrap();
+            let second_status = second.status.clone().unwrap();
+            let second_chain = second_status.incremental.clone().unwrap();
+            assert_eq!(
+                (second_chain.base_name.as_str(), second_chain.chain_length),
+                ("hourly", Some(3)),
+                "{second_chain:?}"
             );
-            (incremental, "hourly")
+            assert_eq!(
+                second_chain.chain,
+                [
+                    full_folder,
+                    first_folder,
+                    second_status.backup_name.clone().unwrap()
+                ]
+            );
+            assert_eq!(
+                second_chain.from_lsn,
+                first_status.lsn.as_ref().map(|l| l.end)
+            );
+            // Each incremental holds transactions its base does not.
+            assert_ne!(first_status.gtid_executed, full.gtid_executed);
+            assert_ne!(second_status.gtid_executed, first_status.gtid_executed);
+            (second, "hourly-2")
         }
     };
     let backup_status = backed_up.status.clone().unwrap();
@@ -318,6 +344,11 @@ async fn in_place(tables: u32, rows: u64, restored: Restored) {
         chain_used, chain_taken,
         "the restore shows the chain it applied"
     );
+    let expected_length = match restored {
+        Restored::Full => 1,
+        Restored::Chain => 3,
+    };
+    assert_eq!(chain_used.len(), expected_length, "{chain_used:?}");
     let restart = seen.lock().unwrap().clone();
     assert!(
         restart.init_output.contains("done"),
