@@ -497,3 +497,140 @@ async fn a_gap_is_refused_and_a_failing_transaction_is_named() {
     assert!(!dir.join("prepared.relay").exists());
     steps.done("a failing transaction named; the one before restored");
 }
+
+/// A GTID replica, backed up and restored to a point with its own binlogs,
+/// must be able to replicate again: the oracle's step 3 makes it a replica
+/// of the source (`CHANGE REPLICATION SOURCE … SOURCE_AUTO_POSITION=1`,
+/// `START REPLICA`) and it must catch up with no error. The replay's
+/// channel and relay folder must leave no trace in the default channel's
+/// relay log metadata (issue #17: START REPLICA failed with ERROR 1872).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_restored_to_a_point_replicates_again() {
+    let mut steps = Steps::new("pitr replica");
+    let source = MysqlServer::builder()
+        .redo_capacity(32 << 20)
+        .start()
+        .await
+        .unwrap();
+    let replica = MysqlServer::builder()
+        .server_id(2)
+        .redo_capacity(32 << 20)
+        .start()
+        .await
+        .unwrap();
+    source
+        .exec(
+            "SET sql_log_bin = 0; \
+             CREATE USER 'repl'@'%' IDENTIFIED WITH caching_sha2_password BY 'Repl-pass-1'; \
+             GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; SET sql_log_bin = 1",
+        )
+        .await
+        .unwrap();
+    replica
+        .exec(&format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
+             SOURCE_USER='repl', SOURCE_PASSWORD='Repl-pass-1', GET_SOURCE_PUBLIC_KEY=1, \
+             SOURCE_AUTO_POSITION=1; START REPLICA",
+            source.port()
+        ))
+        .await
+        .unwrap();
+    let bench = Sysbench::prepare(&source, 2, 2_000).await.unwrap();
+    let tables = bench.table_names();
+    let caught_up = |set: String| {
+        let replica = &replica;
+        async move {
+            let waited: i64 = replica
+                .query_scalar(&format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{set}', 120)"))
+                .await
+                .unwrap();
+            assert_eq!(waited, 0, "the replica did not reach {set}");
+        }
+    };
+    caught_up(source.gtid_executed().await.unwrap()).await;
+    steps.done("source and GTID replica, 2 x 2k rows");
+
+    // The backup of the replica falls while it applies the source's load;
+    // the target is a set of the source's after it, the load going on.
+    let load = bench.run_background(2, Duration::from_secs(8)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("backup");
+    let manifest = backup(&replica, &dir).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    replica.exec("FLUSH BINARY LOGS").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let target = source.gtid_executed().await.unwrap();
+    let report = load.wait().await.unwrap();
+    assert!(report.transactions > 0, "the load ran: {report:?}");
+    caught_up(source.gtid_executed().await.unwrap()).await;
+    assert!(set(&manifest.gtid_executed).is_subset(&set(&target)));
+    assert_ne!(set(&manifest.gtid_executed), set(&target));
+    steps.done("backup of the replica under load, target sampled");
+
+    // The replica's own binlogs (they hold the source's GTIDs).
+    let binlogs = work.path().join("binlogs");
+    copy_binlogs(&replica, &binlogs);
+    let out = apply_log_to(&dir, &binlogs, &["--stop-gtid", &target]).await;
+    assert!(out.status.success(), "apply-log:\n{}", text(&out.stderr));
+    innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
+    assert!(!dir.join(innoxide_agent::prepare::pitr::RELAY_DIR).exists());
+    steps.done("apply-log --stop-gtid from the replica's binlogs");
+    let mini_log = std::fs::read_to_string(
+        dir.join("prepared")
+            .join(innoxide_agent::meta::MINI_STDERR),
+    )
+    .unwrap_or_default();
+    for line in mini_log.lines().filter(|l| l.contains("[Repl]")) {
+        println!("[pitr replica] mini: {line}");
+    }
+
+    // Restored as the replica is restored in place: its replication
+    // metadata is the backup's, nothing starts before the oracle says so.
+    let datadir = work.path().join("restored");
+    let (dir_arg, target_arg) = (dir.display().to_string(), datadir.display().to_string());
+    let out = agent(&[
+        "copy-back",
+        "--backup-dir",
+        &dir_arg,
+        "--datadir",
+        &target_arg,
+        "--new-server-uuid",
+    ])
+    .await;
+    assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
+    let restored = MysqlServer::builder()
+        .server_id(20)
+        .extra("skip_replica_start=ON")
+        .existing_datadir(&datadir)
+        .start()
+        .await
+        .unwrap();
+    steps.done("copy-back, start");
+    let rows: Vec<(String, Option<String>, Option<u64>)> = restored
+        .query_rows("SELECT Channel_name, Relay_log_name, Relay_log_pos FROM mysql.slave_relay_log_info")
+        .await
+        .unwrap();
+    println!("[pitr replica] applier metadata: {rows:?}");
+
+    let verdict = innoxide_testkit::oracle::check(innoxide_testkit::oracle::OracleInput {
+        source: &source,
+        restored: &restored,
+        backup_gtid_set: &target,
+        tables: &tables,
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the oracle could not judge: {e:#}\nthe restored server's log:\n{}",
+            restored.error_log_tail(40)
+        )
+    });
+    println!("{verdict}");
+    assert!(
+        verdict.passed(),
+        "{verdict}\nthe restored server's log:\n{}",
+        restored.error_log_tail(40)
+    );
+    steps.done("oracle: exact at the target, replicates again");
+}

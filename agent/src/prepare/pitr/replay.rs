@@ -114,6 +114,10 @@ pub async fn run(
         }
     }
     mysql::replay::remove_channel(&mut conn, CHANNEL).await?;
+    // The backup's own channels (a backup of a replica): the replay ran on
+    // a channel of its own and left them alone; their relay log positions
+    // name files no restore has, so they are forgotten (see there why).
+    mysql::replay::forget_relay_positions(&mut conn, CHANNEL).await?;
     let end = parse(&mysql::replay::gtid_executed(&mut conn).await?);
     if end != plan.cut.gtid_executed {
         return Err(ReplayError::WrongEnd {
