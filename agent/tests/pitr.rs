@@ -576,14 +576,6 @@ async fn a_replica_restored_to_a_point_replicates_again() {
     innoxide_agent::verify::verify_dir(&dir).expect("the raw backup is unchanged");
     assert!(!dir.join(innoxide_agent::prepare::pitr::RELAY_DIR).exists());
     steps.done("apply-log --stop-gtid from the replica's binlogs");
-    let mini_log = std::fs::read_to_string(
-        dir.join("prepared")
-            .join(innoxide_agent::meta::MINI_STDERR),
-    )
-    .unwrap_or_default();
-    for line in mini_log.lines().filter(|l| l.contains("[Repl]")) {
-        println!("[pitr replica] mini: {line}");
-    }
 
     // Restored as the replica is restored in place: its replication
     // metadata is the backup's, nothing starts before the oracle says so.
@@ -607,11 +599,31 @@ async fn a_replica_restored_to_a_point_replicates_again() {
         .await
         .unwrap();
     steps.done("copy-back, start");
-    let rows: Vec<(String, Option<String>, Option<u64>)> = restored
-        .query_rows("SELECT Channel_name, Relay_log_name, Relay_log_pos FROM mysql.slave_relay_log_info")
+    // The channel is the replica's (its source, auto-positioned), and its
+    // applier starts on a relay log of the restored server's own.
+    let channel: Vec<(String, u16, u8)> = restored
+        .query_rows(
+            "SELECT Host, Port, Enabled_auto_position FROM mysql.slave_master_info \
+             WHERE Channel_name = ''",
+        )
         .await
         .unwrap();
-    println!("[pitr replica] applier metadata: {rows:?}");
+    assert_eq!(channel, [("127.0.0.1".to_owned(), source.port(), 1)]);
+    let relay: Vec<(String, String)> = restored
+        .query_rows(
+            "SELECT Relay_log_name, @@relay_log_basename FROM mysql.slave_relay_log_info \
+             WHERE Channel_name = ''",
+        )
+        .await
+        .unwrap();
+    let own = Path::new(&relay[0].1)
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    assert!(
+        relay.len() == 1 && relay[0].0.contains(&format!("{own}.")),
+        "the applier is not on the restored server's relay log: {relay:?}"
+    );
 
     let verdict = innoxide_testkit::oracle::check(innoxide_testkit::oracle::OracleInput {
         source: &source,

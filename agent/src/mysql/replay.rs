@@ -104,7 +104,9 @@ pub async fn forget_relay_positions(conn: &mut Conn, except: &str) -> Result<()>
          SET SESSION sql_log_bin = 1"
     ))
     .await
-    .map_err(stmt("forget the relay log positions of the auto-positioned channels"))
+    .map_err(stmt(
+        "forget the relay log positions of the auto-positioned channels",
+    ))
 }
 
 /// Waits up to `seconds` for `set` to be executed: true when it is.
