@@ -72,41 +72,45 @@ pub async fn remove_channel(conn: &mut Conn, channel: &str) -> Result<()> {
         .map_err(stmt("RESET REPLICA ALL"))
 }
 
-/// Forgets where the appliers of the GTID auto-positioned channels other
-/// than `except` stood in their relay logs (name and position, and the
-/// parallel workers' rows), keeping each channel's connection metadata.
+/// `RESET REPLICA` (not `ALL`) of each GTID auto-positioned channel other
+/// than `except`: the channel forgets where its applier stood in its relay
+/// log (the applier metadata row and the workers' rows go, its relay log
+/// files too) and keeps its connection metadata (source, user,
+/// auto-positioning). Returns the channels reset.
 ///
-/// A backup holds no relay log, so a restored server cannot open the file
-/// the backup's applier metadata names; it then fails to initialize the
-/// channel at startup and `START REPLICA` gives ERROR 1872. An empty name
-/// makes the server start the channel on a relay log of its own, as after
-/// `RESET REPLICA`; with auto-positioning the receiver asks the source for
-/// what `gtid_executed` lacks, so no position is lost. File-and-position
-/// channels are left as they are: without their relay log, the receiver's
-/// position would skip what the applier had not applied yet.
-///
-/// Not written to the binlog (the mini instance runs with the source's
-/// server UUID: a logged write would add a GTID to the restored set). The
-/// channels must not be initialized in this instance (a channel whose
-/// relay log the instance could not open is not), or the server would
-/// write its own relay log names back over these at shutdown.
-pub async fn forget_relay_positions(conn: &mut Conn, except: &str) -> Result<()> {
-    let auto = format!(
-        "SELECT Channel_name FROM mysql.slave_master_info \
-         WHERE Enabled_auto_position = 1 AND Channel_name <> {}",
-        quote(except)
-    );
-    conn.query_drop(format!(
-        "SET SESSION sql_log_bin = 0; \
-         UPDATE mysql.slave_relay_log_info SET Relay_log_name = '', Relay_log_pos = 4, \
-         Number_of_workers = 0 WHERE Channel_name IN ({auto}); \
-         DELETE FROM mysql.slave_worker_info WHERE Channel_name IN ({auto}); \
-         SET SESSION sql_log_bin = 1"
-    ))
-    .await
-    .map_err(stmt(
-        "forget the relay log positions of the auto-positioned channels",
-    ))
+/// Why: a backup holds no relay log, so the applier metadata of a backed
+/// up replica names a file no restored server has; the server then fails
+/// to initialize the channel at startup and `START REPLICA` gives ERROR
+/// 1872. Editing that row is not enough: a channel this instance did
+/// initialize (its row named no file) has a relay log in the replay's
+/// folder, and the server writes that name back at shutdown. After the
+/// reset the restored server starts the channel on a relay log of its own,
+/// and with auto-positioning its receiver asks the source for exactly what
+/// `gtid_executed` lacks, so nothing is lost. File-and-position channels
+/// are left as they were: their applier's position is the backup's, not
+/// the restored point's, and only the user can say where they resume.
+pub async fn reset_auto_positioned_channels(conn: &mut Conn, except: &str) -> Result<Vec<String>> {
+    let channels: Vec<String> = conn
+        .query(format!(
+            "SELECT Channel_name FROM mysql.slave_master_info \
+             WHERE Enabled_auto_position = 1 AND Channel_name <> {}",
+            quote(except)
+        ))
+        .await
+        .map_err(stmt("read mysql.slave_master_info"))?;
+    // Never logged: the instance runs with the source's server UUID.
+    conn.query_drop("SET SESSION sql_log_bin = 0")
+        .await
+        .map_err(stmt("SET sql_log_bin = 0"))?;
+    for channel in &channels {
+        conn.query_drop(format!("RESET REPLICA FOR CHANNEL {}", quote(channel)))
+            .await
+            .map_err(stmt("RESET REPLICA FOR CHANNEL"))?;
+    }
+    conn.query_drop("SET SESSION sql_log_bin = 1")
+        .await
+        .map_err(stmt("SET sql_log_bin = 1"))?;
+    Ok(channels)
 }
 
 /// Waits up to `seconds` for `set` to be executed: true when it is.
