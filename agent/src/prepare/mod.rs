@@ -818,6 +818,10 @@ impl Work<'_> {
                 }
             }
         }
+        if let Err(e) = forget_relay_logs(&instance).await {
+            instance.kill().await;
+            return Err(e);
+        }
         instance.shutdown(SHUTDOWN_TIMEOUT, self.cancel).await?;
         let log =
             std::fs::read_to_string(&stderr).map_err(|e| FileError::at("read", &stderr, e))?;
@@ -1021,6 +1025,28 @@ impl Drop for StopOnCancel {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The last step in the recovery instance, for every restore of a replica
+/// (plain, incremental or to a point in time): the backup holds no relay
+/// log, so its applier metadata names files no restored server has, and
+/// START REPLICA would fail with ERROR 1872. The auto-positioned channels
+/// forget their relay log (see `reset_auto_positioned_channels` for why,
+/// and which); the exact coordinates of `--slave-info` were read before.
+async fn forget_relay_logs(instance: &mini::MiniInstance) -> Result<(), Error> {
+    let mut conn = instance.connect().await?;
+    let reset =
+        crate::mysql::replay::reset_auto_positioned_channels(&mut conn, pitr::relay::CHANNEL)
+            .await
+            .map_err(MiniError::from)?;
+    let _ = conn.disconnect().await;
+    if !reset.is_empty() {
+        tracing::info!(
+            channels = ?reset,
+            "the backup's auto-positioned channels start on a new relay log when restored"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -114,16 +114,6 @@ pub async fn run(
         }
     }
     mysql::replay::remove_channel(&mut conn, CHANNEL).await?;
-    // The backup's own channels (a backup of a replica): the replay ran on
-    // a channel of its own, but their applier metadata names relay log
-    // files no restore has (see there why they are reset, and which).
-    let reset = mysql::replay::reset_auto_positioned_channels(&mut conn, CHANNEL).await?;
-    if !reset.is_empty() {
-        tracing::info!(
-            channels = ?reset,
-            "the backup's auto-positioned channels start on a new relay log when restored"
-        );
-    }
     let end = parse(&mysql::replay::gtid_executed(&mut conn).await?);
     if end != plan.cut.gtid_executed {
         return Err(ReplayError::WrongEnd {
