@@ -97,6 +97,23 @@ impl Writer {
     }
 }
 
+/// A binlog's bytes with the "in use" flag of its format description
+/// event cleared. The server sets that flag while the file is its active
+/// log and clears it in place when the file rotates, so an archive of the
+/// active file differs from the closed file in that one bit and nowhere
+/// else. (The event's checksum is computed as if the flag were clear, so
+/// both forms are valid.)
+fn without_in_use_flag(mut binlog: Vec<u8>) -> Vec<u8> {
+    // The magic, then the event header: timestamp (4), type (1),
+    // server id (4), size (4), next position (4), flags (2, little endian).
+    const FLAGS_AT: usize = 4 + 4 + 1 + 4 + 4 + 4;
+    const IN_USE: u8 = 0x01;
+    if let Some(flags) = binlog.get_mut(FLAGS_AT) {
+        *flags &= !IN_USE;
+    }
+    binlog
+}
+
 async fn gtid_executed(server: &MysqlServer) -> GtidSet {
     server.gtid_executed().await.unwrap().parse().unwrap()
 }
@@ -409,7 +426,7 @@ async fn an_archive_in_s3_compressed_and_encrypted_gives_back_the_servers_bytes(
         let theirs = std::fs::read(server.datadir().join(&entry.name)).unwrap();
         assert_eq!(ours.len() as u64, entry.size);
         assert!(
-            theirs.starts_with(&ours),
+            without_in_use_flag(theirs).starts_with(&without_in_use_flag(ours)),
             "{} differs from the server's",
             entry.name
         );
