@@ -799,3 +799,40 @@ async fn redo_log_archiving_held_by_another_tool_is_refused_and_left_alone() {
         .unwrap();
     take(&options(&server, &target)).await.unwrap();
 }
+
+/// What adaptive pacing watches: prepared statements (how most drivers and
+/// sysbench send writes) count as the server's work, and a client waiting
+/// in a statement is seen in flight (a stalled server is not an idle one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pacing_signal_counts_prepared_writes_and_a_client_that_waits() {
+    use innoxide_agent::backup::pacing::statement_totals;
+    use mysql_async::prelude::Queryable;
+    let server = MysqlServer::builder().start().await.unwrap();
+    server
+        .exec("CREATE DATABASE p; CREATE TABLE p.t (id INT PRIMARY KEY AUTO_INCREMENT, v INT)")
+        .await
+        .unwrap();
+    let mut watcher = mysql_async::Conn::new(server.opts()).await.unwrap();
+    let before = statement_totals(&mut watcher).await.unwrap();
+    let mut client = mysql_async::Conn::new(server.opts()).await.unwrap();
+    for v in 0..50 {
+        client
+            .exec_drop("INSERT INTO p.t (v) VALUES (?)", (v,))
+            .await
+            .unwrap();
+    }
+    let after = statement_totals(&mut watcher).await.unwrap();
+    assert!(
+        after.count >= before.count + 50,
+        "{before:?} then {after:?}"
+    );
+    assert!(after.wait_ps > before.wait_ps, "{before:?} then {after:?}");
+    assert_eq!(after.in_flight, 0, "nobody is waiting: {after:?}");
+
+    let mut sleeper = mysql_async::Conn::new(server.opts()).await.unwrap();
+    let sleeping = tokio::spawn(async move { sleeper.query_drop("SELECT SLEEP(3)").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let waiting = statement_totals(&mut watcher).await.unwrap();
+    assert_eq!(waiting.in_flight, 1, "{waiting:?}");
+    sleeping.await.unwrap().unwrap();
+}

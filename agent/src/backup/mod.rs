@@ -24,7 +24,7 @@ pub mod consumer;
 pub mod datafiles;
 mod delta_copy;
 pub mod incremental;
-mod pacing;
+pub mod pacing;
 mod page_copy;
 pub mod page_track;
 pub mod progress;

@@ -6,12 +6,14 @@
 //! stays at the limit however many threads copy.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Throttle {
     /// Bytes per second; 0: no limit.
     bytes_per_second: AtomicU64,
+    /// Adaptive pacing's probe: the copy waits until it is lifted.
+    paused: AtomicBool,
     bucket: Mutex<Bucket>,
 }
 
@@ -27,6 +29,7 @@ impl Throttle {
         let rate = bytes_per_second.unwrap_or(0);
         Throttle {
             bytes_per_second: AtomicU64::new(rate),
+            paused: AtomicBool::new(false),
             bucket: Mutex::new(Bucket {
                 tokens: rate as f64,
                 refilled_at: Instant::now(),
@@ -58,8 +61,17 @@ impl Throttle {
         Some(self.bytes_per_second.load(Ordering::Relaxed)).filter(|r| *r > 0)
     }
 
+    /// Holds every copier at its next [`Throttle::take`] until lifted,
+    /// whatever the rate.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
     /// Blocks the calling thread until `bytes` may be read.
     pub fn take(&self, bytes: u64) {
+        while self.paused.load(Ordering::Relaxed) {
+            std::thread::sleep(PAUSE_POLL);
+        }
         let rate = self.bytes_per_second.load(Ordering::Relaxed);
         if rate == 0 {
             return;
@@ -83,6 +95,9 @@ impl Throttle {
         }
     }
 }
+
+/// How often a paused copier looks whether the pause is lifted.
+const PAUSE_POLL: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
@@ -118,6 +133,24 @@ mod tests {
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_pause_holds_the_copy_until_lifted() {
+        let throttle = std::sync::Arc::new(Throttle::adjustable(None));
+        throttle.set_paused(true);
+        let copier = {
+            let throttle = throttle.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                throttle.take(1);
+                start.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        throttle.set_paused(false);
+        let waited = copier.join().unwrap();
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub fn render(r: &Results) -> String {
     if let Some(summary) = r.charts.iter().find(|c| c.ends_with("summary.png")) {
         let _ = writeln!(md, "![Summary of the ratios]({summary})\n");
     }
+    if let Some(goals) = super::goals::render(r) {
+        md.push_str(&goals);
+    }
 
     for s in &r.scenarios {
         let _ = writeln!(md, "## {}\n\n{}\n", s.title, s.about);

@@ -2,6 +2,7 @@
 //! `LATEST.md` (a copy of the newest run's markdown report).
 
 pub mod charts;
+pub mod goals;
 pub mod markdown;
 pub mod text;
 

@@ -57,7 +57,7 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         match ours {
             Ok(run) => {
                 times.push(run.seconds());
-                breakdown.add(dir, run.seconds());
+                breakdown.add(dir, run.seconds(), redo_bytes);
                 if let Some(bytes) = redo_bytes {
                     rates.push(bytes as f64 / run.seconds());
                 }
@@ -208,7 +208,7 @@ async fn heavy(b: &mut Bench, s: &mut Scenario) {
         match ours {
             Ok(run) => {
                 times.push(run.seconds());
-                if let Some(p) = breakdown.add(&dir, run.seconds()) {
+                if let Some(p) = breakdown.add(&dir, run.seconds(), redo_bytes) {
                     fixed.push((run.seconds() - p.redo).max(0.0));
                 }
                 if let Some(bytes) = redo_bytes {
@@ -296,11 +296,19 @@ struct Breakdown {
     shutdown: Series,
     agent: Series,
     batches: Series,
+    /// Redo bytes ÷ the redo scan and apply phase: how fast the server's
+    /// own crash recovery goes, the ceiling of apply-log's rate.
+    recovery_rate: Series,
 }
 
 impl Breakdown {
     /// Adds one apply-log's phases, and returns them.
-    fn add(&mut self, backup: &std::path::Path, total: f64) -> Option<Phases> {
+    fn add(
+        &mut self,
+        backup: &std::path::Path,
+        total: f64,
+        redo_bytes: Option<u64>,
+    ) -> Option<Phases> {
         let log = backup.join("prepared").join("mysql-stderr");
         let Some(p) = std::fs::read_to_string(&log)
             .ok()
@@ -328,6 +336,9 @@ impl Breakdown {
         self.shutdown.push(shutdown);
         self.agent.push((total - p.mysqld_total()).max(0.0));
         self.batches.push(batches as f64);
+        if let Some(bytes) = redo_bytes.filter(|_| redo > 0.0) {
+            self.recovery_rate.push(bytes as f64 / redo);
+        }
         Some(p)
     }
 
@@ -371,6 +382,15 @@ impl Breakdown {
             Unit::Count,
             &self.batches,
         ));
+        s.push(Metric::from_series(
+            &format!("recovery_rate{suffix}"),
+            &with_prefix(
+                prefix,
+                "mysqld's own redo scan and apply, redo per second (apply-log's ceiling)",
+            ),
+            Unit::BytesPerSecond,
+            &self.recovery_rate,
+        ));
     }
 }
 
@@ -392,13 +412,9 @@ impl Baseline {
             return;
         };
         let copy = dir.with_extension("baseline");
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(dir)
-            .arg(&copy)
-            .status();
-        if !matches!(copied, Ok(s) if s.success()) {
-            self.times.fail(format!("cp -a {} failed", dir.display()));
+        if let Err(e) = copy_raw_backup(dir, &copy) {
+            self.times.fail(format!("copying {}: {e:#}", dir.display()));
+            remove_dir(&copy);
             return;
         }
         let older = crate::agent::Agent {
@@ -411,4 +427,25 @@ impl Baseline {
         self.times.record(run.map(|r| r.seconds()));
         remove_dir(&copy);
     }
+}
+
+/// The raw backup `dir` into `copy`, without what an apply-log of it left
+/// (`prepared/`, `prepared.partial/`): the other agent must prepare it
+/// from the raw files, not find it prepared already.
+fn copy_raw_backup(dir: &Path, copy: &Path) -> Result<()> {
+    std::fs::create_dir(copy)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "prepared" || name == "prepared.partial" {
+            continue;
+        }
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(entry.path())
+            .arg(copy)
+            .status()?;
+        anyhow::ensure!(status.success(), "cp -a {} failed", entry.path().display());
+    }
+    Ok(())
 }

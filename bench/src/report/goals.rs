@@ -1,0 +1,321 @@
+//! The performance goals (issue #15) against what a run measured: one row
+//! per goal with its measured median and whether it is met, and for a goal
+//! this run misses, what bounds it and why, with the figure that shows it.
+//! Pure: reads a [`Results`].
+
+use std::fmt::Write as _;
+
+use crate::results::{Metric, Results, Unit};
+
+/// A figure of one scenario: `ratio` says which table it is in.
+#[derive(Clone, Copy)]
+struct Figure {
+    scenario: &'static str,
+    key: &'static str,
+    ratio: bool,
+}
+
+const fn metric(scenario: &'static str, key: &'static str) -> Figure {
+    Figure {
+        scenario,
+        key,
+        ratio: false,
+    }
+}
+
+const fn ratio(scenario: &'static str, key: &'static str) -> Figure {
+    Figure {
+        scenario,
+        key,
+        ratio: true,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+struct Goal {
+    what: &'static str,
+    figure: Figure,
+    bound: Bound,
+    /// Why the goal can be out of reach on this machine, said when it is
+    /// missed, and the figure of the run that shows the limit.
+    limit: Option<(&'static str, Figure)>,
+}
+
+/// Any of these over the goal: the agent's peak RSS in every mode.
+const RSS_MODES: [&str; 4] = ["backup_main", "backup_small", "apply_log", "copy_back"];
+
+fn goals() -> Vec<Goal> {
+    vec![
+        Goal {
+            what: "server TPS during a default backup ÷ without",
+            figure: ratio("under_load", "tps_ratio"),
+            bound: Bound::AtLeast(0.85),
+            limit: None,
+        },
+        Goal {
+            what: "idle backup ÷ `cp -a`",
+            figure: ratio("idle_backup", "vs_cp"),
+            bound: Bound::AtMost(1.10),
+            limit: None,
+        },
+        Goal {
+            what: "idle backup ÷ `CLONE LOCAL`",
+            figure: ratio("idle_backup", "vs_clone"),
+            bound: Bound::AtMost(1.0),
+            limit: None,
+        },
+        Goal {
+            what: "apply-log redo rate (backups under load)",
+            figure: metric("apply_log", "redo_rate"),
+            bound: Bound::AtLeast(25e6),
+            limit: Some((
+                "apply-log replays the redo with MySQL's own crash recovery (the server's \
+                 mysqld on the working copy, for an exact result), so it cannot be faster than \
+                 that recovery's redo scan and apply alone",
+                metric("apply_log", "recovery_rate"),
+            )),
+        },
+        Goal {
+            what: "apply-log redo rate (heavy redo)",
+            figure: metric("apply_log", "redo_rate_heavy"),
+            bound: Bound::AtLeast(25e6),
+            limit: Some((
+                "as above: MySQL's own redo scan and apply of the heavy-redo backups",
+                metric("apply_log", "recovery_rate_heavy"),
+            )),
+        },
+        Goal {
+            what: "apply-log fixed overhead (all but redo scan and apply, heavy redo)",
+            figure: metric("apply_log", "fixed_heavy"),
+            bound: Bound::AtMost(3.0),
+            limit: Some((
+                "the raw backup is never changed, so apply-log first copies and checks every \
+                 data file into a working copy (a reflink where the file system has them; \
+                 ext4 has none), and mysqld's own start and clean shutdown come on top",
+                metric("apply_log", "phase_agent_heavy"),
+            )),
+        },
+        Goal {
+            what: "zstd, bytes per CPU-second (file://)",
+            figure: metric("throughput", "zstd_core"),
+            bound: Bound::AtLeast(300e6),
+            limit: None,
+        },
+        Goal {
+            what: "restore ÷ myloader",
+            figure: ratio("restore", "vs_myloader"),
+            bound: Bound::AtMost(0.1),
+            limit: None,
+        },
+    ]
+}
+
+/// The markdown section, or None when the run measured none of the goals'
+/// figures (a run of other scenarios only).
+pub fn render(r: &Results) -> Option<String> {
+    let mut rows = String::new();
+    let mut limits = String::new();
+    let mut any = false;
+    for goal in goals() {
+        let Some(m) = find(r, goal.figure) else {
+            continue;
+        };
+        any = true;
+        let median = m.outcome.median();
+        let met = median.map(|v| meets(goal.bound, v));
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {} | {} |",
+            goal.what,
+            bound_text(goal.bound, m.unit),
+            median.map_or("not measured".into(), |v| m.unit.format(v)),
+            verdict(met)
+        );
+        if let (Some(false), Some((why, shown_by))) = (met, goal.limit) {
+            let shown = find(r, shown_by)
+                .and_then(|l| {
+                    Some(format!(
+                        "{}: **{}**",
+                        l.label.trim(),
+                        l.unit.format(l.outcome.median()?)
+                    ))
+                })
+                .unwrap_or_else(|| "its figure was not measured".into());
+            let _ = writeln!(limits, "- *{}*: {why}. {shown}.", goal.what);
+        }
+    }
+    if let Some((worst, unit)) = worst_rss(r) {
+        any = true;
+        let met = meets(Bound::AtMost(200.0 * MIB), worst);
+        let _ = writeln!(
+            rows,
+            "| agent peak RSS, any mode | {} | {} | {} |",
+            bound_text(Bound::AtMost(200.0 * MIB), unit),
+            unit.format(worst),
+            verdict(Some(met))
+        );
+    }
+    if !any {
+        return None;
+    }
+    let mut md = String::from(
+        "## The performance goals\n\nIssue #15's goals against this run's medians (the rows below \
+         come from the scenarios' tables).\n\n| figure | goal | this run | met |\n|---|---|---:|---|\n",
+    );
+    md.push_str(&rows);
+    if !limits.is_empty() {
+        md.push_str("\nWhat bounds a goal this run missed:\n\n");
+        md.push_str(&limits);
+    }
+    md.push('\n');
+    Some(md)
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+fn find(r: &Results, f: Figure) -> Option<&Metric> {
+    let s = r.scenarios.iter().find(|s| s.id == f.scenario)?;
+    let table = if f.ratio { &s.ratios } else { &s.metrics };
+    table.iter().find(|m| m.key == f.key)
+}
+
+/// The highest median peak RSS of the modes scenario 6 measured.
+fn worst_rss(r: &Results) -> Option<(f64, Unit)> {
+    RSS_MODES
+        .iter()
+        .filter_map(|key| find(r, metric("rss", key)))
+        .filter_map(|m| Some((m.outcome.median()?, m.unit)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+fn meets(bound: Bound, value: f64) -> bool {
+    match bound {
+        Bound::AtLeast(goal) => value >= goal,
+        Bound::AtMost(goal) => value <= goal,
+    }
+}
+
+fn bound_text(bound: Bound, unit: Unit) -> String {
+    match bound {
+        Bound::AtLeast(goal) => format!("≥ {}", unit.format(goal)),
+        Bound::AtMost(goal) => format!("≤ {}", unit.format(goal)),
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "—",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::Scenario;
+    use crate::stats::Series;
+
+    fn series(values: &[f64]) -> Series {
+        let mut s = Series::new();
+        for v in values {
+            s.push(*v);
+        }
+        s
+    }
+
+    fn results(scenarios: Vec<Scenario>) -> Results {
+        Results {
+            date: "2026-12-07".into(),
+            size: "2G".into(),
+            started_at: String::new(),
+            total_seconds: 0.0,
+            command: String::new(),
+            repeat: 1,
+            machine: crate::machine::Machine {
+                cores: 2,
+                cpu_model: String::new(),
+                memory_bytes: 0,
+                kernel: String::new(),
+                os: String::new(),
+                disk: String::new(),
+                free: String::new(),
+                df: String::new(),
+            },
+            versions: Default::default(),
+            dataset: crate::results::Dataset {
+                plan: crate::plan::DatasetPlan {
+                    label: "2G".into(),
+                    bytes: 0,
+                    tables: 1,
+                    rows_per_table: 1,
+                },
+                sysbench_bytes: 0,
+                datadir_bytes: 0,
+                prepare_seconds: 0.0,
+            },
+            settings: Default::default(),
+            scenarios,
+            charts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_missed_goal_says_what_bounds_it_and_a_met_one_does_not() {
+        let mut under = Scenario::new("under_load", "2", "");
+        under.push(Metric::from_series(
+            "tps_during",
+            "d",
+            Unit::Tps,
+            &series(&[900.0]),
+        ));
+        under.push(Metric::from_series(
+            "tps_without",
+            "w",
+            Unit::Tps,
+            &series(&[1000.0]),
+        ));
+        under.ratio("tps_ratio", "r", "tps_during", "tps_without");
+        let mut apply = Scenario::new("apply_log", "3", "");
+        apply.push(Metric::from_series(
+            "redo_rate",
+            "rate",
+            Unit::BytesPerSecond,
+            &series(&[14e6]),
+        ));
+        apply.push(Metric::from_series(
+            "recovery_rate",
+            "  of which mysqld's own",
+            Unit::BytesPerSecond,
+            &series(&[18e6]),
+        ));
+        let md = render(&results(vec![under, apply])).unwrap();
+        assert!(
+            md.contains(
+                "| server TPS during a default backup ÷ without | ≥ 0.850× | 0.900× | yes |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| apply-log redo rate (backups under load) | ≥ 25.0 MB/s | 14.0 MB/s | **no** |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("of which mysqld's own: **18.0 MB/s**"), "{md}");
+        assert!(
+            !md.contains("heavy"),
+            "goals not measured are left out: {md}"
+        );
+    }
+
+    #[test]
+    fn a_run_without_any_goal_figure_has_no_section() {
+        assert!(render(&results(vec![Scenario::new("replay", "9", "")])).is_none());
+    }
+}
