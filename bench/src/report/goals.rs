@@ -244,12 +244,11 @@ mod tests {
     use crate::results::Scenario;
     use crate::stats::Series;
 
-    fn series(values: &[f64]) -> Series {
+    /// A metric of one measured value.
+    fn one(key: &str, label: &str, unit: Unit, value: f64) -> Metric {
         let mut s = Series::new();
-        for v in values {
-            s.push(*v);
-        }
-        s
+        s.push(value);
+        Metric::from_series(key, label, unit, &s)
     }
 
     fn results(scenarios: Vec<Scenario>) -> Results {
@@ -291,39 +290,15 @@ mod tests {
     #[test]
     fn a_missed_goal_says_what_bounds_it_and_a_met_one_does_not() {
         let mut under = Scenario::new("under_load", "2", "");
-        under.push(Metric::from_series(
-            "tps_during",
-            "d",
-            Unit::Tps,
-            &series(&[900.0]),
-        ));
-        under.push(Metric::from_series(
-            "tps_without",
-            "w",
-            Unit::Tps,
-            &series(&[1000.0]),
-        ));
+        under.push(one("tps_during", "d", Unit::Tps, 900.0));
+        under.push(one("tps_without", "w", Unit::Tps, 1000.0));
         under.ratio("tps_ratio", "r", "tps_during", "tps_without");
         let mut apply = Scenario::new("apply_log", "3", "");
-        apply.push(Metric::from_series(
-            "redo_rate",
-            "rate",
-            Unit::BytesPerSecond,
-            &series(&[14e6]),
-        ));
-        apply.push(Metric::from_series(
-            "recovery_rate",
-            "  of which mysqld's own",
-            Unit::BytesPerSecond,
-            &series(&[18e6]),
-        ));
+        let rate = Unit::BytesPerSecond;
+        apply.push(one("redo_rate", "rate", rate, 14e6));
+        apply.push(one("recovery_rate", "  of which mysqld's own", rate, 18e6));
         let mut peer = Scenario::new("peer", "7", "");
-        peer.push(Metric::from_series(
-            "redo_rate",
-            "--prepare",
-            Unit::BytesPerSecond,
-            &series(&[61e6]),
-        ));
+        peer.push(one("redo_rate", "--prepare", rate, 61e6));
         let md = render(&results(vec![under, apply, peer])).unwrap();
         assert!(
             md.contains("(same load, its own server) | ≥ 61.0 MB/s | 14.0 MB/s | **no** |"),
