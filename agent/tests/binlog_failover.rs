@@ -9,7 +9,7 @@
 //! `diverged` gap, reported and refused by name.
 
 mod support;
-use support::{agent, text};
+use support::{agent, restore_into, text};
 
 use std::path::Path;
 use std::process::Output;
@@ -321,22 +321,8 @@ async fn the_archive_continues_across_a_failover_and_a_restore_crosses_it_exactl
         "each transaction replayed once"
     );
     let datadir = work.path().join("restored");
-    let out = agent(&[
-        "copy-back",
-        "--backup-dir",
-        &backup_dir.display().to_string(),
-        "--datadir",
-        &datadir.display().to_string(),
-        "--new-server-uuid",
-    ])
-    .await;
-    assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
-    let mut restored = MysqlServer::builder()
-        .server_id(9)
-        .existing_datadir(&datadir)
-        .start()
-        .await
-        .unwrap();
+    let mut restored =
+        restore_into(&backup_dir, &datadir, MysqlServer::builder().server_id(9)).await;
     assert_eq!(gtid_executed(&restored).await, target);
     assert_eq!(restored.checksum_tables(TABLES).await.unwrap(), target_sums);
     restored.stop().await.unwrap();

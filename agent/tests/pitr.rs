@@ -11,7 +11,7 @@
 //! transaction and leaves the raw backup as it was.
 
 mod support;
-use support::{agent, text};
+use support::{agent, restore_into, text};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,27 +174,7 @@ async fn log_status(server: &MysqlServer) -> (String, u64, String) {
 
 /// Copies the prepared backup into a new datadir and starts it.
 async fn restore(dir: &Path, datadir: &Path, server_id: u32) -> MysqlServer {
-    let (dir, target) = (dir.display().to_string(), datadir.display().to_string());
-    let out = agent(&[
-        "copy-back",
-        "--backup-dir",
-        &dir,
-        "--datadir",
-        &target,
-        "--new-server-uuid",
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "copy-back failed:\n{}",
-        text(&out.stderr)
-    );
-    MysqlServer::builder()
-        .server_id(server_id)
-        .existing_datadir(datadir)
-        .start()
-        .await
-        .unwrap()
+    restore_into(dir, datadir, MysqlServer::builder().server_id(server_id)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -600,24 +580,14 @@ async fn a_replica_restored_to_a_point_replicates_again() {
     // Restored as the replica is restored in place: its replication
     // metadata is the backup's, nothing starts before the oracle says so.
     let datadir = work.path().join("restored");
-    let (dir_arg, target_arg) = (dir.display().to_string(), datadir.display().to_string());
-    let out = agent(&[
-        "copy-back",
-        "--backup-dir",
-        &dir_arg,
-        "--datadir",
-        &target_arg,
-        "--new-server-uuid",
-    ])
+    let restored = restore_into(
+        &dir,
+        &datadir,
+        MysqlServer::builder()
+            .server_id(20)
+            .extra("skip_replica_start=ON"),
+    )
     .await;
-    assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
-    let restored = MysqlServer::builder()
-        .server_id(20)
-        .extra("skip_replica_start=ON")
-        .existing_datadir(&datadir)
-        .start()
-        .await
-        .unwrap();
     steps.done("copy-back, start");
     // The channel is the replica's: its source, auto-positioned.
     let channel: Vec<(String, u16, u8)> = restored

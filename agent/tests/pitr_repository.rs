@@ -11,7 +11,7 @@
 //! for no orphan.
 
 mod support;
-use support::{agent, text};
+use support::{agent, restore_into, text};
 
 use std::path::Path;
 use std::process::Output;
@@ -112,23 +112,7 @@ async fn apply_log(repository: &Path, work: &Path, archive: &Path, stop: &[&str]
 
 /// copy-back of the prepared `work` into a new datadir, started.
 async fn restore(work: &Path, datadir: &Path, server_id: u32) -> MysqlServer {
-    let (work, target) = (work.display().to_string(), datadir.display().to_string());
-    let out = agent(&[
-        "copy-back",
-        "--backup-dir",
-        &work,
-        "--datadir",
-        &target,
-        "--new-server-uuid",
-    ])
-    .await;
-    assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
-    MysqlServer::builder()
-        .server_id(server_id)
-        .existing_datadir(datadir)
-        .start()
-        .await
-        .unwrap()
+    restore_into(work, datadir, MysqlServer::builder().server_id(server_id)).await
 }
 
 /// A snapshot of the repository's files (names and sizes): it must not change.

@@ -106,3 +106,27 @@ pub async fn agent(args: &[&str]) -> std::process::Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// `copy-back` of the prepared backup in `backup_dir` into the new
+/// `datadir` with a new server UUID, then `server` started on it.
+pub async fn restore_into(
+    backup_dir: &Path,
+    datadir: &Path,
+    server: innoxide_testkit::MysqlBuilder,
+) -> MysqlServer {
+    let (dir, target) = (
+        backup_dir.display().to_string(),
+        datadir.display().to_string(),
+    );
+    let out = agent(&[
+        "copy-back",
+        "--backup-dir",
+        &dir,
+        "--datadir",
+        &target,
+        "--new-server-uuid",
+    ])
+    .await;
+    assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
+    server.existing_datadir(datadir).start().await.unwrap()
+}
