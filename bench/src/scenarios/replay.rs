@@ -48,9 +48,13 @@ pub async fn run(b: &mut Bench) -> Result<Scenario> {
         .context("the write load whose binlogs are replayed")?;
     let target = b.source.gtid_executed().await?;
     let binlogs = b.scratch("replay-binlogs");
-    let (from_file, from_position) = manifest_binlog(&backup)?;
+    let manifest = manifest(&backup)?;
+    let (from_file, from_position) = binlog_point(&manifest)?;
     let files = copy_binlogs(b.source.datadir(), &binlogs, &from_file)?;
-    let backup_set = manifest_gtids(&backup)?;
+    let backup_set = manifest["gtid_executed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let transactions = count(&target)? - count(&backup_set)?;
     tracing::info!(transactions, files = files.len(), "9. replay");
 
@@ -149,22 +153,20 @@ fn copy_binlogs(datadir: &Path, to: &Path, first: &str) -> Result<Vec<PathBuf>> 
     Ok(files)
 }
 
-/// The backup's binlog coordinates (file, position).
-fn manifest_binlog(backup: &Path) -> Result<(String, u64)> {
+/// The backup's manifest, `innoxide.json`.
+fn manifest(backup: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(backup.join("innoxide.json"))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    let file = json["binlog_file"].as_str().unwrap_or_default().to_owned();
-    anyhow::ensure!(!file.is_empty(), "the backup names no binlog file");
-    Ok((file, json["binlog_position"].as_u64().unwrap_or(4)))
+    Ok(serde_json::from_str(&text)?)
 }
 
-fn manifest_gtids(backup: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(backup.join("innoxide.json"))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    Ok(json["gtid_executed"]
+/// The backup's binlog coordinates (file, position).
+fn binlog_point(manifest: &serde_json::Value) -> Result<(String, u64)> {
+    let file = manifest["binlog_file"]
         .as_str()
         .unwrap_or_default()
-        .to_owned())
+        .to_owned();
+    anyhow::ensure!(!file.is_empty(), "the backup names no binlog file");
+    Ok((file, manifest["binlog_position"].as_u64().unwrap_or(4)))
 }
 
 fn count(set: &str) -> Result<u64> {
