@@ -176,8 +176,9 @@ struct BackupArgs {
     throttle: Option<u64>,
     /// `adaptive`: slow the copy while the server's writes (INSERT, UPDATE,
     /// DELETE, COMMIT; from performance_schema) are slower than before the
-    /// backup, full speed on an idle server. `off`: copy at full speed (or
-    /// --throttle).
+    /// backup; full speed on an idle server, and for a copy of at most
+    /// 32 MiB (an incremental of a few changed pages). `off`: copy at full
+    /// speed (or --throttle).
     #[arg(long, value_enum, default_value_t = Pacing::Adaptive)]
     pacing: Pacing,
     /// Record how to make a restore a replica of this server's source.

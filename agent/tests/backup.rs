@@ -844,4 +844,45 @@ async fn the_pacing_signal_counts_prepared_writes_and_a_client_that_waits() {
     let waiting = statement_totals(&mut watcher).await.unwrap();
     assert_eq!(waiting.in_flight, 1, "{waiting:?}");
     sleeping.await.unwrap().unwrap();
+
+    // The agent's own sessions are not the server's load: a backup of an
+    // idle server advances its redo consumer every 50 ms and holds
+    // statements of its own running, and must still see an idle server.
+    let agent = innoxide_agent::mysql::ConnectOptions {
+        socket: Some(server.socket().to_owned()),
+        user: Some("root".into()),
+        ..Default::default()
+    };
+    let mut consumer = innoxide_agent::mysql::connect(&agent).await.unwrap();
+    let mut own_sleeper = innoxide_agent::mysql::connect(&agent).await.unwrap();
+    let own_sleep = tokio::spawn(async move { own_sleeper.query_drop("SELECT SLEEP(2)").await });
+    let quiet = statement_totals(&mut watcher).await.unwrap();
+    innoxide_agent::mysql::register_redo_consumer(&mut consumer)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let lsn: u64 = consumer
+            .query_first(
+                "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+                          WHERE VARIABLE_NAME = 'Innodb_redo_log_current_lsn'",
+            )
+            .await
+            .unwrap()
+            .map(|v: String| v.parse().unwrap())
+            .unwrap();
+        innoxide_agent::mysql::advance_redo_consumer(&mut consumer, lsn)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still_quiet = statement_totals(&mut watcher).await.unwrap();
+    assert_eq!(
+        (still_quiet.count, still_quiet.in_flight),
+        (quiet.count, 0),
+        "the agent's own sessions counted as load: {quiet:?} then {still_quiet:?}"
+    );
+    own_sleep.await.unwrap().unwrap();
+    innoxide_agent::mysql::unregister_redo_consumer(&mut consumer)
+        .await
+        .unwrap();
 }

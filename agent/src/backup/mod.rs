@@ -931,9 +931,10 @@ impl Backup<'_> {
             })
             .collect();
         jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
+        let bytes_to_read: u64 = jobs.iter().map(|j| j.0).sum();
         self.progress
             .bytes_total
-            .fetch_add(jobs.iter().map(|j| j.0).sum(), Ordering::Relaxed);
+            .fetch_add(bytes_to_read, Ordering::Relaxed);
         self.progress
             .files_total
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -942,7 +943,7 @@ impl Backup<'_> {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let throttle = Arc::new(Throttle::adjustable(self.options.throttle));
-        let _pacing = if self.options.adaptive_pacing {
+        let _pacing = if self.options.adaptive_pacing && pacing::worth_pacing(bytes_to_read) {
             pacing::Pacing::start(
                 &self.options.connect,
                 throttle.clone(),

@@ -71,6 +71,17 @@ const GROWTH: f64 = 1.25;
 /// 1/PROBE_EVERY longer for a baseline that stays true.
 pub const PROBE_EVERY: u32 = 10;
 
+/// A copy of at most this many bytes is not paced: the pacer would let it
+/// through in its first busy window anyway, and watching the server alone
+/// first ([`BEFORE_COPY`]) would cost a small copy (an incremental of a few
+/// changed pages) more than the copy itself.
+pub const SMALL_COPY: u64 = BUSY_START / 2;
+
+/// Whether a copy reading `bytes` is paced at all ([`SMALL_COPY`]).
+pub fn worth_pacing(bytes: u64) -> bool {
+    bytes > SMALL_COPY
+}
+
 /// Totals of the server's writing statements since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatementTotals {
@@ -219,16 +230,29 @@ impl Pacer {
 /// sum can pass 2^64), and how many statements other sessions are running
 /// now (`events_statements_current`, on by default; without it the count is
 /// 0 and a stall looks idle, as before this signal existed).
-const WRITING_STATEMENTS: &str = "SELECT CAST(SUM(COUNT_STAR) AS CHAR), \
-     CAST(SUM(SUM_TIMER_WAIT) AS CHAR), \
-     (SELECT CAST(COUNT(*) AS CHAR) FROM performance_schema.events_statements_current \
-      WHERE END_EVENT_ID IS NULL AND THREAD_ID <> PS_CURRENT_THREAD_ID()) \
-     FROM performance_schema.events_statements_summary_global_by_event_name \
-     WHERE EVENT_NAME IN ('statement/sql/insert', 'statement/sql/update', \
-     'statement/sql/delete', 'statement/sql/replace', 'statement/sql/commit', \
-     'statement/sql/insert_select', 'statement/sql/replace_select', \
-     'statement/sql/update_multi', 'statement/sql/delete_multi', \
-     'statement/sql/load', 'statement/sql/execute_sql', 'statement/com/Execute')";
+///
+/// The agent's own sessions (named by their `program_name` attribute) are
+/// not the server's load: a running statement of theirs (the backup lock
+/// waiting, the redo consumer advancing) is not counted in flight, and
+/// they send none of the counted statements.
+static WRITING_STATEMENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT CAST(SUM(COUNT_STAR) AS CHAR), \
+         CAST(SUM(SUM_TIMER_WAIT) AS CHAR), \
+         (SELECT CAST(COUNT(*) AS CHAR) FROM performance_schema.events_statements_current \
+          WHERE END_EVENT_ID IS NULL AND THREAD_ID <> PS_CURRENT_THREAD_ID() \
+          AND THREAD_ID NOT IN (SELECT t.THREAD_ID FROM performance_schema.threads t \
+           JOIN performance_schema.session_connect_attrs a ON a.PROCESSLIST_ID = t.PROCESSLIST_ID \
+           WHERE a.ATTR_NAME = 'program_name' AND a.ATTR_VALUE = '{}')) \
+         FROM performance_schema.events_statements_summary_global_by_event_name \
+         WHERE EVENT_NAME IN ('statement/sql/insert', 'statement/sql/update', \
+         'statement/sql/delete', 'statement/sql/replace', 'statement/sql/commit', \
+         'statement/sql/insert_select', 'statement/sql/replace_select', \
+         'statement/sql/update_multi', 'statement/sql/delete_multi', \
+         'statement/sql/load', 'statement/sql/execute_sql', 'statement/com/Execute')",
+        crate::mysql::PROGRAM_NAME
+    )
+});
 
 /// How long the server is watched alone before the copy starts, for the
 /// baseline: short, since an idle server's backup waits for it too.
@@ -237,7 +261,7 @@ const BEFORE_COPY: Duration = Duration::from_millis(150);
 /// One sample of the signal, None when performance_schema cannot give it.
 pub async fn statement_totals(conn: &mut Conn) -> Option<StatementTotals> {
     let row: Option<(Option<String>, Option<String>, Option<String>)> =
-        conn.query_first(WRITING_STATEMENTS).await.ok()?;
+        conn.query_first(WRITING_STATEMENTS.as_str()).await.ok()?;
     let (count, wait, in_flight) = row?;
     Some(StatementTotals {
         count: count?.parse().ok()?,
@@ -477,6 +501,14 @@ mod tests {
             assert_eq!(p.observe(t, 500 * MB, WINDOW), None);
             assert!(!p.probing());
         }
+    }
+
+    #[test]
+    fn a_copy_the_first_busy_window_would_let_through_is_not_paced() {
+        assert!(!worth_pacing(0));
+        assert!(!worth_pacing(SMALL_COPY));
+        assert!(worth_pacing(SMALL_COPY + 1));
+        assert_eq!(SMALL_COPY as f64, BUSY_START as f64 * WINDOW.as_secs_f64());
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod page_tracking;
 pub mod recovery;
 pub mod replay;
 
-pub use connect::{ConnectOptions, connect};
+pub use connect::{ConnectOptions, PROGRAM_NAME, connect};
 pub use facts::{ServerFacts, Version, from_variables as facts_from_variables};
 
 /// Builds [`ServerFacts`] from `(name, value)` pairs, for tests and fixtures.
@@ -269,9 +269,13 @@ pub async fn register_redo_consumer(conn: &mut Conn) -> Result<()> {
 
 /// Tells the server we have safely stored the redo log up to `lsn`. Like
 /// registration, the function answers non-zero rather than failing.
+///
+/// Sent as plain text, not as a prepared statement: the server counts each
+/// prepared execution as `statement/com/Execute`, which adaptive pacing
+/// reads as the clients' writes, and this runs every 50 ms of a backup.
 pub async fn advance_redo_consumer(conn: &mut Conn, lsn: u64) -> Result<()> {
     let answer: Option<i64> = conn
-        .exec_first("SELECT innodb_redo_log_consumer_advance(?)", (lsn,))
+        .query_first(format!("SELECT innodb_redo_log_consumer_advance({lsn})"))
         .await
         .map_err(stmt("innodb_redo_log_consumer_advance()"))?;
     match answer {
