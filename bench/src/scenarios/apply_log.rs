@@ -295,6 +295,9 @@ struct Breakdown {
     rollback: Series,
     shutdown: Series,
     agent: Series,
+    /// mysqld's own time around the recovery: everything it did but the
+    /// redo scan and apply (the floor of apply-log's fixed overhead).
+    mysqld_fixed: Series,
     batches: Series,
     /// Redo bytes ÷ the redo scan and apply phase: how fast the server's
     /// own crash recovery goes, the ceiling of apply-log's rate.
@@ -316,7 +319,12 @@ impl Breakdown {
             .and_then(phases)
         else {
             let why = format!("no phases in {}", log.display());
-            for series in [&mut self.start, &mut self.redo, &mut self.agent] {
+            for series in [
+                &mut self.start,
+                &mut self.redo,
+                &mut self.agent,
+                &mut self.mysqld_fixed,
+            ] {
                 series.fail(why.clone());
             }
             return None;
@@ -335,6 +343,7 @@ impl Breakdown {
         self.rollback.push(rollback);
         self.shutdown.push(shutdown);
         self.agent.push((total - p.mysqld_total()).max(0.0));
+        self.mysqld_fixed.push(p.mysqld_total() - redo);
         self.batches.push(batches as f64);
         if let Some(bytes) = redo_bytes.filter(|_| redo > 0.0) {
             self.recovery_rate.push(bytes as f64 / redo);
@@ -368,6 +377,11 @@ impl Breakdown {
                 &self.rollback,
             ),
             ("phase_shutdown", "  of which the shutdown", &self.shutdown),
+            (
+                "phase_mysqld_fixed",
+                "  mysqld's own start and shutdown (all its phases but the redo scan and apply)",
+                &self.mysqld_fixed,
+            ),
         ] {
             s.push(Metric::from_series(
                 &format!("{key}{suffix}"),
