@@ -3,7 +3,9 @@
 //!
 //! - Only a prepared backup: a raw one is refused with "run apply-log first".
 //! - Only an intact one: every prepared file is checked against apply-log's
-//!   seal ([`prepare::sums`]) before the datadir is touched.
+//!   seal ([`prepare::sums`]); a damaged one leaves the datadir as it was
+//!   (move-back checks before its first rename, copy-back while it copies,
+//!   taking back all it placed when the check fails).
 //! - Only into an empty or absent datadir, unless forced; even forced, no
 //!   existing file is ever overwritten.
 //! - Files go where the source had them ([`plan`]); `#innodb_redo` is
@@ -62,6 +64,14 @@ pub enum Error {
     #[error(transparent)]
     Damaged(#[from] prepare::sums::SumsError),
     #[error(
+        "{damage}; copy-back could not take back what it had placed ({left}): remove those \
+         files before restoring again"
+    )]
+    NotTakenBack {
+        damage: prepare::sums::SumsError,
+        left: String,
+    },
+    #[error(
         "the datadir {0} is not empty: restore into an empty or new folder (or pass --force to add \
          to it; existing files are never overwritten)"
     )]
@@ -105,12 +115,19 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         return Err(Error::NotEmpty(datadir));
     }
     let files = fileops::list_files(&prepared)?;
-    // Every prepared file is checked against apply-log's seal before the
-    // first one goes into the datadir: a damaged copy changes nothing.
+    // Every prepared file is checked against apply-log's seal, and a
+    // damaged one changes nothing. move-back checks before its first
+    // rename (the renames take away the files the check reads); copy-back
+    // checks while it copies, both reading the same bytes from the page
+    // cache, and takes back everything it placed when a file is damaged.
     let (checked, list) = (prepared.clone(), files.clone());
-    tokio::task::spawn_blocking(move || prepare::sums::check(&checked, &list))
-        .await
-        .expect("the check task does not panic")?;
+    let check = tokio::task::spawn_blocking(move || prepare::sums::check(&checked, &list));
+    let check_alongside = if options.move_files {
+        check.await.expect("the check task does not panic")?;
+        None
+    } else {
+        Some(check)
+    };
     // A datadir rebuilt from a chain holds the files of its last backup.
     let mut manifest = manifest;
     if let Some(chain) = prepare::incremental::read_chain(&prepared)? {
@@ -130,12 +147,30 @@ pub async fn copy_back(options: &CopyBackOptions) -> Result<CopyBackReport, Erro
         return Err(Error::TargetExists(taken.to.clone()));
     }
 
+    let redo = datadir.join(plan::REDO_DIR);
+    let new_dirs = place::missing_folders_with(&plan, &[&datadir, &redo]);
+    let plan = std::sync::Arc::new(plan);
     let (options, source) = (options.clone(), prepared.clone());
-    let target = datadir.clone();
-    let report =
-        tokio::task::spawn_blocking(move || place_all(&options, &source, &target, &plan, owner))
+    let (target, placing) = (datadir.clone(), plan.clone());
+    let placed =
+        tokio::task::spawn_blocking(move || place_all(&options, &source, &target, &placing, owner))
             .await
-            .expect("the copy task does not panic")?;
+            .expect("the copy task does not panic");
+    if let Some(check) = check_alongside
+        && let Err(damaged) = check.await.expect("the check task does not panic")
+    {
+        if placed.is_ok() {
+            let left = place::take_back(&plan, &new_dirs);
+            if !left.is_empty() {
+                return Err(Error::NotTakenBack {
+                    damage: damaged,
+                    left: left.join(", "),
+                });
+            }
+        }
+        return Err(damaged.into());
+    }
+    let report = placed?;
     tracing::info!(
         files = report.files,
         reflinked = report.reflinked,

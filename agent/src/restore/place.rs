@@ -262,6 +262,45 @@ fn create_parent(to: &Path) -> Result<(), FileError> {
     }
 }
 
+/// Takes back a restore that [`place_all`] finished but that must not
+/// stand (a file turned out damaged): removes every file of the plan (each
+/// was created by this run: targets are created `O_EXCL`), then the
+/// folders of `new_dirs` that are empty again. Returns what it could not
+/// remove.
+pub(crate) fn take_back(plan: &Plan, new_dirs: &[PathBuf]) -> Vec<String> {
+    let mut left = Vec::new();
+    for p in &plan.placements {
+        match std::fs::remove_file(&p.to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(file = %p.to.display(), error = %e, "cannot take back a placed file");
+                left.push(p.to.display().to_string());
+            }
+        }
+    }
+    for dir in new_dirs {
+        // Not empty means someone else put something there: it stays.
+        let _ = std::fs::remove_dir(dir);
+    }
+    left
+}
+
+/// The folders the plan needs that do not exist yet, and those of `also`
+/// that do not, deepest first: the ones an undo removes again.
+pub(crate) fn missing_folders_with(plan: &Plan, also: &[&Path]) -> Vec<PathBuf> {
+    let mut missing: BTreeSet<PathBuf> = missing_folders(plan).into_iter().collect();
+    for dir in also {
+        for dir in dir.ancestors() {
+            if dir.as_os_str().is_empty() || dir.symlink_metadata().is_ok() {
+                break;
+            }
+            missing.insert(dir.to_owned());
+        }
+    }
+    missing.into_iter().rev().collect()
+}
+
 /// The folders the plan needs that do not exist yet, deepest first: the
 /// ones an undo removes again.
 fn missing_folders(plan: &Plan) -> Vec<PathBuf> {
