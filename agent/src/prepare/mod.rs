@@ -583,18 +583,15 @@ impl Work<'_> {
     }
 
     async fn run(&self) -> Result<ApplyLogReport, Error> {
-        let (reflinked, copied, written) = self.copy_data_files().await?;
-        tracing::info!(reflinked, copied, "data files in the working copy");
-        // The copies reach the disk while the redo is made and mysqld
-        // recovers (it reads them from the page cache meanwhile), not
-        // before: the result is sealed only once they have.
-        let synced = tokio::task::spawn_blocking(move || sync_files(&written));
-        if let Some(chain) = self.chain {
-            let overlaid = self.overlay(chain).await?;
-            tracing::info!(?overlaid, "tablespaces rebuilt from the chain");
-        }
+        // The data files and the redo file come from different parts of the
+        // backup and go to different places, so they are made at once: the
+        // redo's check and write overlap the copies'. Both run to their end
+        // even when one fails, so that no task still writes in the working
+        // copy once this returns.
+        let (files, redo) = tokio::join!(self.make_data_files(), self.synthesize_redo());
+        let (reflinked, copied, synced) = files?;
+        let redo = redo?;
         self.write_auto_cnf()?;
-        let redo = self.synthesize_redo().await?;
         tracing::info!(
             checkpoint = redo.checkpoint_lsn,
             last_lsn = redo.last_lsn,
@@ -615,6 +612,25 @@ impl Work<'_> {
             files_copied: copied,
             replay_seconds: settled.replay_seconds,
         })
+    }
+
+    /// The working copy's data files, copied (and for a chain, rebuilt by
+    /// overlay): how many were reflinked and copied, and the task that
+    /// syncs the copies.
+    async fn make_data_files(
+        &self,
+    ) -> Result<(usize, usize, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+        let (reflinked, copied, written) = self.copy_data_files().await?;
+        tracing::info!(reflinked, copied, "data files in the working copy");
+        // The copies reach the disk while the redo is made and mysqld
+        // recovers (it reads them from the page cache meanwhile), not
+        // before: the result is sealed only once they have.
+        let synced = tokio::task::spawn_blocking(move || sync_files(&written));
+        if let Some(chain) = self.chain {
+            let overlaid = self.overlay(chain).await?;
+            tracing::info!(?overlaid, "tablespaces rebuilt from the chain");
+        }
+        Ok((reflinked, copied, synced))
     }
 
     /// Every data file of the backup (tablespaces, non-InnoDB files, the
