@@ -12,6 +12,7 @@
 //! encrypted incremental in a folder that names it by URL.
 
 mod support;
+use support::text;
 
 use std::path::Path;
 use std::process::Output;
@@ -61,10 +62,6 @@ async fn agent(args: &[&str]) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 async fn agent_ok(args: &[&str]) -> String {
@@ -455,21 +452,8 @@ async fn chain_with_ddl_under_load(method: ChangedPages) {
     }
 
     let datadir = work.path().join("restored");
-    agent_ok(&[
-        "copy-back",
-        "--backup-dir",
-        &full_arg,
-        "--datadir",
-        &datadir.display().to_string(),
-        "--new-server-uuid",
-    ])
-    .await;
-    let restored = MysqlServer::builder()
-        .server_id(2)
-        .existing_datadir(&datadir)
-        .start()
-        .await
-        .unwrap();
+    let restored =
+        support::restore_into(&full, &datadir, MysqlServer::builder().server_id(2)).await;
     steps.done("copy-back, restored server started");
     let dropped: u64 = restored
         .query_scalar(
@@ -758,21 +742,8 @@ async fn an_encrypted_chain_across_s3_and_a_folder_restores_exactly() {
     steps.done("fetch, apply-log, apply-incremental-backup");
 
     let datadir = work.path().join("restored");
-    agent_ok(&[
-        "copy-back",
-        "--backup-dir",
-        &full_dir.display().to_string(),
-        "--datadir",
-        &datadir.display().to_string(),
-        "--new-server-uuid",
-    ])
-    .await;
-    let restored = MysqlServer::builder()
-        .server_id(2)
-        .existing_datadir(&datadir)
-        .start()
-        .await
-        .unwrap();
+    let restored =
+        support::restore_into(&full_dir, &datadir, MysqlServer::builder().server_id(2)).await;
     let verdict = oracle::check(OracleInput {
         source: &source,
         restored: &restored,

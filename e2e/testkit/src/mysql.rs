@@ -300,6 +300,15 @@ impl MysqlServer {
         result.with_context(|| format!("running {}", abbreviate(sql)))
     }
 
+    /// Runs one statement and gives back the rows it changed (a row an
+    /// UPDATE writes back unchanged does not count).
+    pub async fn exec_affected(&self, sql: &str) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let result = conn.query_drop(sql).await.map(|()| conn.affected_rows());
+        let _ = conn.disconnect().await;
+        result.with_context(|| format!("running {}", abbreviate(sql)))
+    }
+
     /// The first column of the first row; an error when there is no row.
     pub async fn query_scalar<T: FromValue + Send + 'static>(&self, sql: &str) -> Result<T> {
         let mut conn = self.conn().await?;
