@@ -59,7 +59,7 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
     let runs = format!("median of {} runs, whiskers min–max", r.repeat);
     let mut charts = Vec::new();
 
-    let ratios: Vec<Bar> = r
+    let mut ratios: Vec<Bar> = r
         .scenarios
         .iter()
         .flat_map(|s| &s.ratios)
@@ -74,6 +74,9 @@ pub fn charts_of(r: &Results) -> Vec<Chart> {
             subject: m.subject,
         })
         .collect();
+    // The peer's ratios are of another server: last, under their own
+    // heading, whatever scenarios come after the peer's.
+    ratios.sort_by_key(|bar| bar.subject == Subject::Peer);
     if !ratios.is_empty() {
         charts.push(Chart {
             name: "summary".into(),

@@ -302,6 +302,9 @@ struct Breakdown {
     /// Redo bytes ÷ the redo scan and apply phase: how fast the server's
     /// own crash recovery goes, the ceiling of apply-log's rate.
     recovery_rate: Series,
+    /// Redo bytes ÷ all of mysqld's time (start to clean shutdown): what
+    /// apply-log would reach if the agent's own work took no time.
+    server_rate: Series,
 }
 
 impl Breakdown {
@@ -347,6 +350,7 @@ impl Breakdown {
         self.batches.push(batches as f64);
         if let Some(bytes) = redo_bytes.filter(|_| redo > 0.0) {
             self.recovery_rate.push(bytes as f64 / redo);
+            self.server_rate.push(bytes as f64 / p.mysqld_total());
         }
         Some(p)
     }
@@ -404,6 +408,16 @@ impl Breakdown {
             ),
             Unit::BytesPerSecond,
             &self.recovery_rate,
+        ));
+        s.push(Metric::from_series(
+            &format!("server_rate{suffix}"),
+            &with_prefix(
+                prefix,
+                "mysqld's whole recovery run (start to clean shutdown), redo per second \
+                 (apply-log's ceiling were its own work free)",
+            ),
+            Unit::BytesPerSecond,
+            &self.server_rate,
         ));
     }
 }
