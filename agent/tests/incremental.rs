@@ -144,31 +144,6 @@ fn fill(table: &str, n: u32) -> String {
     )
 }
 
-/// Waits until the server's checkpoint reaches its LSN of now: the pages
-/// changed before are flushed, so tracking has recorded them (an idle test
-/// server may otherwise have recorded nothing since the last backup, which
-/// the server answers as "not tracked").
-async fn checkpoint_passes_now(server: &MysqlServer) {
-    let lsn = |name: &'static str| async move {
-        server
-            .query_scalar::<u64>(&format!(
-                "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-                 WHERE VARIABLE_NAME = '{name}'"
-            ))
-            .await
-            .unwrap()
-    };
-    let now = lsn("Innodb_redo_log_current_lsn").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lsn("Innodb_redo_log_checkpoint_lsn").await < now {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past LSN {now} in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The server's page lists (`#meb/*.idx`) left in its datadir.
 fn page_lists_left(server: &MysqlServer) -> Vec<String> {
     std::fs::read_dir(server.datadir().join("#meb"))
@@ -596,7 +571,7 @@ async fn page_track_is_refused_naming_why_when_tracking_does_not_cover_the_base(
 
     // From that point on, tracking serves the next incremental.
     exec_all(&source, &["UPDATE shop.t SET n = n + 1 WHERE id % 11 = 0"]).await;
-    checkpoint_passes_now(&source).await;
+    support::checkpoint_passes_now(&source).await;
     let tracked_dir = work.path().join("tracked");
     let args = page_track(&scanned_dir, &tracked_dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
