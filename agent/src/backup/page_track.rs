@@ -25,13 +25,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
 
 use super::Error;
 use super::incremental::Base;
 use crate::meta::ChangedPages;
-use crate::mysql::page_tracking::{self, RANGE_NOT_TRACKED, Tracking};
+use crate::mysql::{
+    self,
+    page_tracking::{self, RANGE_NOT_TRACKED, Tracking},
+};
 
 /// Where the server writes the page lists, under its datadir.
 const LIST_DIR: &str = "#meb";
@@ -232,27 +236,80 @@ async fn fetch(
             base.reference.location
         )));
     }
-    // Tracking that has recorded nothing since `from` answers "not
-    // tracked" too; reading from where tracking began is then still exact
-    // (a longer list, filtered by LSN).
-    for start in [from, tracked_from] {
-        match read_list(conn, datadir, start).await? {
+    // Tracking records a page when the server flushes it, so it answers
+    // only up to the server's last checkpoint: an incremental taken seconds
+    // after its base can ask before the server has checkpointed past the
+    // base's start, and is then told "not tracked". It waits for that
+    // checkpoint (a little), then asks once more.
+    let mut waited = false;
+    loop {
+        match read_from(conn, datadir, from, tracked_from).await? {
             Ok(list) => return Ok(Ok(list)),
-            Err(code) if code == RANGE_NOT_TRACKED && start != tracked_from => continue,
-            Err(code) if code == RANGE_NOT_TRACKED => {
-                return Ok(Err(format!(
-                    "the server's page tracking does not cover LSN {from} to now without a gap \
-                     (was it stopped and started again, or has it recorded nothing yet?)"
-                )));
-            }
-            Err(code) => {
+            Err(code) if code != RANGE_NOT_TRACKED => {
                 return Ok(Err(format!(
                     "mysqlbackup_page_track_get_changed_pages() answered {code}"
                 )));
             }
+            Err(_) => {}
         }
+        let checkpoint = mysql::checkpoint_lsn(conn).await?;
+        if waited || checkpoint > from {
+            return Ok(Err(format!(
+                "the server's page tracking does not cover LSN {from} to now without a gap \
+                 (was it stopped and started again?)"
+            )));
+        }
+        tracing::info!(
+            from,
+            checkpoint,
+            "page tracking lists pages up to the server's last checkpoint: waiting for it to pass"
+        );
+        if !checkpoint_passes(conn, from).await? {
+            return Ok(Err(format!(
+                "the server has not checkpointed past LSN {from}, where the pages are needed \
+                 from, in {} s (its checkpoint was at LSN {checkpoint}); page tracking \
+                 records a page when the server flushes it, so it cannot list them yet",
+                CHECKPOINT_WAIT.as_secs()
+            )));
+        }
+        waited = true;
     }
-    unreachable!("the loop returns on its last start")
+}
+
+/// How long an incremental waits for the server's checkpoint to pass the
+/// LSN its pages are needed from.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the server's checkpoint passes `lsn` within [`CHECKPOINT_WAIT`].
+async fn checkpoint_passes(conn: &mut Conn, lsn: u64) -> Result<bool, Error> {
+    let deadline = Instant::now() + CHECKPOINT_WAIT;
+    loop {
+        if mysql::checkpoint_lsn(conn).await? > lsn {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The list from `from`, or, when tracking has recorded nothing since
+/// `from` (answered as "not tracked" too), from where tracking began:
+/// still exact, a longer list filtered by LSN. `Err` is the server's
+/// answer to the last of them.
+async fn read_from(
+    conn: &mut Conn,
+    datadir: &Path,
+    from: u64,
+    tracked_from: u64,
+) -> Result<Result<ChangedPageList, i64>, Error> {
+    match read_list(conn, datadir, from).await? {
+        Err(code) if code == RANGE_NOT_TRACKED && from != tracked_from => {
+            read_list(conn, datadir, tracked_from).await
+        }
+        answer => Ok(answer),
+    }
 }
 
 /// Has the server write the list from `from_lsn`, reads it and removes it

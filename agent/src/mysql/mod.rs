@@ -307,6 +307,25 @@ pub async fn redo_log_enabled(conn: &mut Conn) -> Result<bool> {
     Ok(!matches!(value.as_deref(), Some("OFF")))
 }
 
+/// The LSN of the server's last checkpoint (`Innodb_redo_log_checkpoint_lsn`):
+/// every change before it is on disk.
+pub async fn checkpoint_lsn(conn: &mut Conn) -> Result<u64> {
+    let value: Option<String> = conn
+        .query_first(
+            "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+             WHERE VARIABLE_NAME = 'Innodb_redo_log_checkpoint_lsn'",
+        )
+        .await
+        .map_err(stmt("read Innodb_redo_log_checkpoint_lsn"))?;
+    value
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .ok_or(Error::Unexpected {
+            what: "Innodb_redo_log_checkpoint_lsn",
+            detail: format!("answered {value:?}"),
+        })
+}
+
 /// Makes InnoDB write and flush its redo log up to the current LSN, so the
 /// redo copier can read everything up to the consistent point from the files.
 pub async fn flush_engine_logs(conn: &mut Conn) -> Result<()> {
