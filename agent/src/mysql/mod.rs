@@ -297,26 +297,27 @@ pub async fn unregister_redo_consumer(conn: &mut Conn) -> Result<()> {
 /// INNODB REDO_LOG`. That statement waits for the backup lock, so once it
 /// is held the answer cannot change under the backup.
 pub async fn redo_log_enabled(conn: &mut Conn) -> Result<bool> {
-    let value: Option<String> = conn
-        .query_first(
-            "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-             WHERE VARIABLE_NAME = 'Innodb_redo_log_enabled'",
-        )
-        .await
-        .map_err(stmt("read Innodb_redo_log_enabled"))?;
+    let value = global_status(conn, "Innodb_redo_log_enabled").await?;
     Ok(!matches!(value.as_deref(), Some("OFF")))
+}
+
+/// One global status variable's value, None when the server has no such
+/// variable.
+async fn global_status(conn: &mut Conn, name: &'static str) -> Result<Option<String>> {
+    // Text, not a prepared statement: `name` is one of ours, and text keeps
+    // the agent's own statements simple to tell apart in the server's
+    // statement counters.
+    conn.query_first(format!(
+        "SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = '{name}'"
+    ))
+    .await
+    .map_err(stmt(name))
 }
 
 /// The LSN of the server's last checkpoint (`Innodb_redo_log_checkpoint_lsn`):
 /// every change before it is on disk.
 pub async fn checkpoint_lsn(conn: &mut Conn) -> Result<u64> {
-    let value: Option<String> = conn
-        .query_first(
-            "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-             WHERE VARIABLE_NAME = 'Innodb_redo_log_checkpoint_lsn'",
-        )
-        .await
-        .map_err(stmt("read Innodb_redo_log_checkpoint_lsn"))?;
+    let value = global_status(conn, "Innodb_redo_log_checkpoint_lsn").await?;
     value
         .as_deref()
         .and_then(|v| v.parse().ok())
