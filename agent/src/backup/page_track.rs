@@ -241,38 +241,36 @@ async fn fetch(
     // after its base can ask before the server has checkpointed past the
     // base's start, and is then told "not tracked". It waits for that
     // checkpoint (a little), then asks once more.
-    let mut waited = false;
-    loop {
-        match read_from(conn, datadir, from, tracked_from).await? {
-            Ok(list) => return Ok(Ok(list)),
-            Err(code) if code != RANGE_NOT_TRACKED => {
+    let mut answer = read_from(conn, datadir, from, tracked_from).await?;
+    if matches!(answer, Err(RANGE_NOT_TRACKED)) {
+        let checkpoint = mysql::checkpoint_lsn(conn).await?;
+        if checkpoint <= from {
+            tracing::info!(
+                from,
+                checkpoint,
+                "page tracking lists pages up to the server's last checkpoint: waiting for it to pass"
+            );
+            if !checkpoint_passes(conn, from).await? {
                 return Ok(Err(format!(
-                    "mysqlbackup_page_track_get_changed_pages() answered {code}"
+                    "the server has not checkpointed past LSN {from}, where the pages are needed \
+                     from, in {} s (its checkpoint was at LSN {checkpoint}); page tracking \
+                     records a page when the server flushes it, so it cannot list them yet",
+                    CHECKPOINT_WAIT.as_secs()
                 )));
             }
-            Err(_) => {}
+            answer = read_from(conn, datadir, from, tracked_from).await?;
         }
-        let checkpoint = mysql::checkpoint_lsn(conn).await?;
-        if waited || checkpoint > from {
-            return Ok(Err(format!(
-                "the server's page tracking does not cover LSN {from} to now without a gap \
-                 (was it stopped and started again?)"
-            )));
-        }
-        tracing::info!(
-            from,
-            checkpoint,
-            "page tracking lists pages up to the server's last checkpoint: waiting for it to pass"
-        );
-        if !checkpoint_passes(conn, from).await? {
-            return Ok(Err(format!(
-                "the server has not checkpointed past LSN {from}, where the pages are needed \
-                 from, in {} s (its checkpoint was at LSN {checkpoint}); page tracking \
-                 records a page when the server flushes it, so it cannot list them yet",
-                CHECKPOINT_WAIT.as_secs()
-            )));
-        }
-        waited = true;
+    }
+    match answer {
+        Ok(list) => Ok(Ok(list)),
+        // Not tracked with the checkpoint past `from`: a real gap.
+        Err(RANGE_NOT_TRACKED) => Ok(Err(format!(
+            "the server's page tracking does not cover LSN {from} to now without a gap \
+             (was it stopped and started again?)"
+        ))),
+        Err(code) => Ok(Err(format!(
+            "mysqlbackup_page_track_get_changed_pages() answered {code}"
+        ))),
     }
 }
 
