@@ -1321,7 +1321,7 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     // Page tracking answers only up to the server's last checkpoint, and a
     // test server under light load may not checkpoint past the full's mark
     // for a while: wait, as an incremental taken an hour later would.
-    support::checkpoint_passes_now(&server).await;
+    server.checkpoint_passes_now().await.unwrap();
     let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
     client
         .start_backup(backup(
@@ -1333,7 +1333,7 @@ async fn an_incremental_continues_its_base_in_s3_and_stages_back_with_its_whole_
     let inc1 = watch_to_end(&mut client, "inc-1").await.pop().unwrap();
     assert_eq!(state(&inc1), pb::OperationState::Succeeded, "{inc1:?}");
     load.wait().await.unwrap();
-    support::checkpoint_passes_now(&server).await;
+    server.checkpoint_passes_now().await.unwrap();
     let load = bench.run_background(2, Duration::from_secs(6)).unwrap();
     client
         .start_backup(backup(

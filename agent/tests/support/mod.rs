@@ -130,29 +130,3 @@ pub async fn restore_into(
     assert!(out.status.success(), "copy-back:\n{}", text(&out.stderr));
     server.existing_datadir(datadir).start().await.unwrap()
 }
-
-/// Waits until the server's checkpoint reaches its LSN of now: the pages
-/// changed before are flushed, so tracking has recorded them (an idle test
-/// server may otherwise have recorded nothing since the last backup, which
-/// the server answers as "not tracked").
-pub async fn checkpoint_passes_now(server: &MysqlServer) {
-    use std::time::{Duration, Instant};
-    let lsn = |name: &'static str| async move {
-        server
-            .query_scalar::<u64>(&format!(
-                "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-                 WHERE VARIABLE_NAME = '{name}'"
-            ))
-            .await
-            .unwrap()
-    };
-    let now = lsn("Innodb_redo_log_current_lsn").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lsn("Innodb_redo_log_checkpoint_lsn").await < now {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past LSN {now} in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}

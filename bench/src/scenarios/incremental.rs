@@ -8,7 +8,6 @@
 //! against the restore of the full alone (apply-log, copy-back).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -353,33 +352,5 @@ async fn change_one_percent(b: &Bench, step: u64) -> Result<()> {
         }
     }
     settle(&b.source).await?;
-    checkpoint_passes_now(b).await
-}
-
-/// Waits (at most a minute) until the checkpoint reaches the LSN of now.
-async fn checkpoint_passes_now(b: &Bench) -> Result<()> {
-    let status = |name: &'static str| {
-        format!(
-            "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-             WHERE VARIABLE_NAME = '{name}'"
-        )
-    };
-    let now: u64 = b
-        .source
-        .query_scalar(&status("Innodb_redo_log_current_lsn"))
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let checkpoint: u64 = b
-            .source
-            .query_scalar(&status("Innodb_redo_log_checkpoint_lsn"))
-            .await?;
-        if checkpoint >= now {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the checkpoint stayed at {checkpoint}, before {now}, for a minute");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    b.source.checkpoint_passes_now().await
 }

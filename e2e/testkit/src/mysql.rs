@@ -309,6 +309,35 @@ impl MysqlServer {
         result.with_context(|| format!("running {}", abbreviate(sql)))
     }
 
+    /// Waits (at most a minute) until the server's checkpoint reaches its LSN
+    /// of now: the pages changed before are flushed, so page tracking, which
+    /// records a page when it is flushed, has recorded them, as an
+    /// incremental taken hours later finds them.
+    pub async fn checkpoint_passes_now(&self) -> Result<()> {
+        let status = |name: &str| {
+            format!(
+                "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+                 WHERE VARIABLE_NAME = '{name}'"
+            )
+        };
+        let now: u64 = self
+            .query_scalar(&status("Innodb_redo_log_current_lsn"))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let checkpoint: u64 = self
+                .query_scalar(&status("Innodb_redo_log_checkpoint_lsn"))
+                .await?;
+            if checkpoint >= now {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the checkpoint stayed at {checkpoint}, before {now}, for a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The first column of the first row; an error when there is no row.
     pub async fn query_scalar<T: FromValue + Send + 'static>(&self, sql: &str) -> Result<T> {
         let mut conn = self.conn().await?;
